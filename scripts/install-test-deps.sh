@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh machine; a no-op when already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! python3 -c 'import moto, flask, helm_sdk' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi
+command -v moto_server >/dev/null || { echo "moto_server not on PATH after install" >&2; exit 1; }

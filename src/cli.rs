@@ -1,0 +1,399 @@
+//! The command line: every subcommand's flags, each also readable from an `IRSA_*` env var.
+//!
+//! Flags shared by `irsa mutate` and `irsa webhook` live in [`MutationArgs`] so the two can
+//! never drift apart: `irsa mutate` prints exactly what the webhook would do.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::mutate::{self, config::DEFAULT_TOKEN_MOUNT_PATH};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "irsa",
+    version,
+    about = "IAM Roles for Service Accounts for Kubernetes",
+    long_about = "IAM Roles for Service Accounts for Kubernetes: a mutating admission webhook that \
+                  injects web-identity credentials into pods, a controller that reconciles IAM \
+                  trust policies, and a doctor that explains why a pod cannot assume its role."
+)]
+pub struct Cli {
+    /// Log format: `auto` is human on a terminal and JSON otherwise.
+    #[arg(long, env = "IRSA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the mutating admission webhook over TLS, plus health and metrics.
+    Webhook(WebhookArgs),
+    /// Reconcile the IAM OIDC provider and role trust policies.
+    Controller(ControllerArgs),
+    /// Diagnose why a ServiceAccount or Pod can or cannot assume its role.
+    Doctor(DoctorArgs),
+    /// Offline: print the Pod (or JSON patch) exactly as the webhook would mutate it.
+    Mutate(MutateArgs),
+    /// Offline: print the trust policy the controller would write, with its size.
+    TrustPolicy(TrustPolicyArgs),
+    /// Print the CustomResourceDefinitions (the source of `crds/`).
+    Crd(CrdArgs),
+}
+
+/// The knobs of the pod mutation, shared by `irsa mutate` and `irsa webhook`.
+#[derive(Debug, Clone, Args)]
+pub struct MutationArgs {
+    /// Annotation prefix of the ServiceAccount/Pod annotations (`<prefix>/role-arn`, ...).
+    #[arg(long, env = "IRSA_ANNOTATION_PREFIX", default_value = mutate::config::DEFAULT_ANNOTATION_PREFIX)]
+    pub annotation_prefix: String,
+
+    /// Default audience of the projected token when the SA has no `<prefix>/audience`.
+    #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = mutate::config::DEFAULT_AUDIENCE)]
+    pub token_audience: String,
+
+    /// Where the token volume is mounted in every container.
+    #[arg(long, env = "IRSA_TOKEN_MOUNT_PATH", default_value = DEFAULT_TOKEN_MOUNT_PATH)]
+    pub token_mount_path: String,
+
+    /// Default token lifetime in seconds (values under 600 are raised to 600).
+    #[arg(long, env = "IRSA_TOKEN_EXPIRATION", default_value_t = mutate::config::DEFAULT_EXPIRATION)]
+    pub token_expiration: i64,
+
+    /// Region injected as AWS_DEFAULT_REGION and AWS_REGION (empty: none, unless the SA has
+    /// an `irsa.dev/region` annotation).
+    #[arg(long, env = "IRSA_AWS_DEFAULT_REGION", default_value = "")]
+    pub aws_default_region: String,
+
+    /// Inject AWS_STS_REGIONAL_ENDPOINTS=regional unless the SA says otherwise.
+    #[arg(long, env = "IRSA_STS_REGIONAL_ENDPOINTS", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub sts_regional_endpoints: bool,
+
+    /// JSON file `{"identities":[{"namespace":..,"serviceAccount":..}]}` listing the
+    /// ServiceAccounts that use EKS Pod Identity (container credentials) instead of IRSA.
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_CONFIG")]
+    pub container_credentials_config: Option<PathBuf>,
+
+    /// Audience of the container-credentials token.
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_AUDIENCE", default_value = mutate::config::DEFAULT_CC_AUDIENCE)]
+    pub container_credentials_audience: String,
+
+    /// Where the container-credentials token volume is mounted.
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_MOUNT_PATH", default_value = mutate::config::DEFAULT_CC_MOUNT_PATH)]
+    pub container_credentials_mount_path: String,
+
+    /// Name of the container-credentials token volume.
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_VOLUME_NAME", default_value = mutate::config::DEFAULT_CC_VOLUME_NAME)]
+    pub container_credentials_volume_name: String,
+
+    /// File name of the container-credentials token inside its mount.
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_TOKEN_PATH", default_value = mutate::config::DEFAULT_CC_TOKEN_PATH)]
+    pub container_credentials_token_path: String,
+
+    /// AWS_CONTAINER_CREDENTIALS_FULL_URI injected in container-credentials mode.
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_FULL_URI", default_value = mutate::config::DEFAULT_CC_FULL_URI)]
+    pub container_credentials_full_uri: String,
+
+    /// Deny pods whose annotations are invalid instead of injecting defaults with a warning.
+    #[arg(long, env = "IRSA_STRICT", default_value_t = false)]
+    pub strict: bool,
+}
+
+impl MutationArgs {
+    pub fn config(&self) -> mutate::MutationConfig {
+        mutate::MutationConfig {
+            annotation_prefix: self.annotation_prefix.clone(),
+            audience: self.token_audience.clone(),
+            mount_path: self.token_mount_path.clone(),
+            expiration: self.token_expiration,
+            region: Some(self.aws_default_region.clone()).filter(|r| !r.is_empty()),
+            sts_regional_endpoints: self.sts_regional_endpoints,
+            container_credentials: mutate::ContainerCredentialsConfig {
+                audience: self.container_credentials_audience.clone(),
+                mount_path: self.container_credentials_mount_path.clone(),
+                volume_name: self.container_credentials_volume_name.clone(),
+                token_path: self.container_credentials_token_path.clone(),
+                full_uri: self.container_credentials_full_uri.clone(),
+            },
+            strict: self.strict,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MutateOutput {
+    Yaml,
+    Json,
+    Patch,
+}
+
+#[derive(Debug, Args)]
+pub struct MutateArgs {
+    /// The Pod manifest (YAML or JSON); `-` reads stdin.
+    #[arg(short = 'f', long = "filename", env = "IRSA_FILENAME")]
+    pub filename: PathBuf,
+
+    /// The ServiceAccount manifest (YAML or JSON) whose annotations drive the mutation.
+    #[arg(long, env = "IRSA_SERVICE_ACCOUNT", conflicts_with_all = ["role_arn", "audience"])]
+    pub service_account: Option<PathBuf>,
+
+    /// Instead of a ServiceAccount file: the role ARN to bind (as `<prefix>/role-arn`).
+    #[arg(long, env = "IRSA_ROLE_ARN")]
+    pub role_arn: Option<String>,
+
+    /// Instead of a ServiceAccount file: the SA's `<prefix>/audience`.
+    #[arg(long, env = "IRSA_AUDIENCE")]
+    pub audience: Option<String>,
+
+    /// Namespace of the pod (default: the pod's `metadata.namespace`, else `default`).
+    #[arg(short = 'n', long, env = "IRSA_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// What to print: the mutated pod as YAML or JSON, or the RFC 6902 JSON patch.
+    #[arg(short = 'o', long, env = "IRSA_OUTPUT", value_enum, default_value_t = MutateOutput::Yaml)]
+    pub output: MutateOutput,
+
+    /// Seed of the container-credentials expiration jitter (for reproducible output).
+    #[arg(long, env = "IRSA_JITTER_SEED")]
+    pub jitter_seed: Option<u64>,
+
+    #[command(flatten)]
+    pub mutation: MutationArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsVersion {
+    #[value(name = "1.2")]
+    V1_2,
+    #[value(name = "1.3")]
+    V1_3,
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    /// Address of the TLS admission endpoint.
+    #[arg(long, env = "IRSA_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+
+    /// PEM certificate chain; reloaded when it changes.
+    #[arg(long, env = "IRSA_TLS_CERT_FILE")]
+    pub tls_cert_file: PathBuf,
+
+    /// PEM private key; reloaded when it changes.
+    #[arg(long, env = "IRSA_TLS_KEY_FILE")]
+    pub tls_key_file: PathBuf,
+
+    /// Minimum TLS version.
+    #[arg(long, env = "IRSA_TLS_MIN_VERSION", value_enum, default_value_t = TlsVersion::V1_2)]
+    pub tls_min_version: TlsVersion,
+
+    /// Plain-HTTP address serving /metrics, /healthz and /readyz.
+    #[arg(long, env = "IRSA_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+
+    /// Upper bound of the direct API GET on a ServiceAccount cache miss (e.g. 300ms).
+    #[arg(long, env = "IRSA_SA_LOOKUP_TIMEOUT", default_value = "300ms", value_parser = parse_duration)]
+    pub sa_lookup_timeout: Duration,
+
+    /// TEST/BENCH ONLY: serve ServiceAccounts from this YAML/JSON list instead of the API
+    /// server (no Kubernetes connection is made).
+    #[arg(long, env = "IRSA_SERVICE_ACCOUNTS_FILE")]
+    pub service_accounts_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub mutation: MutationArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// This cluster's name: tags the OIDC provider and matches the `irsa.dev/cluster` role tag.
+    #[arg(long, env = "IRSA_CLUSTER_NAME")]
+    pub cluster_name: String,
+
+    /// The service-account issuer URL (default: discovered from the API server).
+    #[arg(long, env = "IRSA_ISSUER_URL")]
+    pub issuer_url: Option<String>,
+
+    /// Create/update the IAM OIDC provider for the issuer.
+    #[arg(long, env = "IRSA_MANAGE_OIDC_PROVIDER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub manage_oidc_provider: bool,
+
+    /// Also trust ServiceAccounts that are only annotated (no IAMRoleBinding).
+    #[arg(long, env = "IRSA_MANAGE_ANNOTATED_SERVICEACCOUNTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub manage_annotated_serviceaccounts: bool,
+
+    /// Trust-policy size quota in characters (IAM default 2048; raisable to 4096/8192).
+    #[arg(long, env = "IRSA_TRUST_POLICY_MAX_CHARS", default_value_t = 2048)]
+    pub trust_policy_max_chars: usize,
+
+    /// How often every role is re-read from IAM to repair drift.
+    #[arg(long, env = "IRSA_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+
+    /// Elect a leader through a coordination.k8s.io Lease so only one replica writes.
+    #[arg(long, env = "IRSA_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Namespace of the leader-election Lease (default: the pod's namespace).
+    #[arg(long, env = "IRSA_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// AWS endpoint override for IAM and STS (tests point this at a local emulator).
+    #[arg(long, env = "IRSA_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+
+    /// Default token audience trusted for bindings that name none.
+    #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = mutate::config::DEFAULT_AUDIENCE)]
+    pub token_audience: String,
+
+    /// Annotation prefix written on ServiceAccounts.
+    #[arg(long, env = "IRSA_ANNOTATION_PREFIX", default_value = mutate::config::DEFAULT_ANNOTATION_PREFIX)]
+    pub annotation_prefix: String,
+
+    /// Plain-HTTP address serving /metrics, /healthz and /readyz.
+    #[arg(long, env = "IRSA_METRICS_LISTEN", default_value = "0.0.0.0:9091")]
+    pub metrics_listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Namespace of the ServiceAccount or Pod.
+    #[arg(short = 'n', long, env = "IRSA_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// The ServiceAccount to diagnose.
+    #[arg(long, env = "IRSA_SERVICE_ACCOUNT", conflicts_with = "pod")]
+    pub service_account: Option<String>,
+
+    /// The Pod to diagnose (its ServiceAccount, and whether it was mutated).
+    #[arg(long, env = "IRSA_POD")]
+    pub pod: Option<String>,
+
+    /// Offline: a token file to check against `--role-arn`.
+    #[arg(long, env = "IRSA_TOKEN", requires = "role_arn", conflicts_with_all = ["service_account", "pod"])]
+    pub token: Option<PathBuf>,
+
+    /// The role to check (default: the ServiceAccount's annotation).
+    #[arg(long, env = "IRSA_ROLE_ARN")]
+    pub role_arn: Option<String>,
+
+    /// Offline: read the trust policy from this file instead of `iam:GetRole`.
+    #[arg(long, env = "IRSA_TRUST_POLICY")]
+    pub trust_policy: Option<PathBuf>,
+
+    /// The issuer URL (default: discovered from the API server, or the token's `iss`).
+    #[arg(long, env = "IRSA_ISSUER_URL")]
+    pub issuer_url: Option<String>,
+
+    /// Also call sts:AssumeRoleWithWebIdentity with a fresh token.
+    #[arg(long, env = "IRSA_ASSUME", default_value_t = false)]
+    pub assume: bool,
+
+    /// Report format.
+    #[arg(short = 'o', long, env = "IRSA_OUTPUT", value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+
+    /// AWS endpoint override for IAM and STS.
+    #[arg(long, env = "IRSA_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+
+    /// Annotation prefix of the ServiceAccount annotations.
+    #[arg(long, env = "IRSA_ANNOTATION_PREFIX", default_value = mutate::config::DEFAULT_ANNOTATION_PREFIX)]
+    pub annotation_prefix: String,
+
+    /// Audience assumed when the SA has no `<prefix>/audience`.
+    #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = mutate::config::DEFAULT_AUDIENCE)]
+    pub token_audience: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TrustPolicyArgs {
+    /// The service-account issuer URL (`https://` optional).
+    #[arg(long, env = "IRSA_ISSUER_URL")]
+    pub issuer: String,
+
+    /// ARN of the IAM OIDC provider for that issuer.
+    #[arg(long, env = "IRSA_PROVIDER_ARN")]
+    pub provider_arn: String,
+
+    /// A subject to trust, `namespace:serviceaccount` (repeatable).
+    #[arg(long = "subject", env = "IRSA_SUBJECTS", value_delimiter = ',')]
+    pub subjects: Vec<String>,
+
+    /// Audience of these subjects.
+    #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = mutate::config::DEFAULT_AUDIENCE)]
+    pub audience: String,
+
+    /// The role's current trust policy (JSON, plain or URL-encoded as GetRole returns it).
+    #[arg(long, env = "IRSA_CURRENT")]
+    pub current: Option<PathBuf>,
+
+    /// Size quota in characters, whitespace excluded.
+    #[arg(long, env = "IRSA_TRUST_POLICY_MAX_CHARS", default_value_t = 2048)]
+    pub max_chars: usize,
+
+    /// A namespace whose subjects may be collapsed to `system:serviceaccount:<ns>:*`.
+    #[arg(
+        long = "allow-namespace-wildcard",
+        env = "IRSA_ALLOW_NAMESPACE_WILDCARD",
+        value_delimiter = ','
+    )]
+    pub allow_namespace_wildcard: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CrdArgs {}
+
+/// Parses `300ms`, `5s`, `10m`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 300ms, 5s, 10m or 1h"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! IAMRoleBinding / IAMRoleGrant custom resources.

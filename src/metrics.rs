@@ -1,0 +1,1 @@
+//! Prometheus metrics (prefix `irsa_`).

@@ -1,0 +1,393 @@
+//! PURE: what the webhook injects into a Pod (SPEC §2.1–2.4), as a JSON patch. No I/O.
+//!
+//! The Pod stays raw JSON from input to patch: the engine only reads it and emits `add`
+//! operations, so unknown fields survive, and a second run over its own output finds
+//! nothing missing and returns an empty patch.
+
+mod annotations;
+pub mod config;
+mod patch;
+mod pod;
+
+use std::collections::BTreeMap;
+
+use json_patch::Patch;
+use rand::{Rng, RngExt};
+use serde_json::{Value, json};
+
+pub use self::config::{ContainerCredentialsConfig, Identities, MutationConfig};
+use self::{
+    annotations::Settings,
+    config::{CC_JITTER_MIN, DEFAULT_EXPIRATION, IRSA_PREFIX, TOKEN_FILE_NAME, TOKEN_VOLUME_NAME},
+    patch::PatchBuilder,
+    pod::{CONTAINER_LISTS, PodView},
+};
+
+/// Pod label set in container-credentials mode.
+pub const POD_IDENTITY_LABEL: &str = "eks.amazonaws.com/pod-identity";
+/// Pod label opting a pod out (the webhook configuration's objectSelector also uses them).
+pub const SKIP_LABEL: &str = "irsa.dev/skip";
+pub const EKS_SKIP_LABEL: &str = "eks.amazonaws.com/skip-pod-identity-webhook";
+
+/// What the engine needs of a ServiceAccount: the webhook's cache keeps exactly this.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceAccountInfo {
+    pub namespace: String,
+    pub name: String,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Nothing to inject (no role, opted out) — or everything was already there.
+    None,
+    Irsa,
+    ContainerCredentials,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Irsa => "irsa",
+            Mode::ContainerCredentials => "container-credentials",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WarningKind {
+    InvalidRoleArn,
+    InvalidExpiration,
+    InvalidBoolean,
+}
+
+impl WarningKind {
+    /// The Prometheus label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WarningKind::InvalidRoleArn => "invalid_role_arn",
+            WarningKind::InvalidExpiration => "invalid_expiration",
+            WarningKind::InvalidBoolean => "invalid_boolean",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub kind: WarningKind,
+    pub message: String,
+}
+
+/// The object under review cannot be treated as a Pod; the webhook admits it unmutated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a usable Pod: {0}")]
+pub struct NotAPod(pub String);
+
+impl NotAPod {
+    fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mutation {
+    /// The mode that applied (`None` when the patch is empty).
+    pub mode: Mode,
+    /// Only `add` operations; empty when nothing changes.
+    pub patch: Patch,
+    pub warnings: Vec<Warning>,
+    /// Set in `strict` mode when there are warnings: the caller must deny the pod.
+    pub denial: Option<String>,
+}
+
+/// Computes what to add to `pod` (raw JSON, as in the AdmissionReview) created in `namespace`
+/// under the ServiceAccount `sa`. `rng` draws the container-credentials expiration jitter.
+pub fn mutate<R: Rng + ?Sized>(
+    cfg: &MutationConfig,
+    identities: &Identities,
+    namespace: &str,
+    sa: &ServiceAccountInfo,
+    pod: &Value,
+    rng: &mut R,
+) -> Result<Mutation, NotAPod> {
+    let view = PodView::new(pod)?;
+    let labels = view.string_map("labels");
+    let opted_out = labels.get(SKIP_LABEL).map(String::as_str) == Some("true")
+        || labels.get(EKS_SKIP_LABEL).is_some_and(|v| v != "false");
+    let mut warnings = Vec::new();
+    if opted_out {
+        return Ok(Mutation::unchanged(warnings));
+    }
+
+    let pod_annotations = view.string_map("annotations");
+    let settings = annotations::resolve(
+        cfg,
+        sa,
+        &view.display_name(),
+        &pod_annotations,
+        &mut warnings,
+    );
+
+    let plan = if identities.contains(namespace, &sa.name) {
+        Plan::container_credentials(cfg, &settings, &view, rng)
+    } else if let Some(role_arn) = &settings.role_arn {
+        Plan::irsa(cfg, &settings, &view, role_arn)
+    } else {
+        // Nothing is injected, so problems in the other annotations do not matter yet.
+        return Ok(Mutation::unchanged(Vec::new()));
+    };
+
+    let patch = plan.patch(&view, &settings, &labels);
+    let denial = (cfg.strict && !warnings.is_empty()).then(|| {
+        let reasons: Vec<&str> = warnings.iter().map(|w| w.message.as_str()).collect();
+        format!("denied by irsa (--strict): {}", reasons.join("; "))
+    });
+    Ok(Mutation {
+        mode: if patch.0.is_empty() {
+            Mode::None
+        } else {
+            plan.mode
+        },
+        patch,
+        warnings,
+        denial,
+    })
+}
+
+impl Mutation {
+    fn unchanged(warnings: Vec<Warning>) -> Self {
+        Self {
+            mode: Mode::None,
+            patch: Patch(Vec::new()),
+            warnings,
+            denial: None,
+        }
+    }
+}
+
+/// What one mode injects; the per-container rules are the same for both modes.
+struct Plan<'a> {
+    mode: Mode,
+    volume_name: &'a str,
+    volume: Value,
+    mount_path: &'a str,
+    /// The variables that make a container "already configured" in this mode.
+    identity_names: [&'static str; 2],
+    identity_env: Vec<(&'static str, String)>,
+    /// A pod label this mode sets.
+    label: Option<(&'static str, &'static str)>,
+}
+
+impl<'a> Plan<'a> {
+    fn irsa(cfg: &'a MutationConfig, s: &Settings, view: &PodView<'_>, role_arn: &str) -> Self {
+        let mut identity_env = vec![
+            ("AWS_ROLE_ARN", role_arn.to_string()),
+            (
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                token_file(&cfg.mount_path, TOKEN_FILE_NAME, view.is_windows()),
+            ),
+        ];
+        if let Some(name) = &s.session_name {
+            identity_env.push(("AWS_ROLE_SESSION_NAME", name.clone()));
+        }
+        Self {
+            mode: Mode::Irsa,
+            volume_name: TOKEN_VOLUME_NAME,
+            volume: token_volume(
+                TOKEN_VOLUME_NAME,
+                &s.audience,
+                s.expiration,
+                TOKEN_FILE_NAME,
+            ),
+            mount_path: &cfg.mount_path,
+            identity_names: ["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"],
+            identity_env,
+            label: None,
+        }
+    }
+
+    fn container_credentials<R: Rng + ?Sized>(
+        cfg: &'a MutationConfig,
+        s: &Settings,
+        view: &PodView<'_>,
+        rng: &mut R,
+    ) -> Self {
+        let cc = &cfg.container_credentials;
+        let expiration = if s.expiration == DEFAULT_EXPIRATION {
+            rng.random_range(CC_JITTER_MIN..=DEFAULT_EXPIRATION)
+        } else {
+            s.expiration
+        };
+        Self {
+            mode: Mode::ContainerCredentials,
+            volume_name: &cc.volume_name,
+            volume: token_volume(&cc.volume_name, &cc.audience, expiration, &cc.token_path),
+            mount_path: &cc.mount_path,
+            identity_names: [
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            ],
+            identity_env: vec![
+                ("AWS_CONTAINER_CREDENTIALS_FULL_URI", cc.full_uri.clone()),
+                (
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                    token_file(&cc.mount_path, &cc.token_path, view.is_windows()),
+                ),
+            ],
+            label: Some((POD_IDENTITY_LABEL, "enabled")),
+        }
+    }
+
+    fn patch(&self, view: &PodView<'_>, s: &Settings, labels: &BTreeMap<String, String>) -> Patch {
+        let mut patch = PatchBuilder::default();
+
+        if let Some((key, value)) = self.label
+            && !labels.contains_key(key)
+        {
+            match view.metadata.and_then(|m| m.get("labels")) {
+                Some(Value::Object(_)) => patch.add(["metadata", "labels", key], json!(value)),
+                _ if view.metadata.is_some() => {
+                    patch.add(["metadata", "labels"], json!({ key: value }))
+                }
+                _ => patch.add(["metadata"], json!({ "labels": { key: value } })),
+            }
+        }
+
+        let volumes = view.list("volumes");
+        if !volumes
+            .iter()
+            .any(|v| v.get("name") == Some(&json!(self.volume_name)))
+        {
+            if volumes.is_empty() {
+                patch.add(["spec", "volumes"], json!([self.volume]));
+            } else {
+                // First in the list, like the reference webhook.
+                patch.add(["spec", "volumes", "0"], self.volume.clone());
+            }
+        }
+
+        for list in CONTAINER_LISTS {
+            for (i, container) in view.list(list).iter().enumerate() {
+                let name = container.get("name").and_then(Value::as_str).unwrap_or("");
+                if s.skip_containers.contains(name) {
+                    continue;
+                }
+                let index = i.to_string();
+                let base = ["spec", list, index.as_str()];
+                let (env, mounts) = self.container_additions(container, s);
+                patch.append(
+                    base.iter().copied().chain(["env"]),
+                    has_list(container, "env"),
+                    env,
+                );
+                patch.append(
+                    base.iter().copied().chain(["volumeMounts"]),
+                    has_list(container, "volumeMounts"),
+                    mounts,
+                );
+            }
+        }
+        patch.build()
+    }
+
+    /// The env vars and mounts to append to one container (SPEC §2.2).
+    fn container_additions(&self, container: &Value, s: &Settings) -> (Vec<Value>, Vec<Value>) {
+        let env = pod::names(container, "env");
+        let has = |n: &str| env.contains(&n);
+        let identity = self.identity_names.iter().any(|n| has(n));
+        let region = has("AWS_REGION") || has("AWS_DEFAULT_REGION");
+        let sts = has("AWS_STS_REGIONAL_ENDPOINTS");
+        if identity && region && sts {
+            return (Vec::new(), Vec::new());
+        }
+
+        let mut add = Vec::new();
+        if !sts && s.regional_sts {
+            add.push(env_var("AWS_STS_REGIONAL_ENDPOINTS", "regional"));
+        }
+        if let (false, Some(r)) = (region, &s.region) {
+            add.push(env_var("AWS_DEFAULT_REGION", r));
+            add.push(env_var("AWS_REGION", r));
+        }
+        if !identity {
+            for (name, value) in &self.identity_env {
+                // Extras beyond the pair (session name) still never overwrite.
+                if !has(name) {
+                    add.push(env_var(name, value));
+                }
+            }
+        }
+
+        let mounts = if pod::names(container, "volumeMounts").contains(&self.volume_name) {
+            Vec::new()
+        } else {
+            vec![json!({
+                "name": self.volume_name,
+                "mountPath": self.mount_path,
+                "readOnly": true,
+            })]
+        };
+        (add, mounts)
+    }
+}
+
+fn has_list(container: &Value, key: &str) -> bool {
+    matches!(container.get(key), Some(Value::Array(_)))
+}
+
+fn env_var(name: &str, value: &str) -> Value {
+    json!({ "name": name, "value": value })
+}
+
+fn token_volume(name: &str, audience: &str, expiration: i64, path: &str) -> Value {
+    json!({
+        "name": name,
+        "projected": {
+            "sources": [{
+                "serviceAccountToken": {
+                    "audience": audience,
+                    "expirationSeconds": expiration,
+                    "path": path,
+                }
+            }]
+        }
+    })
+}
+
+/// `<mount>/<file>`; on Windows nodes the kubelet maps the mount under `C:` with backslashes.
+fn token_file(mount_path: &str, file: &str, windows: bool) -> String {
+    let path = format!("{}/{}", mount_path.trim_end_matches('/'), file);
+    if windows {
+        format!("C:{}", path.replace('/', "\\"))
+    } else {
+        path
+    }
+}
+
+/// The ServiceAccount a pod runs as (`default` when unset, as the API server does).
+pub fn pod_service_account_name(pod: &Value) -> &str {
+    pod.get("spec")
+        .and_then(|s| s.get("serviceAccountName"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default")
+}
+
+/// The annotations under the prefixes the engine reads: what a ServiceAccount cache keeps.
+pub fn relevant_annotations<'a>(
+    annotations: impl IntoIterator<Item = (&'a String, &'a String)>,
+    prefix: &str,
+) -> BTreeMap<String, String> {
+    annotations
+        .into_iter()
+        .filter(|(k, _)| {
+            k.split_once('/')
+                .is_some_and(|(p, _)| p == prefix || p == IRSA_PREFIX)
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

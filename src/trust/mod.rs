@@ -1,0 +1,1 @@
+//! PURE: IAM policy documents, the trust-policy compiler and the condition evaluator.

@@ -1,5 +1,7 @@
 //! `irsa mutate` as a user runs it: the built binary, real files, stdin, exit codes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed setup step should fail the test loudly
+
 use std::{
     io::Write,
     process::{Command, Output, Stdio},

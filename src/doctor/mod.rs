@@ -3,6 +3,7 @@
 
 pub mod checks;
 pub mod report;
+pub mod sources;
 
 pub async fn run(_args: crate::cli::DoctorArgs) -> anyhow::Result<std::process::ExitCode> {
     crate::error::not_implemented("doctor")

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python3 -c 'import moto, flask, helm_sdk' 2>/dev/null; then
+if ! python3 -c 'import moto, flask, helm_python' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then

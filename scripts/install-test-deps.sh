@@ -10,3 +10,5 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 command -v moto_server >/dev/null || { echo "moto_server not on PATH after install" >&2; exit 1; }
+# tests/packaging.rs renders config/default with `kubectl kustomize` (no cluster involved).
+command -v kubectl >/dev/null || { echo "kubectl not on PATH: the kustomize checks need it (apt-get install kubectl)" >&2; exit 1; }

@@ -55,6 +55,8 @@ pub mod reason {
 }
 
 /// These ServiceAccounts of this namespace may assume this role.
+// clippy reads the repeated `type_` of kube's printcolumn(...) entries as duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "irsa.dev",
@@ -84,7 +86,11 @@ pub mod reason {
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -160,6 +166,8 @@ pub struct IAMRoleBindingStatus {
 
 /// Who may bind what: the controller trusts a subject only if a grant (or the role's
 /// `irsa.dev/allowed-namespaces` tag) allows it. Default deny.
+// clippy reads the repeated `type_` of kube's printcolumn(...) entries as duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "irsa.dev",
@@ -173,7 +181,11 @@ pub struct IAMRoleBindingStatus {
     doc = "Allows IAMRoleBindings and annotated ServiceAccounts in matching namespaces to be trusted by matching IAM roles. Cluster-scoped: editing a role's trust policy is a privilege.",
     printcolumn(name = "Namespaces", type_ = "string", json_path = ".spec.namespaces"),
     printcolumn(name = "Roles", type_ = "string", json_path = ".spec.roleArns"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct IAMRoleGrantSpec {
@@ -341,7 +353,8 @@ mod tests {
         );
         assert_eq!(spec["properties"]["serviceAccounts"]["minItems"], json!(1));
         assert_eq!(spec["required"], json!(["roleArn", "serviceAccounts"]));
-        let conditions = &schema["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
+        let conditions =
+            &schema["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
         assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
     }
 
@@ -384,6 +397,9 @@ spec:
             .iter()
             .map(|d| d["metadata"]["name"].as_str().unwrap().to_string())
             .collect();
-        assert_eq!(names, ["iamrolegrants.irsa.dev", "iamrolebindings.irsa.dev"]);
+        assert_eq!(
+            names,
+            ["iamrolegrants.irsa.dev", "iamrolebindings.irsa.dev"]
+        );
     }
 }

@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test deps lint unit crds bench bench-webhook e2e demo image chart
+.PHONY: test deps lint unit crds bench bench-webhook e2e demo
 
 test: deps lint unit
 
@@ -34,6 +34,7 @@ demo:
 
 # Container image (needs a Docker engine with BuildKit; the tests do not).
 # IMAGE=registry/name make image; the tag is the crate version, as the chart's appVersion.
+.PHONY: image chart
 IMAGE ?= ghcr.io/irsa-dev/irsa
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 image:

@@ -998,6 +998,47 @@ fn chart_values_schema_rejects_wrong_types_typos_and_a_missing_cluster_name() {
     );
 }
 
+/// Every value in values.yaml is declared (typed) in values.schema.json and every declared
+/// value has a default in values.yaml, so `helm show values` documents the whole surface.
+#[test]
+fn chart_values_schema_covers_every_value() {
+    fn walk(values: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
+        let declared = schema["properties"].as_object();
+        let Some(declared) = declared else { return }; // a free-form map: keys are the user's
+        let Some(values) = values.as_object() else {
+            out.push(format!(
+                "{path}: schema has properties, values.yaml has {values}"
+            ));
+            return;
+        };
+        for (k, v) in values {
+            match declared.get(k) {
+                None => out.push(format!("{path}.{k}: not in values.schema.json")),
+                Some(s) => {
+                    if ["type", "enum", "anyOf"].iter().all(|t| s.get(t).is_none()) {
+                        out.push(format!("{path}.{k}: no type in values.schema.json"));
+                    }
+                    walk(v, s, &format!("{path}.{k}"), out);
+                }
+            }
+        }
+        // An empty default (`issuerRef: {}`) is an optional object: its keys are opt-in.
+        for k in declared.keys().filter(|_| !values.is_empty()) {
+            if !values.contains_key(k) && !(path.is_empty() && k == "global") {
+                out.push(format!(
+                    "{path}.{k}: declared but has no default in values.yaml"
+                ));
+            }
+        }
+    }
+    let values: Value = serde_saphyr::from_str(&read("charts/irsa/values.yaml")).unwrap();
+    let schema: Value = serde_json::from_str(&read("charts/irsa/values.schema.json")).unwrap();
+    assert_eq!(schema["additionalProperties"], json!(false));
+    let mut problems = Vec::new();
+    walk(&values, &schema, "", &mut problems);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 #[test]
 fn chart_image_tag_defaults_to_app_version_which_is_the_crate_version() {
     assert_eq!(chart_app_version(), env!("CARGO_PKG_VERSION"));

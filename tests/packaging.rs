@@ -1024,7 +1024,8 @@ fn chart_values_schema_covers_every_value() {
         }
         // An empty default (`issuerRef: {}`) is an optional object: its keys are opt-in.
         for k in declared.keys().filter(|_| !values.is_empty()) {
-            if !values.contains_key(k) && !(path.is_empty() && k == "global") {
+            let helm_global = path.is_empty() && k == "global";
+            if !values.contains_key(k) && !helm_global {
                 out.push(format!(
                     "{path}.{k}: declared but has no default in values.yaml"
                 ));

@@ -1080,6 +1080,13 @@ fn chart_notes_tell_the_next_steps() {
 #[test]
 fn crds_match_the_code_and_the_chart_ships_the_same() {
     let generated = irsa::crd::crds_yaml().unwrap();
+    // `irsa crd` (what `make crds` runs) prints exactly that.
+    let out = Command::new(env!("CARGO_BIN_EXE_irsa"))
+        .arg("crd")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), generated);
     assert!(
         read("crds/irsa.dev.yaml") == generated,
         "crds/irsa.dev.yaml drifted from src/crd.rs: run `make crds` and commit"

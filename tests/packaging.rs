@@ -893,7 +893,11 @@ fn chart_service_monitor_and_network_policy_select_the_metrics_ports() {
     let docs = render_checked(&values(json!({
         "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}},
         "networkPolicy": {"enabled": true},
-        "webhook": {"priorityClassName": "system-cluster-critical"},
+        "webhook": {"priorityClassName": "system-cluster-critical",
+                    "extraArgs": ["--strict"], "extraEnv": [{"name": "RUST_LOG", "value": "debug"}],
+                    "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+                    "nodeSelector": {"kubernetes.io/os": "linux"},
+                    "podIdentityAssociations": [{"namespace": "a", "serviceAccount": "b"}]},
         "controller": {"iamRoleArn": "arn:aws:iam::111122223333:role/irsa-controller",
                        "awsRegion": "eu-west-1"},
     })));

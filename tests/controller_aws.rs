@@ -423,3 +423,28 @@ async fn persistent_throttling_surfaces_as_a_retryable_error_and_writes_nothing(
         FOREIGN
     );
 }
+
+#[tokio::test]
+async fn cluster_identity_names_the_provider_arn_iam_creates() {
+    let aws = moto::test_aws().await;
+    let iam = adapter(&aws);
+    // --issuer-url given: the (mocked) API server is never asked.
+    let (svc, _api) = tower_test::mock::pair::<
+        http::Request<kube::client::Body>,
+        http::Response<kube::client::Body>,
+    >();
+    let client = kube::Client::new(svc, "default");
+    let issuer = unique_issuer();
+    let id = irsa::controller::identity::resolve(&client, Some(&issuer), "blue", &iam)
+        .await
+        .unwrap();
+    assert_eq!(
+        (id.account.as_str(), id.partition.as_str()),
+        (ACCOUNT, "aws")
+    );
+    let created = iam
+        .ensure_oidc_provider(&spec(&id.issuer.url, &[STS_AUD], None))
+        .await
+        .unwrap();
+    assert_eq!(created.provider.arn, id.provider_arn());
+}

@@ -1,10 +1,11 @@
 //! The controller: reconciles the IAM OIDC provider and role trust policies (SPEC §4).
 //!
-//! I/O adapters live here ([`aws`], [`thumbprint`]); decisions that need no I/O are pure
-//! ([`authz`]) so they can be table-tested.
+//! I/O adapters live here ([`aws`], [`identity`], [`thumbprint`]); decisions that need no I/O
+//! are pure ([`authz`]) so they can be table-tested.
 
 pub mod authz;
 pub mod aws;
+pub mod identity;
 pub mod metrics;
 pub mod thumbprint;
 

@@ -7,7 +7,7 @@ mod common;
 
 use common::moto::{self, ACCOUNT, Fault, TestAws};
 use irsa::arn::RoleArn;
-use irsa::controller::aws::{Aws, CLUSTER_TAG, Error, ProviderSpec};
+use irsa::controller::aws::{Aws, CLUSTER_TAG, ConvergeOptions, Error, ProviderSpec, RoleTrust};
 use irsa::controller::metrics::Metrics;
 
 const STS_AUD: &str = "sts.amazonaws.com";
@@ -447,4 +447,121 @@ async fn cluster_identity_names_the_provider_arn_iam_creates() {
         .await
         .unwrap();
     assert_eq!(created.provider.arn, id.provider_arn());
+}
+
+fn fast() -> ConvergeOptions {
+    ConvergeOptions {
+        max_writes: 4,
+        base_backoff: std::time::Duration::from_millis(20),
+    }
+}
+
+/// A plan that wants exactly `desired`.
+fn want(desired: &str) -> impl FnMut(&RoleTrust) -> Result<Option<String>, String> + use<> {
+    let desired = desired.to_string();
+    move |t: &RoleTrust| Ok((t.document != desired).then(|| desired.clone()))
+}
+
+/// Plays another writer: puts `doc` on the role straight in moto (not through the proxy).
+async fn overwrite(aws: &TestAws, role: &RoleArn, doc: &str) {
+    aws.iam_direct()
+        .update_assume_role_policy()
+        .role_name(&role.name)
+        .policy_document(doc)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn converge_writes_once_then_never_at_steady_state() {
+    let aws = moto::test_aws().await;
+    let iam = adapter(&aws);
+    let role = seed_role(&aws, "/", FOREIGN, &[]).await;
+    let desired = with_our_statement("oidc.test.example/id/C", &["system:serviceaccount:a:x"]);
+
+    let out = iam
+        .converge_trust(&role, fast(), want(&desired))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.writes, 1);
+    assert_eq!(out.trust.document, desired, "verified by a re-read");
+    assert_eq!(aws.faults().forwarded("GetRole"), 2);
+
+    aws.faults().reset_counts();
+    let again = iam
+        .converge_trust(&role, fast(), want(&desired))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.writes, 0);
+    assert_eq!(aws.faults().writes(), 0);
+
+    // A plan that refuses (say, over quota) writes nothing and hands its reason back.
+    let refused = iam
+        .converge_trust(&role, fast(), |_: &RoleTrust| {
+            Err::<Option<String>, _>("TrustPolicyTooLarge: 2100 > 2048")
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused.unwrap_err(), "TrustPolicyTooLarge: 2100 > 2048");
+    assert_eq!(aws.faults().writes(), 0);
+}
+
+#[tokio::test]
+async fn a_writer_that_undoes_our_write_is_noticed_and_repaired() {
+    let aws = moto::test_aws().await;
+    let iam = adapter(&aws);
+    let role = seed_role(&aws, "/", FOREIGN, &[]).await;
+    let desired = with_our_statement("oidc.test.example/id/I", &["system:serviceaccount:a:x"]);
+
+    let held = aws.faults().hold_after("UpdateAssumeRolePolicy");
+    let task = {
+        let (iam, role, desired) = (iam.clone(), role.clone(), desired.clone());
+        tokio::spawn(async move { iam.converge_trust(&role, fast(), want(&desired)).await })
+    };
+    // Our write reached IAM; before we re-read, a stale writer puts the old document back.
+    let release = held.await.unwrap();
+    overwrite(&aws, &role, FOREIGN).await;
+    release.release();
+
+    let out = task.await.unwrap().unwrap().unwrap();
+    assert_eq!(
+        out.writes, 2,
+        "the re-read saw the interference and wrote again"
+    );
+    assert_eq!(out.trust.document, desired);
+    assert_eq!(aws.faults().forwarded("UpdateAssumeRolePolicy"), 2);
+}
+
+#[tokio::test]
+async fn endless_interference_gives_up_with_a_retryable_error() {
+    let aws = moto::test_aws().await;
+    let iam = adapter(&aws);
+    let role = seed_role(&aws, "/", FOREIGN, &[]).await;
+    let desired = with_our_statement("oidc.test.example/id/E", &["system:serviceaccount:a:x"]);
+    let options = ConvergeOptions {
+        max_writes: 2,
+        ..fast()
+    };
+    let holds = [
+        aws.faults().hold_after("UpdateAssumeRolePolicy"),
+        aws.faults().hold_after("UpdateAssumeRolePolicy"),
+    ];
+    let task = {
+        let (iam, role, desired) = (iam.clone(), role.clone(), desired.clone());
+        tokio::spawn(async move { iam.converge_trust(&role, options, want(&desired)).await })
+    };
+    for held in holds {
+        let release = held.await.unwrap();
+        overwrite(&aws, &role, FOREIGN).await;
+        release.release();
+    }
+    let err = task.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::Contended { writes: 2, .. }), "{err}");
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains(&role.to_string()), "{err}");
+    // The other writer's document is what IAM holds: we never leave a half-state of our own.
+    assert_eq!(iam.get_role_trust(&role).await.unwrap().document, FOREIGN);
 }

@@ -136,6 +136,12 @@ pub enum Error {
         code: String,
         message: String,
     },
+    #[error(
+        "the trust policy of role {role} was changed by another writer after each of our {writes} \
+         writes; retrying later with backoff (is a second controller or a Terraform run also \
+         managing this role's statement for this issuer?)"
+    )]
+    Contended { role: String, writes: u32 },
     #[error("unexpected answer from {service}:{operation} on {resource}: {detail}")]
     Unexpected {
         service: &'static str,
@@ -161,6 +167,7 @@ impl Error {
             Error::Transport { .. } => "transport",
             Error::ServerError { .. } => "server_error",
             Error::Api { .. } => "api_error",
+            Error::Contended { .. } => "contended",
             Error::Unexpected { .. } => "unexpected",
         }
     }
@@ -173,6 +180,7 @@ impl Error {
                 | Error::Timeout { .. }
                 | Error::Transport { .. }
                 | Error::ServerError { .. }
+                | Error::Contended { .. }
         )
     }
 }
@@ -353,6 +361,34 @@ impl ProviderOutcome {
             + self.added_client_ids.len()
             + usize::from(self.thumbprint_updated)
     }
+}
+
+/// Bounds of [`Aws::converge_trust`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvergeOptions {
+    /// Writes per call before giving up with [`Error::Contended`].
+    pub max_writes: u32,
+    /// The n-th rewrite waits a random time in `[0, base_backoff * 2^(n-1)]` (full jitter), so
+    /// two writers that keep undoing each other drift apart instead of alternating in step.
+    pub base_backoff: Duration,
+}
+
+impl Default for ConvergeOptions {
+    fn default() -> Self {
+        Self {
+            max_writes: 4,
+            base_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What [`Aws::converge_trust`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustOutcome {
+    /// UpdateAssumeRolePolicy calls made (0 when the role already matched).
+    pub writes: u32,
+    /// The role as last read, on which `plan` asked for no change.
+    pub trust: RoleTrust,
 }
 
 /// IAM's URL for an issuer: the issuer without its `https://`. Nothing else is normalised:
@@ -575,6 +611,50 @@ impl Aws {
             info!(%role, chars = document.len(), "updated trust policy");
         }
         result
+    }
+
+    /// Read → plan → write → read again, until `plan` is satisfied with what IAM holds.
+    ///
+    /// `plan` gets the role as IAM has it now and returns the document to write, `None` when
+    /// nothing needs to change, or its own error (e.g. the policy would exceed the quota),
+    /// which is handed back as the inner `Err` with nothing written. Every write is followed by
+    /// a re-read on which `plan` must return `None`: IAM has no conditional write, so this is
+    /// how another writer's interference is noticed; then the write is redone after a
+    /// jittered backoff, up to `options.max_writes`, and [`Error::Contended`] after that.
+    /// Another writer's change that lands between our read and our write is overwritten;
+    /// reading immediately before writing keeps that window to one round trip.
+    pub async fn converge_trust<E>(
+        &self,
+        role: &RoleArn,
+        options: ConvergeOptions,
+        mut plan: impl FnMut(&RoleTrust) -> std::result::Result<Option<String>, E>,
+    ) -> Result<std::result::Result<TrustOutcome, E>> {
+        let mut writes = 0u32;
+        loop {
+            let trust = self.get_role_trust(role).await?;
+            let document = match plan(&trust) {
+                Err(e) => return Ok(Err(e)),
+                Ok(None) => return Ok(Ok(TrustOutcome { writes, trust })),
+                Ok(Some(d)) => d,
+            };
+            if writes >= options.max_writes {
+                return Err(Error::Contended {
+                    role: role.to_string(),
+                    writes,
+                });
+            }
+            if writes > 0 {
+                let cap = options
+                    .base_backoff
+                    .saturating_mul(1 << (writes - 1).min(16))
+                    .as_millis();
+                let wait = rand::random_range(0..=u64::try_from(cap).unwrap_or(u64::MAX));
+                debug!(%role, writes, wait_ms = wait, "trust policy changed under us; rewriting");
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            }
+            self.update_trust(role, &document).await?;
+            writes += 1;
+        }
     }
 
     /// The provider for `issuer` (byte-exact URL), plus near misses.

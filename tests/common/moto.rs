@@ -222,6 +222,18 @@ struct ProxyState {
     received: Mutex<BTreeMap<String, usize>>,
     forwarded: Mutex<BTreeMap<String, usize>>,
     injected: AtomicUsize,
+    /// Requests to hold after forwarding: (operation, where to hand the test its Release).
+    holds: Mutex<Vec<(String, tokio::sync::oneshot::Sender<Release>)>>,
+}
+
+/// Handed to a test while a held request waits between moto and the client; the answer goes
+/// out when this is released (or dropped).
+pub struct Release(tokio::sync::oneshot::Sender<()>);
+
+impl Release {
+    pub fn release(self) {
+        let _ = self.0.send(());
+    }
 }
 
 /// The per-test proxy: fault queue and call counters.
@@ -242,6 +254,20 @@ impl FaultProxy {
     pub fn inject_for(&self, operation: &str, fault: Fault, n: usize) {
         let mut q = self.state.queue.lock().unwrap();
         q.extend(std::iter::repeat_n((Some(operation.to_string()), fault), n));
+    }
+
+    /// The next `operation` request is forwarded to moto, then held until the test releases
+    /// it: the test can act "between another client's write and its re-read", e.g. play a
+    /// concurrent writer. Await the receiver to learn the request reached moto. Release within
+    /// [`ATTEMPT_TIMEOUT`], or the client times out and retries. Several holds queue up.
+    pub fn hold_after(&self, operation: &str) -> tokio::sync::oneshot::Receiver<Release> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.state
+            .holds
+            .lock()
+            .unwrap()
+            .push((operation.to_string(), tx));
+        rx
     }
 
     /// Faults queued but not yet served.
@@ -453,8 +479,19 @@ async fn handle(State((state, upstream, client)): State<AppState>, req: Request)
         .forwarded
         .lock()
         .unwrap()
-        .entry(operation)
+        .entry(operation.clone())
         .or_default() += 1;
+    let hold = {
+        let mut holds = state.holds.lock().unwrap();
+        let pos = holds.iter().position(|(op, _)| *op == operation);
+        pos.map(|i| holds.remove(i).1)
+    };
+    if let Some(to_test) = hold {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if to_test.send(Release(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
     if fault == Some(Fault::TimeoutAfterForward) {
         tokio::time::sleep(HANG).await;
         return StatusCode::GATEWAY_TIMEOUT.into_response();

@@ -97,7 +97,9 @@ fn start() -> Moto {
     // between, so a failed start is retried on a new port.
     for _ in 0..3 {
         let port = free_port();
-        let log = std::env::temp_dir().join(format!("irsa-moto-{}-{port}.log", std::process::id()));
+        // target/tmp: kept for post-mortems, gone with `cargo clean`.
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("moto-{}-{port}.log", std::process::id()));
         match spawn_moto(port, &log) {
             Ok((child, stdin)) => {
                 return Moto {
@@ -139,7 +141,11 @@ fn spawn_moto(port: u16, log: &std::path::Path) -> Result<(Child, ChildStdin), S
                 "moto exited with {status} on port {port}; log:\n{log_text}"
             ));
         }
-        if answers_http(port) {
+        // Our server's own banner first: another process that grabbed the port in between
+        // would answer HTTP too, and we must not adopt (and outlive) someone else's emulator.
+        let banner = format!("Running on http://127.0.0.1:{port}");
+        let ours = std::fs::read_to_string(log).is_ok_and(|l| l.contains(&banner));
+        if ours && answers_http(port) {
             return Ok((child, stdin));
         }
         if Instant::now() > deadline {

@@ -920,6 +920,24 @@ mod tests {
         assert!(decode_policy_document("%7B%FF%7D").is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever a policy contains, IAM's RFC 3986 encoding (Python's `quote`, which keeps
+        /// only unreserved characters and `/`) decodes back to the same bytes.
+        #[test]
+        fn any_encoded_document_decodes_to_itself(body in "\\PC*") {
+            const IAM: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+                .remove(b'/')
+                .remove(b'-')
+                .remove(b'_')
+                .remove(b'.')
+                .remove(b'~');
+            let doc = format!("{{\"Statement\":[{{\"Sid\":{body:?}}}]}}");
+            let encoded = percent_encoding::utf8_percent_encode(&doc, IAM).to_string();
+            proptest::prop_assert_eq!(decode_policy_document(&encoded).unwrap(), doc.clone());
+            proptest::prop_assert_eq!(decode_policy_document(&doc).unwrap(), doc);
+        }
+    }
+
     #[test]
     fn errors_have_stable_metric_labels_and_retryability() {
         let e = Error::Throttled {

@@ -1,0 +1,77 @@
+//! The controller's Prometheus metrics (prefix `irsa_controller_`).
+//!
+//! Cheap to clone (every metric is an `Arc` inside), so the IAM adapter, the reconcilers and
+//! the HTTP handler that encodes them share one set.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// Labels of `irsa_controller_iam_calls_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IamCallLabels {
+    /// The IAM/STS API action, e.g. `UpdateAssumeRolePolicy`.
+    pub operation: &'static str,
+    /// `success`, or the error's [`crate::controller::aws::Error::metric_label`].
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// IAM/STS calls as the controller made them (one per API call after the SDK's own
+    /// retries), by operation and final outcome.
+    pub iam_calls: Family<IamCallLabels, Counter>,
+}
+
+impl Metrics {
+    /// Registers every metric under its full name, so pass an unprefixed registry.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "irsa_controller_iam_calls",
+            "IAM and STS API calls made by the controller, by operation and outcome",
+            self.iam_calls.clone(),
+        );
+    }
+
+    pub fn count_iam_call(&self, operation: &'static str, outcome: &'static str) {
+        self.iam_calls
+            .get_or_create(&IamCallLabels { operation, outcome })
+            .inc();
+    }
+
+    /// Calls counted so far for one operation and outcome (for tests and the doctor).
+    pub fn iam_call_count(&self, operation: &'static str, outcome: &'static str) -> u64 {
+        self.iam_calls
+            .get(&IamCallLabels { operation, outcome })
+            .map_or(0, |c| c.get())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iam_calls_are_exposed_with_operation_and_outcome() {
+        let metrics = Metrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        metrics.count_iam_call("GetRole", "success");
+        metrics.count_iam_call("GetRole", "success");
+        metrics.count_iam_call("UpdateAssumeRolePolicy", "throttled");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(
+                r#"irsa_controller_iam_calls_total{operation="GetRole",outcome="success"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"irsa_controller_iam_calls_total{operation="UpdateAssumeRolePolicy",outcome="throttled"} 1"#
+        ));
+        assert_eq!(metrics.iam_call_count("GetRole", "success"), 2);
+        assert_eq!(metrics.iam_call_count("GetRole", "timeout"), 0);
+    }
+}

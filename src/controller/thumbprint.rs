@@ -1,0 +1,333 @@
+//! The IAM OIDC provider thumbprint: SHA-1 of the top (last) certificate the issuer's TLS
+//! endpoint presents, which is what eksctl and the AWS console compute.
+//!
+//! AWS ignores the thumbprint for issuers whose certificate chains to a well-known CA, so it is
+//! optional: every failure here becomes [`Thumbprint::Unavailable`] with a warning for the
+//! operator, never an error that stops reconciliation.
+//!
+//! The chain is verified (platform roots, or the roots given) before it is trusted: pinning a
+//! certificate a man in the middle presented would silently break every pod's AssumeRole.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+
+/// Which roots verify the issuer's chain.
+#[derive(Debug, Clone, Default)]
+pub enum Roots {
+    /// The operating system's trust store (production).
+    #[default]
+    Platform,
+    /// Only these CA certificates (tests, private issuers).
+    Only(Vec<CertificateDer<'static>>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Thumbprint {
+    /// Lower-case hex SHA-1 (40 characters) of the top certificate presented.
+    Sha1(String),
+    /// Why none could be computed; log it and carry on without a thumbprint.
+    Unavailable(String),
+}
+
+impl Thumbprint {
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            Thumbprint::Sha1(v) => Some(v),
+            Thumbprint::Unavailable(_) => None,
+        }
+    }
+
+    pub fn warning(&self) -> Option<&str> {
+        match self {
+            Thumbprint::Sha1(_) => None,
+            Thumbprint::Unavailable(w) => Some(w),
+        }
+    }
+}
+
+/// Lower-case hex SHA-1 of `der`.
+pub fn sha1_hex(der: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        der,
+    ))
+}
+
+/// The thumbprint of a chain as presented (leaf first): the last certificate's SHA-1.
+pub fn chain_thumbprint(chain: &[CertificateDer<'_>]) -> Option<String> {
+    chain.last().map(|c| sha1_hex(c))
+}
+
+/// Connects to the issuer's host over TLS and returns the thumbprint of what it presents.
+pub async fn fetch(issuer: &str, roots: &Roots, timeout: Duration) -> Thumbprint {
+    match tokio::time::timeout(timeout, fetch_inner(issuer, roots)).await {
+        Ok(Ok(t)) => Thumbprint::Sha1(t),
+        Ok(Err(why)) => Thumbprint::Unavailable(format!(
+            "no thumbprint for issuer {issuer}: {why}; the OIDC provider is managed without one \
+             (AWS verifies issuers with well-known CAs itself)"
+        )),
+        Err(_) => Thumbprint::Unavailable(format!(
+            "no thumbprint for issuer {issuer}: no TLS handshake within {timeout:?}; the OIDC \
+             provider is managed without one"
+        )),
+    }
+}
+
+async fn fetch_inner(issuer: &str, roots: &Roots) -> Result<String, String> {
+    let url = reqwest::Url::parse(issuer).map_err(|e| format!("not a URL: {e}"))?;
+    if url.scheme() != "https" {
+        return Err("not an https URL".into());
+    }
+    let host = url.host_str().ok_or("URL has no host")?.to_string();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let inner: Arc<dyn ServerCertVerifier> = match roots {
+        Roots::Platform => Arc::new(
+            rustls_platform_verifier::Verifier::new(provider.clone())
+                .map_err(|e| format!("loading the platform's trust store: {e}"))?,
+        ),
+        Roots::Only(certs) => {
+            let mut store = rustls::RootCertStore::empty();
+            for c in certs {
+                store
+                    .add(c.clone())
+                    .map_err(|e| format!("bad root certificate: {e}"))?;
+            }
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(store),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| format!("building the verifier: {e}"))?
+        }
+    };
+    let recorder = Arc::new(RecordingVerifier {
+        inner,
+        chain: Mutex::new(Vec::new()),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(recorder.clone())
+        .with_no_client_auth();
+    // IP-literal issuers are valid (tests, some on-prem setups); the URL parser already
+    // stripped the brackets of IPv6 hosts.
+    let server_name = ServerName::try_from(host.clone())
+        .map_err(|e| format!("{host:?} is not a valid TLS server name: {e}"))?;
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake with {host}:{port}: {e}"))?;
+    let chain = recorder
+        .chain
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    chain_thumbprint(&chain).ok_or_else(|| "the server presented no certificate".into())
+}
+
+/// Delegates every decision to `inner` and remembers the chain the server presented.
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: Arc<dyn ServerCertVerifier>,
+    chain: Mutex<Vec<CertificateDer<'static>>>,
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        *self.chain.lock().unwrap_or_else(PoisonError::into_inner) = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.clone().into_owned())
+            .collect();
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls::pki_types::PrivateKeyDer;
+
+    #[test]
+    fn sha1_known_vector() {
+        assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(chain_thumbprint(&[]), None);
+    }
+
+    struct Pki {
+        root: CertificateDer<'static>,
+        intermediate: CertificateDer<'static>,
+        leaf: CertificateDer<'static>,
+        leaf_key: PrivateKeyDer<'static>,
+    }
+
+    fn ca_params(name: &str) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, name.to_string());
+        p
+    }
+
+    /// root CA → intermediate CA → leaf for 127.0.0.1.
+    fn pki() -> Pki {
+        let root =
+            CertifiedIssuer::self_signed(ca_params("test root"), KeyPair::generate().unwrap())
+                .unwrap();
+        let intermediate = CertifiedIssuer::signed_by(
+            ca_params("test intermediate"),
+            KeyPair::generate().unwrap(),
+            &root,
+        )
+        .unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &intermediate)
+            .unwrap();
+        Pki {
+            root: root.der().clone(),
+            intermediate: intermediate.der().clone(),
+            leaf: leaf.der().clone(),
+            leaf_key: PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
+        }
+    }
+
+    /// Serves TLS handshakes with `chain` on a free port until the test ends.
+    async fn serve(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> u16 {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = acceptor.accept(tcp).await;
+                });
+            }
+        });
+        port
+    }
+
+    const T: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn thumbprint_is_the_last_certificate_presented() {
+        crate::install_crypto_provider();
+        let pki = pki();
+        let roots = Roots::Only(vec![pki.root.clone()]);
+
+        // Full chain presented: the top is the root.
+        let port = serve(
+            vec![pki.leaf.clone(), pki.intermediate.clone(), pki.root.clone()],
+            pki.leaf_key.clone_key(),
+        )
+        .await;
+        let issuer = format!("https://127.0.0.1:{port}/id/ABC");
+        assert_eq!(
+            fetch(&issuer, &roots, T).await,
+            Thumbprint::Sha1(sha1_hex(&pki.root))
+        );
+
+        // Root omitted (the usual case): the top presented is the intermediate, as in eksctl.
+        let port = serve(
+            vec![pki.leaf.clone(), pki.intermediate.clone()],
+            pki.leaf_key.clone_key(),
+        )
+        .await;
+        let t = fetch(&format!("https://127.0.0.1:{port}"), &roots, T).await;
+        assert_eq!(t, Thumbprint::Sha1(sha1_hex(&pki.intermediate)));
+        assert_eq!(t.value().map(str::len), Some(40));
+    }
+
+    #[tokio::test]
+    async fn failures_are_warnings() {
+        crate::install_crypto_provider();
+        let pki = pki();
+        let port = serve(
+            vec![pki.leaf.clone(), pki.intermediate.clone()],
+            pki.leaf_key.clone_key(),
+        )
+        .await;
+        let issuer = format!("https://127.0.0.1:{port}");
+
+        // A chain that does not verify is not pinned.
+        let other = pki_root_only();
+        let t = fetch(&issuer, &Roots::Only(vec![other]), T).await;
+        let w = t.warning().unwrap();
+        assert!(w.contains("TLS handshake") && w.contains(&issuer), "{w}");
+
+        // Nothing listening.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let t = fetch(&format!("https://127.0.0.1:{closed}"), &Roots::Platform, T).await;
+        assert!(t.warning().unwrap().contains("connecting to"), "{t:?}");
+
+        // Not https.
+        let t = fetch("http://127.0.0.1:1", &Roots::Platform, T).await;
+        assert!(t.warning().unwrap().contains("not an https URL"), "{t:?}");
+    }
+
+    fn pki_root_only() -> CertificateDer<'static> {
+        CertifiedIssuer::self_signed(ca_params("unrelated"), KeyPair::generate().unwrap())
+            .unwrap()
+            .der()
+            .clone()
+    }
+}

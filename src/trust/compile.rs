@@ -161,9 +161,9 @@ impl fmt::Display for Refusal {
         }
         write!(
             f,
-            ". Fix: raise the quota (IAM allows 4096 or 8192 through Service Quotas, then \
-             --trust-policy-max-chars), allow namespace wildcard trust for the namespaces, or \
-             split the ServiceAccounts across roles"
+            ". Fix: raise the role trust policy quota in Service Quotas (up to 8192) and irsa's \
+             max-chars setting with it, allow namespace wildcard trust for these namespaces, \
+             or split the ServiceAccounts across roles"
         )
     }
 }

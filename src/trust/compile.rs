@@ -229,7 +229,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Compiled, Refusal> {
         // A document no larger than the current one always fits: IAM already holds one that
         // size (its quota was raised, or the flag lowered). Removing subjects from an
         // over-quota role must never be refused.
-        if chars <= input.max_chars || current.chars.is_some_and(|c| chars <= c) {
+        if chars <= input.max_chars || current.chars().is_some_and(|c| chars <= c) {
             return Ok(Compiled::Changed {
                 document,
                 chars,
@@ -295,7 +295,7 @@ struct Current<'a> {
     /// Our statements by audience (the first one when a Sid is duplicated), parsed.
     owned: BTreeMap<String, Option<Model>>,
     hand_edited: Vec<HandEdit>,
-    chars: Option<usize>,
+    doc: Option<&'a PolicyDocument>,
 }
 
 impl<'a> Current<'a> {
@@ -304,7 +304,7 @@ impl<'a> Current<'a> {
             slots: Vec::new(),
             owned: BTreeMap::new(),
             hand_edited: Vec::new(),
-            chars: input.current.map(PolicyDocument::chars),
+            doc: input.current,
         };
         let Some(doc) = input.current else {
             return this;
@@ -360,13 +360,19 @@ impl<'a> Current<'a> {
 
     /// `Some(current size)` when our statements already say exactly `models`.
     fn unchanged(&self, models: &BTreeMap<String, Model>) -> Option<usize> {
-        let chars = self.chars?;
+        let doc = self.doc?;
         let same = self.hand_edited.is_empty()
             && self.owned.len() == models.len()
-            && models
-                .iter()
-                .all(|(aud, model)| self.owned.get(aud) == Some(&Some(model.clone())));
-        same.then_some(chars)
+            && models.iter().all(|(aud, model)| {
+                self.owned
+                    .get(aud)
+                    .is_some_and(|m| m.as_ref() == Some(model))
+            });
+        same.then(|| doc.chars())
+    }
+
+    fn chars(&self) -> Option<usize> {
+        self.doc.map(PolicyDocument::chars)
     }
 }
 
@@ -604,7 +610,7 @@ impl Builder<'_> {
         Refusal {
             chars,
             quota: self.input.max_chars,
-            current_chars: self.current.chars,
+            current_chars: self.current.chars(),
             collapsed: collapsed.iter().cloned().collect(),
             desired: want.values().map(|s| s.len()).sum(),
             not_fitting,

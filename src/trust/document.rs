@@ -109,9 +109,16 @@ impl PolicyDocument {
 
     /// The same document (top-level keys and their order kept) with new statements.
     pub fn with_statements(&self, statements: Vec<Value>) -> Self {
-        let mut root = self.root.clone();
-        // `insert` on an existing key keeps its position under preserve_order.
-        root.insert("Statement".into(), Value::Array(statements));
+        let mut statements = Some(Value::Array(statements));
+        // Rebuilt key by key rather than cloned whole: the old statements are not copied.
+        let root = self
+            .root
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                "Statement" => (k.clone(), statements.take().unwrap_or(Value::Null)),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect();
         Self { root }
     }
 
@@ -121,7 +128,8 @@ impl PolicyDocument {
 
     /// The minified form IAM stores and measures.
     pub fn to_compact(&self) -> String {
-        Value::Object(self.root.clone()).to_string()
+        // Serializing a `Value` cannot fail: its map keys are always strings.
+        serde_json::to_string(&self.root).unwrap_or_default()
     }
 
     pub fn to_pretty(&self) -> String {
@@ -131,7 +139,13 @@ impl PolicyDocument {
 
     /// The size IAM counts against the trust-policy quota. See [`iam_chars`].
     pub fn chars(&self) -> usize {
-        iam_chars(&self.to_compact())
+        // Counted while serializing, without building the string (the compiler measures
+        // every candidate document).
+        let mut counter = CharCounter(0);
+        match serde_json::to_writer(&mut counter, &self.root) {
+            Ok(()) => counter.0,
+            Err(_) => iam_chars(&self.to_compact()),
+        }
     }
 }
 
@@ -152,6 +166,24 @@ pub fn iam_chars(compact_json: &str) -> usize {
         .chars()
         .filter(|c| !matches!(c, ' ' | '\t' | '\n' | '\r'))
         .count()
+}
+
+/// Counts what [`iam_chars`] counts, from the UTF-8 bytes serde_json writes: a character
+/// starts at every byte that is not a continuation byte (`10xxxxxx`).
+struct CharCounter(usize);
+
+impl std::io::Write for CharCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf
+            .iter()
+            .filter(|&&b| b & 0xC0 != 0x80 && !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .count();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The issuer as IAM's condition keys and provider ARNs spell it: the URL without its
@@ -324,6 +356,15 @@ mod tests {
         let compact = pretty.to_compact();
         assert_eq!(pretty.chars(), compact.len());
         assert_eq!(pretty.chars(), iam_chars(&pretty.to_pretty()));
+        // The streaming count agrees with the rule on multi-byte characters, spaces inside
+        // strings and escapes.
+        let odd = PolicyDocument::parse(r#"{"Statement":[{"Sid":"a b\tçé€𝄞\"x\u0041"}]}"#).unwrap();
+        assert_eq!(odd.chars(), iam_chars(&odd.to_compact()));
+        assert_eq!(
+            odd.to_compact(),
+            r#"{"Statement":[{"Sid":"a b\tçé€𝄞\"xA"}]}"#
+        );
+        assert_eq!(odd.chars(), 38);
     }
 
     #[test]

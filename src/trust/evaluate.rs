@@ -96,9 +96,11 @@ pub fn evaluate(policy: &PolicyDocument, provider_arn: &str, claims: &Claims) ->
             .and_then(Value::as_str)
             .map(str::to_string);
         let label = sid.clone().unwrap_or_else(|| format!("#{}", index + 1));
-        let deny = statement.get("Effect").and_then(Value::as_str) == Some("Deny");
-        match ctx.applies(statement) {
-            Applies::Yes if deny => {
+        let effect = statement.get("Effect").and_then(Value::as_str);
+        let applies = ctx.applies(statement);
+        match (effect, applies) {
+            (_, Applies::OtherPrincipal) => {}
+            (Some("Deny"), Applies::Yes) => {
                 return Decision {
                     allowed: false,
                     matched_sid: sid,
@@ -109,17 +111,23 @@ pub fn evaluate(policy: &PolicyDocument, provider_arn: &str, claims: &Claims) ->
                     )],
                 };
             }
-            Applies::Yes => {
+            // A Deny that does not apply is not a reason for anything.
+            (Some("Deny"), Applies::No(_)) => {}
+            (Some("Allow"), Applies::Yes) => {
                 considered += 1;
                 allow.get_or_insert((index, sid));
             }
-            Applies::No(why) => {
+            (Some("Allow"), Applies::No(why)) => {
                 considered += 1;
-                if !deny {
-                    reasons.extend(why.into_iter().map(|w| format!("statement {label}: {w}")));
-                }
+                reasons.extend(why.into_iter().map(|w| format!("statement {label}: {w}")));
             }
-            Applies::OtherPrincipal => {}
+            (other, _) => {
+                considered += 1;
+                reasons.push(format!(
+                    "statement {label}: Effect is {}, neither Allow nor Deny; IAM rejects such a policy",
+                    other.map_or_else(|| "missing".to_string(), |e| format!("{e:?}"))
+                ));
+            }
         }
     }
     if let Some((index, sid)) = allow {

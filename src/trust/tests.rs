@@ -967,3 +967,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn implicit_deny_always_has_a_reason() {
+    let only_deny = policy(
+        json!([{"Effect": "Deny", "Principal": "*", "Action": "sts:*",
+        "Condition": {"StringLike": {format!("{HOST}:sub"): "*:default:*"}}}]),
+    );
+    let no = eval(&only_deny, APP, STS);
+    assert!(!no.allowed);
+    assert!(no.reasons[0].starts_with("no statement trusts"), "{no}");
+    let no_effect = policy(json!([{"Sid": "E", "Principal": {"Federated": PROVIDER},
+        "Action": "sts:AssumeRoleWithWebIdentity"}]));
+    let no = eval(&no_effect, APP, STS);
+    assert!(!no.allowed);
+    assert_eq!(
+        no.reasons,
+        ["statement E: Effect is missing, neither Allow nor Deny; IAM rejects such a policy"]
+    );
+}

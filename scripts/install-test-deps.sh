@@ -3,10 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python3 -c 'import moto, flask, helm_sdk' 2>/dev/null; then
+if ! python3 -c 'import moto, flask, helm_python' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 command -v moto_server >/dev/null || { echo "moto_server not on PATH after install" >&2; exit 1; }
+# tests/packaging.rs renders config/default with `kubectl kustomize` (no cluster involved).
+command -v kubectl >/dev/null || { echo "kubectl not on PATH: the kustomize checks need it (apt-get install kubectl)" >&2; exit 1; }

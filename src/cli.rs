@@ -301,6 +301,11 @@ pub struct DoctorArgs {
     #[arg(long, env = "IRSA_ISSUER_URL")]
     pub issuer_url: Option<String>,
 
+    /// Extra PEM root CA(s) for reaching a self-managed issuer over HTTPS (STS itself only
+    /// trusts public CAs, so the doctor warns when this is needed).
+    #[arg(long, env = "IRSA_ISSUER_CA_FILE")]
+    pub issuer_ca_file: Option<PathBuf>,
+
     /// Also call sts:AssumeRoleWithWebIdentity with a fresh token.
     #[arg(long, env = "IRSA_ASSUME", default_value_t = false)]
     pub assume: bool,

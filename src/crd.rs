@@ -1,1 +1,405 @@
-//! IAMRoleBinding / IAMRoleGrant custom resources.
+//! IAMRoleBinding / IAMRoleGrant custom resources (group `irsa.dev`, version `v1alpha1`).
+//!
+//! The schema carries every check the API server can make on its own (ARN pattern, non-empty
+//! and unique ServiceAccount names, CEL rules), so a typo is refused at `kubectl apply` time;
+//! everything else (authorization, IAM state, quota) is reported in `status`, never by a crash.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+use crate::arn::ROLE_ARN_PATTERN;
+
+pub const GROUP: &str = "irsa.dev";
+pub const VERSION: &str = "v1alpha1";
+/// The finalizer the controller puts on bindings so it can clean the trust policy first.
+pub const FINALIZER: &str = "irsa.dev/trust-policy";
+
+/// A ServiceAccount name as Kubernetes validates it (a DNS-1123 subdomain, at most 253
+/// characters). Deliberately not the stricter DNS label: the API server accepts dotted
+/// ServiceAccount names, and a binding must be able to name every SA that can exist.
+pub const SERVICE_ACCOUNT_NAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// Condition types written on `IAMRoleBinding.status.conditions`.
+pub mod condition {
+    /// Summary: True when every other condition is True.
+    pub const READY: &str = "Ready";
+    /// A grant or a role tag allows this namespace/SA/role combination.
+    pub const AUTHORIZED: &str = "Authorized";
+    /// The role's trust policy holds exactly the subjects this binding asks for.
+    pub const TRUST_POLICY_APPLIED: &str = "TrustPolicyApplied";
+    /// `annotateServiceAccounts`: the listed SAs carry the role annotations.
+    pub const SERVICE_ACCOUNTS_ANNOTATED: &str = "ServiceAccountsAnnotated";
+}
+
+/// `reason` values of those conditions (CamelCase, as Kubernetes requires).
+pub mod reason {
+    pub const TRUST_POLICY_APPLIED: &str = "TrustPolicyApplied";
+    pub const GRANT_MATCHED: &str = "GrantMatched";
+    pub const ROLE_TAG_MATCHED: &str = "RoleTagMatched";
+    pub const NOT_AUTHORIZED: &str = "NotAuthorized";
+    pub const TRUST_POLICY_TOO_LARGE: &str = "TrustPolicyTooLarge";
+    pub const INVALID_ROLE_ARN: &str = "InvalidRoleArn";
+    pub const ROLE_NOT_FOUND: &str = "RoleNotFound";
+    pub const OIDC_PROVIDER_MISSING: &str = "OIDCProviderMissing";
+    pub const IAM_ERROR: &str = "IAMError";
+    pub const ANNOTATED: &str = "Annotated";
+    pub const ANNOTATION_DISABLED: &str = "AnnotationDisabled";
+    pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
+    /// An SA already carries a different `role-arn` the controller did not write.
+    pub const CONFLICT: &str = "Conflict";
+    pub const RECONCILING: &str = "Reconciling";
+    pub const DELETING: &str = "Deleting";
+}
+
+/// These ServiceAccounts of this namespace may assume this role.
+// clippy reads the repeated `type_` of kube's printcolumn(...) entries as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "irsa.dev",
+    version = "v1alpha1",
+    kind = "IAMRoleBinding",
+    plural = "iamrolebindings",
+    singular = "iamrolebinding",
+    shortname = "irb",
+    category = "irsa",
+    namespaced,
+    status = "IAMRoleBindingStatus",
+    derive = "PartialEq",
+    doc = "Lets the listed ServiceAccounts of this namespace assume an IAM role: the controller adds them to the role's trust policy (when an IAMRoleGrant or the role's tags allow it).",
+    printcolumn(name = "Role", type_ = "string", json_path = ".spec.roleArn"),
+    printcolumn(
+        name = "ServiceAccounts",
+        type_ = "string",
+        json_path = ".spec.serviceAccounts"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.annotateServiceAccounts || (!has(self.stsRegionalEndpoints) && !has(self.tokenExpirationSeconds))",
+        "message": "stsRegionalEndpoints and tokenExpirationSeconds are written as ServiceAccount annotations: they need annotateServiceAccounts: true"
+    }
+]))]
+pub struct IAMRoleBindingSpec {
+    /// The IAM role, `arn:<partition>:iam::<account>:role/<path/><name>`.
+    #[schemars(regex(pattern = ROLE_ARN_PATTERN), length(max = 2048))]
+    pub role_arn: String,
+
+    /// Names of ServiceAccounts in this namespace (at least one, no duplicates).
+    #[schemars(schema_with = "service_account_names_schema")]
+    pub service_accounts: Vec<String>,
+
+    /// Token audience trusted for these ServiceAccounts (default: the controller's
+    /// `--token-audience`, normally `sts.amazonaws.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub audience: Option<String>,
+
+    /// Write `<prefix>/role-arn` (and the optional annotations below) on the listed
+    /// ServiceAccounts so the webhook injects credentials into their pods.
+    #[serde(default = "default_true")]
+    pub annotate_service_accounts: bool,
+
+    /// Written as the `<prefix>/sts-regional-endpoints` annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sts_regional_endpoints: Option<bool>,
+
+    /// Written as the `<prefix>/token-expiration` annotation (seconds, at least 600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 600))]
+    pub token_expiration_seconds: Option<i64>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// What the controller observed and did for one binding.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IAMRoleBindingStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready, Authorized, TrustPolicyApplied, ServiceAccountsAnnotated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+
+    /// The role whose trust policy holds this binding's subjects (kept until cleaned, so a
+    /// changed `spec.roleArn` lets the controller clean the old role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+
+    /// The IAM OIDC provider the trust statement names as `Principal.Federated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_provider_arn: Option<String>,
+
+    /// Size of the role's trust policy, whitespace excluded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_policy_chars: Option<i64>,
+
+    /// The trust-policy size quota the controller enforces (`--trust-policy-max-chars`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_policy_limit: Option<i64>,
+}
+
+/// Who may bind what: the controller trusts a subject only if a grant (or the role's
+/// `irsa.dev/allowed-namespaces` tag) allows it. Default deny.
+// clippy reads the repeated `type_` of kube's printcolumn(...) entries as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "irsa.dev",
+    version = "v1alpha1",
+    kind = "IAMRoleGrant",
+    plural = "iamrolegrants",
+    singular = "iamrolegrant",
+    category = "irsa",
+    status = "IAMRoleGrantStatus",
+    derive = "PartialEq",
+    doc = "Allows IAMRoleBindings and annotated ServiceAccounts in matching namespaces to be trusted by matching IAM roles. Cluster-scoped: editing a role's trust policy is a privilege.",
+    printcolumn(name = "Namespaces", type_ = "string", json_path = ".spec.namespaces"),
+    printcolumn(name = "Roles", type_ = "string", json_path = ".spec.roleArns"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IAMRoleGrantSpec {
+    /// Namespace globs (`team-a`, `team-a-*`).
+    #[schemars(schema_with = "glob_list_schema")]
+    pub namespaces: Vec<String>,
+
+    /// Role ARN globs (`arn:aws:iam::111122223333:role/team-a-*`).
+    #[schemars(schema_with = "role_arn_glob_list_schema")]
+    pub role_arns: Vec<String>,
+
+    /// ServiceAccount name globs (default: every ServiceAccount, `*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_glob_list_schema")]
+    pub service_accounts: Option<Vec<String>>,
+
+    /// May the trust compiler collapse a namespace's subjects to
+    /// `system:serviceaccount:<ns>:*` when the policy would exceed its size quota?
+    #[serde(default)]
+    pub allow_namespace_wildcard_trust: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IAMRoleGrantStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+// Hand-written schemas where schemars' derive cannot say what the API server should enforce
+// (list semantics, item patterns) or where the type is foreign (k8s-openapi's Condition has
+// no JsonSchema impl without turning on its `schemars` feature, which rebuilds the crate).
+
+fn service_account_names_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 500,
+        "x-kubernetes-list-type": "set",
+        "items": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 253,
+            "pattern": SERVICE_ACCOUNT_NAME_PATTERN,
+        },
+    })
+}
+
+fn glob_items(max_len: u32) -> serde_json::Value {
+    serde_json::json!({"type": "string", "minLength": 1, "maxLength": max_len})
+}
+
+fn glob_list_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 256,
+        "x-kubernetes-list-type": "set",
+        "items": glob_items(253),
+    })
+}
+
+fn optional_glob_list_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "nullable": true,
+        "minItems": 1,
+        "maxItems": 256,
+        "x-kubernetes-list-type": "set",
+        "items": glob_items(253),
+    })
+}
+
+fn role_arn_glob_list_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 256,
+        "x-kubernetes-list-type": "set",
+        "items": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 2048,
+            // A glob, so only its fixed head can be checked: it must at least be a role ARN
+            // shape (`arn:*` alone would let a grant hand out every role in every account).
+            "pattern": r"^arn:[a-z*-]+:iam::[0-9*?]+:role/.+$",
+        },
+        "x-kubernetes-validations": [{
+            "rule": "self.all(a, a != 'arn:*:iam::*:role/*')",
+            "message": "a grant for every role in every account is almost certainly a mistake; name the account",
+        }],
+    })
+}
+
+/// `metav1.Condition` as the API server validates it, keyed by `type` so server-side apply
+/// merges conditions one by one.
+fn conditions_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+            "properties": {
+                "type": {"type": "string", "maxLength": 316},
+                "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
+                "lastTransitionTime": {"type": "string", "format": "date-time"},
+                "reason": {"type": "string", "maxLength": 1024, "minLength": 1},
+                "message": {"type": "string", "maxLength": 32768},
+            },
+        },
+    })
+}
+
+/// Both CRDs as one multi-document YAML, grant first (it is what an admin creates first).
+/// This is `irsa crd`'s output and the content of `crds/irsa.dev.yaml`.
+pub fn crds_yaml() -> Result<String, serde_saphyr::ser_error::Error> {
+    use kube::CustomResourceExt;
+    let mut out = String::from("# Generated by `irsa crd` (make crds). Do not edit by hand.\n");
+    for crd in [IAMRoleGrant::crd(), IAMRoleBinding::crd()] {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&crd)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn binding_crd_shape() {
+        let crd = IAMRoleBinding::crd();
+        assert_eq!(crd.spec.group, GROUP);
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["irb".to_string()]));
+        let v = &crd.spec.versions[0];
+        assert_eq!(v.name, VERSION);
+        assert!(v.subresources.as_ref().unwrap().status.is_some());
+        let cols: Vec<_> = v
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.to_uppercase())
+            .collect();
+        assert_eq!(
+            cols,
+            ["ROLE", "SERVICEACCOUNTS", "READY", "REASON", "AGE"].map(String::from)
+        );
+        let schema = serde_json::to_value(&v.schema).unwrap();
+        let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
+        assert_eq!(
+            spec["properties"]["roleArn"]["pattern"],
+            json!(ROLE_ARN_PATTERN)
+        );
+        assert_eq!(spec["properties"]["serviceAccounts"]["minItems"], json!(1));
+        assert_eq!(spec["required"], json!(["roleArn", "serviceAccounts"]));
+        let conditions =
+            &schema["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
+        assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
+    }
+
+    #[test]
+    fn grant_is_cluster_scoped() {
+        let crd = IAMRoleGrant::crd();
+        assert_eq!(crd.spec.scope, "Cluster");
+        assert_eq!(crd.metadata.name.as_deref(), Some("iamrolegrants.irsa.dev"));
+    }
+
+    #[test]
+    fn spec_example_round_trips() {
+        let yaml = r#"
+apiVersion: irsa.dev/v1alpha1
+kind: IAMRoleBinding
+metadata: {name: s3-reader, namespace: team-a}
+spec:
+  roleArn: arn:aws:iam::111122223333:role/team-a-s3-reader
+  serviceAccounts: [app, worker]
+  audience: sts.amazonaws.com
+  stsRegionalEndpoints: true
+  tokenExpirationSeconds: 86400
+"#;
+        let b: IAMRoleBinding = serde_saphyr::from_str(yaml).unwrap();
+        assert!(b.spec.annotate_service_accounts, "defaults to true");
+        assert_eq!(b.spec.service_accounts, ["app", "worker"]);
+        let g: IAMRoleGrant = serde_saphyr::from_str(
+            "apiVersion: irsa.dev/v1alpha1\nkind: IAMRoleGrant\nmetadata: {name: team-a}\nspec:\n  namespaces: [team-a]\n  roleArns: ['arn:aws:iam::111122223333:role/team-a-*']\n",
+        )
+        .unwrap();
+        assert_eq!(g.spec.service_accounts, None);
+        assert!(!g.spec.allow_namespace_wildcard_trust);
+    }
+
+    #[test]
+    fn crds_yaml_is_two_documents() {
+        let yaml = crds_yaml().unwrap();
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).unwrap();
+        let names: Vec<_> = docs
+            .iter()
+            .map(|d| d["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["iamrolegrants.irsa.dev", "iamrolebindings.irsa.dev"]
+        );
+    }
+}

@@ -1,0 +1,489 @@
+//! PURE: each diagnosis step as a function from gathered facts to a [`Check`].
+//!
+//! The I/O half of the doctor fetches the facts (ServiceAccount, IAM role and providers,
+//! discovery document, JWKS, a fresh token); everything that decides PASS/FAIL lives here so
+//! every branch is unit-tested without a cluster or AWS.
+
+use std::collections::BTreeMap;
+
+use jsonwebtoken::{DecodingKey, Validation, jwk::JwkSet};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::report::Check;
+use crate::{
+    arn::RoleArn,
+    mutate::{self, Identities, MutationConfig, ServiceAccountInfo},
+};
+
+pub const STS_NO_PROVIDER: &str =
+    "InvalidIdentityToken: No OpenIDConnect provider found in your account for";
+pub const STS_BAD_AUDIENCE: &str = "InvalidIdentityToken: Incorrect token audience";
+pub const STS_ACCESS_DENIED: &str =
+    "AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity";
+pub const STS_EXPIRED: &str = "ExpiredTokenException: Token expired: current date/time must be before the expiration date/time";
+pub const STS_NO_KEY: &str =
+    "InvalidIdentityToken: Couldn't retrieve verification key from your identity provider";
+pub const STS_BAD_SIGNATURE: &str =
+    "InvalidIdentityToken: The web identity token that was passed could not be validated by AWS";
+
+/// What the ServiceAccount step learned, for the later steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaFacts {
+    pub role_arn: RoleArn,
+    pub audience: String,
+    /// `system:serviceaccount:<ns>:<name>`, the token's `sub`.
+    pub subject: String,
+}
+
+/// Step 1: the ServiceAccount exists and its annotations are valid.
+pub fn service_account(
+    namespace: &str,
+    name: &str,
+    sa: Option<&ServiceAccountInfo>,
+    prefix: &str,
+    default_audience: &str,
+) -> (Check, Option<SaFacts>) {
+    const ID: &str = "service-account";
+    const TITLE: &str = "ServiceAccount";
+    let Some(sa) = sa else {
+        return (
+            Check::fail(
+                ID,
+                TITLE,
+                format!("ServiceAccount {namespace}/{name} does not exist"),
+                format!(
+                    "create it (kubectl create serviceaccount -n {namespace} {name}) or fix the pod's serviceAccountName"
+                ),
+            ),
+            None,
+        );
+    };
+    let key = format!("{prefix}/role-arn");
+    let Some(raw) = sa
+        .annotations
+        .get(&key)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+    else {
+        return (
+            Check::fail(
+                ID,
+                TITLE,
+                format!(
+                    "{namespace}/{name} has no {key} annotation, so its pods get no web-identity credentials (the SDK falls back to the node's role)"
+                ),
+                format!(
+                    "kubectl annotate serviceaccount -n {namespace} {name} {key}=arn:aws:iam::<account>:role/<name>, or bind it with an IAMRoleBinding"
+                ),
+            ),
+            None,
+        );
+    };
+    let role_arn = match RoleArn::parse(raw) {
+        Ok(arn) => arn,
+        Err(err) => {
+            return (
+                Check::fail(
+                    ID,
+                    TITLE,
+                    format!("{key}={raw:?} is not a valid IAM role ARN: {err}"),
+                    format!("set {key} to arn:<partition>:iam::<12-digit account>:role/<name>"),
+                )
+                .with_sts_error("ValidationError: Request ARN is invalid"),
+                None,
+            );
+        }
+    };
+    let audience = sa
+        .annotations
+        .get(&format!("{prefix}/audience"))
+        .map(|a| a.trim())
+        .filter(|a| !a.is_empty())
+        .unwrap_or(default_audience)
+        .to_string();
+    let facts = SaFacts {
+        role_arn,
+        audience,
+        subject: format!("system:serviceaccount:{namespace}:{name}"),
+    };
+    // The engine reports bad expiration/boolean values exactly as the webhook would.
+    let cfg = MutationConfig {
+        annotation_prefix: prefix.to_string(),
+        ..Default::default()
+    };
+    let probe = serde_json::json!({"spec": {"containers": []}});
+    let warnings = mutate::mutate(
+        &cfg,
+        &Identities::default(),
+        namespace,
+        sa,
+        &probe,
+        &mut rand::rng(),
+    )
+    .map(|m| m.warnings)
+    .unwrap_or_default();
+    let evidence = format!(
+        "{namespace}/{name}: {key}={raw}, audience {}",
+        facts.audience
+    );
+    let check = if warnings.is_empty() {
+        Check::pass(ID, TITLE, evidence)
+    } else {
+        let messages: Vec<_> = warnings.into_iter().map(|w| w.message).collect();
+        Check::warn(ID, TITLE, format!("{evidence}; {}", messages.join("; ")))
+            .with_fix("fix the annotation values (the webhook falls back to defaults)")
+    };
+    (check, Some(facts))
+}
+
+/// For `--pod`: the pod carries what the webhook would inject today. The classic failure is a
+/// pod created before its ServiceAccount was annotated (or while the webhook was down).
+pub fn pod_mutated(
+    pod: &Value,
+    namespace: &str,
+    sa: &ServiceAccountInfo,
+    cfg: &MutationConfig,
+    identities: &Identities,
+) -> Check {
+    const ID: &str = "pod";
+    const TITLE: &str = "Pod injected";
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("<unnamed>");
+    let labels = pod.pointer("/metadata/labels");
+    let opted_out = [mutate::SKIP_LABEL, mutate::EKS_SKIP_LABEL]
+        .iter()
+        .find(|l| labels.and_then(|m| m.get(**l)).is_some());
+    if let Some(label) = opted_out {
+        return Check::warn(
+            ID,
+            TITLE,
+            format!("pod {namespace}/{name} opts out of injection with label {label}"),
+        )
+        .with_fix(format!(
+            "remove the {label} label from the pod template if it should get credentials"
+        ));
+    }
+    match mutate::mutate(cfg, identities, namespace, sa, pod, &mut rand::rng()) {
+        Err(err) => Check::fail(ID, TITLE, err.to_string(), "check the pod manifest"),
+        Ok(m) if m.patch.0.is_empty() => Check::pass(
+            ID,
+            TITLE,
+            format!(
+                "pod {namespace}/{name} has the token volume, mount and AWS variables in every container"
+            ),
+        ),
+        Ok(m) => {
+            let missing: Vec<String> = m.patch.0.iter().map(|op| op.path().to_string()).collect();
+            Check::fail(
+                ID,
+                TITLE,
+                format!("pod {namespace}/{name} lacks what the webhook injects ({} missing: {})", missing.len(), missing.join(", ")),
+                "the pod was created before its ServiceAccount was annotated or while the webhook was unavailable: \
+                 recreate it (kubectl rollout restart deployment/<name>, or delete the pod)",
+            )
+            .with_sts_error("none: the SDK finds no web-identity token and falls back to the node's credentials")
+        }
+    }
+}
+
+/// What IAM says about one OIDC provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderFacts {
+    pub arn: String,
+    /// As IAM stores it: host and path, no scheme.
+    pub url: String,
+    pub client_ids: Vec<String>,
+}
+
+/// Step 5: an IAM OIDC provider exists for the exact issuer and lists the audience.
+pub fn oidc_provider(
+    issuer_url: &str,
+    providers: &[ProviderFacts],
+    audience: &str,
+) -> (Check, Option<String>) {
+    const ID: &str = "oidc-provider";
+    const TITLE: &str = "OIDC provider";
+    let wanted = issuer_url.strip_prefix("https://").unwrap_or(issuer_url);
+    let sts_no_provider = format!("{STS_NO_PROVIDER} {issuer_url}");
+    let Some(provider) = providers.iter().find(|p| p.url == wanted) else {
+        let normalize = |u: &str| u.trim_end_matches('/').to_ascii_lowercase();
+        let near = providers
+            .iter()
+            .find(|p| normalize(&p.url) == normalize(wanted));
+        let (evidence, fix) = match near {
+            Some(p) => (
+                format!(
+                    "no provider for {wanted}; {} is for {:?}, which differs only in case or a trailing slash — IAM compares byte for byte",
+                    p.arn, p.url
+                ),
+                format!(
+                    "create a provider for exactly https://{wanted} (or fix --issuer-url / the API server's --service-account-issuer to match)"
+                ),
+            ),
+            None => (
+                format!(
+                    "no IAM OIDC provider for {wanted} among {} provider(s)",
+                    providers.len()
+                ),
+                format!(
+                    "create it: aws iam create-open-id-connect-provider --url https://{wanted} --client-id-list {audience} (or run irsa controller with --manage-oidc-provider)"
+                ),
+            ),
+        };
+        return (
+            Check::fail(ID, TITLE, evidence, fix).with_sts_error(sts_no_provider),
+            None,
+        );
+    };
+    let check = if provider.client_ids.iter().any(|c| c == audience) {
+        Check::pass(
+            ID,
+            TITLE,
+            format!("{} lists audience {audience}", provider.arn),
+        )
+    } else {
+        Check::fail(
+            ID,
+            TITLE,
+            format!("{} client IDs are {:?}; the token's audience {audience} is not among them", provider.arn, provider.client_ids),
+            format!("aws iam add-client-id-to-open-id-connect-provider --open-id-connect-provider-arn {} --client-id {audience}", provider.arn),
+        )
+        .with_sts_error(STS_BAD_AUDIENCE)
+    };
+    (check, Some(provider.arn.clone()))
+}
+
+/// Step 6: the discovery document names the issuer and the JWKS holds the token's key.
+pub fn issuer(
+    issuer_url: &str,
+    discovery: Result<&Value, &str>,
+    jwks: Result<&JwkSet, &str>,
+    token_kid: Option<&str>,
+) -> Check {
+    const ID: &str = "issuer";
+    const TITLE: &str = "Issuer discovery";
+    let discovery_url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer_url.trim_end_matches('/')
+    );
+    let doc = match discovery {
+        Ok(doc) => doc,
+        Err(err) => {
+            return Check::fail(
+                ID,
+                TITLE,
+                format!("GET {discovery_url} failed: {err}"),
+                "STS fetches this document over public HTTPS: publish the issuer's discovery document and JWKS (S3 bucket or public API server endpoint)",
+            )
+            .with_sts_error(STS_NO_KEY);
+        }
+    };
+    let published = doc
+        .get("issuer")
+        .and_then(Value::as_str)
+        .unwrap_or("<missing>");
+    if published != issuer_url {
+        return Check::fail(
+            ID,
+            TITLE,
+            format!("discovery document says issuer {published:?}, tokens are issued by {issuer_url:?}"),
+            "make the API server's --service-account-issuer and the published discovery document agree byte for byte",
+        )
+        .with_sts_error(STS_NO_KEY);
+    }
+    let keys = match jwks {
+        Ok(keys) => keys,
+        Err(err) => {
+            let jwks_uri = doc
+                .get("jwks_uri")
+                .and_then(Value::as_str)
+                .unwrap_or("<missing jwks_uri>");
+            return Check::fail(
+                ID,
+                TITLE,
+                format!("JWKS {jwks_uri} unusable: {err}"),
+                "publish the service-account signing keys at jwks_uri",
+            )
+            .with_sts_error(STS_NO_KEY);
+        }
+    };
+    match token_kid {
+        Some(kid) if keys.find(kid).is_none() => Check::fail(
+            ID,
+            TITLE,
+            format!(
+                "the token's key id {kid:?} is not in the JWKS ({} keys)",
+                keys.keys.len()
+            ),
+            "re-publish the JWKS after rotating the service-account signing key",
+        )
+        .with_sts_error(STS_NO_KEY),
+        Some(kid) => Check::pass(
+            ID,
+            TITLE,
+            format!("{discovery_url} names the issuer; JWKS has key {kid}"),
+        ),
+        None => Check::pass(
+            ID,
+            TITLE,
+            format!(
+                "{discovery_url} names the issuer; JWKS has {} key(s)",
+                keys.keys.len()
+            ),
+        ),
+    }
+}
+
+/// The claims the doctor reads from a service-account token.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub iss: String,
+    #[serde(default)]
+    pub sub: String,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub aud: Vec<String>,
+    pub exp: Option<i64>,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Aud {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Aud::deserialize(d)? {
+        Aud::One(a) => vec![a],
+        Aud::Many(a) => a,
+    })
+}
+
+/// Reads a token's claims and key id without verifying anything (to know what to check).
+pub fn peek(token: &str) -> Result<(Claims, Option<String>), String> {
+    let header = jsonwebtoken::decode_header(token).map_err(|e| format!("not a JWT: {e}"))?;
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Claims>(token)
+        .map_err(|e| format!("unreadable claims: {e}"))?
+        .claims;
+    Ok((claims, header.kid))
+}
+
+/// Step 7: the token verifies against the JWKS (signature), and its `iss`, `aud`, `exp`
+/// are what STS will require. `now` is seconds since the epoch.
+pub fn token(
+    token: &str,
+    jwks: &JwkSet,
+    issuer_url: &str,
+    audience: &str,
+    subject: Option<&str>,
+    now: i64,
+) -> Check {
+    const ID: &str = "token";
+    const TITLE: &str = "Token";
+    let (claims, kid) = match peek(token) {
+        Ok(parts) => parts,
+        Err(err) => {
+            return Check::fail(
+                ID,
+                TITLE,
+                err,
+                "pass a service-account token (kubectl create token ...)",
+            )
+            .with_sts_error(STS_BAD_SIGNATURE);
+        }
+    };
+    let key = kid
+        .as_deref()
+        .and_then(|k| jwks.find(k))
+        .or_else(|| match jwks.keys.as_slice() {
+            [only] if kid.is_none() => Some(only),
+            _ => None,
+        });
+    let Some(jwk) = key else {
+        return Check::fail(
+            ID,
+            TITLE,
+            format!("no JWKS key for kid {kid:?}"),
+            "re-publish the JWKS with the current signing key",
+        )
+        .with_sts_error(STS_NO_KEY);
+    };
+    let verified = DecodingKey::from_jwk(jwk)
+        .map_err(|e| e.to_string())
+        .and_then(|key| {
+            let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
+            // Signature only here; the claims are compared below to say exactly which is off.
+            let mut v = Validation::new(header.alg);
+            v.validate_exp = false;
+            v.validate_aud = false;
+            v.required_spec_claims.clear();
+            jsonwebtoken::decode::<Value>(token, &key, &v).map_err(|e| e.to_string())
+        });
+    if let Err(err) = verified {
+        return Check::fail(
+            ID,
+            TITLE,
+            format!("signature does not verify with the published key: {err}"),
+            "the JWKS does not match the API server's signing key: re-publish it",
+        )
+        .with_sts_error(STS_BAD_SIGNATURE);
+    }
+    if claims.iss != issuer_url {
+        return Check::fail(
+            ID,
+            TITLE,
+            format!("iss is {:?}, the IAM provider is for {issuer_url:?}", claims.iss),
+            "create the OIDC provider for the token's issuer, or fix the API server's --service-account-issuer",
+        )
+        .with_sts_error(format!("{STS_NO_PROVIDER} {}", claims.iss));
+    }
+    if !claims.aud.iter().any(|a| a == audience) {
+        return Check::fail(
+            ID,
+            TITLE,
+            format!("aud is {:?}, expected {audience}", claims.aud),
+            format!("request the token with audience {audience} (the SA's audience annotation)"),
+        )
+        .with_sts_error(STS_BAD_AUDIENCE);
+    }
+    if let Some(want) = subject
+        && claims.sub != want
+    {
+        return Check::fail(
+            ID,
+            TITLE,
+            format!("sub is {:?}, expected {want}", claims.sub),
+            "use a token of this ServiceAccount",
+        )
+        .with_sts_error(STS_ACCESS_DENIED);
+    }
+    match claims.exp {
+        Some(exp) if exp <= now => Check::fail(
+            ID,
+            TITLE,
+            format!("expired {}s ago (exp {exp})", now - exp),
+            "the kubelet refreshes projected tokens: a stale file means the pod is not using the projected volume; request a fresh token",
+        )
+        .with_sts_error(STS_EXPIRED),
+        Some(exp) => Check::pass(ID, TITLE, format!("signature, iss, aud verified; sub {}; expires in {}s", claims.sub, exp - now)),
+        None => Check::warn(ID, TITLE, "verified, but the token has no exp; STS rejects tokens without expiry")
+            .with_sts_error(STS_BAD_SIGNATURE),
+    }
+}
+
+/// A string map from an object's `metadata.annotations`.
+pub fn annotations_of(obj: &Value) -> BTreeMap<String, String> {
+    obj.pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

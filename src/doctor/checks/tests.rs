@@ -1,0 +1,292 @@
+use serde_json::json;
+
+use super::*;
+use crate::doctor::report::Status;
+
+#[path = "../../../tests/common/oidc.rs"]
+mod oidc;
+use oidc::{SigningKey, now, sa_claims};
+
+const ISSUER: &str = "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC";
+const ARN: &str = "arn:aws:iam::111122223333:role/app";
+
+fn sa(annotations: &[(&str, &str)]) -> ServiceAccountInfo {
+    ServiceAccountInfo {
+        namespace: "team-a".into(),
+        name: "app".into(),
+        annotations: annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn check_sa(s: Option<&ServiceAccountInfo>) -> (Check, Option<SaFacts>) {
+    service_account("team-a", "app", s, "eks.amazonaws.com", "sts.amazonaws.com")
+}
+
+#[test]
+fn service_account_pass_and_each_failure() {
+    let ok = sa(&[
+        ("eks.amazonaws.com/role-arn", ARN),
+        ("eks.amazonaws.com/audience", "aud-x"),
+    ]);
+    let (check, facts) = check_sa(Some(&ok));
+    assert_eq!(check.status, Status::Pass, "{check:?}");
+    let facts = facts.unwrap();
+    assert_eq!(facts.audience, "aud-x");
+    assert_eq!(facts.subject, "system:serviceaccount:team-a:app");
+
+    let (check, facts) = check_sa(None);
+    assert_eq!((check.status, facts), (Status::Fail, None));
+    assert!(check.evidence.contains("does not exist"));
+
+    let (check, _) = check_sa(Some(&sa(&[])));
+    assert_eq!(check.status, Status::Fail);
+    assert!(
+        check.fix.unwrap().starts_with(
+            "kubectl annotate serviceaccount -n team-a app eks.amazonaws.com/role-arn="
+        )
+    );
+
+    let (check, _) = check_sa(Some(&sa(&[(
+        "eks.amazonaws.com/role-arn",
+        "arn:aws:iam::1:role/x",
+    )])));
+    assert_eq!(check.status, Status::Fail);
+    assert!(
+        check.evidence.contains("not 12 digits"),
+        "{}",
+        check.evidence
+    );
+
+    let (check, facts) = check_sa(Some(&sa(&[
+        ("eks.amazonaws.com/role-arn", ARN),
+        ("eks.amazonaws.com/token-expiration", "soon"),
+    ])));
+    assert_eq!(check.status, Status::Warn);
+    assert!(
+        check.evidence.contains("is not an integer"),
+        "{}",
+        check.evidence
+    );
+    assert!(facts.is_some(), "a warning does not stop the later steps");
+}
+
+#[test]
+fn pod_mutated_detects_the_sa_annotated_after_the_pod_case() {
+    let cfg = MutationConfig::default();
+    let ids = Identities::default();
+    let role = sa(&[("eks.amazonaws.com/role-arn", ARN)]);
+    let bare = json!({"metadata": {"name": "web-0"}, "spec": {"containers": [{"name": "app"}]}});
+    let check = pod_mutated(&bare, "team-a", &role, &cfg, &ids);
+    assert_eq!(check.status, Status::Fail);
+    assert!(
+        check.evidence.contains("/spec/volumes"),
+        "{}",
+        check.evidence
+    );
+    assert!(check.fix.unwrap().contains("rollout restart"));
+
+    let m = mutate::mutate(&cfg, &ids, "team-a", &role, &bare, &mut rand::rng()).unwrap();
+    let mut injected = bare.clone();
+    json_patch::patch(&mut injected, &m.patch).unwrap();
+    assert_eq!(
+        pod_mutated(&injected, "team-a", &role, &cfg, &ids).status,
+        Status::Pass
+    );
+
+    let opted_out = json!({"metadata": {"name": "w", "labels": {"irsa.dev/skip": "true"}}, "spec": {"containers": []}});
+    assert_eq!(
+        pod_mutated(&opted_out, "team-a", &role, &cfg, &ids).status,
+        Status::Warn
+    );
+}
+
+fn provider(url: &str, client_ids: &[&str]) -> ProviderFacts {
+    ProviderFacts {
+        arn: format!("arn:aws:iam::111122223333:oidc-provider/{url}"),
+        url: url.into(),
+        client_ids: client_ids.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+#[test]
+fn oidc_provider_exact_match_audience_and_near_misses() {
+    let exact = provider(
+        "oidc.eks.eu-west-1.amazonaws.com/id/ABC",
+        &["sts.amazonaws.com"],
+    );
+    let (check, arn) = oidc_provider(ISSUER, std::slice::from_ref(&exact), "sts.amazonaws.com");
+    assert_eq!(check.status, Status::Pass);
+    assert_eq!(arn.as_deref(), Some(exact.arn.as_str()));
+
+    let (check, _) = oidc_provider(ISSUER, &[exact], "other-aud");
+    assert_eq!(check.status, Status::Fail);
+    assert_eq!(check.sts_error.as_deref(), Some(STS_BAD_AUDIENCE));
+
+    for near in [
+        "oidc.eks.eu-west-1.amazonaws.com/id/abc",
+        "oidc.eks.eu-west-1.amazonaws.com/id/ABC/",
+    ] {
+        let (check, arn) = oidc_provider(
+            ISSUER,
+            &[provider(near, &["sts.amazonaws.com"])],
+            "sts.amazonaws.com",
+        );
+        assert_eq!((check.status, arn), (Status::Fail, None));
+        assert!(
+            check.evidence.contains("byte for byte"),
+            "{}",
+            check.evidence
+        );
+        assert_eq!(
+            check.sts_error.unwrap(),
+            format!("{STS_NO_PROVIDER} {ISSUER}")
+        );
+    }
+    let (check, _) = oidc_provider(ISSUER, &[], "sts.amazonaws.com");
+    assert!(
+        check
+            .fix
+            .unwrap()
+            .contains("create-open-id-connect-provider")
+    );
+}
+
+#[test]
+fn issuer_discovery_and_jwks() {
+    let key = SigningKey::generate("k1");
+    let jwks: JwkSet = serde_json::from_value(SigningKey::jwks(&[&key])).unwrap();
+    let doc = json!({"issuer": ISSUER, "jwks_uri": format!("{ISSUER}/keys")});
+    assert_eq!(
+        issuer(ISSUER, Ok(&doc), Ok(&jwks), Some("k1")).status,
+        Status::Pass
+    );
+
+    let unknown = issuer(ISSUER, Ok(&doc), Ok(&jwks), Some("rotated"));
+    assert_eq!(
+        (unknown.status, unknown.sts_error.as_deref()),
+        (Status::Fail, Some(STS_NO_KEY))
+    );
+
+    let wrong = json!({"issuer": format!("{ISSUER}/"), "jwks_uri": "x"});
+    let check = issuer(ISSUER, Ok(&wrong), Ok(&jwks), Some("k1"));
+    assert_eq!(check.status, Status::Fail);
+    assert!(
+        check.evidence.contains("discovery document says issuer"),
+        "{}",
+        check.evidence
+    );
+
+    let down = issuer(ISSUER, Err("connection refused"), Err("not fetched"), None);
+    assert_eq!(down.status, Status::Fail);
+    assert!(
+        down.evidence
+            .contains("/.well-known/openid-configuration failed: connection refused")
+    );
+
+    let no_jwks = issuer(ISSUER, Ok(&doc), Err("404"), Some("k1"));
+    assert_eq!(no_jwks.status, Status::Fail);
+}
+
+#[test]
+fn token_verification_names_the_claim_that_is_off() {
+    let key = SigningKey::generate("k1");
+    let other = SigningKey::generate("k1"); // same kid, different key: a bad signature
+    let jwks: JwkSet = serde_json::from_value(SigningKey::jwks(&[&key])).unwrap();
+    let t = now();
+    let sub = Some("system:serviceaccount:team-a:app");
+    let check = |token: &str| self::token(token, &jwks, ISSUER, "sts.amazonaws.com", sub, t);
+
+    let good = key.sign(&sa_claims(
+        ISSUER,
+        "team-a",
+        "app",
+        "sts.amazonaws.com",
+        t + 3600,
+    ));
+    assert_eq!(check(&good).status, Status::Pass, "{:?}", check(&good));
+
+    let cases = [
+        (
+            key.sign(&sa_claims(ISSUER, "team-a", "app", "other", t + 3600)),
+            STS_BAD_AUDIENCE,
+            "aud is",
+        ),
+        (
+            key.sign(&sa_claims(
+                "https://elsewhere",
+                "team-a",
+                "app",
+                "sts.amazonaws.com",
+                t + 3600,
+            )),
+            STS_NO_PROVIDER,
+            "iss is",
+        ),
+        (
+            key.sign(&sa_claims(
+                ISSUER,
+                "team-a",
+                "app",
+                "sts.amazonaws.com",
+                t - 10,
+            )),
+            STS_EXPIRED,
+            "expired",
+        ),
+        (
+            key.sign(&sa_claims(
+                ISSUER,
+                "team-b",
+                "app",
+                "sts.amazonaws.com",
+                t + 3600,
+            )),
+            STS_ACCESS_DENIED,
+            "sub is",
+        ),
+        (
+            other.sign(&sa_claims(
+                ISSUER,
+                "team-a",
+                "app",
+                "sts.amazonaws.com",
+                t + 3600,
+            )),
+            STS_BAD_SIGNATURE,
+            "signature",
+        ),
+        (
+            SigningKey::generate("k2").sign(&sa_claims(
+                ISSUER,
+                "team-a",
+                "app",
+                "sts.amazonaws.com",
+                t + 3600,
+            )),
+            STS_NO_KEY,
+            "no JWKS key",
+        ),
+        ("not.a.jwt".to_string(), STS_BAD_SIGNATURE, "not a JWT"),
+    ];
+    for (token, sts, evidence) in cases {
+        let c = check(&token);
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(c.sts_error.as_deref().unwrap().starts_with(sts), "{c:?}");
+        assert!(c.evidence.contains(evidence), "{c:?}");
+    }
+}
+
+#[test]
+fn peek_reads_single_and_list_audiences() {
+    let key = SigningKey::generate("k1");
+    let mut claims = sa_claims(ISSUER, "a", "b", "x", 1);
+    claims["aud"] = json!("single");
+    let (c, kid) = peek(&key.sign(&claims)).unwrap();
+    assert_eq!(
+        (c.aud, kid.as_deref()),
+        (vec!["single".to_string()], Some("k1"))
+    );
+}

@@ -1,0 +1,122 @@
+//! The doctor's reads from Kubernetes and the issuer. It never writes, except the
+//! TokenRequest, which only mints a short-lived token (what the kubelet does for every pod).
+
+use std::time::Duration;
+
+use jsonwebtoken::jwk::JwkSet;
+use k8s_openapi::api::{
+    authentication::v1::{TokenRequest, TokenRequestSpec},
+    core::v1::{Pod, ServiceAccount},
+};
+use kube::{Api, Client, api::PostParams};
+use serde_json::Value;
+
+use crate::mutate::ServiceAccountInfo;
+
+/// Shortest lifetime the API server grants a TokenRequest.
+const TOKEN_SECONDS: i64 = 600;
+
+pub async fn service_account(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<ServiceAccountInfo>, String> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    match api.get_opt(name).await {
+        Ok(sa) => Ok(sa.map(|sa| ServiceAccountInfo {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            annotations: sa.metadata.annotations.unwrap_or_default(),
+        })),
+        Err(err) => Err(format!(
+            "cannot read ServiceAccount {namespace}/{name}: {err}"
+        )),
+    }
+}
+
+pub async fn pod(client: &Client, namespace: &str, name: &str) -> Result<Option<Value>, String> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod = api
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("cannot read Pod {namespace}/{name}: {e}"))?;
+    pod.map(|p| serde_json::to_value(p).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+/// A fresh token for the ServiceAccount with the given audience (TokenRequest API).
+pub async fn fresh_token(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    audience: &str,
+) -> Result<String, String> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![audience.to_string()],
+            expiration_seconds: Some(TOKEN_SECONDS),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let response = api
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .map_err(|e| format!("TokenRequest for {namespace}/{name} failed: {e}"))?;
+    response
+        .status
+        .map(|s| s.token)
+        .ok_or_else(|| format!("TokenRequest for {namespace}/{name} returned no token"))
+}
+
+/// An HTTPS client for the issuer. `extra_ca` (PEM) adds a private root, for self-managed
+/// issuers behind an internal CA (STS itself needs a publicly trusted one).
+pub fn http_client(extra_ca: Option<&[u8]>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .https_only(true);
+    if let Some(pem) = extra_ca {
+        for cert in
+            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("bad CA bundle: {e}"))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the HTTPS client: {e}"))
+}
+
+/// The issuer's discovery document and JWKS, each with its own error.
+pub async fn issuer_documents(
+    http: &reqwest::Client,
+    issuer_url: &str,
+) -> (Result<Value, String>, Result<JwkSet, String>) {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer_url.trim_end_matches('/')
+    );
+    let discovery = get_json::<Value>(http, &url).await;
+    let jwks = match &discovery {
+        Ok(doc) => match doc.get("jwks_uri").and_then(Value::as_str) {
+            Some(uri) => get_json::<JwkSet>(http, uri).await,
+            None => Err("the discovery document has no jwks_uri".to_string()),
+        },
+        Err(_) => Err("discovery document unavailable".to_string()),
+    };
+    (discovery, jwks)
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<T, String> {
+    let response = http.get(url).send().await.map_err(|e| format!("{e:#}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("HTTP {status}"));
+    }
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    serde_json::from_slice(&body).map_err(|e| format!("not the expected JSON: {e}"))
+}

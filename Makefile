@@ -25,6 +25,7 @@ crds:
 
 bench:
 	$(CARGO) bench --bench mutate
+	$(CARGO) bench --bench trust
 
 e2e:
 	$(CARGO) nextest run --test e2e --no-capture

@@ -1,3 +1,160 @@
-pub fn run(_args: crate::cli::TrustPolicyArgs) -> anyhow::Result<std::process::ExitCode> {
-    crate::error::not_implemented("trust-policy")
+//! `irsa trust-policy`: the trust policy the controller would write, offline.
+//!
+//! stdout: the resulting document (pretty JSON). stderr: `chars: N / quota` and notes.
+//! Exit 0 when a document results, 1 when it cannot fit (or would be empty), 2 on bad input.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Read,
+    path::Path,
+    process::ExitCode,
+};
+
+use anyhow::Context;
+
+use crate::{
+    cli::TrustPolicyArgs,
+    error::UsageError,
+    trust::{self, CompileInput, Compiled, PolicyDocument, Subject},
+};
+
+pub fn run(args: TrustPolicyArgs) -> anyhow::Result<ExitCode> {
+    let host = trust::issuer_host_path(&args.issuer);
+    if host.is_empty() || host.contains(char::is_whitespace) || host.contains("://") {
+        return Err(UsageError::new(format!(
+            "--issuer {:?} is not an issuer URL like https://oidc.eks.eu-west-1.amazonaws.com/id/ABC",
+            args.issuer
+        ))
+        .into());
+    }
+    match trust::provider_host_path(&args.provider_arn) {
+        None => {
+            return Err(UsageError::new(format!(
+                "--provider-arn {:?} is not an IAM OIDC provider ARN \
+                 (arn:aws:iam::<12-digit account>:oidc-provider/{host})",
+                args.provider_arn
+            ))
+            .into());
+        }
+        // Not fatal (the user may be exploring), but IAM would never match such a token.
+        Some(provider_host) if provider_host != host => eprintln!(
+            "warning: --provider-arn is the provider of {provider_host}, not of the issuer \
+             {host}; tokens from {host} will not be trusted through it"
+        ),
+        Some(_) => {}
+    }
+    if args.audience.trim().is_empty() {
+        return Err(UsageError::new("--audience must not be empty").into());
+    }
+    if args.max_chars == 0 {
+        return Err(
+            UsageError::new("--max-chars must be at least 1 (IAM's default is 2048)").into(),
+        );
+    }
+    let subjects = args
+        .subjects
+        .iter()
+        .map(|s| s.trim().parse::<Subject>())
+        .collect::<Result<BTreeSet<_>, _>>()
+        .map_err(|e| UsageError::new(format!("--subject {e}")))?;
+    let current = args.current.as_deref().map(read_document).transpose()?;
+    if subjects.is_empty() && current.is_none() {
+        return Err(UsageError::new(
+            "nothing to compile: give at least one --subject namespace:serviceaccount, or \
+             --current to see the policy without this cluster's statement",
+        )
+        .into());
+    }
+    let desired = BTreeMap::from([(args.audience.clone(), subjects)]);
+    let wildcards: BTreeSet<String> = args
+        .allow_namespace_wildcard
+        .iter()
+        .map(|ns| ns.trim().to_string())
+        .filter(|ns| !ns.is_empty())
+        .collect();
+
+    let quota = args.max_chars;
+    let compiled = trust::compile(&CompileInput {
+        current: current.as_ref(),
+        issuer: &args.issuer,
+        provider_arn: &args.provider_arn,
+        desired: &desired,
+        max_chars: quota,
+        wildcard_namespaces: &wildcards,
+    });
+    match compiled {
+        Ok(Compiled::Unchanged { chars, collapsed }) => {
+            // `current` is Some here: without a current document nothing is "unchanged".
+            if let Some(doc) = &current {
+                println!("{}", doc.to_pretty());
+            }
+            note_collapsed(&collapsed);
+            eprintln!(
+                "chars: {chars} / {quota} (unchanged: the current document already says this)"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Compiled::Changed {
+            document,
+            chars,
+            collapsed,
+            hand_edited,
+            removed_audiences,
+        }) => {
+            println!("{}", document.to_pretty());
+            for edit in &hand_edited {
+                eprintln!("warning: {edit}");
+            }
+            for aud in &removed_audiences {
+                eprintln!("note: the statement for audience {aud} is removed (no subject left)");
+            }
+            note_collapsed(&collapsed);
+            eprintln!("chars: {chars} / {quota}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Compiled::NoStatementLeft { .. }) => {
+            eprintln!(
+                "error: without this cluster's statement the trust policy has no statement \
+                 left, and IAM rejects an empty trust policy; keep a subject or delete the role"
+            );
+            Ok(ExitCode::from(1))
+        }
+        Err(refusal) => {
+            eprintln!("error: {refusal}");
+            eprintln!("chars: {} / {quota}", refusal.chars);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn note_collapsed(collapsed: &[String]) {
+    for ns in collapsed {
+        eprintln!(
+            "note: namespace {ns} collapsed to system:serviceaccount:{ns}:* to fit the quota \
+             (every ServiceAccount of {ns} is trusted)"
+        );
+    }
+}
+
+/// A policy document from a file (or stdin for `-`), plain JSON or URL-encoded.
+fn read_document(path: &Path) -> anyhow::Result<PolicyDocument> {
+    let text = if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(path).map_err(|e| {
+            UsageError::new(format!("cannot read --current {}: {e}", path.display()))
+        })?
+    };
+    PolicyDocument::parse(&text).map_err(|e| {
+        UsageError::new(format!(
+            "--current {} {e}; expected the role's trust policy as JSON or as GetRole's \
+             URL-encoded AssumeRolePolicyDocument",
+            path.display()
+        ))
+        .into()
+    })
 }

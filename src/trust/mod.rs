@@ -1,1 +1,72 @@
-//! PURE: IAM policy documents, the trust-policy compiler and the condition evaluator.
+//! PURE: IAM policy documents, the trust-policy compiler and the condition evaluator
+//! (SPEC §4.3 and §5). No I/O: the controller and the doctor bring the documents and claims.
+//!
+//! # The API
+//!
+//! - [`PolicyDocument::parse`] reads a document as JSON or in `GetRole`'s URL-encoded form.
+//!   Statements stay raw JSON, so statements we do not own are written back unchanged.
+//!   [`PolicyDocument::chars`] is IAM's size ([`iam_chars`]: characters of the minified
+//!   form, whitespace excluded).
+//! - [`compile`] takes a [`CompileInput`] (current document, this cluster's issuer and
+//!   provider ARN, desired [`Subject`]s grouped by audience, the quota, the namespaces
+//!   allowed to collapse to `ns:*`) and returns [`Compiled`]:
+//!   `Unchanged` (write nothing), `Changed { document, chars, .. }` (write it) or
+//!   `NoStatementLeft` (removing our statements would leave an empty policy, which IAM
+//!   rejects: the caller decides) — or `Err(`[`Refusal`]`)` with the numbers when the
+//!   subjects cannot fit.
+//! - [`evaluate`] answers "would IAM let `sts:AssumeRoleWithWebIdentity` through for a token
+//!   with these [`Claims`] from this provider?" as a [`Decision`] `{ allowed, matched_sid,
+//!   reasons }`, the reasons worded for humans (`sub is system:serviceaccount:team-a:app,
+//!   trust allows only system:serviceaccount:team-a:api (StringEquals on <issuer>:sub)`).
+//! - [`issuer_host_path`] (issuer URL → `host/path` as IAM keys use it),
+//!   [`provider_host_path`] (provider ARN → `host/path`), [`statement_sid`].
+//!
+//! # The statements we own
+//!
+//! One statement per (issuer, audience), identified by [`statement_sid`] — `Irsa` + 16 hex
+//! digits of FNV-1a-64 over `host/path NUL audience` (IAM allows only alphanumerics in a
+//! Sid). Every statement without such a Sid (other clusters, humans, SAML, services) is
+//! foreign and kept exactly where it is. A statement with our Sid but another shape is a
+//! hand edit: reported (`hand_edited` of [`Compiled::Changed`]), then replaced.
+//!
+//! ```json
+//! {"Sid": "Irsa…", "Effect": "Allow",
+//!  "Principal": {"Federated": "arn:aws:iam::111122223333:oidc-provider/<host/path>"},
+//!  "Action": "sts:AssumeRoleWithWebIdentity",
+//!  "Condition": {"StringEquals": {"<host/path>:aud": "sts.amazonaws.com",
+//!                                 "<host/path>:sub": ["system:serviceaccount:ns:a", ...]}}}
+//! ```
+//!
+//! Subjects are sorted; a single subject is written as a string. Comparison with the current
+//! document is semantic (subject order, key order, whitespace, string-vs-list do not count),
+//! so at steady state nothing is written.
+//!
+//! # Compaction
+//!
+//! When the document exceeds the quota, allowed namespaces are collapsed one at a time,
+//! largest (most subjects) first, to `system:serviceaccount:<ns>:*`, until it fits. As soon
+//! as one namespace is collapsed, the statement's whole `sub` list moves under `StringLike`
+//! (exact subjects mean the same there: [`Subject`] rejects `*` and `?`): keeping exact
+//! subjects under `StringEquals` and patterns under `StringLike` in one statement would AND
+//! them, trusting nobody. A document no larger than the current one is always accepted (IAM
+//! already holds that size). Otherwise the compiler refuses, listing the subjects beyond
+//! the longest prefix (by audience, then subject) that fits.
+
+mod compile;
+mod document;
+mod evaluate;
+pub mod glob;
+mod subject;
+
+pub use self::{
+    compile::{CompileInput, Compiled, HandEdit, Refusal, WEB_IDENTITY_ACTION, compile},
+    document::{
+        DEFAULT_MAX_CHARS, POLICY_VERSION, ParseError, PolicyDocument, iam_chars, issuer_host_path,
+        provider_host_path, statement_sid,
+    },
+    evaluate::{Claims, Decision, evaluate},
+    subject::{SUBJECT_PREFIX, Subject, SubjectError},
+};
+
+#[cfg(test)]
+mod tests;

@@ -24,6 +24,10 @@ crds:
 bench:
 	$(CARGO) bench --bench mutate
 
+# Load benchmark of `irsa webhook` (h2load from nghttp2-client; release build; 127.0.0.1 only).
+bench-webhook:
+	./scripts/bench-webhook.sh
+
 e2e:
 	$(CARGO) nextest run --test e2e --no-capture
 

@@ -210,6 +210,10 @@ pub struct WebhookArgs {
     #[arg(long, env = "IRSA_SERVICE_ACCOUNTS_FILE")]
     pub service_accounts_file: Option<PathBuf>,
 
+    /// How often the certificate, key and identities files are checked for changes.
+    #[arg(long, env = "IRSA_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub reload_interval: Duration,
+
     #[command(flatten)]
     pub mutation: MutationArgs,
 }

@@ -2,6 +2,9 @@
 //! hit, miss → GET → mutate, miss → 404 → unmutated, concurrent misses → one GET, and a GET
 //! slower than `--sa-lookup-timeout` → answered in time, unmutated.
 
+// Helpers outside `#[test]` fns unwrap too: a failed setup step fails the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod webhook_common;
 
 use std::{sync::Arc, time::Duration};
@@ -38,7 +41,7 @@ struct Fixture {
 }
 
 async fn fixture(
-    list: Vec<(&str, &str, Vec<(String, String)>)>,
+    list: Vec<ListedSa<'_>>,
     get: GetBehaviour,
     timeout: Duration,
     config: MutationConfig,

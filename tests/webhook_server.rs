@@ -1,6 +1,9 @@
 //! `irsa webhook` over a real TLS socket on 127.0.0.1: round trips, malformed input, HTTP/2,
 //! certificate rotation, identities reload and graceful shutdown.
 
+// Helpers outside `#[test]` fns unwrap too: a failed setup step fails the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod webhook_common;
 
 use std::{sync::Arc, time::Duration};

@@ -1,6 +1,10 @@
 //! Shared by the webhook integration tests: certificates, a started server, AdmissionReview
 //! bodies, and a mocked Kubernetes API (the controller-rs `ApiServerVerifier` pattern).
-#![allow(dead_code)] // each test binary uses a different part of this module
+#![allow(dead_code)]
+// each test binary uses a different part of this module
+// Test helpers: a failed setup step should fail the test loudly (clippy.toml only exempts
+// `#[test]` functions themselves).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     net::SocketAddr,
@@ -209,6 +213,9 @@ pub enum GetBehaviour {
     Hang,
 }
 
+/// A ServiceAccount of the initial list: namespace, name, annotations.
+pub type ListedSa<'a> = (&'a str, &'a str, Vec<(String, String)>);
+
 /// Asserts every call the webhook makes: only the ServiceAccount list, watch and GET, all
 /// with method GET; anything else is recorded in `unexpected`.
 #[derive(Clone)]
@@ -249,11 +256,7 @@ fn partial_meta(namespace: &str, name: &str, annotations: &[(String, String)]) -
 impl ApiServerVerifier {
     /// Serves `list` (namespace, name, annotations) as the initial ServiceAccount list, parks
     /// watches (they stay open) and answers GETs with `get`.
-    pub fn spawn(
-        mut handle: ApiHandle,
-        list: Vec<(&str, &str, Vec<(String, String)>)>,
-        get: GetBehaviour,
-    ) -> Self {
+    pub fn spawn(mut handle: ApiHandle, list: Vec<ListedSa<'_>>, get: GetBehaviour) -> Self {
         let verifier = Self {
             gets: Arc::default(),
             get_paths: Arc::default(),

@@ -39,19 +39,18 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
 
 # N_SA ServiceAccounts over 100 namespaces, every tenth with a role; the benchmarked pod runs
-# as bench/app.
-{
-    echo "apiVersion: v1"
-    echo "kind: List"
-    echo "items:"
-    echo "- metadata: {namespace: bench, name: app, annotations: {eks.amazonaws.com/role-arn: 'arn:aws:iam::111122223333:role/bench-app', eks.amazonaws.com/sts-regional-endpoints: 'true', irsa.dev/region: eu-west-1}}"
-    awk -v n="$N_SA" 'BEGIN { for (i = 1; i < n; i++) {
+# as bench/app. JSON: the YAML parser's node budget stops short of 100k manifests.
+awk -v n="$N_SA" 'BEGIN {
+    printf "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[\n"
+    printf "{\"metadata\":{\"namespace\":\"bench\",\"name\":\"app\",\"annotations\":{\"eks.amazonaws.com/role-arn\":\"arn:aws:iam::111122223333:role/bench-app\",\"eks.amazonaws.com/sts-regional-endpoints\":\"true\",\"irsa.dev/region\":\"eu-west-1\"}}}"
+    for (i = 1; i < n; i++) {
         if (i % 10 == 0)
-            printf "- metadata: {namespace: ns-%d, name: sa-%d, annotations: {eks.amazonaws.com/role-arn: \"arn:aws:iam::111122223333:role/r-%d\"}}\n", i % 100, i, i
+            printf ",\n{\"metadata\":{\"namespace\":\"ns-%d\",\"name\":\"sa-%d\",\"annotations\":{\"eks.amazonaws.com/role-arn\":\"arn:aws:iam::111122223333:role/r-%d\"}}}", i % 100, i, i
         else
-            printf "- metadata: {namespace: ns-%d, name: sa-%d}\n", i % 100, i
-    } }'
-} > "$WORK/serviceaccounts.yaml"
+            printf ",\n{\"metadata\":{\"namespace\":\"ns-%d\",\"name\":\"sa-%d\"}}", i % 100, i
+    }
+    printf "\n]}\n"
+}' > "$WORK/serviceaccounts.json"
 
 # A realistic review: a Deployment's pod with an init container, a sidecar, env, probes,
 # resources, volumes and the usual managed metadata (about 4 KB).
@@ -61,7 +60,7 @@ JSON
 
 "$BIN" webhook --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$MPORT" \
     --tls-cert-file "$WORK/tls.crt" --tls-key-file "$WORK/tls.key" \
-    --service-accounts-file "$WORK/serviceaccounts.yaml" --log-format json \
+    --service-accounts-file "$WORK/serviceaccounts.json" --log-format json \
     2> "$WORK/webhook.log" &
 PID=$!
 

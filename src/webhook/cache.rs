@@ -11,7 +11,7 @@
 //! ServiceAccounts (SPEC §7).
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     path::Path,
     sync::{
         Arc, Mutex, RwLock,
@@ -31,7 +31,7 @@ use kube::{
     core::PartialObjectMeta,
     runtime::{WatchStreamExt, watcher},
 };
-use serde_json::Value;
+use serde::Deserialize;
 
 use super::metrics::Metrics;
 use crate::mutate::{ServiceAccountInfo, relevant_annotations};
@@ -415,49 +415,142 @@ fn remove(store: &mut Store, namespace: &str, name: &str) -> Delta {
 }
 
 /// Reads `--service-accounts-file`: a YAML/JSON list of ServiceAccount manifests, or a `List`
-/// (`kubectl get sa -A -o yaml`), or a single ServiceAccount.
+/// (`kubectl get sa -A -o yaml`), or a single ServiceAccount. Deserialized straight into the
+/// few fields kept (no intermediate `Value`), so a 100k-item file does not leave a heap of
+/// freed parse garbage in the process's RSS. Large lists should be JSON: the YAML parser caps
+/// the number of nodes per document.
 pub fn load_service_accounts_file(path: &Path) -> anyhow::Result<Vec<ServiceAccountInfo>> {
+    #[derive(Deserialize)]
+    struct Doc {
+        items: Option<Vec<Item>>,
+        metadata: Option<Meta>,
+    }
+    #[derive(Deserialize)]
+    struct Item {
+        metadata: Option<Meta>,
+    }
+    #[derive(Deserialize)]
+    struct Meta {
+        name: Option<String>,
+        namespace: Option<String>,
+        annotations: Option<BTreeMap<String, String>>,
+    }
+    fn parse<T: serde::de::DeserializeOwned>(text: &str, json: bool) -> Result<T, String> {
+        if json {
+            serde_json::from_str(text).map_err(|e| e.to_string())
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| e.to_string())
+        }
+    }
+
+    let fail = |msg: String| anyhow::anyhow!("--service-accounts-file {}: {msg}", path.display());
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read --service-accounts-file {}", path.display()))?;
-    let doc: Value = if text.trim_start().starts_with(['{', '[']) {
-        serde_json::from_str(&text).map_err(|e| e.to_string())
+    let trimmed = text.trim_start();
+    let json = trimmed.starts_with(['{', '[']);
+    let metas: Vec<Option<Meta>> = if trimmed.starts_with('[') || trimmed.starts_with('-') {
+        parse::<Vec<Item>>(&text, json)
+            .map_err(fail)?
+            .into_iter()
+            .map(|i| i.metadata)
+            .collect()
     } else {
-        serde_saphyr::from_str(&text).map_err(|e| e.to_string())
-    }
-    .map_err(|e| anyhow::anyhow!("--service-accounts-file {}: {e}", path.display()))?;
-    let items = match &doc {
-        Value::Array(items) => items.as_slice(),
-        Value::Object(o) if o.contains_key("items") => o
-            .get("items")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default(),
-        other => std::slice::from_ref(other),
+        let doc: Doc = parse(&text, json).map_err(fail)?;
+        match doc.items {
+            Some(items) => items.into_iter().map(|i| i.metadata).collect(),
+            None => vec![doc.metadata],
+        }
     };
-    items
-        .iter()
+    metas
+        .into_iter()
         .enumerate()
-        .map(|(i, item)| {
-            let meta: ObjectMeta = item
-                .get("metadata")
-                .cloned()
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|e| {
-                    anyhow::anyhow!("--service-accounts-file {}: item {i}: {e}", path.display())
-                })?
-                .unwrap_or_default();
-            let name = meta.name.clone().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--service-accounts-file {}: item {i} has no metadata.name",
-                    path.display()
-                )
-            })?;
+        .map(|(i, meta)| {
+            let meta = meta.ok_or_else(|| fail(format!("item {i} has no metadata")))?;
             Ok(ServiceAccountInfo {
-                namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
-                name,
-                annotations: meta.annotations.clone().unwrap_or_default(),
+                name: meta
+                    .name
+                    .ok_or_else(|| fail(format!("item {i} has no metadata.name")))?,
+                namespace: meta.namespace.unwrap_or_else(|| "default".into()),
+                annotations: meta.annotations.unwrap_or_default(),
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(name: &str, text: &str) -> anyhow::Result<Vec<ServiceAccountInfo>> {
+        let path = std::env::temp_dir().join(format!("irsa-sa-file-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let result = load_service_accounts_file(&path);
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    #[test]
+    fn service_accounts_file_shapes() {
+        let list = load(
+            "list.yaml",
+            "kind: List\nitems:\n- metadata: {name: a, namespace: x, annotations: {k: v}}\n- metadata: {name: b}\n",
+        )
+        .unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].annotations.get("k").map(String::as_str), Some("v"));
+        assert_eq!(list[1].namespace, "default");
+
+        let array = load(
+            "array.json",
+            r#"[{"metadata":{"name":"a","namespace":"x"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(array[0].name, "a");
+        let seq = load("seq.yaml", "- metadata: {name: a}\n").unwrap();
+        assert_eq!(seq[0].name, "a");
+        let one = load(
+            "one.yaml",
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: solo}\n",
+        )
+        .unwrap();
+        assert_eq!(one[0].name, "solo");
+
+        let err = load("bad.json", r#"{"items":[{"metadata":{"namespace":"x"}}]}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("item 0 has no metadata.name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn fixed_cache_keeps_only_relevant_annotations_and_counts() {
+        let metrics = Arc::new(Metrics::new());
+        let cache = ServiceAccountCache::fixed(
+            [
+                ServiceAccountInfo {
+                    namespace: "x".into(),
+                    name: "a".into(),
+                    annotations: BTreeMap::from([
+                        ("eks.amazonaws.com/role-arn".into(), "r".into()),
+                        ("other.io/owner".into(), "me".into()),
+                    ]),
+                },
+                ServiceAccountInfo {
+                    namespace: "x".into(),
+                    name: "b".into(),
+                    annotations: BTreeMap::from([("other.io/owner".into(), "me".into())]),
+                },
+            ],
+            "eks.amazonaws.com",
+            metrics,
+        );
+        assert_eq!(cache.len(), (2, 1));
+        let a = cache.cached("x", "a").unwrap();
+        assert_eq!(
+            a.annotations.keys().collect::<Vec<_>>(),
+            ["eks.amazonaws.com/role-arn"]
+        );
+        assert!(cache.cached("x", "b").unwrap().annotations.is_empty());
+        assert!(cache.cached("x", "c").is_none());
+    }
 }

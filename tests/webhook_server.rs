@@ -360,7 +360,8 @@ async fn http2_is_negotiated_with_alpn_and_http1_still_works() {
     assert_eq!(resp.status(), StatusCode::OK);
 
     // TLS 1.3 only: a client capped at TLS 1.2 is refused.
-    let (c, k) = write_pair(&temp_dir("h2-13"), &pair);
+    let dir13 = temp_dir("h2-13");
+    let (c, k) = write_pair(&dir13, &pair);
     let mut opts = options(c, k);
     opts.tls_min_version = irsa::cli::TlsVersion::V1_3;
     let tls13 = start_fixed(opts).await;

@@ -1,5 +1,6 @@
 //! The container-credentials identities file (`--container-credentials-config`), polled for
-//! changes like the certificate. A file that stops parsing keeps the previous set in force.
+//! changes like the certificate. A file that stops parsing keeps the previous set in force
+//! (reported once it stays broken, see [`super::reload`]).
 
 use std::{
     path::{Path, PathBuf},
@@ -9,15 +10,18 @@ use std::{
 
 use arc_swap::ArcSwap;
 
-use super::metrics::Metrics;
+use super::{
+    metrics::Metrics,
+    reload::{ChangeTracker, Verdict},
+};
 use crate::mutate::Identities;
 
 #[derive(Debug)]
 pub struct WatchedIdentities {
     path: Option<PathBuf>,
     current: ArcSwap<Identities>,
-    /// Bytes last tried, so a broken file is reported once, not on every poll.
-    last_seen: Mutex<Option<Vec<u8>>>,
+    /// Bytes in force or reported, so a broken file is reported once, not on every poll.
+    tracker: Mutex<ChangeTracker<Vec<u8>>>,
 }
 
 impl WatchedIdentities {
@@ -26,7 +30,7 @@ impl WatchedIdentities {
         Self {
             path: None,
             current: ArcSwap::from_pointee(identities),
-            last_seen: Mutex::new(None),
+            tracker: Mutex::new(ChangeTracker::new(Vec::new())),
         }
     }
 
@@ -42,7 +46,7 @@ impl WatchedIdentities {
         Ok(Self {
             path: Some(path.to_path_buf()),
             current: ArcSwap::from_pointee(identities),
-            last_seen: Mutex::new(Some(bytes)),
+            tracker: Mutex::new(ChangeTracker::new(bytes)),
         })
     }
 
@@ -59,27 +63,23 @@ impl WatchedIdentities {
             // Mid-swap or briefly absent: keep the current set and look again next tick.
             return false;
         };
-        let mut last = match self.last_seen.lock() {
+        let mut tracker = match self.tracker.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if last.as_deref() == Some(bytes.as_slice()) {
-            return false;
-        }
-        let parsed = parse(path, &bytes);
-        *last = Some(bytes);
-        match parsed {
-            Ok(identities) => {
+        match tracker.observe(bytes, |b| parse(path, b)) {
+            Verdict::Install(identities) => {
                 tracing::info!(file = %path.display(), count = identities.len(), "container-credentials identities reloaded");
                 self.current.store(Arc::new(identities));
                 metrics.identities_reloads.inc();
                 true
             }
-            Err(err) => {
+            Verdict::Reject(err) => {
                 metrics.identities_reload_errors.inc();
                 tracing::error!(error = %err, "keeping the previous container-credentials identities");
                 false
             }
+            Verdict::Wait | Verdict::Unchanged => false,
         }
     }
 }

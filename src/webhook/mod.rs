@@ -8,6 +8,7 @@ pub mod admission;
 pub mod cache;
 pub mod identities;
 pub mod metrics;
+pub mod reload;
 pub mod server;
 pub mod tls;
 

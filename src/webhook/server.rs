@@ -61,11 +61,13 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
 async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
     let (outcome, response) = answer(&state, &headers, &body).await;
+    let elapsed = started.elapsed();
     state.metrics.request(outcome);
     state
         .metrics
         .request_duration
-        .observe(started.elapsed().as_secs_f64());
+        .observe(elapsed.as_secs_f64());
+    tracing::debug!(outcome = outcome.as_str(), ?elapsed, "admission answered");
     response
 }
 

@@ -6,8 +6,8 @@
 //! connections keep the key they negotiated with. The files are polled (they are tiny): inotify
 //! does not see symlink swaps on the mounted directory reliably, and polling needs no extra
 //! crate. A changed pair is only installed if both files parse and the key matches the
-//! certificate; otherwise the old pair stays, and the error is logged and counted once per
-//! distinct broken content (not on every poll).
+//! certificate; otherwise the old pair stays, and the error is logged and counted once the
+//! broken content is stable (see [`super::reload`]).
 
 use std::{
     path::{Path, PathBuf},
@@ -23,7 +23,10 @@ use rustls::{
     sign::CertifiedKey,
 };
 
-use super::metrics::Metrics;
+use super::{
+    metrics::Metrics,
+    reload::{ChangeTracker, Verdict},
+};
 use crate::cli::TlsVersion;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +66,8 @@ pub struct ReloadingCert {
     cert_path: PathBuf,
     key_path: PathBuf,
     current: ArcSwap<CertifiedKey>,
-    /// Contents last tried (installed or rejected), so a broken pair is reported once.
-    last_seen: std::sync::Mutex<Contents>,
+    /// Contents in force or reported, so a broken pair is reported once.
+    tracker: std::sync::Mutex<ChangeTracker<Contents>>,
 }
 
 impl ResolvesServerCert for ReloadingCert {
@@ -83,7 +86,7 @@ impl ReloadingCert {
             cert_path: cert_path.to_path_buf(),
             key_path: key_path.to_path_buf(),
             current: ArcSwap::from_pointee(key),
-            last_seen: std::sync::Mutex::new(contents),
+            tracker: std::sync::Mutex::new(ChangeTracker::new(contents)),
         })
     }
 
@@ -99,27 +102,27 @@ impl ReloadingCert {
                 return false;
             }
         };
-        let mut last = match self.last_seen.lock() {
+        let mut tracker = match self.tracker.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if *last == contents {
-            return false;
-        }
-        let result = parse(&self.cert_path, &self.key_path, &contents);
-        *last = contents;
-        match result {
-            Ok(key) => {
+        match tracker.observe(contents, |c| parse(&self.cert_path, &self.key_path, c)) {
+            Verdict::Install(key) => {
                 self.current.store(Arc::new(key));
                 metrics.cert_reloads.inc();
                 tracing::info!(cert = %self.cert_path.display(), "serving certificate reloaded");
                 true
             }
-            Err(err) => {
+            Verdict::Reject(err) => {
                 metrics.cert_reload_errors.inc();
                 tracing::error!(error = %err, "new certificate/key pair rejected; still serving the previous one");
                 false
             }
+            Verdict::Wait => {
+                tracing::debug!("certificate files changed but do not form a valid pair yet");
+                false
+            }
+            Verdict::Unchanged => false,
         }
     }
 

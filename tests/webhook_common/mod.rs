@@ -34,8 +34,23 @@ pub fn init() {
     irsa::install_crypto_provider();
 }
 
-/// A fresh directory under the system temp dir, unique per test.
-pub fn temp_dir(name: &str) -> PathBuf {
+/// A fresh directory under the system temp dir, unique per test, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir(name: &str) -> TempDir {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "irsa-webhook-test-{}-{name}-{}",
@@ -44,7 +59,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 /// A self-signed certificate for `localhost` / 127.0.0.1: (cert PEM, key PEM).

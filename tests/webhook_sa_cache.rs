@@ -263,3 +263,49 @@ async fn get_slower_than_the_timeout_is_answered_in_time_unmutated() {
     assert_eq!(body["response"]["allowed"], false);
     f.api.assert_no_unexpected_calls();
 }
+
+#[tokio::test]
+async fn watch_events_add_update_and_delete_cached_service_accounts() {
+    init();
+    let (client, handle) = mock_client();
+    let metrics = Arc::new(Metrics::new());
+    let cache = ServiceAccountCache::kube(client, PREFIX, Duration::from_secs(30), metrics.clone());
+    let _watch = cache.start_watch();
+    let api = ApiServerVerifier::spawn_with_watch(
+        handle,
+        vec![],
+        vec![
+            ("ADDED", ("team-a", "a", vec![])),
+            ("ADDED", ("team-a", "b", vec![])),
+            ("MODIFIED", ("team-a", "a", role())),
+            ("MODIFIED", ("team-a", "b", role())),
+            ("DELETED", ("team-a", "a", role())),
+        ],
+        GetBehaviour::NotFound,
+    );
+    // (entries, annotated) goes (1,0) (2,0) (2,1) (2,2) (1,1): (1,1) is only the final state.
+    eventually("every watch event is applied", async || {
+        cache.len() == (1, 1)
+    })
+    .await;
+    let app = router(app_state(
+        cache.clone(),
+        metrics.clone(),
+        MutationConfig::default(),
+        Duration::from_secs(30),
+    ));
+    let body = admit(&app, "b").await;
+    assert_eq!(body["response"]["patchType"], "JSONPatch");
+    assert_eq!(api.gets(), 0);
+    // The deleted one is a miss now: GET, 404, admitted unmutated.
+    let body = admit(&app, "a").await;
+    assert!(body["response"].get("patch").is_none());
+    assert_eq!(api.gets(), 1);
+    let text = metrics_text(&metrics);
+    assert_eq!(metric(&text, "irsa_webhook_sa_cache_entries"), 1.0);
+    assert_eq!(
+        metric(&text, "irsa_webhook_sa_cache_annotated_entries"),
+        1.0
+    );
+    api.assert_no_unexpected_calls();
+}

@@ -271,7 +271,18 @@ fn partial_meta(namespace: &str, name: &str, annotations: &[(String, String)]) -
 impl ApiServerVerifier {
     /// Serves `list` (namespace, name, annotations) as the initial ServiceAccount list, parks
     /// watches (they stay open) and answers GETs with `get`.
-    pub fn spawn(mut handle: ApiHandle, list: Vec<ListedSa<'_>>, get: GetBehaviour) -> Self {
+    pub fn spawn(handle: ApiHandle, list: Vec<ListedSa<'_>>, get: GetBehaviour) -> Self {
+        Self::spawn_with_watch(handle, list, Vec::new(), get)
+    }
+
+    /// Like [`Self::spawn`], but the first watch streams `events` (`(type, namespace, name,
+    /// annotations)`) and ends; later watches stay open.
+    pub fn spawn_with_watch(
+        mut handle: ApiHandle,
+        list: Vec<ListedSa<'_>>,
+        events: Vec<(&str, ListedSa<'_>)>,
+        get: GetBehaviour,
+    ) -> Self {
         let verifier = Self {
             gets: Arc::default(),
             get_paths: Arc::default(),
@@ -281,6 +292,15 @@ impl ApiServerVerifier {
             .iter()
             .map(|(ns, name, ann)| partial_meta(ns, name, ann))
             .collect();
+        let mut watch_body: Vec<u8> = Vec::new();
+        for (i, (kind, (ns, name, ann))) in events.iter().enumerate() {
+            let mut object = partial_meta(ns, name, ann);
+            object["metadata"]["resourceVersion"] = json!((11 + i).to_string());
+            watch_body
+                .extend(serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap());
+            watch_body.push(b'\n');
+        }
+        let mut watch_body = (!watch_body.is_empty()).then_some(watch_body);
         let v = verifier.clone();
         let get = Arc::new(get);
         tokio::spawn(async move {
@@ -296,7 +316,16 @@ impl ApiServerVerifier {
                     continue;
                 }
                 if path == "/api/v1/serviceaccounts" && query.contains("watch=true") {
-                    parked.push(send);
+                    match watch_body.take() {
+                        Some(body) => send.send_response(
+                            Response::builder()
+                                .status(StatusCode::OK)
+                                .header("content-type", "application/json")
+                                .body(Body::from(body))
+                                .unwrap(),
+                        ),
+                        None => parked.push(send),
+                    }
                 } else if path == "/api/v1/serviceaccounts" {
                     send.send_response(json_response(
                         StatusCode::OK,

@@ -27,6 +27,10 @@ bench:
 	$(CARGO) bench --bench mutate
 	$(CARGO) bench --bench trust
 
+# Load benchmark of `irsa webhook` (h2load from nghttp2-client; release build; 127.0.0.1 only).
+bench-webhook:
+	./scripts/bench-webhook.sh
+
 e2e:
 	$(CARGO) nextest run --test e2e --no-capture
 

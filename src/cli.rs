@@ -104,7 +104,8 @@ pub struct MutationArgs {
     #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_FULL_URI", default_value = mutate::config::DEFAULT_CC_FULL_URI)]
     pub container_credentials_full_uri: String,
 
-    /// Deny pods whose annotations are invalid instead of injecting defaults with a warning.
+    /// Deny pods whose annotations are invalid instead of injecting defaults with a warning
+    /// (the webhook also denies when it cannot read the pod's ServiceAccount in time).
     #[arg(long, env = "IRSA_STRICT", default_value_t = false)]
     pub strict: bool,
 }
@@ -201,7 +202,9 @@ pub struct WebhookArgs {
     #[arg(long, env = "IRSA_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     pub metrics_listen: SocketAddr,
 
-    /// Upper bound of the direct API GET on a ServiceAccount cache miss (e.g. 300ms).
+    /// How long an admission waits for the direct API GET on a ServiceAccount cache miss
+    /// (e.g. 300ms); past it the pod is admitted without credentials, with a warning. The GET
+    /// itself may finish later and fill the cache for the next pods.
     #[arg(long, env = "IRSA_SA_LOOKUP_TIMEOUT", default_value = "300ms", value_parser = parse_duration)]
     pub sa_lookup_timeout: Duration,
 
@@ -209,6 +212,10 @@ pub struct WebhookArgs {
     /// server (no Kubernetes connection is made).
     #[arg(long, env = "IRSA_SERVICE_ACCOUNTS_FILE")]
     pub service_accounts_file: Option<PathBuf>,
+
+    /// How often the certificate, key and identities files are checked for changes.
+    #[arg(long, env = "IRSA_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub reload_interval: Duration,
 
     #[command(flatten)]
     pub mutation: MutationArgs,

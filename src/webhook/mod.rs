@@ -1,5 +1,99 @@
-//! Placeholder until its issue lands.
+//! `irsa webhook`: the mutating admission webhook (SPEC §2.5–2.6).
+//!
+//! [`server`] serves `POST /mutate` over TLS and the admin port; [`admission`] turns an
+//! AdmissionReview into a call of the pure engine ([`crate::mutate`]); [`cache`] finds the
+//! ServiceAccount; [`tls`] and [`identities`] keep their files current.
 
-pub async fn run(_args: crate::cli::WebhookArgs) -> anyhow::Result<std::process::ExitCode> {
-    crate::error::not_implemented("webhook")
+pub mod admission;
+pub mod cache;
+pub mod identities;
+pub mod metrics;
+pub mod reload;
+pub mod server;
+pub mod tls;
+
+use std::{process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+
+pub use self::{
+    cache::{Lookup, ServiceAccountCache, load_service_accounts_file},
+    metrics::Metrics,
+    server::{AppState, Options, Running, admin_router, router, start},
+};
+use crate::cli::WebhookArgs;
+
+/// In-flight admission requests get this long after SIGTERM. The API server gives up on a
+/// webhook after at most 30s (10s by default), and the chart's terminationGracePeriodSeconds
+/// is 30s, so 20s drains every request that can still matter.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
+    let mutation = args.mutation.config();
+    let metrics = Arc::new(Metrics::new());
+    let cache = match &args.service_accounts_file {
+        Some(path) => {
+            let accounts = load_service_accounts_file(path)?;
+            tracing::warn!(
+                file = %path.display(),
+                count = accounts.len(),
+                "TEST/BENCH MODE: ServiceAccounts come from --service-accounts-file; no Kubernetes connection"
+            );
+            ServiceAccountCache::fixed(accounts, &mutation.annotation_prefix, metrics.clone())
+        }
+        None => {
+            let client = kube::Client::try_default().await.context(
+                "cannot build a Kubernetes client (in-cluster service account or KUBECONFIG)",
+            )?;
+            ServiceAccountCache::kube(
+                client,
+                &mutation.annotation_prefix,
+                args.sa_lookup_timeout,
+                metrics.clone(),
+            )
+        }
+    };
+    let opts = Options {
+        listen: args.listen,
+        metrics_listen: args.metrics_listen,
+        tls_cert_file: args.tls_cert_file,
+        tls_key_file: args.tls_key_file,
+        tls_min_version: args.tls_min_version,
+        reload_interval: args.reload_interval,
+        shutdown_grace: SHUTDOWN_GRACE,
+        sa_lookup_timeout: args.sa_lookup_timeout,
+        identities_file: args.mutation.container_credentials_config.clone(),
+        mutation,
+    };
+    let running = start(opts, cache, metrics).await?;
+    shutdown_signal().await;
+    running.shutdown();
+    running.wait().await?;
+    tracing::info!("irsa webhook stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
 }

@@ -1,0 +1,337 @@
+//! AdmissionReview in and out, kept as raw JSON.
+//!
+//! Own envelope types rather than `kube::core::admission`: kube's `AdmissionRequest<K>`
+//! deserializes the object into `K` (for a `DynamicObject`, metadata becomes a typed
+//! `ObjectMeta`), while the engine must read the Pod exactly as the API server sent it.
+//! `serde_json::Value` for the object, and serde skips the fields we do not read
+//! (`oldObject`, `userInfo`, ...) without building them.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{cache::Lookup, metrics::Outcome, server::AppState};
+use crate::mutate::{self, Mode};
+
+const V1: &str = "admission.k8s.io/v1";
+const V1BETA1: &str = "admission.k8s.io/v1beta1";
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionReview {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    pub request: Option<AdmissionRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionRequest {
+    #[serde(default)]
+    pub uid: String,
+    pub kind: Option<GroupVersionKind>,
+    pub namespace: Option<String>,
+    pub operation: Option<String>,
+    pub sub_resource: Option<String>,
+    pub object: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GroupVersionKind {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub kind: String,
+}
+
+/// Why a body is not an AdmissionReview we can answer (HTTP 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadReview {
+    #[error("the body is not a JSON AdmissionReview: {0}")]
+    Json(String),
+    #[error(
+        "apiVersion {0:?} is not supported: send AdmissionReview admission.k8s.io/v1 or v1beta1 \
+         (admissionReviewVersions in the MutatingWebhookConfiguration)"
+    )]
+    ApiVersion(String),
+    #[error("kind {0:?} is not AdmissionReview")]
+    Kind(String),
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+    #[error("the AdmissionReview request has no uid")]
+    NoUid,
+}
+
+/// Parses and checks the envelope.
+pub fn decode(body: &[u8]) -> Result<(String, AdmissionRequest), BadReview> {
+    let review: AdmissionReview =
+        serde_json::from_slice(body).map_err(|e| BadReview::Json(e.to_string()))?;
+    if review.api_version != V1 && review.api_version != V1BETA1 {
+        return Err(BadReview::ApiVersion(review.api_version));
+    }
+    if review.kind != "AdmissionReview" {
+        return Err(BadReview::Kind(review.kind));
+    }
+    let request = review.request.ok_or(BadReview::NoRequest)?;
+    if request.uid.is_empty() {
+        return Err(BadReview::NoUid);
+    }
+    Ok((review.api_version, request))
+}
+
+/// The decision for one request, before it becomes JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub outcome: Outcome,
+    /// The JSON patch, serialized; `None` when nothing changes.
+    pub patch: Option<Vec<u8>>,
+    pub warnings: Vec<String>,
+    /// Set: `allowed: false` with this message.
+    pub denial: Option<String>,
+}
+
+impl Answer {
+    fn allow(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            patch: None,
+            warnings: Vec::new(),
+            denial: None,
+        }
+    }
+
+    fn with_warning(mut self, warning: String) -> Self {
+        self.warnings.push(warning);
+        self
+    }
+}
+
+/// The response envelope: same apiVersion as the request (v1 or v1beta1 share this shape).
+pub fn encode(api_version: &str, uid: &str, answer: &Answer) -> Value {
+    let mut response = json!({ "uid": uid, "allowed": answer.denial.is_none() });
+    if let Some(patch) = &answer.patch {
+        // ByteString serializes as base64, which is what `patch` carries on the wire.
+        response["patchType"] = json!("JSONPatch");
+        response["patch"] = json!(k8s_openapi::ByteString(patch.clone()));
+    }
+    if !answer.warnings.is_empty() {
+        response["warnings"] = json!(answer.warnings);
+    }
+    if let Some(message) = &answer.denial {
+        response["status"] = json!({
+            "status": "Failure",
+            "code": 403,
+            "reason": "Forbidden",
+            "message": message,
+        });
+    }
+    json!({ "apiVersion": api_version, "kind": "AdmissionReview", "response": response })
+}
+
+/// Decides one admission request: look up the ServiceAccount, run the engine.
+pub async fn decide(state: &AppState, request: AdmissionRequest) -> Answer {
+    if let Some(kind) = &request.kind
+        && !(kind.group.is_empty() && kind.kind == "Pod")
+    {
+        let what = if kind.group.is_empty() {
+            format!("{}/{}", kind.version, kind.kind)
+        } else {
+            format!("{}/{}/{}", kind.group, kind.version, kind.kind)
+        };
+        return not_a_pod(
+            state,
+            format!(
+                "irsa only mutates Pods; this {what} was admitted unchanged (check the rules of \
+                 the MutatingWebhookConfiguration)"
+            ),
+        );
+    }
+    if request
+        .operation
+        .as_deref()
+        .is_some_and(|op| op != "CREATE")
+        || request
+            .sub_resource
+            .as_deref()
+            .is_some_and(|s| !s.is_empty())
+    {
+        // Credentials can only be injected at creation; nothing to say about the rest.
+        return Answer::allow(Outcome::Skipped);
+    }
+    let Some(pod) = request.object else {
+        return not_a_pod(
+            state,
+            "irsa: the AdmissionReview carries no object; admitted unchanged".into(),
+        );
+    };
+    let namespace = request
+        .namespace
+        .filter(|ns| !ns.is_empty())
+        .or_else(|| {
+            pod.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .filter(|ns| !ns.is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "default".to_string());
+    let sa_name = mutate::pod_service_account_name(&pod);
+
+    let sa = match state.cache.lookup(&namespace, sa_name).await {
+        Lookup::Found(sa) => sa,
+        // The API server's ServiceAccount admission rejects such a pod anyway.
+        Lookup::NotFound => return Answer::allow(Outcome::NoServiceAccount),
+        Lookup::TimedOut => {
+            return lookup_trouble(
+                state,
+                "sa_lookup_timeout",
+                format!(
+                    "ServiceAccount {namespace}/{sa_name} could not be read within {:?}",
+                    state.sa_lookup_timeout
+                ),
+            );
+        }
+        Lookup::Failed(err) => {
+            return lookup_trouble(
+                state,
+                "sa_lookup_failed",
+                format!("ServiceAccount {namespace}/{sa_name} could not be read: {err}"),
+            );
+        }
+    };
+
+    let identities = state.identities.current();
+    let mutation = match mutate::mutate(
+        &state.config,
+        &identities,
+        &namespace,
+        &sa,
+        &pod,
+        &mut rand::rng(),
+    ) {
+        Ok(m) => m,
+        Err(err) => {
+            return not_a_pod(
+                state,
+                format!("irsa: {err}; admitted without IAM credentials"),
+            );
+        }
+    };
+
+    let mut answer = Answer::allow(Outcome::Unchanged);
+    for warning in mutation.warnings {
+        state.metrics.warning(warning.kind.as_str());
+        tracing::warn!(%namespace, service_account = sa_name, kind = warning.kind.as_str(), "{}", warning.message);
+        answer.warnings.push(warning.message);
+    }
+    if let Some(denial) = mutation.denial {
+        answer.outcome = Outcome::Denied;
+        answer.denial = Some(denial);
+        return answer;
+    }
+    if mutation.mode != Mode::None && !mutation.patch.0.is_empty() {
+        match serde_json::to_vec(&mutation.patch) {
+            Ok(bytes) => {
+                answer.patch = Some(bytes);
+                answer.outcome = Outcome::Mutated;
+                state
+                    .metrics
+                    .mutations
+                    .get_or_create(&[("mode", mutation.mode.as_str())])
+                    .inc();
+            }
+            // Serializing a Vec of JSON values cannot fail; admit unchanged rather than panic.
+            Err(err) => tracing::error!(error = %err, "cannot serialize the patch"),
+        }
+    }
+    answer
+}
+
+fn not_a_pod(state: &AppState, warning: String) -> Answer {
+    state.metrics.warning("not_a_pod");
+    tracing::warn!("{warning}");
+    Answer::allow(Outcome::NotAPod).with_warning(warning)
+}
+
+/// Our own trouble reading the ServiceAccount: admit without credentials and say so — or,
+/// with `--strict`, deny so that the controller creating the pod retries.
+fn lookup_trouble(state: &AppState, kind: &'static str, problem: String) -> Answer {
+    state.metrics.warning(kind);
+    tracing::warn!("{problem}");
+    if state.config.strict {
+        let mut answer = Answer::allow(Outcome::Denied);
+        answer.denial = Some(format!(
+            "denied by irsa (--strict): {problem}; retry the pod creation"
+        ));
+        return answer;
+    }
+    Answer::allow(Outcome::NoServiceAccount).with_warning(format!(
+        "irsa: {problem}; the pod was admitted WITHOUT IAM credentials (recreate it to get them)"
+    ))
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+pub fn is_json_content_type(value: Option<&str>) -> bool {
+    value.is_some_and(|v| {
+        v.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_rejects_what_is_not_a_review() {
+        assert!(matches!(decode(b"nope"), Err(BadReview::Json(_))));
+        assert!(matches!(
+            decode(br#"{"apiVersion":"v1","kind":"AdmissionReview","request":{"uid":"1"}}"#),
+            Err(BadReview::ApiVersion(_))
+        ));
+        assert_eq!(
+            decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"Pod"}"#).unwrap_err(),
+            BadReview::Kind("Pod".into())
+        );
+        assert_eq!(
+            decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#)
+                .unwrap_err(),
+            BadReview::NoRequest
+        );
+        assert_eq!(
+            decode(
+                br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}"#
+            )
+            .unwrap_err(),
+            BadReview::NoUid
+        );
+    }
+
+    #[test]
+    fn encode_sets_patch_type_only_with_a_patch() {
+        let plain = encode(V1, "u", &Answer::allow(Outcome::Unchanged));
+        assert_eq!(
+            plain,
+            json!({"apiVersion": V1, "kind": "AdmissionReview", "response": {"uid": "u", "allowed": true}})
+        );
+        let mut answer = Answer::allow(Outcome::Mutated);
+        answer.patch = Some(b"[]".to_vec());
+        let patched = encode(V1BETA1, "u", &answer);
+        assert_eq!(patched["apiVersion"], V1BETA1);
+        assert_eq!(patched["response"]["patchType"], "JSONPatch");
+        assert_eq!(patched["response"]["patch"], "W10=");
+    }
+
+    #[test]
+    fn content_types() {
+        assert!(is_json_content_type(Some("application/json")));
+        assert!(is_json_content_type(Some(
+            "Application/JSON; charset=utf-8"
+        )));
+        assert!(!is_json_content_type(Some("application/yaml")));
+        assert!(!is_json_content_type(None));
+    }
+}

@@ -1,0 +1,556 @@
+//! The ServiceAccount cache: what the mutation needs of every ServiceAccount, kept current by
+//! a kube-runtime watch, with a bounded, deduplicated direct GET on a miss.
+//!
+//! Why not `kube::runtime::reflector::Store`: it keeps a whole `K` per object keyed by a full
+//! `ObjectRef` (name, namespace, resourceVersion, uid), about half a kilobyte per
+//! ServiceAccount even with the object stripped. Most ServiceAccounts of a large cluster carry
+//! no IAM annotation, and for those the webhook only needs to know that they exist. This store
+//! is the same reflector pattern (the watcher's Init/InitApply/InitDone events buffered and
+//! swapped atomically) over a per-namespace `name -> Option<Arc<info>>` map: an unannotated
+//! ServiceAccount costs its name and a pointer, so memory grows with *annotated*
+//! ServiceAccounts (SPEC §7).
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    path::Path,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use futures::{
+    FutureExt, StreamExt,
+    future::{BoxFuture, Shared},
+};
+use k8s_openapi::{api::core::v1::ServiceAccount, apimachinery::pkg::apis::meta::v1::ObjectMeta};
+use kube::{
+    Api, Client,
+    core::PartialObjectMeta,
+    runtime::{WatchStreamExt, watcher},
+};
+use serde::Deserialize;
+
+use super::metrics::Metrics;
+use crate::mutate::{ServiceAccountInfo, relevant_annotations};
+
+/// `None`: the ServiceAccount exists but has no annotation the engine reads.
+type Entry = Option<Arc<ServiceAccountInfo>>;
+type Store = HashMap<Box<str>, HashMap<Box<str>, Entry>>;
+type Key = (String, String);
+
+/// How long a background GET may run. The admission request only waits
+/// `--sa-lookup-timeout`; the GET itself continues so that the pods that follow find the
+/// ServiceAccount in the cache even when the API server is slow.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound of the "already logged this missing ServiceAccount" set.
+const MAX_REPORTED_MISSING: usize = 10_000;
+
+/// The answer for one pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found(Arc<ServiceAccountInfo>),
+    NotFound,
+    /// The GET did not answer within `--sa-lookup-timeout`.
+    TimedOut,
+    /// The GET failed (RBAC, API server down, ...).
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+enum Fetched {
+    Found(Entry),
+    NotFound,
+    Failed(Arc<str>),
+}
+
+type PendingFetch = Shared<BoxFuture<'static, Fetched>>;
+
+#[derive(Debug, Clone)]
+pub struct ServiceAccountCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    prefix: String,
+    store: RwLock<Store>,
+    synced: AtomicBool,
+    client: Option<Client>,
+    lookup_timeout: Duration,
+    pending: Mutex<HashMap<Key, PendingFetch>>,
+    reported_missing: Mutex<HashSet<Key>>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccountCache")
+            .field("prefix", &self.prefix)
+            .field("synced", &self.synced.load(Ordering::Relaxed))
+            .field("kube", &self.client.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks even if another thread panicked while holding the lock: every critical section
+/// here leaves the maps consistent, so the data is still good.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ServiceAccountCache {
+    /// A cache backed by the API server. Call [`Self::start_watch`] to fill it.
+    pub fn kube(
+        client: Client,
+        prefix: &str,
+        lookup_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self::new(Some(client), prefix, lookup_timeout, metrics, false)
+    }
+
+    /// A fixed set of ServiceAccounts and no Kubernetes connection (tests, benchmarks): a
+    /// miss is "not found".
+    pub fn fixed(
+        accounts: impl IntoIterator<Item = ServiceAccountInfo>,
+        prefix: &str,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let cache = Self::new(None, prefix, Duration::ZERO, metrics, true);
+        {
+            let mut store = cache.write_store();
+            for sa in accounts {
+                let annotations = relevant_annotations(&sa.annotations, prefix);
+                let entry = (!annotations.is_empty()).then(|| {
+                    Arc::new(ServiceAccountInfo {
+                        annotations,
+                        ..sa.clone()
+                    })
+                });
+                insert(&mut store, &sa.namespace, &sa.name, entry);
+            }
+            cache.inner.update_gauges(&store);
+        }
+        cache
+    }
+
+    fn new(
+        client: Option<Client>,
+        prefix: &str,
+        lookup_timeout: Duration,
+        metrics: Arc<Metrics>,
+        synced: bool,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                prefix: prefix.to_string(),
+                store: RwLock::new(Store::new()),
+                synced: AtomicBool::new(synced),
+                client,
+                lookup_timeout,
+                pending: Mutex::new(HashMap::new()),
+                reported_missing: Mutex::new(HashSet::new()),
+                metrics,
+            }),
+        }
+    }
+
+    /// True once the first full list has been stored (`/readyz`).
+    pub fn is_synced(&self) -> bool {
+        self.inner.synced.load(Ordering::Acquire)
+    }
+
+    /// Number of ServiceAccounts known, and how many of them carry relevant annotations.
+    pub fn len(&self) -> (usize, usize) {
+        count(&self.read_store())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len().0 == 0
+    }
+
+    fn read_store(&self) -> std::sync::RwLockReadGuard<'_, Store> {
+        self.inner.store.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_store(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
+        self.inner.write_store()
+    }
+
+    fn cached(&self, namespace: &str, name: &str) -> Option<Arc<ServiceAccountInfo>> {
+        let store = self.read_store();
+        let entry = store.get(namespace)?.get(name)?;
+        Some(match entry {
+            Some(info) => info.clone(),
+            None => Arc::new(ServiceAccountInfo {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                annotations: Default::default(),
+            }),
+        })
+    }
+
+    /// The ServiceAccount `namespace/name`: from the cache, else from one GET shared by every
+    /// concurrent caller and awaited at most `--sa-lookup-timeout`.
+    pub async fn lookup(&self, namespace: &str, name: &str) -> Lookup {
+        if let Some(info) = self.cached(namespace, name) {
+            return Lookup::Found(info);
+        }
+        let Some(client) = &self.inner.client else {
+            self.inner.metrics.sa_cache_misses.inc();
+            return self.not_found(namespace, name);
+        };
+        let fetch = {
+            let mut pending = lock(&self.inner.pending);
+            // Counted under the lock: once the counter shows N misses, all N callers share
+            // one fetch (the concurrency test relies on this ordering).
+            self.inner.metrics.sa_cache_misses.inc();
+            pending
+                .entry((namespace.to_string(), name.to_string()))
+                .or_insert_with(|| self.spawn_fetch(client.clone(), namespace, name))
+                .clone()
+        };
+        match tokio::time::timeout(self.inner.lookup_timeout, fetch).await {
+            Ok(Fetched::Found(entry)) => Lookup::Found(entry.unwrap_or_else(|| {
+                Arc::new(ServiceAccountInfo {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    annotations: Default::default(),
+                })
+            })),
+            Ok(Fetched::NotFound) => self.not_found(namespace, name),
+            Ok(Fetched::Failed(message)) => Lookup::Failed(message.to_string()),
+            Err(_) => Lookup::TimedOut,
+        }
+    }
+
+    fn not_found(&self, namespace: &str, name: &str) -> Lookup {
+        self.inner.metrics.sa_not_found.inc();
+        let mut reported = lock(&self.inner.reported_missing);
+        if reported.len() >= MAX_REPORTED_MISSING {
+            reported.clear();
+        }
+        if reported.insert((namespace.to_string(), name.to_string())) {
+            tracing::warn!(
+                namespace,
+                service_account = name,
+                "ServiceAccount {namespace}/{name} not found; its pods are admitted without IAM \
+                 credentials (create the ServiceAccount before the pods)"
+            );
+        }
+        Lookup::NotFound
+    }
+
+    fn spawn_fetch(&self, client: Client, namespace: &str, name: &str) -> PendingFetch {
+        let inner = self.inner.clone();
+        let (ns, name) = (namespace.to_string(), name.to_string());
+        let task = tokio::spawn(async move {
+            let api: Api<ServiceAccount> = Api::namespaced(client, &ns);
+            let result = tokio::time::timeout(FETCH_TIMEOUT, api.get_metadata_opt(&name)).await;
+            let (fetched, label) = match result {
+                Ok(Ok(Some(sa))) => {
+                    let entry = entry_of(&sa.metadata, &inner.prefix);
+                    let delta = insert(&mut inner.write_store(), &ns, &name, entry.clone());
+                    inner.apply_delta(delta);
+                    (Fetched::Found(entry), "found")
+                }
+                Ok(Ok(None)) => (Fetched::NotFound, "not_found"),
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "GET ServiceAccount {ns}/{name} failed (check the webhook's RBAC: get/list/watch serviceaccounts)");
+                    (Fetched::Failed(err.to_string().into()), "error")
+                }
+                Err(_) => (
+                    Fetched::Failed(format!("no answer within {FETCH_TIMEOUT:?}").into()),
+                    "timeout",
+                ),
+            };
+            inner
+                .metrics
+                .sa_lookups
+                .get_or_create(&[("result", label)])
+                .inc();
+            lock(&inner.pending).remove(&(ns, name));
+            fetched
+        });
+        task.map(|joined| {
+            joined.unwrap_or_else(|e| Fetched::Failed(format!("lookup task failed: {e}").into()))
+        })
+        .boxed()
+        .shared()
+    }
+
+    /// Runs the ServiceAccount watch (metadata only: the webhook reads no other field) until
+    /// the task is aborted. Errors are retried with kube-runtime's default backoff.
+    pub fn start_watch(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let client = self.inner.client.clone()?;
+        let inner = self.inner.clone();
+        Some(tokio::spawn(async move {
+            // `PartialObjectMeta`: the API server sends metadata only (PartialObjectMetadataList).
+            let api: Api<PartialObjectMeta<ServiceAccount>> = Api::all(client);
+            let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+            let mut stream = std::pin::pin!(stream);
+            let mut buffer: Option<Store> = None;
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::Init) => buffer = Some(Store::new()),
+                    Ok(watcher::Event::InitApply(sa)) => {
+                        if let (Some(buf), Some((ns, name))) = (&mut buffer, key_of(&sa.metadata)) {
+                            insert(buf, ns, name, entry_of(&sa.metadata, &inner.prefix));
+                        }
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        let mut store = inner.write_store();
+                        if let Some(buf) = buffer.take() {
+                            *store = buf;
+                        }
+                        inner.update_gauges(&store);
+                        drop(store);
+                        if !inner.synced.swap(true, Ordering::AcqRel) {
+                            tracing::info!("ServiceAccount cache synced");
+                        }
+                    }
+                    Ok(watcher::Event::Apply(sa)) => {
+                        if let Some((ns, name)) = key_of(&sa.metadata) {
+                            let entry = entry_of(&sa.metadata, &inner.prefix);
+                            let delta = insert(&mut inner.write_store(), ns, name, entry);
+                            inner.apply_delta(delta);
+                        }
+                    }
+                    Ok(watcher::Event::Delete(sa)) => {
+                        if let Some((ns, name)) = key_of(&sa.metadata) {
+                            let delta = remove(&mut inner.write_store(), ns, name);
+                            inner.apply_delta(delta);
+                        }
+                    }
+                    Err(err) => {
+                        inner.metrics.sa_watch_errors.inc();
+                        tracing::warn!(error = %err, "ServiceAccount watch failed; retrying (the webhook needs list/watch on serviceaccounts)");
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl Inner {
+    fn write_store(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
+        self.store.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Full recount, after a relist replaced the whole store.
+    fn update_gauges(&self, store: &Store) {
+        let (all, annotated) = count(store);
+        self.metrics.sa_cache_entries.set(all as i64);
+        self.metrics.sa_cache_annotated.set(annotated as i64);
+    }
+
+    /// Incremental update after one watch event: no walk over 100k entries per event.
+    fn apply_delta(&self, (all, annotated): Delta) {
+        self.metrics.sa_cache_entries.inc_by(all);
+        self.metrics.sa_cache_annotated.inc_by(annotated);
+    }
+}
+
+fn count(store: &Store) -> (usize, usize) {
+    store.values().fold((0, 0), |(all, annotated), ns| {
+        (
+            all + ns.len(),
+            annotated + ns.values().filter(|e| e.is_some()).count(),
+        )
+    })
+}
+
+fn key_of(meta: &ObjectMeta) -> Option<(&str, &str)> {
+    Some((meta.namespace.as_deref()?, meta.name.as_deref()?))
+}
+
+fn entry_of(meta: &ObjectMeta, prefix: &str) -> Entry {
+    let annotations = relevant_annotations(meta.annotations.iter().flatten(), prefix);
+    if annotations.is_empty() {
+        return None;
+    }
+    Some(Arc::new(ServiceAccountInfo {
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        annotations,
+    }))
+}
+
+/// Change of (entries, annotated entries) caused by one store operation.
+type Delta = (i64, i64);
+
+fn weight(entry: Option<&Entry>) -> Delta {
+    match entry {
+        None => (0, 0),
+        Some(None) => (1, 0),
+        Some(Some(_)) => (1, 1),
+    }
+}
+
+fn insert(store: &mut Store, namespace: &str, name: &str, entry: Entry) -> Delta {
+    let new = weight(Some(&entry));
+    let old = match store.get_mut(namespace) {
+        Some(ns) => ns.insert(name.into(), entry),
+        None => {
+            store.insert(namespace.into(), HashMap::from([(name.into(), entry)]));
+            None
+        }
+    };
+    let old = weight(old.as_ref());
+    (new.0 - old.0, new.1 - old.1)
+}
+
+fn remove(store: &mut Store, namespace: &str, name: &str) -> Delta {
+    let Some(ns) = store.get_mut(namespace) else {
+        return (0, 0);
+    };
+    let old = ns.remove(name);
+    if ns.is_empty() {
+        store.remove(namespace);
+    }
+    let old = weight(old.as_ref());
+    (-old.0, -old.1)
+}
+
+/// Reads `--service-accounts-file`: a YAML/JSON list of ServiceAccount manifests, or a `List`
+/// (`kubectl get sa -A -o yaml`), or a single ServiceAccount. Deserialized straight into the
+/// few fields kept (no intermediate `Value`), so a 100k-item file does not leave a heap of
+/// freed parse garbage in the process's RSS. Large lists should be JSON: the YAML parser caps
+/// the number of nodes per document.
+pub fn load_service_accounts_file(path: &Path) -> anyhow::Result<Vec<ServiceAccountInfo>> {
+    #[derive(Deserialize)]
+    struct Doc {
+        items: Option<Vec<Item>>,
+        metadata: Option<Meta>,
+    }
+    #[derive(Deserialize)]
+    struct Item {
+        metadata: Option<Meta>,
+    }
+    #[derive(Deserialize)]
+    struct Meta {
+        name: Option<String>,
+        namespace: Option<String>,
+        annotations: Option<BTreeMap<String, String>>,
+    }
+    fn parse<T: serde::de::DeserializeOwned>(text: &str, json: bool) -> Result<T, String> {
+        if json {
+            serde_json::from_str(text).map_err(|e| e.to_string())
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| e.to_string())
+        }
+    }
+
+    let fail = |msg: String| anyhow::anyhow!("--service-accounts-file {}: {msg}", path.display());
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --service-accounts-file {}", path.display()))?;
+    let trimmed = text.trim_start();
+    let json = trimmed.starts_with(['{', '[']);
+    let metas: Vec<Option<Meta>> = if trimmed.starts_with('[') || trimmed.starts_with('-') {
+        parse::<Vec<Item>>(&text, json)
+            .map_err(fail)?
+            .into_iter()
+            .map(|i| i.metadata)
+            .collect()
+    } else {
+        let doc: Doc = parse(&text, json).map_err(fail)?;
+        match doc.items {
+            Some(items) => items.into_iter().map(|i| i.metadata).collect(),
+            None => vec![doc.metadata],
+        }
+    };
+    metas
+        .into_iter()
+        .enumerate()
+        .map(|(i, meta)| {
+            let meta = meta.ok_or_else(|| fail(format!("item {i} has no metadata")))?;
+            Ok(ServiceAccountInfo {
+                name: meta
+                    .name
+                    .ok_or_else(|| fail(format!("item {i} has no metadata.name")))?,
+                namespace: meta.namespace.unwrap_or_else(|| "default".into()),
+                annotations: meta.annotations.unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(name: &str, text: &str) -> anyhow::Result<Vec<ServiceAccountInfo>> {
+        let path = std::env::temp_dir().join(format!("irsa-sa-file-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let result = load_service_accounts_file(&path);
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    #[test]
+    fn service_accounts_file_shapes() {
+        let list = load(
+            "list.yaml",
+            "kind: List\nitems:\n- metadata: {name: a, namespace: x, annotations: {k: v}}\n- metadata: {name: b}\n",
+        )
+        .unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].annotations.get("k").map(String::as_str), Some("v"));
+        assert_eq!(list[1].namespace, "default");
+
+        let array = load(
+            "array.json",
+            r#"[{"metadata":{"name":"a","namespace":"x"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(array[0].name, "a");
+        let seq = load("seq.yaml", "- metadata: {name: a}\n").unwrap();
+        assert_eq!(seq[0].name, "a");
+        let one = load(
+            "one.yaml",
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: solo}\n",
+        )
+        .unwrap();
+        assert_eq!(one[0].name, "solo");
+
+        let err = load("bad.json", r#"{"items":[{"metadata":{"namespace":"x"}}]}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("item 0 has no metadata.name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn fixed_cache_keeps_only_relevant_annotations_and_counts() {
+        let metrics = Arc::new(Metrics::new());
+        let cache = ServiceAccountCache::fixed(
+            [
+                ServiceAccountInfo {
+                    namespace: "x".into(),
+                    name: "a".into(),
+                    annotations: BTreeMap::from([
+                        ("eks.amazonaws.com/role-arn".into(), "r".into()),
+                        ("other.io/owner".into(), "me".into()),
+                    ]),
+                },
+                ServiceAccountInfo {
+                    namespace: "x".into(),
+                    name: "b".into(),
+                    annotations: BTreeMap::from([("other.io/owner".into(), "me".into())]),
+                },
+            ],
+            "eks.amazonaws.com",
+            metrics,
+        );
+        assert_eq!(cache.len(), (2, 1));
+        let a = cache.cached("x", "a").unwrap();
+        assert_eq!(
+            a.annotations.keys().collect::<Vec<_>>(),
+            ["eks.amazonaws.com/role-arn"]
+        );
+        assert!(cache.cached("x", "b").unwrap().annotations.is_empty());
+        assert!(cache.cached("x", "c").is_none());
+    }
+}

@@ -1,0 +1,111 @@
+//! The container-credentials identities file (`--container-credentials-config`), polled for
+//! changes like the certificate. A file that stops parsing keeps the previous set in force
+//! (reported once it stays broken, see [`super::reload`]).
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use arc_swap::ArcSwap;
+
+use super::{
+    metrics::Metrics,
+    reload::{ChangeTracker, Verdict},
+};
+use crate::mutate::Identities;
+
+#[derive(Debug)]
+pub struct WatchedIdentities {
+    path: Option<PathBuf>,
+    current: ArcSwap<Identities>,
+    /// Bytes in force or reported, so a broken file is reported once, not on every poll.
+    tracker: Mutex<ChangeTracker<Vec<u8>>>,
+}
+
+impl WatchedIdentities {
+    /// A fixed set (no file): tests and the default of no container-credentials identities.
+    pub fn fixed(identities: Identities) -> Self {
+        Self {
+            path: None,
+            current: ArcSwap::from_pointee(identities),
+            tracker: Mutex::new(ChangeTracker::new(Vec::new())),
+        }
+    }
+
+    /// Loads the file once; a missing or invalid file at startup is a configuration error.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read identities file {} (--container-credentials-config): {e}",
+                path.display()
+            )
+        })?;
+        let identities = parse(path, &bytes)?;
+        Ok(Self {
+            path: Some(path.to_path_buf()),
+            current: ArcSwap::from_pointee(identities),
+            tracker: Mutex::new(ChangeTracker::new(bytes)),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Identities> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the file and installs it if it changed and parses; returns whether it did.
+    pub fn reload_if_changed(&self, metrics: &Metrics) -> bool {
+        let Some(path) = &self.path else {
+            return false;
+        };
+        let Ok(bytes) = std::fs::read(path) else {
+            // Mid-swap or briefly absent: keep the current set and look again next tick.
+            return false;
+        };
+        let mut tracker = match self.tracker.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match tracker.observe(bytes, |b| parse(path, b)) {
+            Verdict::Install(identities) => {
+                tracing::info!(file = %path.display(), count = identities.len(), "container-credentials identities reloaded");
+                self.current.store(Arc::new(identities));
+                metrics.identities_reloads.inc();
+                true
+            }
+            Verdict::Reject(err) => {
+                metrics.identities_reload_errors.inc();
+                tracing::error!(error = %err, "keeping the previous container-credentials identities");
+                false
+            }
+            Verdict::Wait | Verdict::Unchanged => false,
+        }
+    }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> anyhow::Result<Identities> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| anyhow::anyhow!("identities file {} is not UTF-8: {e}", path.display()))?;
+    Identities::parse(text).map_err(|e| {
+        anyhow::anyhow!(
+            "identities file {}: {e} (expected {{\"identities\":[{{\"namespace\":..,\"serviceAccount\":..}}]}})",
+            path.display()
+        )
+    })
+}
+
+pub fn spawn_reloader(
+    identities: Arc<WatchedIdentities>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            identities.reload_if_changed(&metrics);
+        }
+    })
+}

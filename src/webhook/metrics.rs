@@ -1,0 +1,202 @@
+//! The webhook's Prometheus metrics (prefix `irsa_webhook_`), served on `--metrics-listen`.
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// One label, `name="value"`; values are always from a small fixed set.
+pub type Label = [(&'static str, &'static str); 1];
+
+/// Outcome of one `/mutate` call, the `result` label of `requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Allowed with a patch.
+    Mutated,
+    /// Allowed, nothing to add (no role, opted out, already injected).
+    Unchanged,
+    /// `--strict` denied the pod.
+    Denied,
+    /// Not a Pod, or a Pod the engine cannot read: allowed unmutated with a warning.
+    NotAPod,
+    /// Not a CREATE of a pod (UPDATE, subresource...): allowed untouched.
+    Skipped,
+    /// The ServiceAccount is not there (yet) or its lookup failed/timed out: allowed unmutated.
+    NoServiceAccount,
+    /// HTTP 400: the body is not an AdmissionReview.
+    BadRequest,
+    /// HTTP 415.
+    UnsupportedMediaType,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Mutated => "mutated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Denied => "denied",
+            Outcome::NotAPod => "not_a_pod",
+            Outcome::Skipped => "skipped",
+            Outcome::NoServiceAccount => "no_service_account",
+            Outcome::BadRequest => "bad_request",
+            Outcome::UnsupportedMediaType => "unsupported_media_type",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<Label, Counter>,
+    pub request_duration: Histogram,
+    pub mutations: Family<Label, Counter>,
+    pub warnings: Family<Label, Counter>,
+    pub sa_cache_misses: Counter,
+    pub sa_lookups: Family<Label, Counter>,
+    pub sa_not_found: Counter,
+    pub sa_cache_entries: Gauge,
+    pub sa_cache_annotated: Gauge,
+    pub sa_watch_errors: Counter,
+    pub cert_reloads: Counter,
+    pub cert_reload_errors: Counter,
+    pub identities_reloads: Counter,
+    pub identities_reload_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("irsa_webhook");
+        let requests = Family::<Label, Counter>::default();
+        registry.register(
+            "requests",
+            "AdmissionReview requests by result",
+            requests.clone(),
+        );
+        // Fine below a millisecond (the target), coarse up to the API server's 10s timeout;
+        // 1ms is a boundary so "share answered under 1ms" reads straight off the buckets.
+        let request_duration = Histogram::new(LATENCY_BUCKETS.iter().copied());
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer one AdmissionReview, from body received to response built",
+            request_duration.clone(),
+        );
+        let mutations = Family::<Label, Counter>::default();
+        registry.register(
+            "mutations",
+            "Pods patched, by mode (irsa, container-credentials)",
+            mutations.clone(),
+        );
+        let warnings = Family::<Label, Counter>::default();
+        registry.register(
+            "warnings",
+            "Admission warnings returned, by kind",
+            warnings.clone(),
+        );
+        let sa_cache_misses = Counter::default();
+        registry.register(
+            "sa_cache_misses",
+            "ServiceAccount lookups not answered by the watch cache",
+            sa_cache_misses.clone(),
+        );
+        let sa_lookups = Family::<Label, Counter>::default();
+        registry.register(
+            "sa_lookups",
+            "Direct API GETs of ServiceAccounts after a cache miss, by result",
+            sa_lookups.clone(),
+        );
+        let sa_not_found = Counter::default();
+        registry.register(
+            "sa_not_found",
+            "Pods whose ServiceAccount does not exist (admitted unmutated)",
+            sa_not_found.clone(),
+        );
+        let sa_cache_entries = Gauge::default();
+        registry.register(
+            "sa_cache_entries",
+            "ServiceAccounts known to the cache",
+            sa_cache_entries.clone(),
+        );
+        let sa_cache_annotated = Gauge::default();
+        registry.register(
+            "sa_cache_annotated_entries",
+            "ServiceAccounts in the cache that carry relevant annotations",
+            sa_cache_annotated.clone(),
+        );
+        let sa_watch_errors = Counter::default();
+        registry.register(
+            "sa_watch_errors",
+            "Errors of the ServiceAccount watch (it retries with backoff)",
+            sa_watch_errors.clone(),
+        );
+        let cert_reloads = Counter::default();
+        registry.register(
+            "cert_reloads",
+            "Serving certificates loaded (startup and rotations)",
+            cert_reloads.clone(),
+        );
+        let cert_reload_errors = Counter::default();
+        registry.register(
+            "cert_reload_errors",
+            "Changed certificate/key pairs rejected (the previous pair stays in use)",
+            cert_reload_errors.clone(),
+        );
+        let identities_reloads = Counter::default();
+        registry.register(
+            "identities_reloads",
+            "Container-credentials identities files loaded",
+            identities_reloads.clone(),
+        );
+        let identities_reload_errors = Counter::default();
+        registry.register(
+            "identities_reload_errors",
+            "Identities files rejected (the previous set stays in use)",
+            identities_reload_errors.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            mutations,
+            warnings,
+            sa_cache_misses,
+            sa_lookups,
+            sa_not_found,
+            sa_cache_entries,
+            sa_cache_annotated,
+            sa_watch_errors,
+            cert_reloads,
+            cert_reload_errors,
+            identities_reloads,
+            identities_reload_errors,
+        }
+    }
+
+    pub fn request(&self, outcome: Outcome) {
+        self.requests
+            .get_or_create(&[("result", outcome.as_str())])
+            .inc();
+    }
+
+    pub fn warning(&self, kind: &'static str) {
+        self.warnings.get_or_create(&[("kind", kind)]).inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,96 @@
+//! When to act on a watched file's new contents (certificate pair, identities file).
+//!
+//! Writers are not atomic: a plain rewrite of `tls.crt` then `tls.key` shows a mismatched
+//! pair for an instant, and a JSON file can be caught half-written. So a valid new content is
+//! installed at once, but an invalid one is only reported (log + metric) if it is still there
+//! on the next poll; each distinct broken content is reported once, not on every poll.
+
+/// What the caller should do with the contents it just read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict<T, E> {
+    /// Same as what was last installed or reported.
+    Unchanged,
+    /// New and valid: install it.
+    Install(T),
+    /// New and invalid, possibly mid-write: keep the current value, look again next poll.
+    Wait,
+    /// Invalid on two polls in a row: keep the current value and report this error.
+    Reject(E),
+}
+
+#[derive(Debug)]
+pub struct ChangeTracker<C> {
+    settled: C,
+    suspect: Option<C>,
+}
+
+impl<C: PartialEq> ChangeTracker<C> {
+    /// `settled`: the contents in force now.
+    pub fn new(settled: C) -> Self {
+        Self {
+            settled,
+            suspect: None,
+        }
+    }
+
+    pub fn observe<T, E>(
+        &mut self,
+        contents: C,
+        parse: impl FnOnce(&C) -> Result<T, E>,
+    ) -> Verdict<T, E> {
+        if contents == self.settled {
+            self.suspect = None;
+            return Verdict::Unchanged;
+        }
+        match parse(&contents) {
+            Ok(value) => {
+                self.settled = contents;
+                self.suspect = None;
+                Verdict::Install(value)
+            }
+            Err(err) if self.suspect.as_ref() == Some(&contents) => {
+                self.settled = contents;
+                self.suspect = None;
+                Verdict::Reject(err)
+            }
+            Err(_) => {
+                self.suspect = Some(contents);
+                Verdict::Wait
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &&str) -> Result<usize, String> {
+        s.parse().map_err(|_| format!("{s} is not a number"))
+    }
+
+    #[test]
+    fn valid_changes_install_at_once_and_broken_ones_are_reported_once_when_stable() {
+        let mut t = ChangeTracker::new("1");
+        assert_eq!(t.observe("1", parse), Verdict::Unchanged);
+        assert_eq!(t.observe("2", parse), Verdict::Install(2));
+        // Half-written, then complete: never reported.
+        assert_eq!(t.observe("3x", parse), Verdict::Wait);
+        assert_eq!(t.observe("3", parse), Verdict::Install(3));
+        // Broken and staying broken: reported once.
+        assert_eq!(t.observe("x", parse), Verdict::Wait);
+        assert_eq!(
+            t.observe("x", parse),
+            Verdict::Reject("x is not a number".into())
+        );
+        assert_eq!(t.observe("x", parse), Verdict::Unchanged);
+        // A different broken content is a new problem.
+        assert_eq!(t.observe("y", parse), Verdict::Wait);
+        assert_eq!(
+            t.observe("y", parse),
+            Verdict::Reject("y is not a number".into())
+        );
+        // Back to a good one.
+        assert_eq!(t.observe("4", parse), Verdict::Install(4));
+    }
+}

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use irsa::{
     cli::{Cli, Command},
     commands, controller, doctor,
@@ -10,7 +10,21 @@ use irsa::{
 
 fn main() -> ExitCode {
     irsa::install_crypto_provider();
-    let cli = Cli::parse(); // exits 2 on usage errors, 0 on --help/--version
+    // Installed as `kubectl-irsa` (a symlink), kubectl runs it as a plugin: `kubectl irsa doctor`.
+    let as_plugin = std::env::args_os()
+        .next()
+        .and_then(|argv0| {
+            std::path::Path::new(&argv0)
+                .file_name()
+                .map(|n| n == "kubectl-irsa")
+        })
+        .unwrap_or(false);
+    let mut command = Cli::command();
+    if as_plugin {
+        command = command.bin_name("kubectl irsa");
+    }
+    // Both exit 2 on usage errors and 0 on --help/--version.
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     telemetry::init(cli.log_format);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -13,7 +13,10 @@ use serde_json::Value;
 use super::report::Check;
 use crate::{
     arn::RoleArn,
+    controller::aws::{Error as AwsError, ProviderLookup, RoleTrust},
+    crd::{IAMRoleBinding, condition},
     mutate::{self, Identities, MutationConfig, ServiceAccountInfo},
+    trust::{Claims as IamClaims, PolicyDocument, evaluate, provider_host_path},
 };
 
 pub const STS_NO_PROVIDER: &str =
@@ -189,56 +192,33 @@ pub fn pod_mutated(
     }
 }
 
-/// What IAM says about one OIDC provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProviderFacts {
-    pub arn: String,
-    /// As IAM stores it: host and path, no scheme.
-    pub url: String,
-    pub client_ids: Vec<String>,
-}
-
 /// Step 5: an IAM OIDC provider exists for the exact issuer and lists the audience.
-pub fn oidc_provider(
-    issuer_url: &str,
-    providers: &[ProviderFacts],
-    audience: &str,
-) -> (Check, Option<String>) {
+/// `lookup` is the IAM adapter's answer: the byte-exact provider and the near misses.
+pub fn oidc_provider(issuer_url: &str, lookup: &ProviderLookup, audience: &str) -> Check {
     const ID: &str = "oidc-provider";
     const TITLE: &str = "OIDC provider";
     let wanted = issuer_url.strip_prefix("https://").unwrap_or(issuer_url);
-    let sts_no_provider = format!("{STS_NO_PROVIDER} {issuer_url}");
-    let Some(provider) = providers.iter().find(|p| p.url == wanted) else {
-        let normalize = |u: &str| u.trim_end_matches('/').to_ascii_lowercase();
-        let near = providers
-            .iter()
-            .find(|p| normalize(&p.url) == normalize(wanted));
-        let (evidence, fix) = match near {
-            Some(p) => (
+    let Some(provider) = &lookup.provider else {
+        let (evidence, fix) = match lookup.near_misses.first() {
+            Some(near) => (
                 format!(
-                    "no provider for {wanted}; {} is for {:?}, which differs only in case or a trailing slash — IAM compares byte for byte",
-                    p.arn, p.url
+                    "no provider for {wanted}; {near} differs only in case or a trailing slash — IAM compares byte for byte"
                 ),
                 format!(
                     "create a provider for exactly https://{wanted} (or fix --issuer-url / the API server's --service-account-issuer to match)"
                 ),
             ),
             None => (
-                format!(
-                    "no IAM OIDC provider for {wanted} among {} provider(s)",
-                    providers.len()
-                ),
+                format!("no IAM OIDC provider for {wanted}"),
                 format!(
                     "create it: aws iam create-open-id-connect-provider --url https://{wanted} --client-id-list {audience} (or run irsa controller with --manage-oidc-provider)"
                 ),
             ),
         };
-        return (
-            Check::fail(ID, TITLE, evidence, fix).with_sts_error(sts_no_provider),
-            None,
-        );
+        return Check::fail(ID, TITLE, evidence, fix)
+            .with_sts_error(format!("{STS_NO_PROVIDER} {issuer_url}"));
     };
-    let check = if provider.client_ids.iter().any(|c| c == audience) {
+    if provider.client_ids.iter().any(|c| c == audience) {
         Check::pass(
             ID,
             TITLE,
@@ -248,12 +228,179 @@ pub fn oidc_provider(
         Check::fail(
             ID,
             TITLE,
-            format!("{} client IDs are {:?}; the token's audience {audience} is not among them", provider.arn, provider.client_ids),
-            format!("aws iam add-client-id-to-open-id-connect-provider --open-id-connect-provider-arn {} --client-id {audience}", provider.arn),
+            format!(
+                "{} client IDs are {:?}; the token's audience {audience} is not among them",
+                provider.arn, provider.client_ids
+            ),
+            format!(
+                "aws iam add-client-id-to-open-id-connect-provider --open-id-connect-provider-arn {} --client-id {audience}",
+                provider.arn
+            ),
         )
         .with_sts_error(STS_BAD_AUDIENCE)
+    }
+}
+
+/// Step 2: the IAMRoleBindings naming this ServiceAccount, as the controller reported them.
+pub fn bindings(
+    namespace: &str,
+    name: &str,
+    role_arn: &RoleArn,
+    bindings: Result<&[IAMRoleBinding], &str>,
+) -> Check {
+    const ID: &str = "binding";
+    const TITLE: &str = "IAMRoleBinding";
+    let all = match bindings {
+        Ok(all) => all,
+        Err(err) => {
+            return Check::skip(
+                ID,
+                TITLE,
+                format!("cannot list IAMRoleBindings in {namespace}: {err}"),
+            );
+        }
     };
-    (check, Some(provider.arn.clone()))
+    let mine: Vec<&IAMRoleBinding> = all
+        .iter()
+        .filter(|b| b.spec.service_accounts.iter().any(|sa| sa == name))
+        .collect();
+    let Some(binding) = mine.first() else {
+        return Check::skip(
+            ID,
+            TITLE,
+            format!("no IAMRoleBinding lists {namespace}/{name} (annotation only)"),
+        );
+    };
+    let binding_name = format!(
+        "IAMRoleBinding {namespace}/{}",
+        binding.metadata.name.as_deref().unwrap_or("")
+    );
+    let condition = |t: &str| {
+        binding
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == t))
+    };
+    if let Some(c) = condition(condition::AUTHORIZED).filter(|c| c.status == "False") {
+        return Check::fail(
+            ID,
+            TITLE,
+            format!("{binding_name}: Authorized=False ({}): {}", c.reason, c.message),
+            format!("ask the platform team for an IAMRoleGrant covering namespace {namespace} and {}, or an irsa.dev/allowed-namespaces tag on the role", binding.spec.role_arn),
+        )
+        .with_sts_error(STS_ACCESS_DENIED);
+    }
+    match condition(condition::READY) {
+        None => Check::warn(
+            ID,
+            TITLE,
+            format!("{binding_name} has no status yet: is irsa controller running?"),
+        ),
+        Some(c) if c.status == "True" => {
+            let check = Check::pass(
+                ID,
+                TITLE,
+                format!("{binding_name}: Ready ({}) {}", c.reason, c.message),
+            );
+            if binding.spec.role_arn != role_arn.to_string() {
+                Check::warn(ID, TITLE, format!("{binding_name} binds {}, but the ServiceAccount is annotated with {role_arn}", binding.spec.role_arn))
+                    .with_fix("make the binding and the annotation name the same role")
+            } else {
+                check
+            }
+        }
+        Some(c) => Check::fail(
+            ID,
+            TITLE,
+            format!("{binding_name}: Ready=False ({}): {}", c.reason, c.message),
+            format!(
+                "kubectl describe iamrolebinding -n {namespace} {}",
+                binding.metadata.name.as_deref().unwrap_or("")
+            ),
+        )
+        .with_sts_error(STS_ACCESS_DENIED),
+    }
+}
+
+/// Step 3: the role exists and lives in the provider's account (a web-identity principal
+/// can only be trusted by roles of the account that holds the provider).
+pub fn role(
+    role_arn: &RoleArn,
+    found: Result<&RoleTrust, &AwsError>,
+    provider_account: &str,
+) -> Check {
+    const ID: &str = "role";
+    const TITLE: &str = "IAM role";
+    match found {
+        Err(err @ AwsError::NotFound { .. }) => Check::fail(
+            ID,
+            TITLE,
+            format!("{role_arn}: {err}"),
+            "create the role, or fix the role-arn annotation (account, path and name must match exactly)",
+        )
+        .with_sts_error(STS_ACCESS_DENIED),
+        Err(err) => Check::warn(
+            ID,
+            TITLE,
+            format!("could not read {role_arn} with the doctor's own AWS credentials: {err}"),
+        )
+        .with_fix("run the doctor with credentials allowed iam:GetRole and iam:ListOpenIDConnectProviders"),
+        Ok(_) if role_arn.account != provider_account => Check::fail(
+            ID,
+            TITLE,
+            format!(
+                "{role_arn} is in account {}, the OIDC provider in {provider_account}",
+                role_arn.account
+            ),
+            format!("create the OIDC provider in account {} too", role_arn.account),
+        )
+        .with_sts_error(STS_NO_PROVIDER),
+        Ok(role) => Check::pass(ID, TITLE, format!("{} exists (id {})", role.arn, role.role_id)),
+    }
+}
+
+/// Step 4: IAM's verdict on the trust policy for this token's `sub` and `aud`.
+pub fn trust_policy(document: &str, provider_arn: &str, sub: &str, aud: &str) -> Check {
+    const ID: &str = "trust-policy";
+    const TITLE: &str = "Trust policy";
+    let policy = match PolicyDocument::parse(document) {
+        Ok(p) => p,
+        Err(err) => {
+            return Check::fail(
+                ID,
+                TITLE,
+                format!("the trust policy cannot be read: {err}"),
+                "fix the role's trust policy JSON",
+            )
+            .with_sts_error(STS_ACCESS_DENIED);
+        }
+    };
+    let decision = evaluate(&policy, provider_arn, &IamClaims::new(sub, aud));
+    if decision.allowed {
+        let by = decision
+            .matched_sid
+            .map(|s| format!("statement {s}"))
+            .or_else(|| decision.matched_index.map(|i| format!("statement #{i}")))
+            .unwrap_or_else(|| "a statement".into());
+        return Check::pass(ID, TITLE, format!("{by} allows {sub} with aud {aud}"));
+    }
+    let evidence = if decision.reasons.is_empty() {
+        format!("no statement trusts {provider_arn}")
+    } else {
+        decision.reasons.join("; ")
+    };
+    let host = provider_host_path(provider_arn).unwrap_or(provider_arn);
+    // The evaluator words an audience failure as "aud is <value>": that fix is elsewhere.
+    let fix = if evidence.contains(&format!("aud is {aud}")) {
+        format!(
+            "the trust policy's {host}:aud condition must name the token's audience {aud}: fix the policy, or the ServiceAccount's audience annotation if {aud} is not what the pods should use"
+        )
+    } else {
+        format!(
+            "trust {sub}: kubectl apply an IAMRoleBinding for it (the controller edits the trust policy), or add it to the role's StringEquals on {host}:sub"
+        )
+    };
+    Check::fail(ID, TITLE, evidence, fix).with_sts_error(STS_ACCESS_DENIED)
 }
 
 /// Step 6: the discovery document names the issuer and the JWKS holds the token's key.

@@ -1,10 +1,118 @@
 //! `irsa doctor`: explains, step by step, why a pod or ServiceAccount can or cannot assume
-//! its role. [`checks`] decides (pure), [`report`] prints; the rest fetches the facts.
+//! its role. [`checks`] decides (pure), [`report`] prints, [`sources`] and [`diagnose`]
+//! fetch the facts. It only reads (plus a TokenRequest, and the STS call with `--assume`).
 
 pub mod checks;
+pub mod diagnose;
 pub mod report;
 pub mod sources;
 
-pub async fn run(_args: crate::cli::DoctorArgs) -> anyhow::Result<std::process::ExitCode> {
-    crate::error::not_implemented("doctor")
+use std::{io::IsTerminal, process::ExitCode};
+
+use anyhow::Context;
+
+use self::diagnose::{Env, Options, Target};
+use crate::{
+    cli::{DoctorArgs, ReportFormat},
+    controller::aws::load_sdk_config,
+    error::UsageError,
+};
+
+pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let target = target(&args).await?;
+    let extra_ca = match &args.issuer_ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            UsageError::new(format!(
+                "cannot read --issuer-ca-file {}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
+    let kube = match &target {
+        Target::Token { .. } => None,
+        _ => Some(
+            kube::Client::try_default()
+                .await
+                .context("cannot connect to Kubernetes (KUBECONFIG or in-cluster config)")?,
+        ),
+    };
+    let offline_policy = matches!(
+        &target,
+        Target::Token {
+            trust_policy: Some(_),
+            ..
+        }
+    );
+    let aws = match offline_policy && !args.assume {
+        true => None,
+        false => Some(load_sdk_config(args.aws_endpoint_url.as_deref()).await),
+    };
+    let env = Env {
+        kube,
+        aws,
+        http: sources::http_client(extra_ca.as_deref()).map_err(anyhow::Error::msg)?,
+        now: now(),
+    };
+    let opts = Options {
+        annotation_prefix: args.annotation_prefix.clone(),
+        default_audience: args.token_audience.clone(),
+        issuer_url: args.issuer_url.clone(),
+        assume: args.assume,
+    };
+    let report = diagnose::diagnose(&env, &target, &opts).await;
+    match args.output {
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        ReportFormat::Text => print!("{}", report.render_text(std::io::stdout().is_terminal())),
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn target(args: &DoctorArgs) -> anyhow::Result<Target> {
+    if let Some(path) = &args.token {
+        let read = |p: &std::path::Path, what: &str| {
+            std::fs::read_to_string(p)
+                .map_err(|e| UsageError::new(format!("cannot read {what} {}: {e}", p.display())))
+        };
+        let token = read(path, "--token")?.trim().to_string();
+        let trust_policy = match &args.trust_policy {
+            Some(p) => Some((read(p, "--trust-policy")?, p.display().to_string())),
+            None => None,
+        };
+        let role_arn = args
+            .role_arn
+            .clone()
+            .ok_or_else(|| UsageError::new("--token needs --role-arn"))?;
+        return Ok(Target::Token {
+            token,
+            role_arn,
+            trust_policy,
+        });
+    }
+    let namespace = match &args.namespace {
+        Some(ns) => ns.clone(),
+        None => kube::Config::infer()
+            .await
+            .map(|c| c.default_namespace)
+            .unwrap_or_else(|_| "default".to_string()),
+    };
+    match (&args.service_account, &args.pod) {
+        (Some(name), None) => Ok(Target::ServiceAccount { namespace, name: name.clone() }),
+        (None, Some(name)) => Ok(Target::Pod { namespace, name: name.clone() }),
+        _ => Err(UsageError::new(
+            "say what to diagnose: --service-account SA or --pod POD (with -n NS), or --token FILE --role-arn ARN",
+        )
+        .into()),
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

@@ -3,5 +3,7 @@
 //! fails a test, so `unwrap`/`expect` are allowed here as in test functions.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod issuer;
+pub mod kube_api;
 pub mod moto;
 pub mod oidc;

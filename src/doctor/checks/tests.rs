@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::doctor::report::Status;
+use crate::{controller::aws::OidcProvider, doctor::report::Status};
 
 #[path = "../../../tests/common/oidc.rs"]
 mod oidc;
@@ -103,54 +103,152 @@ fn pod_mutated_detects_the_sa_annotated_after_the_pod_case() {
     );
 }
 
-fn provider(url: &str, client_ids: &[&str]) -> ProviderFacts {
-    ProviderFacts {
+fn provider(url: &str, client_ids: &[&str]) -> OidcProvider {
+    OidcProvider {
         arn: format!("arn:aws:iam::111122223333:oidc-provider/{url}"),
         url: url.into(),
         client_ids: client_ids.iter().map(|s| s.to_string()).collect(),
+        thumbprints: vec![],
+        tags: Default::default(),
     }
 }
 
 #[test]
 fn oidc_provider_exact_match_audience_and_near_misses() {
-    let exact = provider(
-        "oidc.eks.eu-west-1.amazonaws.com/id/ABC",
-        &["sts.amazonaws.com"],
+    let exact = ProviderLookup {
+        provider: Some(provider(
+            "oidc.eks.eu-west-1.amazonaws.com/id/ABC",
+            &["sts.amazonaws.com"],
+        )),
+        near_misses: vec![],
+    };
+    assert_eq!(
+        oidc_provider(ISSUER, &exact, "sts.amazonaws.com").status,
+        Status::Pass
     );
-    let (check, arn) = oidc_provider(ISSUER, std::slice::from_ref(&exact), "sts.amazonaws.com");
-    assert_eq!(check.status, Status::Pass);
-    assert_eq!(arn.as_deref(), Some(exact.arn.as_str()));
 
-    let (check, _) = oidc_provider(ISSUER, &[exact], "other-aud");
+    let check = oidc_provider(ISSUER, &exact, "other-aud");
     assert_eq!(check.status, Status::Fail);
     assert_eq!(check.sts_error.as_deref(), Some(STS_BAD_AUDIENCE));
 
-    for near in [
-        "oidc.eks.eu-west-1.amazonaws.com/id/abc",
-        "oidc.eks.eu-west-1.amazonaws.com/id/ABC/",
-    ] {
-        let (check, arn) = oidc_provider(
-            ISSUER,
-            &[provider(near, &["sts.amazonaws.com"])],
-            "sts.amazonaws.com",
-        );
-        assert_eq!((check.status, arn), (Status::Fail, None));
-        assert!(
-            check.evidence.contains("byte for byte"),
-            "{}",
-            check.evidence
-        );
-        assert_eq!(
-            check.sts_error.unwrap(),
-            format!("{STS_NO_PROVIDER} {ISSUER}")
-        );
-    }
-    let (check, _) = oidc_provider(ISSUER, &[], "sts.amazonaws.com");
+    let near = ProviderLookup {
+        provider: None,
+        near_misses: vec![
+            "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/abc"
+                .into(),
+        ],
+    };
+    let check = oidc_provider(ISSUER, &near, "sts.amazonaws.com");
+    assert_eq!(check.status, Status::Fail);
+    assert!(
+        check.evidence.contains("byte for byte"),
+        "{}",
+        check.evidence
+    );
+    assert_eq!(
+        check.sts_error.unwrap(),
+        format!("{STS_NO_PROVIDER} {ISSUER}")
+    );
+
+    let check = oidc_provider(ISSUER, &ProviderLookup::default(), "sts.amazonaws.com");
     assert!(
         check
             .fix
             .unwrap()
             .contains("create-open-id-connect-provider")
+    );
+}
+
+#[test]
+fn role_exists_in_the_provider_account() {
+    let arn = RoleArn::parse(ARN).unwrap();
+    let found = RoleTrust {
+        arn: arn.clone(),
+        role_id: "AROA1".into(),
+        document: "{}".into(),
+        tags: Default::default(),
+    };
+    assert_eq!(role(&arn, Ok(&found), "111122223333").status, Status::Pass);
+    let other = role(&arn, Ok(&found), "999999999999");
+    assert_eq!(other.status, Status::Fail);
+    assert!(
+        other
+            .evidence
+            .contains("account 111122223333, the OIDC provider in 999999999999")
+    );
+    let not_found = AwsError::NotFound {
+        service: "iam",
+        operation: "GetRole",
+        resource: "role app".into(),
+    };
+    let missing = role(&arn, Err(&not_found), "111122223333");
+    assert_eq!(
+        (missing.status, missing.sts_error.as_deref()),
+        (Status::Fail, Some(STS_ACCESS_DENIED))
+    );
+    let own_trouble = AwsError::InvalidIssuer { issuer: "x".into() };
+    assert_eq!(
+        role(&arn, Err(&own_trouble), "111122223333").status,
+        Status::Warn,
+        "the doctor's own trouble is not the pod's"
+    );
+}
+
+#[test]
+fn trust_policy_verdicts_name_the_failed_condition() {
+    let provider_arn =
+        "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC";
+    let host = "oidc.eks.eu-west-1.amazonaws.com/id/ABC";
+    let doc = json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": "App", "Effect": "Allow", "Principal": {"Federated": provider_arn},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {
+            format!("{host}:aud"): "sts.amazonaws.com",
+            format!("{host}:sub"): "system:serviceaccount:team-a:api"}}}]})
+    .to_string();
+    let ok = trust_policy(
+        &doc,
+        provider_arn,
+        "system:serviceaccount:team-a:api",
+        "sts.amazonaws.com",
+    );
+    assert_eq!(ok.status, Status::Pass, "{ok:?}");
+    assert!(ok.evidence.contains("statement App"));
+
+    let denied = trust_policy(
+        &doc,
+        provider_arn,
+        "system:serviceaccount:team-a:app",
+        "sts.amazonaws.com",
+    );
+    assert_eq!(
+        (denied.status, denied.sts_error.as_deref()),
+        (Status::Fail, Some(STS_ACCESS_DENIED))
+    );
+    assert!(
+        denied
+            .evidence
+            .contains("sub is system:serviceaccount:team-a:app"),
+        "{}",
+        denied.evidence
+    );
+    assert!(
+        denied.evidence.contains("system:serviceaccount:team-a:api"),
+        "{}",
+        denied.evidence
+    );
+
+    let other_provider = trust_policy(
+        &doc,
+        "arn:aws:iam::111122223333:oidc-provider/elsewhere",
+        "system:serviceaccount:team-a:api",
+        "sts.amazonaws.com",
+    );
+    assert_eq!(other_provider.status, Status::Fail);
+
+    assert_eq!(
+        trust_policy("{not json", provider_arn, "s", "a").status,
+        Status::Fail
     );
 }
 

@@ -1,0 +1,464 @@
+//! The doctor's sequence: fetch each fact, hand it to its pure check, and keep going where a
+//! later step can still say something useful (a missing provider does not hide a bad token).
+
+use aws_config::SdkConfig;
+use kube::{Api, Client};
+
+use super::{
+    checks::{self, Claims},
+    report::{Check, Report},
+    sources,
+};
+use crate::{
+    arn::RoleArn,
+    controller::{
+        aws::{Aws, ProviderLookup, provider_arn},
+        identity,
+        metrics::Metrics,
+    },
+    crd::IAMRoleBinding,
+    mutate::{self, Identities, MutationConfig},
+};
+
+/// What to diagnose.
+#[derive(Debug, Clone)]
+pub enum Target {
+    ServiceAccount {
+        namespace: String,
+        name: String,
+    },
+    Pod {
+        namespace: String,
+        name: String,
+    },
+    /// Offline: a token (its contents) against a role, optionally with the trust policy text
+    /// and where it came from (then IAM is not asked at all).
+    Token {
+        token: String,
+        role_arn: String,
+        trust_policy: Option<(String, String)>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub annotation_prefix: String,
+    pub default_audience: String,
+    pub issuer_url: Option<String>,
+    pub assume: bool,
+}
+
+/// The outside world the doctor reads from. `kube` is needed for every target but `Token`;
+/// `aws` for everything IAM unless a trust policy file replaces it.
+pub struct Env {
+    pub kube: Option<Client>,
+    pub aws: Option<SdkConfig>,
+    pub http: reqwest::Client,
+    /// Seconds since the epoch (injectable for expiry tests).
+    pub now: i64,
+}
+
+/// What every target resolves to before the IAM and token steps.
+struct Subject {
+    role_arn: RoleArn,
+    sub: String,
+    audience: String,
+    token: Result<String, String>,
+}
+
+pub async fn diagnose(env: &Env, target: &Target, opts: &Options) -> Report {
+    let mut checks = Vec::new();
+    let (subject_label, subject) = match target {
+        Target::Token {
+            token, role_arn, ..
+        } => (
+            "token".to_string(),
+            offline_subject(token, role_arn, &mut checks),
+        ),
+        Target::ServiceAccount { namespace, name } => (
+            format!("ServiceAccount {namespace}/{name}"),
+            cluster_subject(env, namespace, name, None, opts, &mut checks).await,
+        ),
+        Target::Pod { namespace, name } => (
+            format!("Pod {namespace}/{name}"),
+            pod_subject(env, namespace, name, opts, &mut checks).await,
+        ),
+    };
+    let role = subject.as_ref().map(|s| s.role_arn.to_string());
+    match subject {
+        Some(subject) => {
+            let trust_file = match target {
+                Target::Token { trust_policy, .. } => trust_policy.as_ref(),
+                _ => None,
+            };
+            aws_and_token_steps(env, opts, &subject, trust_file, &mut checks).await;
+        }
+        None => {
+            for (id, title) in LATER_STEPS {
+                checks.push(Check::skip(
+                    id,
+                    title,
+                    "needs a ServiceAccount with a valid role",
+                ));
+            }
+        }
+    }
+    Report::new(subject_label, role, checks)
+}
+
+const LATER_STEPS: [(&str, &str); 7] = [
+    ("binding", "IAMRoleBinding"),
+    ("role", "IAM role"),
+    ("trust-policy", "Trust policy"),
+    ("oidc-provider", "OIDC provider"),
+    ("issuer", "Issuer discovery"),
+    ("token", "Token"),
+    ("assume", "AssumeRole"),
+];
+
+fn offline_subject(token: &str, role_arn: &str, checks: &mut Vec<Check>) -> Option<Subject> {
+    let claims = checks::peek(token);
+    let role = RoleArn::parse(role_arn);
+    let (check, subject) = match (&claims, role) {
+        (Ok((c, _)), Ok(role_arn)) => (
+            Check::skip(
+                "service-account",
+                "ServiceAccount",
+                format!(
+                    "offline: checking a token with sub {} and aud {:?}",
+                    c.sub, c.aud
+                ),
+            ),
+            Some(Subject {
+                role_arn,
+                sub: c.sub.clone(),
+                audience: c.aud.first().cloned().unwrap_or_default(),
+                token: Ok(token.to_string()),
+            }),
+        ),
+        (Err(err), _) => (
+            Check::fail(
+                "service-account",
+                "ServiceAccount",
+                format!("the token file: {err}"),
+                "pass a service-account token (kubectl create token -n NS SA)",
+            ),
+            None,
+        ),
+        (_, Err(err)) => (
+            Check::fail(
+                "service-account",
+                "ServiceAccount",
+                format!("--role-arn {role_arn:?}: {err}"),
+                "pass arn:<partition>:iam::<account>:role/<name>",
+            ),
+            None,
+        ),
+    };
+    checks.push(check);
+    if subject.is_some() {
+        checks.push(Check::skip("binding", "IAMRoleBinding", "offline: no cluster consulted"));
+    }
+    subject
+}
+
+async fn pod_subject(
+    env: &Env,
+    namespace: &str,
+    name: &str,
+    opts: &Options,
+    checks: &mut Vec<Check>,
+) -> Option<Subject> {
+    let Some(kube) = &env.kube else {
+        checks.push(no_cluster("pod", "Pod injected"));
+        return None;
+    };
+    match sources::pod(kube, namespace, name).await {
+        Ok(Some(pod)) => {
+            let sa = mutate::pod_service_account_name(&pod).to_string();
+            cluster_subject(env, namespace, &sa, Some(&pod), opts, checks).await
+        }
+        Ok(None) => {
+            checks.push(Check::fail(
+                "pod",
+                "Pod injected",
+                format!("Pod {namespace}/{name} does not exist"),
+                "check the name and namespace (kubectl get pods -n NS)",
+            ));
+            None
+        }
+        Err(err) => {
+            checks.push(Check::fail(
+                "pod",
+                "Pod injected",
+                err,
+                "the doctor needs get on pods",
+            ));
+            None
+        }
+    }
+}
+
+async fn cluster_subject(
+    env: &Env,
+    namespace: &str,
+    name: &str,
+    pod: Option<&serde_json::Value>,
+    opts: &Options,
+    checks: &mut Vec<Check>,
+) -> Option<Subject> {
+    let Some(kube) = &env.kube else {
+        checks.push(no_cluster("service-account", "ServiceAccount"));
+        return None;
+    };
+    let sa = match sources::service_account(kube, namespace, name).await {
+        Ok(sa) => sa,
+        Err(err) => {
+            checks.push(Check::fail(
+                "service-account",
+                "ServiceAccount",
+                err,
+                "the doctor needs get on serviceaccounts",
+            ));
+            return None;
+        }
+    };
+    let (check, facts) = checks::service_account(
+        namespace,
+        name,
+        sa.as_ref(),
+        &opts.annotation_prefix,
+        &opts.default_audience,
+    );
+    checks.push(check);
+    if let (Some(pod), Some(sa)) = (pod, &sa) {
+        let cfg = MutationConfig {
+            annotation_prefix: opts.annotation_prefix.clone(),
+            audience: opts.default_audience.clone(),
+            ..Default::default()
+        };
+        checks.push(checks::pod_mutated(
+            pod,
+            namespace,
+            sa,
+            &cfg,
+            &Identities::default(),
+        ));
+    }
+    let facts = facts?;
+    let bindings = Api::<IAMRoleBinding>::namespaced(kube.clone(), namespace)
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .map_err(|e| e.to_string());
+    checks.push(checks::bindings(
+        namespace,
+        name,
+        &facts.role_arn,
+        bindings.as_deref().map_err(String::as_str),
+    ));
+    let token = sources::fresh_token(kube, namespace, name, &facts.audience).await;
+    Some(Subject {
+        role_arn: facts.role_arn,
+        sub: facts.subject,
+        audience: facts.audience,
+        token,
+    })
+}
+
+fn no_cluster(id: &'static str, title: &'static str) -> Check {
+    Check::fail(
+        id,
+        title,
+        "no Kubernetes connection",
+        "set KUBECONFIG or run in a cluster (or use --token FILE --role-arn ARN offline)",
+    )
+}
+
+async fn aws_and_token_steps(
+    env: &Env,
+    opts: &Options,
+    s: &Subject,
+    trust_file: Option<&(String, String)>,
+    checks: &mut Vec<Check>,
+) {
+    let peeked = s
+        .token
+        .as_deref()
+        .map_err(String::clone)
+        .and_then(checks::peek);
+    let issuer = match (&opts.issuer_url, &peeked, &env.kube) {
+        (Some(url), _, _) => Ok(url.clone()),
+        (None, Ok((claims, _)), _) => Ok(claims.iss.clone()),
+        (None, Err(_), Some(kube)) => identity::discover_issuer(kube)
+            .await
+            .map_err(|e| e.to_string()),
+        (None, Err(err), None) => Err(err.clone()),
+    };
+
+    let aws = match (trust_file, &env.aws) {
+        (None, Some(sdk)) => Some(Aws::new(sdk, Metrics::default())),
+        _ => None,
+    };
+    let lookup = match (&aws, &issuer) {
+        (Some(aws), Ok(issuer)) => Some(aws.find_oidc_provider(issuer).await),
+        _ => None,
+    };
+    let provider = match (&lookup, &issuer) {
+        (
+            Some(Ok(ProviderLookup {
+                provider: Some(p), ..
+            })),
+            _,
+        ) => Some(p.arn.clone()),
+        (_, Ok(issuer)) => provider_arn(&s.role_arn.partition, &s.role_arn.account, issuer).ok(),
+        _ => None,
+    };
+
+    // 3 + 4: the role and its trust policy.
+    let document = match (trust_file, &aws) {
+        (Some((doc, source)), _) => {
+            checks.push(Check::skip(
+                "role",
+                "IAM role",
+                format!("offline: trust policy read from {source}"),
+            ));
+            Some(doc.clone())
+        }
+        (None, Some(aws)) => {
+            let found = aws.get_role_trust(&s.role_arn).await;
+            let provider_account = provider
+                .as_deref()
+                .and_then(|arn| arn.split(':').nth(4))
+                .unwrap_or(&s.role_arn.account)
+                .to_string();
+            checks.push(checks::role(&s.role_arn, found.as_ref(), &provider_account));
+            found.ok().map(|r| r.document)
+        }
+        (None, None) => {
+            checks.push(Check::skip("role", "IAM role", "no AWS configuration"));
+            None
+        }
+    };
+    checks.push(match (&document, &provider) {
+        (Some(doc), Some(provider)) => checks::trust_policy(doc, provider, &s.sub, &s.audience),
+        (None, _) => Check::skip("trust-policy", "Trust policy", "the role could not be read"),
+        (_, None) => Check::skip("trust-policy", "Trust policy", "the issuer is unknown"),
+    });
+
+    // 5: the OIDC provider.
+    checks.push(match (&lookup, &issuer) {
+        (Some(Ok(lookup)), Ok(issuer)) => checks::oidc_provider(issuer, lookup, &s.audience),
+        (Some(Err(err)), _) => Check::warn(
+            "oidc-provider",
+            "OIDC provider",
+            format!("could not list OIDC providers with the doctor's credentials: {err}"),
+        ),
+        (_, Err(err)) => Check::skip(
+            "oidc-provider",
+            "OIDC provider",
+            format!("issuer unknown: {err}"),
+        ),
+        (None, Ok(_)) => Check::skip(
+            "oidc-provider",
+            "OIDC provider",
+            "offline: IAM not consulted",
+        ),
+    });
+
+    // 6 + 7: the issuer's documents and the token itself.
+    let Ok(issuer) = issuer else {
+        checks.push(Check::skip("issuer", "Issuer discovery", "issuer unknown"));
+        checks.push(token_failure(&s.token));
+        checks.push(Check::skip("assume", "AssumeRole", "no verified token"));
+        return;
+    };
+    let (discovery, jwks) = sources::issuer_documents(&env.http, &issuer).await;
+    let kid = peeked.as_ref().ok().and_then(|(_, kid)| kid.as_deref());
+    checks.push(checks::issuer(
+        &issuer,
+        discovery.as_ref().map_err(String::as_str),
+        jwks.as_ref().map_err(String::as_str),
+        kid,
+    ));
+    checks.push(match (&s.token, &jwks) {
+        (Ok(token), Ok(jwks)) => {
+            checks::token(token, jwks, &issuer, &s.audience, Some(&s.sub), env.now)
+        }
+        (Ok(_), Err(_)) => Check::skip("token", "Token", "no JWKS to verify the signature against"),
+        (Err(_), _) => token_failure(&s.token),
+    });
+
+    // 8: the real call, only when asked.
+    checks.push(match (&s.token, opts.assume, &env.aws) {
+        (_, false, _) => Check::skip(
+            "assume",
+            "AssumeRole",
+            "pass --assume to call sts:AssumeRoleWithWebIdentity",
+        ),
+        (Err(_), true, _) => Check::skip("assume", "AssumeRole", "no token"),
+        (_, true, None) => Check::skip("assume", "AssumeRole", "no AWS configuration"),
+        (Ok(token), true, Some(sdk)) => assume(sdk, &s.role_arn, token).await,
+    });
+}
+
+fn token_failure(token: &Result<String, String>) -> Check {
+    match token {
+        Ok(_) => Check::skip("token", "Token", "not verified"),
+        Err(err) => Check::fail(
+            "token",
+            "Token",
+            err.clone(),
+            "the doctor needs create on serviceaccounts/token (TokenRequest)",
+        ),
+    }
+}
+
+async fn assume(sdk: &SdkConfig, role_arn: &RoleArn, token: &str) -> Check {
+    let sts = aws_sdk_sts::Client::new(sdk);
+    let result = sts
+        .assume_role_with_web_identity()
+        .role_arn(role_arn.to_string())
+        .role_session_name("irsa-doctor")
+        .web_identity_token(token)
+        .duration_seconds(900)
+        .send()
+        .await;
+    match result {
+        Ok(out) => {
+            let who = out
+                .assumed_role_user()
+                .map(|u| u.arn().to_string())
+                .unwrap_or_else(|| role_arn.to_string());
+            let expires = out
+                .credentials()
+                .map(|c| c.expiration().to_string())
+                .unwrap_or_else(|| "unknown".into());
+            Check::pass(
+                "assume",
+                "AssumeRole",
+                format!("assumed {who}, credentials expire {expires}"),
+            )
+        }
+        Err(err) => {
+            use aws_sdk_sts::error::ProvideErrorMetadata;
+            let code = err.code().unwrap_or("error");
+            let message = err
+                .message()
+                .map(str::to_string)
+                .unwrap_or_else(|| err.to_string());
+            Check::fail(
+                "assume",
+                "AssumeRole",
+                format!("{code}: {message}"),
+                "fix the failures above; this is the error the pod gets",
+            )
+            .with_sts_error(format!("{code}: {message}"))
+        }
+    }
+}
+
+/// Claims of the token, for callers that print them.
+pub fn token_claims(token: &str) -> Result<Claims, String> {
+    checks::peek(token).map(|(c, _)| c)
+}

@@ -157,7 +157,11 @@ fn offline_subject(token: &str, role_arn: &str, checks: &mut Vec<Check>) -> Opti
     };
     checks.push(check);
     if subject.is_some() {
-        checks.push(Check::skip("binding", "IAMRoleBinding", "offline: no cluster consulted"));
+        checks.push(Check::skip(
+            "binding",
+            "IAMRoleBinding",
+            "offline: no cluster consulted",
+        ));
     }
     subject
 }

@@ -1,6 +1,6 @@
 //! `irsa mutate`: exactly what the webhook would do to a Pod, offline.
 
-use std::{collections::BTreeMap, io::Read, path::Path, process::ExitCode};
+use std::{collections::BTreeMap, path::Path, process::ExitCode};
 
 use anyhow::Context;
 use rand::{SeedableRng, rngs::StdRng};
@@ -94,16 +94,7 @@ pub fn load_identities(path: &Path) -> anyhow::Result<Identities> {
 
 /// A YAML or JSON manifest from a file, or stdin for `-`.
 fn read_manifest(path: &Path) -> anyhow::Result<Value> {
-    let text = if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("cannot read stdin")?;
-        s
-    } else {
-        std::fs::read_to_string(path)
-            .map_err(|e| UsageError::new(format!("cannot read {}: {e}", path.display())))?
-    };
+    let text = super::read_input(path, "")?;
     // JSON is YAML, but serde_json gives better messages for JSON input.
     let parsed = if text.trim_start().starts_with('{') {
         serde_json::from_str(&text).map_err(|e| e.to_string())

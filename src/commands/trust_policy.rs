@@ -5,12 +5,9 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::Read,
     path::Path,
     process::ExitCode,
 };
-
-use anyhow::Context;
 
 use crate::{
     cli::TrustPolicyArgs,
@@ -138,17 +135,7 @@ fn note_collapsed(collapsed: &[String]) {
 
 /// A policy document from a file (or stdin for `-`), plain JSON or URL-encoded.
 fn read_document(path: &Path) -> anyhow::Result<PolicyDocument> {
-    let text = if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("cannot read stdin")?;
-        s
-    } else {
-        std::fs::read_to_string(path).map_err(|e| {
-            UsageError::new(format!("cannot read --current {}: {e}", path.display()))
-        })?
-    };
+    let text = super::read_input(path, "--current ")?;
     PolicyDocument::parse(&text).map_err(|e| {
         UsageError::new(format!(
             "--current {} {e}; expected the role's trust policy as JSON or as GetRole's \

@@ -5,7 +5,6 @@
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use arc_swap::ArcSwap;
@@ -92,20 +91,5 @@ fn parse(path: &Path, bytes: &[u8]) -> anyhow::Result<Identities> {
             "identities file {}: {e} (expected {{\"identities\":[{{\"namespace\":..,\"serviceAccount\":..}}]}})",
             path.display()
         )
-    })
-}
-
-pub fn spawn_reloader(
-    identities: Arc<WatchedIdentities>,
-    metrics: Arc<Metrics>,
-    interval: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            identities.reload_if_changed(&metrics);
-        }
     })
 }

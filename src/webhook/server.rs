@@ -21,8 +21,9 @@ use axum::{
 use super::{
     admission::{self, Answer},
     cache::ServiceAccountCache,
-    identities::{self, WatchedIdentities},
+    identities::WatchedIdentities,
     metrics::{Metrics, Outcome},
+    reload,
     tls::{self, ReloadingCert},
 };
 use crate::{cli::TlsVersion, mutate::MutationConfig};
@@ -182,17 +183,16 @@ pub async fn start(
 
     let mut background = Vec::new();
     background.extend(cache.start_watch());
-    background.push(tls::spawn_reloader(
-        cert.clone(),
-        metrics.clone(),
-        opts.reload_interval,
-    ));
+    // Reading two small files per poll: cheap enough for a runtime thread.
+    let (reloading, reload_metrics) = (cert.clone(), metrics.clone());
+    background.push(reload::spawn_polling(opts.reload_interval, move || {
+        reloading.reload_if_changed(&reload_metrics);
+    }));
     if opts.identities_file.is_some() {
-        background.push(identities::spawn_reloader(
-            identities,
-            metrics.clone(),
-            opts.reload_interval,
-        ));
+        let reload_metrics = metrics.clone();
+        background.push(reload::spawn_polling(opts.reload_interval, move || {
+            identities.reload_if_changed(&reload_metrics);
+        }));
     }
 
     let admin = tokio::net::TcpListener::bind(opts.metrics_listen)

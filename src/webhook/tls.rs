@@ -12,7 +12,6 @@
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
 };
 
 use arc_swap::ArcSwap;
@@ -185,21 +184,4 @@ pub fn server_config(
         .with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
-}
-
-/// Polls the files every `interval` until the returned task is aborted.
-pub fn spawn_reloader(
-    cert: Arc<ReloadingCert>,
-    metrics: Arc<Metrics>,
-    interval: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            // Reading two small files: cheap enough for the runtime thread.
-            cert.reload_if_changed(&metrics);
-        }
-    })
 }

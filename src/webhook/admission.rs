@@ -334,4 +334,32 @@ mod tests {
         assert!(!is_json_content_type(Some("application/yaml")));
         assert!(!is_json_content_type(None));
     }
+
+    proptest::proptest! {
+        /// The fuzz property of the envelope: arbitrary bytes, and reviews whose fields have
+        /// arbitrary JSON types, are decoded or refused with a reason, never a panic.
+        #[test]
+        fn decode_never_panics(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+            api_version in proptest::prop_oneof![
+                proptest::strategy::Just(json!(V1)), proptest::strategy::Just(json!(null)),
+                proptest::strategy::Just(json!(1)), proptest::strategy::Just(json!([V1]))],
+            request in proptest::prop_oneof![
+                proptest::strategy::Just(json!(null)), proptest::strategy::Just(json!("x")),
+                proptest::strategy::Just(json!({"uid": 5})),
+                proptest::strategy::Just(json!({"uid": "u", "object": [1], "kind": "Pod"})),
+                proptest::strategy::Just(json!({"uid": "u", "namespace": {}, "object": {"spec": 1}}))],
+        ) {
+            let review = json!({"apiVersion": api_version, "kind": "AdmissionReview", "request": request});
+            for body in [bytes, review.to_string().into_bytes()] {
+                match decode(&body) {
+                    Ok((version, request)) => {
+                        proptest::prop_assert!(version == V1 || version == V1BETA1);
+                        proptest::prop_assert!(!request.uid.is_empty());
+                    }
+                    Err(err) => proptest::prop_assert!(!err.to_string().is_empty()),
+                }
+            }
+        }
+    }
 }

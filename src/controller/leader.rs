@@ -61,6 +61,17 @@ impl LeaderConfig {
         }
     }
 
+    /// The controller's election: Lease [`DEFAULT_LEASE_NAME`] in `namespace` (the
+    /// `--leader-election-namespace` flag) or else the client's default namespace (in a pod,
+    /// the pod's own), with a [`default_identity`] and client-go's timings.
+    pub fn for_controller(client: &kube::Client, namespace: Option<&str>) -> Self {
+        let namespace = namespace
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(client.default_namespace());
+        Self::new(namespace, DEFAULT_LEASE_NAME, default_identity())
+    }
+
     /// client-go's invariants: the leader must give up (renew_deadline) before a standby may
     /// take over (lease_duration), and must get several renewal attempts before giving up.
     fn validate(&self) -> Result<(), Error> {
@@ -115,8 +126,9 @@ pub enum Error {
     #[error("{lease}: invalid leader-election settings: {reason}")]
     Config { lease: String, reason: String },
     #[error(
-        "{lease}: {action} failed: {source}; the controller needs get/create/update on \
-         coordination.k8s.io leases in that namespace (see the chart's leader-election Role)"
+        "{lease}: {action} failed: {source}; check that the namespace exists and that the \
+         controller may get/create/update coordination.k8s.io leases in it (the chart's \
+         leader-election Role grants exactly that)"
     )]
     Api {
         lease: String,

@@ -571,3 +571,176 @@ fn default_identity_is_the_pod_name_plus_a_random_suffix() {
         assert!(a.starts_with(&format!("{host}_")), "{a}");
     }
 }
+
+#[tokio::test]
+async fn the_controller_elects_in_the_flag_namespace_else_its_own() {
+    let (svc, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(svc, "irsa-system");
+    let own = LeaderConfig::for_controller(&client, None);
+    assert_eq!(
+        (own.namespace.as_str(), own.lease_name.as_str()),
+        ("irsa-system", "irsa-controller")
+    );
+    assert!(!own.identity.is_empty());
+    assert!(own.validate().is_ok());
+    let flagged = LeaderConfig::for_controller(&client, Some("ops"));
+    assert_eq!(flagged.namespace, "ops");
+    assert_ne!(own.identity, flagged.identity);
+}
+
+/// A stateful stand-in for the API server's Lease storage, shared by several candidates (each
+/// has its own client): create fails when the Lease exists, update fails unless it carries the
+/// current resourceVersion — the two properties the election's safety rests on.
+#[derive(Default)]
+struct LeaseStore {
+    lease: Option<Value>,
+    version: u32,
+    /// When each holder last wrote the Lease as its holder (our clock).
+    last_write_by: std::collections::HashMap<String, Instant>,
+}
+
+fn serve_store(
+    mut handle: Handle,
+    store: Arc<std::sync::Mutex<LeaseStore>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            let method = req.method().clone();
+            let path = req.uri().path().to_string();
+            let bytes = req.into_body().collect().await.unwrap().to_bytes();
+            let mut s = store.lock().unwrap();
+            let (code, body) = match (method, path.as_str()) {
+                (Method::GET, LEASE_PATH) => match &s.lease {
+                    Some(l) => (StatusCode::OK, l.clone()),
+                    None => (StatusCode::NOT_FOUND, status(404, "NotFound")),
+                },
+                (Method::POST, LEASES_PATH) if s.lease.is_some() => {
+                    (StatusCode::CONFLICT, status(409, "AlreadyExists"))
+                }
+                (Method::PUT, LEASE_PATH)
+                    if s.lease.as_ref().map(|l| &l["metadata"]["resourceVersion"])
+                        != Some(
+                            &serde_json::from_slice::<Value>(&bytes).unwrap()["metadata"]["resourceVersion"],
+                        ) =>
+                {
+                    (StatusCode::CONFLICT, status(409, "Conflict"))
+                }
+                (Method::POST, LEASES_PATH) | (Method::PUT, LEASE_PATH) => {
+                    s.version += 1;
+                    let written = stored(serde_json::from_slice(&bytes).unwrap(), s.version);
+                    let holder = written["spec"]["holderIdentity"].as_str().unwrap_or("");
+                    s.last_write_by.insert(holder.to_string(), Instant::now());
+                    s.lease = Some(written.clone());
+                    (StatusCode::OK, written)
+                }
+                (m, p) => panic!("unexpected {m} {p}"),
+            };
+            drop(s);
+            respond(send, code, &body);
+        }
+    })
+}
+
+/// When a candidate's work ran, by the paused clock.
+type Shifts = Arc<std::sync::Mutex<Vec<(String, Instant, Instant)>>>;
+
+/// A candidate on its own client against `store`; its work asserts nobody else works, then
+/// works for `work_for` and records its shift.
+fn candidate(
+    identity: &str,
+    store: &Arc<std::sync::Mutex<LeaseStore>>,
+    working: &Arc<AtomicI64>,
+    shifts: &Shifts,
+    work_for: Duration,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let (client, handle) = mock_client();
+    serve_store(handle, store.clone());
+    let (working, shifts, name) = (working.clone(), shifts.clone(), identity.to_string());
+    let cfg = LeaderConfig::new("irsa", DEFAULT_LEASE_NAME, identity);
+    tokio::spawn(run_elected(
+        client,
+        cfg,
+        Gauge::default(),
+        move || async move {
+            assert_eq!(
+                working.fetch_add(1, Ordering::SeqCst),
+                0,
+                "two leaders at once"
+            );
+            let start = Instant::now();
+            tokio::time::sleep(work_for).await;
+            working.fetch_sub(1, Ordering::SeqCst);
+            shifts.lock().unwrap().push((name, start, Instant::now()));
+            Ok(())
+        },
+    ))
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_candidates_never_lead_at_once_and_hand_over_on_release() {
+    let store = Arc::new(std::sync::Mutex::new(LeaseStore::default()));
+    let working = Arc::new(AtomicI64::new(0));
+    let shifts = Shifts::default();
+    let work_for = Duration::from_secs(40);
+    // Both start at the same instant: both find no Lease, both create, one gets 409.
+    let a = candidate("a", &store, &working, &shifts, work_for);
+    let b = candidate("b", &store, &working, &shifts, work_for);
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+
+    let shifts = shifts.lock().unwrap().clone();
+    assert_eq!(shifts.len(), 2, "both worked, one after the other");
+    let (first, second) = (&shifts[0], &shifts[1]);
+    assert_ne!(first.0, second.0);
+    assert!(second.1 >= first.2, "no overlap: {shifts:?}");
+    // The first released the Lease: the second did not wait out a lease duration.
+    assert!(
+        second.1 - first.2 <= cfg().retry_period.mul_f64(JITTER_FACTOR),
+        "handover took {:?}",
+        second.1 - first.2
+    );
+    let s = store.lock().unwrap();
+    let lease = s.lease.as_ref().unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "", "released at the end");
+    assert_eq!(
+        lease["spec"]["leaseTransitions"], 1,
+        "created (0), then taken over once"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_takes_over_when_the_leader_dies() {
+    let store = Arc::new(std::sync::Mutex::new(LeaseStore::default()));
+    let working = Arc::new(AtomicI64::new(0));
+    let shifts = Shifts::default();
+    let leader = candidate("a", &store, &working, &shifts, Duration::from_secs(3600));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let standby = candidate("b", &store, &working, &shifts, Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        working.load(Ordering::SeqCst),
+        1,
+        "a still leads after a minute"
+    );
+
+    // The leader's process dies: no release, no more renewals.
+    leader.abort();
+    let died = Instant::now();
+    let _ = leader.await;
+    working.store(0, Ordering::SeqCst);
+    standby.await.unwrap().unwrap();
+
+    let shifts = shifts.lock().unwrap().clone();
+    let (name, took_over, _) = &shifts[0];
+    assert_eq!(name, "b");
+    let last_renewal = store.lock().unwrap().last_write_by["a"];
+    // Safety: not before the dead leader's last renewal plus a lease duration (by then the
+    // leader, had it been alive but cut off, would have stopped at its renew deadline).
+    assert!(*took_over >= last_renewal + cfg().lease_duration);
+    // Liveness: within a lease duration and two retry periods of the death.
+    assert!(
+        *took_over <= died + cfg().lease_duration + cfg().retry_period.mul_f64(2.0 * JITTER_FACTOR),
+        "took over {:?} after the death",
+        *took_over - died
+    );
+}

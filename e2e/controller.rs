@@ -141,7 +141,7 @@ async fn binding_is_trusted_then_cleaned_up() {
         .await
         .unwrap();
 
-    let controller = ControllerProcess::start(&settings, &aws_env, &issuer.url);
+    let controller = ControllerProcess::start(&settings, &aws_env, &issuer.url, None, "controller");
 
     // Bind: Ready, and the role trusts exactly this ServiceAccount.
     let ready = wait_for(

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod controller;
+mod leader;
 mod support;
 mod trust_check;
 mod webhook;

@@ -194,9 +194,18 @@ pub struct ControllerProcess {
 }
 
 impl ControllerProcess {
-    pub fn start(settings: &Settings, aws: &AwsEnv, issuer_url: &str) -> Self {
+    /// Starts `irsa controller` named `name` (its `HOSTNAME`, hence the prefix of its
+    /// leader-election identity, and its log file's name). `leader_election_namespace`: elect
+    /// a leader through a Lease there, or run without leader election when `None`.
+    pub fn start(
+        settings: &Settings,
+        aws: &AwsEnv,
+        issuer_url: &str,
+        leader_election_namespace: Option<&str>,
+        name: &str,
+    ) -> Self {
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "e2e-controller-{}-{:08x}.log",
+            "e2e-{name}-{}-{:08x}.log",
             std::process::id(),
             rand::random::<u32>()
         ));
@@ -207,22 +216,31 @@ impl ControllerProcess {
             "controller",
             "--cluster-name",
             "e2e",
-            "--leader-election",
-            "false",
             // The issuer the test computes its expectations from, not a second discovery.
             "--issuer-url",
             issuer_url,
-            // Any free port: several test processes may run at once.
+            // Any free port: several controllers and test processes may run at once.
             "--metrics-listen",
             "127.0.0.1:0",
             "--log-format",
             "json",
+            "--annotation-prefix",
+            &settings.annotation_prefix,
         ]);
-        cmd.args(["--annotation-prefix", &settings.annotation_prefix]);
+        match leader_election_namespace {
+            Some(ns) => cmd.args([
+                "--leader-election",
+                "true",
+                "--leader-election-namespace",
+                ns,
+            ]),
+            None => cmd.args(["--leader-election", "false"]),
+        };
         if let Some(url) = &settings.aws_endpoint {
             cmd.args(["--aws-endpoint-url", url]);
         }
         cmd.envs(aws.child_env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("HOSTNAME", name)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info,irsa=debug".into()),
@@ -233,11 +251,25 @@ impl ControllerProcess {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", env!("CARGO_BIN_EXE_irsa")));
-        println!("irsa controller started; log: {}", log.display());
+        println!("irsa controller {name} started; log: {}", log.display());
         Self {
             child: Mutex::new(child),
             log,
         }
+    }
+
+    /// SIGKILL: the process dies without any cleanup, like a node that vanished.
+    pub fn kill(&self) {
+        let mut child = self.child.lock().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM (what Kubernetes sends on a rolling update), without waiting for the exit.
+    pub fn terminate(&self) {
+        let pid = self.child.lock().unwrap().id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success(), "kill -TERM {pid}: {status}");
     }
 
     /// Panics with the log if the controller exited.

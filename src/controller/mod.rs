@@ -6,6 +6,7 @@
 pub mod authz;
 pub mod aws;
 pub mod identity;
+pub mod leader;
 pub mod metrics;
 pub mod thumbprint;
 

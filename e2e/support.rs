@@ -1,0 +1,308 @@
+//! What every e2e test needs: the skip decision, a client, the CRDs, a fresh namespace, the
+//! `irsa controller` process, AWS clients and bounded waiting.
+
+use std::fs::File;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_iam::config::Credentials;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+pub const SKIP_MESSAGE: &str = "skipped: set KUBECONFIG and IRSA_E2E=1 (and AWS_ENDPOINT_URL/credentials) to run against a real cluster";
+
+/// Label on every namespace the suite creates: `kubectl delete ns -l irsa.dev/e2e=true`
+/// removes what an interrupted run left behind.
+pub const E2E_LABEL: &str = "irsa.dev/e2e";
+
+/// How long the suite waits for the cluster or the controller to do something.
+pub const WAIT: Duration = Duration::from_secs(180);
+
+/// The run's settings, or `None` (after printing why) when no cluster is configured.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `AWS_ENDPOINT_URL`: an emulator such as moto_server; unset means real AWS.
+    pub aws_endpoint: Option<String>,
+    /// The annotation prefix of the webhook under test and of the controller the suite starts
+    /// (`IRSA_E2E_ANNOTATION_PREFIX`, default the EKS one).
+    pub annotation_prefix: String,
+}
+
+pub fn settings(test: &str) -> Option<Settings> {
+    let kubeconfig = std::env::var_os("KUBECONFIG").filter(|k| !k.is_empty());
+    let enabled = std::env::var("IRSA_E2E").is_ok_and(|v| v == "1");
+    if kubeconfig.is_none() || !enabled {
+        println!("{test}: {SKIP_MESSAGE}");
+        return None;
+    }
+    irsa::install_crypto_provider();
+    let non_empty = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    Some(Settings {
+        aws_endpoint: non_empty("AWS_ENDPOINT_URL"),
+        annotation_prefix: non_empty("IRSA_E2E_ANNOTATION_PREFIX")
+            .unwrap_or_else(|| irsa::mutate::config::DEFAULT_ANNOTATION_PREFIX.to_string()),
+    })
+}
+
+pub async fn client() -> kube::Client {
+    kube::Client::try_default()
+        .await
+        .unwrap_or_else(|e| panic!("cannot build a Kubernetes client from KUBECONFIG: {e}"))
+}
+
+/// A short random suffix so concurrent or repeated runs never collide.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+/// Polls `probe` every second until it yields a value; panics after `limit` naming `what`.
+/// `controller`, when given, is checked on every round so a crashed controller fails the test
+/// at once with its log instead of after the whole wait.
+pub async fn wait_for<T, F, Fut>(
+    what: &str,
+    limit: Duration,
+    controller: Option<&ControllerProcess>,
+    mut probe: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(c) = controller {
+            c.assert_running();
+        }
+        if let Some(found) = probe().await {
+            return found;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Installs (or updates) the CRDs from `crds/` by server-side apply and waits until the API
+/// server serves them.
+pub async fn install_crds(client: &kube::Client) {
+    let yaml = include_str!("../crds/irsa.dev.yaml");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).expect("crds/irsa.dev.yaml is YAML");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let pp = PatchParams::apply("irsa-e2e").force();
+    for doc in docs.into_iter().filter(|d| !d.is_null()) {
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .expect("every CRD has a name")
+            .to_string();
+        api.patch(&name, &pp, &Patch::Apply(&doc))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("applying CRD {name}: {e} (the e2e needs cluster-admin on KUBECONFIG)")
+            });
+        wait_for(
+            &format!("CRD {name} to be Established"),
+            WAIT,
+            None,
+            || async {
+                let crd = api.get(&name).await.ok()?;
+                crd.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// Creates a fresh labelled namespace and returns its name.
+pub async fn create_namespace(client: &kube::Client, prefix: &str) -> String {
+    let name = unique(prefix);
+    let ns: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": {E2E_LABEL: "true"}}
+    }))
+    .unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+    name
+}
+
+/// Best effort: a failed cleanup must not hide the test's own result.
+pub async fn delete_namespace(client: &kube::Client, name: &str) {
+    if let Err(e) = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::background())
+        .await
+    {
+        println!("note: deleting namespace {name} failed: {e}");
+    }
+}
+
+/// The AWS configuration of both the test and the controller it starts: region from the
+/// environment (us-east-1 when unset), the endpoint override, and, against an emulator with no
+/// credentials in the environment, dummy ones (emulators accept any).
+pub struct AwsEnv {
+    pub sdk: SdkConfig,
+    /// Extra environment for the controller process.
+    pub child_env: Vec<(&'static str, String)>,
+}
+
+pub async fn aws_env(settings: &Settings) -> AwsEnv {
+    let region = aws_config::meta::region::RegionProviderChain::default_provider()
+        .or_else(Region::new("us-east-1"));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+    let mut child_env = Vec::new();
+    if let Some(url) = &settings.aws_endpoint {
+        loader = loader.endpoint_url(url);
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+            && std::env::var_os("AWS_PROFILE").is_none()
+        {
+            loader = loader.credentials_provider(Credentials::new(
+                "testing", "testing", None, None, "irsa-e2e",
+            ));
+            child_env.push(("AWS_ACCESS_KEY_ID", "testing".to_string()));
+            child_env.push(("AWS_SECRET_ACCESS_KEY", "testing".to_string()));
+        }
+    }
+    let sdk = loader.load().await;
+    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+    {
+        let region = sdk
+            .region()
+            .map_or_else(|| "us-east-1".to_string(), ToString::to_string);
+        child_env.push(("AWS_REGION", region));
+    }
+    AwsEnv { sdk, child_env }
+}
+
+/// `irsa controller` (the binary cargo built for this test run) as a child process. Killed on
+/// drop; when the test panics, its log is printed.
+pub struct ControllerProcess {
+    child: Mutex<Child>,
+    log: PathBuf,
+}
+
+impl ControllerProcess {
+    /// Starts `irsa controller` named `name` (its `HOSTNAME`, hence the prefix of its
+    /// leader-election identity, and its log file's name). `leader_election_namespace`: elect
+    /// a leader through a Lease there, or run without leader election when `None`.
+    pub fn start(
+        settings: &Settings,
+        aws: &AwsEnv,
+        issuer_url: &str,
+        leader_election_namespace: Option<&str>,
+        name: &str,
+    ) -> Self {
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "e2e-{name}-{}-{:08x}.log",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let out = File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        let err = out.try_clone().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_irsa"));
+        cmd.args([
+            "controller",
+            "--cluster-name",
+            "e2e",
+            // The issuer the test computes its expectations from, not a second discovery.
+            "--issuer-url",
+            issuer_url,
+            // Any free port: several controllers and test processes may run at once.
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--annotation-prefix",
+            &settings.annotation_prefix,
+        ]);
+        match leader_election_namespace {
+            Some(ns) => cmd.args([
+                "--leader-election",
+                "true",
+                "--leader-election-namespace",
+                ns,
+            ]),
+            None => cmd.args(["--leader-election", "false"]),
+        };
+        if let Some(url) = &settings.aws_endpoint {
+            cmd.args(["--aws-endpoint-url", url]);
+        }
+        cmd.envs(aws.child_env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("HOSTNAME", name)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,irsa=debug".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", env!("CARGO_BIN_EXE_irsa")));
+        println!("irsa controller {name} started; log: {}", log.display());
+        Self {
+            child: Mutex::new(child),
+            log,
+        }
+    }
+
+    /// SIGKILL: the process dies without any cleanup, like a node that vanished.
+    pub fn kill(&self) {
+        let mut child = self.child.lock().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM (what Kubernetes sends on a rolling update), without waiting for the exit.
+    pub fn terminate(&self) {
+        let pid = self.child.lock().unwrap().id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success(), "kill -TERM {pid}: {status}");
+    }
+
+    /// Panics with the log if the controller exited.
+    pub fn assert_running(&self) {
+        let status = self.child.lock().unwrap().try_wait().unwrap();
+        if let Some(status) = status {
+            panic!(
+                "irsa controller exited with {status}; log {}:\n{}",
+                self.log.display(),
+                self.log_tail()
+            );
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(200)..].join("\n")
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        if let Ok(mut child) = self.child.lock() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- last lines of the controller log {} ---\n{}",
+                self.log.display(),
+                self.log_tail()
+            );
+        }
+    }
+}

@@ -543,13 +543,27 @@ fn assert_least_privilege_rbac(docs: &[Value], prefix: &str) {
         table(&[
             ("", "serviceaccounts", &["get", "list", "watch", "patch"]),
             ("irsa.dev", "iamrolebindings", rw),
-            ("irsa.dev", "iamrolegrants", rw),
+            ("irsa.dev", "iamrolegrants", &["get", "list", "watch"]),
             ("irsa.dev", "iamrolebindings/status", sub),
-            ("irsa.dev", "iamrolegrants/status", sub),
             ("irsa.dev", "iamrolebindings/finalizers", sub),
             ("events.k8s.io", "events", ev),
             ("", "events", ev),
         ])
+    );
+    // The one non-resource URL: issuer discovery, read-only.
+    let non_resource: Vec<(Vec<String>, Vec<String>)> =
+        find::<ClusterRole>(docs, "ClusterRole", &format!("{prefix}-controller"))
+            .rules
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| r.non_resource_urls.map(|urls| (urls, r.verbs)))
+            .collect();
+    assert_eq!(
+        non_resource,
+        [(
+            vec!["/.well-known/openid-configuration".to_string()],
+            vec!["get".to_string()]
+        )]
     );
     let lease: Role = find(
         docs,

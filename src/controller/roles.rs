@@ -360,7 +360,8 @@ impl RoleState {
             .unwrap_or_default()
     }
 
-    fn put(&self, report: Arc<RoleReport>) {
+    /// Records `report` as the role's latest (the worker does this after every reconcile).
+    pub fn put(&self, report: Arc<RoleReport>) {
         // Kept even when nothing refers to the role any more: the binding reconciler reads
         // "cleaned" from it after a roleArn move, and resync keeps checking the role (one
         // GetRole per interval) so a hand edit re-adding our statement is still repaired.
@@ -370,7 +371,8 @@ impl RoleState {
     }
 }
 
-enum Msg {
+/// A request to the worker (public so tests can stand in for the worker).
+pub enum Msg {
     Dirty(String),
     Sync(String, oneshot::Sender<Arc<RoleReport>>),
 }
@@ -396,6 +398,12 @@ impl std::fmt::Debug for Msg {
 pub struct Stopped;
 
 impl RoleQueue {
+    /// A queue and the receiving end of its requests, without a worker (tests answer them).
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<Msg>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { tx }, rx)
+    }
+
     /// Reconcile `role` in the next pass (after the debounce).
     pub fn mark(&self, role: &str) {
         let _ = self.tx.send(Msg::Dirty(role.to_string()));

@@ -1101,4 +1101,75 @@ mod kube_side {
         drop(f.ctx);
         assert!(f.handle.next_request().await.is_none());
     }
+
+    #[tokio::test]
+    async fn startup_fails_with_a_hint_when_the_crds_are_missing() {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(svc, "default");
+        let check = tokio::spawn(async move { irsa::controller::check_crds(&client).await });
+        let (req, send) = handle.next_request().await.unwrap();
+        assert_eq!(req.uri().path(), "/apis/irsa.dev/v1alpha1/iamrolebindings");
+        send.send_response(
+            Response::builder()
+                .status(404)
+                .header("content-type", "application/json")
+                .body(Body::from(
+                    json!({"kind":"Status","apiVersion":"v1","status":"Failure",
+                           "message":"the server could not find the requested resource",
+                           "reason":"NotFound","code":404})
+                    .to_string()
+                    .into_bytes(),
+                ))
+                .unwrap(),
+        );
+        let err = tokio::time::timeout(Duration::from_secs(5), check)
+            .await
+            .expect("check_crds answered")
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kubectl apply -f crds/"), "{err}");
+        assert!(err.contains("iamrolebindings.irsa.dev"), "{err}");
+    }
+
+    #[test]
+    fn the_snapshot_reads_bindings_annotated_sas_and_grants_from_the_stores() {
+        let (bs, mut bw) = reflector::store::<IAMRoleBinding>();
+        let (ss, mut sw) = reflector::store::<ServiceAccount>();
+        let (gs, _gw) = reflector::store::<irsa::crd::IAMRoleGrant>();
+        let mut moved = the_binding(true, true);
+        moved.status = Some(irsa::crd::IAMRoleBindingStatus {
+            role_arn: Some("arn:aws:iam::123456789012:role/old".into()),
+            ..Default::default()
+        });
+        bw.apply_watcher_event(&watcher::Event::Apply(moved));
+        sw.apply_watcher_event(&watcher::Event::Apply(sa(&[(
+            &format!("{P}/role-arn"),
+            " arn:aws:iam::123456789012:role/x ",
+        )])));
+        let mut plain = sa(&[]);
+        plain.metadata.name = Some("plain".into());
+        sw.apply_watcher_event(&watcher::Event::Apply(plain));
+        let snap = bindings::snapshot(&bs, &ss, &gs, P);
+        assert_eq!(snap.bindings.len(), 1);
+        let b = &snap.bindings[0];
+        assert!(b.deleting);
+        assert_eq!(
+            b.previous_role_arn.as_deref(),
+            Some("arn:aws:iam::123456789012:role/old")
+        );
+        assert_eq!(snap.service_accounts.len(), 1, "only annotated SAs");
+        assert_eq!(
+            snap.service_accounts[0].role_arn,
+            "arn:aws:iam::123456789012:role/x"
+        );
+        // Re-trigger maps: the SA's binding, the role's bindings (spec or previous role).
+        assert_eq!(bindings::bindings_of_sa(&bs, &sa(&[])).len(), 1);
+        assert_eq!(bindings::bindings_of_role(&bs, ROLE).len(), 1);
+        assert_eq!(
+            bindings::bindings_of_role(&bs, "arn:aws:iam::123456789012:role/old").len(),
+            1
+        );
+        assert!(bindings::bindings_of_role(&bs, "arn:aws:iam::123456789012:role/x").is_empty());
+    }
 }

@@ -70,3 +70,55 @@ pub async fn serve(
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::controller::metrics::Metrics;
+
+    async fn get(app: Router, path: &str) -> (StatusCode, String) {
+        let resp = app
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn serves_health_readiness_and_the_controller_metrics() {
+        let metrics = Metrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        metrics.reconciled("binding");
+        metrics.reconcile_failed("role", "throttled");
+        metrics.set_trust_chars("arn:aws:iam::111122223333:role/r", 812);
+        let ready = Arc::new(AtomicBool::new(false));
+        let app = router(Arc::new(registry), ready.clone());
+
+        assert_eq!(get(app.clone(), "/healthz").await.0, StatusCode::OK);
+        assert_eq!(
+            get(app.clone(), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        ready.store(true, Ordering::Relaxed);
+        assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::OK);
+        let (status, text) = get(app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        for line in [
+            r#"irsa_controller_reconciles_total{kind="binding"} 1"#,
+            r#"irsa_controller_reconcile_errors_total{kind="role",error="throttled"} 1"#,
+            r#"irsa_controller_trust_policy_chars{role="arn:aws:iam::111122223333:role/r"} 812"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+}

@@ -46,34 +46,31 @@ use crate::crd::{IAMRoleBinding, IAMRoleGrant};
 pub const COALESCE_WINDOW: Duration = Duration::from_secs(2);
 
 /// Fails with the fix when the CRDs are not installed (the watches would only log 404s).
-async fn check_crds(client: &Client) -> anyhow::Result<()> {
+pub async fn check_crds(client: &Client) -> anyhow::Result<()> {
     let lp = ListParams::default().limit(1);
     let bindings: Api<IAMRoleBinding> = Api::all(client.clone());
+    crd_answer(
+        "iamrolebindings.irsa.dev",
+        bindings.list_metadata(&lp).await.map(|_| ()),
+    )?;
     let grants: Api<IAMRoleGrant> = Api::all(client.clone());
-    for (kind, result) in [
-        (
-            "iamrolebindings.irsa.dev",
-            bindings.list_metadata(&lp).await.map(|_| ()),
+    crd_answer(
+        "iamrolegrants.irsa.dev",
+        grants.list_metadata(&lp).await.map(|_| ()),
+    )
+}
+
+fn crd_answer(crd: &str, result: Result<(), kube::Error>) -> anyhow::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => anyhow::bail!(
+            "the CustomResourceDefinition {crd} is not installed; install the CRDs first: \
+             `kubectl apply -f crds/` (or `irsa crd | kubectl apply -f -`)"
         ),
-        (
-            "iamrolegrants.irsa.dev",
-            grants.list_metadata(&lp).await.map(|_| ()),
-        ),
-    ] {
-        match result {
-            Ok(()) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => anyhow::bail!(
-                "the CustomResourceDefinition {kind} is not installed; install the CRDs first: \
-                 `kubectl apply -f crds/` (or `irsa crd | kubectl apply -f -`)"
-            ),
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "cannot list {kind}; the controller needs list/watch on it (config/rbac)"
-                )));
-            }
-        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "cannot list {crd}; the controller needs list/watch on it (config/rbac)"
+        ))),
     }
-    Ok(())
 }
 
 /// SIGTERM (Kubernetes) or Ctrl-C.

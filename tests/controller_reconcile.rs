@@ -1172,4 +1172,85 @@ mod kube_side {
         );
         assert!(bindings::bindings_of_role(&bs, "arn:aws:iam::123456789012:role/x").is_empty());
     }
+
+    /// Answers the next request, which must create an Event; returns (reason, type, note).
+    async fn expect_event(handle: &mut Handle) -> (String, String, String) {
+        let body = expect(
+            handle,
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/team-a/events",
+            json!({"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"e","namespace":"team-a"},"eventTime":"2026-01-01T00:00:00.000000Z"}),
+        )
+        .await;
+        assert_eq!(body["regarding"]["name"], "s3");
+        assert_eq!(body["regarding"]["kind"], "IAMRoleBinding");
+        (
+            body["reason"].as_str().unwrap().to_string(),
+            body["type"].as_str().unwrap().to_string(),
+            body["note"].as_str().unwrap().to_string(),
+        )
+    }
+
+    #[tokio::test]
+    async fn iam_writes_and_refusals_become_events_on_the_bindings() {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(svc, "default");
+        let (bs, mut bw) = reflector::store::<IAMRoleBinding>();
+        bw.apply_watcher_event(&watcher::Event::Apply(the_binding(true, false)));
+        let mut events =
+            bindings::EventPublisher::new(Recorder::new(client, Reporter::from("irsa-test")), bs);
+
+        // A write: TrustPolicyUpdated with the numbers.
+        let written = report(true);
+        let task = tokio::spawn(async move {
+            events.on_report(&written).await;
+            events
+        });
+        let (reason, type_, note) = expect_event(&mut handle).await;
+        assert_eq!(
+            (reason.as_str(), type_.as_str()),
+            ("TrustPolicyUpdated", "Normal")
+        );
+        assert!(note.contains("512/2048"), "{note}");
+        let mut events = task.await.unwrap();
+
+        // A steady-state resync (no write): no Event.
+        let mut steady = (*report(true)).clone();
+        steady.outcome = Outcome::Applied {
+            writes: 0,
+            chars: 512,
+            collapsed: vec![],
+            hand_edited: vec![],
+        };
+        events.on_report(&steady).await;
+
+        // Over quota: one Warning when it starts, none while it lasts.
+        let mut too_large = steady.clone();
+        too_large.outcome = Outcome::TooLarge(irsa::trust::Refusal {
+            chars: 3000,
+            quota: 2048,
+            current_chars: Some(500),
+            collapsed: vec![],
+            desired: 60,
+            not_fitting: vec![],
+        });
+        let tl = too_large.clone();
+        let task = tokio::spawn(async move {
+            events.on_report(&tl).await;
+            events.on_report(&tl).await;
+            events
+        });
+        let (reason, type_, note) = expect_event(&mut handle).await;
+        assert_eq!(
+            (reason.as_str(), type_.as_str()),
+            ("TrustPolicyTooLarge", "Warning")
+        );
+        assert!(note.contains("3000") && note.contains("2048"), "{note}");
+        let events = task.await.unwrap();
+        drop(events);
+        assert!(
+            handle.next_request().await.is_none(),
+            "only one Event for a lasting refusal"
+        );
+    }
 }

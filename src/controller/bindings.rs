@@ -531,7 +531,14 @@ impl EventPublisher {
                         format!("; {}", hand_edited.join("; "))
                     }
                 );
-                for key in &targets {
+                // The bindings whose subjects the write is about (refused ones got theirs).
+                let trusted: Vec<&Key> = r
+                    .desired
+                    .bindings
+                    .keys()
+                    .take(MAX_EVENTS_PER_REPORT)
+                    .collect();
+                for key in trusted {
                     self.publish(
                         key,
                         EventType::Normal,

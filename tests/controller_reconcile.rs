@@ -605,7 +605,10 @@ async fn resync_at_steady_state_makes_no_iam_write_and_repairs_drift() {
     let role = seed_role(&aws, FOREIGN, &[]).await;
     let mut b = binding("team-a", "b", &role, &["app"]);
     b.audience = Some("vault".into());
-    let initial = snapshot(vec![b, binding("team-a", "c", &role, &["app"])]);
+    // Refused (namespace not granted): its audience must not reach the provider.
+    let mut refused = binding("ops", "r", &role, &["app"]);
+    refused.audience = Some("not-authorized".into());
+    let initial = snapshot(vec![b, binding("team-a", "c", &role, &["app"]), refused]);
     let (queue, state, _snap, _m) =
         start_worker(&aws, s, quick(Duration::from_millis(200)), initial);
     let first = queue.sync(&role).await.unwrap();

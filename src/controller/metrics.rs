@@ -47,6 +47,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     /// Size of each role's trust policy as last reconciled (whitespace excluded).
     pub trust_policy_chars: Family<RoleLabels, Gauge>,
+    /// 1 while this replica is the one writing to IAM (the leader, or alone).
+    pub is_leader: Gauge,
 }
 
 impl Metrics {
@@ -71,6 +73,11 @@ impl Metrics {
             "irsa_controller_trust_policy_chars",
             "Size of each role's trust policy (whitespace excluded) as last reconciled",
             self.trust_policy_chars.clone(),
+        );
+        registry.register(
+            "irsa_controller_is_leader",
+            "1 while this replica reconciles (holds the leader-election Lease, or runs without election)",
+            self.is_leader.clone(),
         );
     }
 

@@ -130,12 +130,6 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         None
     };
 
-    if args.leader_election {
-        // The Lease-based elector is a separate part of the controller; until it is in this
-        // build, run as the only writer (deploy one replica).
-        warn!("leader election not available in this build; running without it (use one replica)");
-    }
-
     let settings = RoleSettings {
         issuer: identity.issuer.url.clone(),
         provider_arn: identity.provider_arn(),
@@ -154,16 +148,29 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         thumbprint,
         ..WorkerOptions::default()
     };
-    run_reconcilers(
-        client,
-        aws,
-        settings,
-        options,
-        args.annotation_prefix,
-        metrics,
-        ready,
-    )
-    .await;
+    // Everything that writes (IAM, SA annotations, status) runs inside `work`; dropping it
+    // stops all of it (the tasks live in a JoinSet), which is what losing a Lease needs.
+    let is_leader = metrics.is_leader.clone();
+    let work = {
+        let client = client.clone();
+        move || {
+            run_reconcilers(
+                client,
+                aws,
+                settings,
+                options,
+                args.annotation_prefix,
+                metrics,
+                ready,
+            )
+        }
+    };
+    if args.leader_election {
+        warn!("leader election not available in this build; running without it (use one replica)");
+    }
+    is_leader.set(1);
+    work().await?;
+    is_leader.set(0);
     admin.abort();
     info!("irsa controller stopped");
     Ok(ExitCode::SUCCESS)
@@ -177,7 +184,7 @@ fn strip_sa(sa: &mut ServiceAccount) {
 }
 
 /// Wires the watches, the IAM worker and the binding `Controller`; returns on SIGTERM.
-async fn run_reconcilers(
+pub async fn run_reconcilers(
     client: Client,
     aws: Aws,
     settings: RoleSettings,
@@ -185,7 +192,7 @@ async fn run_reconcilers(
     prefix: String,
     metrics: metrics::Metrics,
     ready: Arc<AtomicBool>,
-) {
+) -> anyhow::Result<()> {
     let controller = Controller::new(
         Api::<IAMRoleBinding>::all(client.clone()),
         watcher::Config::default().any_semantic(),
@@ -342,4 +349,5 @@ async fn run_reconcilers(
         })
         .await;
     tasks.abort_all();
+    Ok(())
 }

@@ -347,6 +347,18 @@ impl RoleState {
             .unwrap_or_default()
     }
 
+    /// Every audience the roles' last reconciles trust (authorized subjects only).
+    pub fn audiences(&self) -> BTreeSet<String> {
+        self.reports
+            .read()
+            .map(|r| {
+                r.values()
+                    .flat_map(|rep| rep.desired.audiences().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Roles whose last reconcile trusted the annotated ServiceAccount `sa`.
     pub fn roles_trusting_sa(&self, sa: &Key) -> Vec<String> {
         self.reports
@@ -568,24 +580,22 @@ impl RoleWorker {
         }
     }
 
-    /// Makes sure the OIDC provider lists every audience in use. Reads only, unless an
-    /// audience is missing or the provider does not exist.
-    async fn ensure_provider(&mut self, snapshot: &Snapshot, force: bool) {
+    /// The audiences the provider must list: the default, plus every audience some
+    /// authorized binding or ServiceAccount uses (a refused binding adds no client ID).
+    fn audiences_in_use(&self) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = self.state.audiences();
+        out.insert(self.settings.desired.default_audience.clone());
+        out
+    }
+
+    /// Makes sure the OIDC provider exists and lists every audience in use. Reads only,
+    /// unless an audience is missing or the provider does not exist; skipped entirely when
+    /// nothing new is in use since the last success (and not `force`d by a resync).
+    async fn ensure_provider(&mut self, force: bool) {
         if !self.options.manage_oidc_provider {
             return;
         }
-        let mut audiences: BTreeSet<String> = [self.settings.desired.default_audience.clone()]
-            .into_iter()
-            .collect();
-        audiences.extend(snapshot.bindings.iter().filter_map(|b| b.audience.clone()));
-        if self.settings.desired.manage_annotated {
-            audiences.extend(
-                snapshot
-                    .service_accounts
-                    .iter()
-                    .filter_map(|s| s.audience.clone()),
-            );
-        }
+        let audiences = self.audiences_in_use();
         if !force && audiences.is_subset(&self.provider_audiences) {
             return;
         }
@@ -628,7 +638,9 @@ impl RoleWorker {
         snapshot: &Snapshot,
         resyncing: bool,
     ) {
-        self.ensure_provider(snapshot, resyncing).await;
+        // Before the writes: a trust statement naming a provider that does not exist is
+        // refused by IAM. After them: audiences newly authorized in this pass.
+        self.ensure_provider(resyncing).await;
         let aws = &self.aws;
         let settings = &self.settings;
         let reports: Vec<RoleReport> = futures::stream::iter(dirty)
@@ -648,6 +660,7 @@ impl RoleWorker {
             }
             by_role.insert(report.role.clone(), report);
         }
+        self.ensure_provider(false).await;
         for (role, tx) in waiters {
             if let Some(r) = by_role.get(&role) {
                 let _ = tx.send(r.clone());

@@ -176,6 +176,17 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A watch-stream inspector that raises `flag` once the first complete list is in the store.
+fn on_init_done<K>(
+    flag: Arc<AtomicBool>,
+) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) {
+    move |event| {
+        if let Ok(watcher::Event::InitDone) = event {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 fn strip_sa(sa: &mut ServiceAccount) {
     // Only metadata is read; secrets lists can be long on old clusters.
     sa.secrets = None;
@@ -183,7 +194,8 @@ fn strip_sa(sa: &mut ServiceAccount) {
     sa.metadata.managed_fields = None;
 }
 
-/// Wires the watches, the IAM worker and the binding `Controller`; returns on SIGTERM.
+/// Wires the watches, the IAM worker and the binding `Controller`; returns on SIGTERM (or
+/// when dropped: every task it spawned lives in a JoinSet it owns).
 pub async fn run_reconcilers(
     client: Client,
     aws: Aws,
@@ -193,11 +205,20 @@ pub async fn run_reconcilers(
     metrics: metrics::Metrics,
     ready: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let controller = Controller::new(
+    // Each cache reports its first complete list through a flag set on the watcher's InitDone
+    // (not Store::wait_until_ready: kube-runtime 5 wakes only the most recent waiter of a
+    // store, and the Controller's runner already waits on the bindings store).
+    let synced: [Arc<AtomicBool>; 3] = Default::default();
+    let (binding_store, binding_writer) = reflector::store::<IAMRoleBinding>();
+    let binding_stream = watcher(
         Api::<IAMRoleBinding>::all(client.clone()),
         watcher::Config::default().any_semantic(),
-    );
-    let binding_store = controller.store();
+    )
+    .default_backoff()
+    .reflect(binding_writer)
+    .inspect(on_init_done(synced[0].clone()))
+    .applied_objects();
+    let controller = Controller::for_stream(binding_stream, binding_store.clone());
     let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
     let (grant_store, grant_writer) = reflector::store::<IAMRoleGrant>();
 
@@ -235,6 +256,7 @@ pub async fn run_reconcilers(
         .default_backoff()
         .modify(strip_sa)
         .reflect(sa_writer)
+        .inspect(on_init_done(synced[1].clone()))
         .touched_objects();
         tasks.spawn(async move {
             futures::pin_mut!(stream);
@@ -276,6 +298,7 @@ pub async fn run_reconcilers(
         )
         .default_backoff()
         .reflect(grant_writer)
+        .inspect(on_init_done(synced[2].clone()))
         .touched_objects();
         tasks.spawn(async move {
             futures::pin_mut!(stream);
@@ -307,21 +330,16 @@ pub async fn run_reconcilers(
     }
     // Ready once every cache has its initial list: then the first resync may remove subjects.
     {
-        let (bs, ss, gs, ready) = (
-            binding_store.clone(),
-            sa_store.clone(),
-            grant_store.clone(),
-            ready.clone(),
-        );
+        let ready = ready.clone();
+        let synced = synced.clone();
         tasks.spawn(async move {
-            let synced = bs.wait_until_ready().await.is_ok()
-                && ss.wait_until_ready().await.is_ok()
-                && gs.wait_until_ready().await.is_ok();
-            if synced {
-                info!("caches synced");
-                ready.store(true, Ordering::Relaxed);
-                let _ = ready_tx.send(());
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            while !synced.iter().all(|s| s.load(Ordering::Relaxed)) {
+                tick.tick().await;
             }
+            info!("caches synced");
+            ready.store(true, Ordering::Relaxed);
+            let _ = ready_tx.send(());
         });
     }
 

@@ -302,8 +302,25 @@ async fn trust_of(aws: &moto::TestAws, name: &str) -> String {
         .to_string()
 }
 
-#[tokio::test]
-async fn bind_annotate_status_then_delete_cleans_everything() {
+struct Harness {
+    aws: moto::TestAws,
+    fake: Arc<Fake>,
+    role: String,
+    role_name: String,
+    controller: tokio::task::JoinHandle<anyhow::Result<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.controller.abort();
+        self.server.abort();
+    }
+}
+
+/// moto with one role (FOREIGN trust), the fake API server with a grant for team-a and the
+/// ServiceAccount team-a/app, and `run_reconcilers` running against both, caches synced.
+async fn start(max_chars: usize) -> Harness {
     irsa::install_crypto_provider();
     irsa::telemetry::init(irsa::cli::LogFormat::Text);
     let aws = moto::test_aws().await;
@@ -348,7 +365,7 @@ async fn bind_annotate_status_then_delete_cleans_everything() {
             "arn:aws:iam::{ACCOUNT}:oidc-provider/{}",
             issuer.strip_prefix("https://").unwrap()
         ),
-        max_chars: 2048,
+        max_chars,
         desired: desired::Settings {
             cluster: "blue".into(),
             default_audience: "sts.amazonaws.com".into(),
@@ -372,6 +389,20 @@ async fn bind_annotate_status_then_delete_cleans_everything() {
         ready.clone(),
     ));
     until("caches synced", || ready.load(Ordering::Relaxed)).await;
+    Harness {
+        aws,
+        fake,
+        role,
+        role_name,
+        controller,
+        server,
+    }
+}
+
+#[tokio::test]
+async fn bind_annotate_status_then_delete_cleans_everything() {
+    let h = start(2048).await;
+    let (aws, fake, role, role_name) = (&h.aws, &h.fake, &h.role, &h.role_name);
 
     // An app team applies a binding.
     fake.put(
@@ -419,7 +450,7 @@ async fn bind_annotate_status_then_delete_cleans_everything() {
         json!(role)
     );
     assert_eq!(sa["metadata"]["annotations"]["irsa.dev/role-binding"], "s3");
-    let doc = trust_of(&aws, &role_name).await;
+    let doc = trust_of(aws, role_name).await;
     assert!(doc.contains("system:serviceaccount:team-a:app"), "{doc}");
     assert!(doc.contains("system:serviceaccount:team-a:late"), "{doc}");
     let late = fake.get(Kind::Sa, "team-a/late").unwrap();
@@ -447,7 +478,7 @@ async fn bind_annotate_status_then_delete_cleans_everything() {
         fake.get(Kind::Binding, "team-a/s3").is_none()
     })
     .await;
-    let doc = trust_of(&aws, &role_name).await;
+    let doc = trust_of(aws, role_name).await;
     assert!(!doc.contains("system:serviceaccount"), "{doc}");
     assert!(doc.contains("HumansViaSaml"));
     let sa = fake.get(Kind::Sa, "team-a/app").unwrap();
@@ -455,7 +486,53 @@ async fn bind_annotate_status_then_delete_cleans_everything() {
     let late = fake.get(Kind::Sa, "team-a/late").unwrap();
     let left = &late["metadata"]["annotations"];
     assert!(left.is_null() || *left == json!({}), "{left}");
+}
 
-    controller.abort();
-    server.abort();
+#[tokio::test]
+async fn fifty_bindings_applied_at_once_cost_a_handful_of_iam_writes() {
+    // 50 subjects need IAM's raised quota (4096).
+    let h = start(4096).await;
+    let (aws, fake, role, role_name) = (&h.aws, &h.fake, &h.role, &h.role_name);
+    for i in 0..50 {
+        fake.put(
+            Kind::Sa,
+            json!({"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":format!("sa-{i}"),"namespace":"team-a"}}),
+            "ADDED",
+        );
+    }
+    aws.faults().reset_counts();
+    // `kubectl apply -f` of 50 bindings on one role.
+    for i in 0..50 {
+        fake.put(
+            Kind::Binding,
+            json!({"apiVersion":"irsa.dev/v1alpha1","kind":"IAMRoleBinding",
+                   "metadata":{"name":format!("b-{i}"),"namespace":"team-a"},
+                   "spec":{"roleArn": role, "serviceAccounts":[format!("sa-{i}")],
+                           "annotateServiceAccounts": false}}),
+            "ADDED",
+        );
+    }
+    until("50 bindings Ready", || {
+        (0..50).all(|i| {
+            fake.get(Kind::Binding, &format!("team-a/b-{i}"))
+                .and_then(|b| condition(&b, "Ready"))
+                .is_some_and(|(s, _)| s == "True")
+        })
+    })
+    .await;
+    let writes = aws.faults().forwarded("UpdateAssumeRolePolicy");
+    eprintln!(
+        "50 bindings: {writes} UpdateAssumeRolePolicy, {} GetRole",
+        aws.faults().forwarded("GetRole")
+    );
+    assert!(
+        (1..=3).contains(&writes),
+        "{writes} trust writes for 50 bindings"
+    );
+    let doc = trust_of(aws, role_name).await;
+    assert_eq!(
+        doc.matches("system:serviceaccount:team-a:sa-").count(),
+        50,
+        "{doc}"
+    );
 }

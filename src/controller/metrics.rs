@@ -6,6 +6,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Labels of `irsa_controller_iam_calls_total`.
@@ -17,11 +18,37 @@ pub struct IamCallLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of `irsa_controller_reconciles_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `binding` (an IAMRoleBinding) or `role` (one role's trust policy).
+    pub kind: &'static str,
+}
+
+/// Labels of `irsa_controller_reconcile_errors_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: &'static str,
+    pub error: &'static str,
+}
+
+/// Labels of `irsa_controller_trust_policy_chars`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabels {
+    pub role: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
     /// IAM/STS calls as the controller made them (one per API call after the SDK's own
     /// retries), by operation and final outcome.
     pub iam_calls: Family<IamCallLabels, Counter>,
+    pub reconciles: Family<KindLabels, Counter>,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    /// Size of each role's trust policy as last reconciled (whitespace excluded).
+    pub trust_policy_chars: Family<RoleLabels, Gauge>,
+    /// 1 while this replica is the one writing to IAM (the leader, or alone).
+    pub is_leader: Gauge,
 }
 
 impl Metrics {
@@ -32,6 +59,44 @@ impl Metrics {
             "IAM and STS API calls made by the controller, by operation and outcome",
             self.iam_calls.clone(),
         );
+        registry.register(
+            "irsa_controller_reconciles",
+            "Reconciles run, by kind (binding, role)",
+            self.reconciles.clone(),
+        );
+        registry.register(
+            "irsa_controller_reconcile_errors",
+            "Reconciles that failed, by kind and error",
+            self.reconcile_errors.clone(),
+        );
+        registry.register(
+            "irsa_controller_trust_policy_chars",
+            "Size of each role's trust policy (whitespace excluded) as last reconciled",
+            self.trust_policy_chars.clone(),
+        );
+        registry.register(
+            "irsa_controller_is_leader",
+            "1 while this replica reconciles (holds the leader-election Lease, or runs without election)",
+            self.is_leader.clone(),
+        );
+    }
+
+    pub fn reconciled(&self, kind: &'static str) {
+        self.reconciles.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    pub fn reconcile_failed(&self, kind: &'static str, error: &'static str) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels { kind, error })
+            .inc();
+    }
+
+    pub fn set_trust_chars(&self, role: &str, chars: usize) {
+        self.trust_policy_chars
+            .get_or_create(&RoleLabels {
+                role: role.to_string(),
+            })
+            .set(i64::try_from(chars).unwrap_or(i64::MAX));
     }
 
     pub fn count_iam_call(&self, operation: &'static str, outcome: &'static str) {

@@ -1,15 +1,398 @@
 //! The controller: reconciles the IAM OIDC provider and role trust policies (SPEC §4).
 //!
 //! I/O adapters live here ([`aws`], [`identity`], [`thumbprint`]); decisions that need no I/O
-//! are pure ([`authz`]) so they can be table-tested.
+//! are pure ([`authz`], [`desired`], [`annotate`], [`status`]) so they can be table-tested.
+//! [`roles`] is the IAM side (a debounced queue of dirty roles, resync, OIDC provider);
+//! [`bindings`] is the Kubernetes side (finalizer, ServiceAccount annotations, status).
 
+pub mod admin;
+pub mod annotate;
 pub mod authz;
 pub mod aws;
+pub mod bindings;
+pub mod desired;
 pub mod identity;
 pub mod leader;
 pub mod metrics;
+pub mod roles;
+pub mod status;
 pub mod thumbprint;
 
-pub async fn run(_args: crate::cli::ControllerArgs) -> anyhow::Result<std::process::ExitCode> {
-    crate::error::not_implemented("controller")
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use self::aws::{Aws, ConvergeOptions};
+use self::desired::Key;
+use self::roles::{RoleSettings, RoleWorker, SnapshotFn, WorkerOptions};
+use crate::cli::ControllerArgs;
+use crate::crd::{IAMRoleBinding, IAMRoleGrant};
+
+/// How long the IAM worker collects dirty roles before a pass: long enough that a
+/// `kubectl apply` of many bindings lands in one pass, short enough to feel immediate.
+pub const COALESCE_WINDOW: Duration = Duration::from_secs(2);
+
+/// Fails with the fix when the CRDs are not installed (the watches would only log 404s).
+pub async fn check_crds(client: &Client) -> anyhow::Result<()> {
+    let lp = ListParams::default().limit(1);
+    let bindings: Api<IAMRoleBinding> = Api::all(client.clone());
+    crd_answer(
+        "iamrolebindings.irsa.dev",
+        bindings.list_metadata(&lp).await.map(|_| ()),
+    )?;
+    let grants: Api<IAMRoleGrant> = Api::all(client.clone());
+    crd_answer(
+        "iamrolegrants.irsa.dev",
+        grants.list_metadata(&lp).await.map(|_| ()),
+    )
+}
+
+fn crd_answer(crd: &str, result: Result<(), kube::Error>) -> anyhow::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => anyhow::bail!(
+            "the CustomResourceDefinition {crd} is not installed; install the CRDs first: \
+             `kubectl apply -f crds/` (or `irsa crd | kubectl apply -f -`)"
+        ),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "cannot list {crd}; the controller needs list/watch on it (config/rbac)"
+        ))),
+    }
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
+    }
+}
+
+pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client (in-cluster service account or KUBECONFIG)")?;
+    check_crds(&client).await?;
+
+    let metrics = metrics::Metrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin = admin::serve(args.metrics_listen, Arc::new(registry), ready.clone()).await?;
+
+    let sdk = aws::load_sdk_config(args.aws_endpoint_url.as_deref()).await;
+    let aws = Aws::new(&sdk, metrics.clone());
+    let identity = identity::resolve(
+        &client,
+        args.issuer_url.as_deref(),
+        &args.cluster_name,
+        &aws,
+    )
+    .await?;
+    info!(issuer = %identity.issuer.url, account = %identity.account,
+          provider = %identity.provider_arn(), "cluster identity");
+    let thumbprint = if args.manage_oidc_provider {
+        let t = thumbprint::fetch(
+            &identity.issuer.url,
+            &thumbprint::Roots::Platform,
+            Duration::from_secs(10),
+        )
+        .await;
+        if let Some(w) = t.warning() {
+            warn!("{w}");
+        }
+        t.value().map(str::to_string)
+    } else {
+        None
+    };
+
+    let settings = RoleSettings {
+        issuer: identity.issuer.url.clone(),
+        provider_arn: identity.provider_arn(),
+        max_chars: args.trust_policy_max_chars,
+        desired: desired::Settings {
+            cluster: args.cluster_name.clone(),
+            default_audience: args.token_audience.clone(),
+            manage_annotated: args.manage_annotated_serviceaccounts,
+        },
+        converge: ConvergeOptions::default(),
+    };
+    let options = WorkerOptions {
+        debounce: COALESCE_WINDOW,
+        resync: args.resync_interval,
+        manage_oidc_provider: args.manage_oidc_provider,
+        thumbprint,
+        ..WorkerOptions::default()
+    };
+    // Everything that writes (IAM, SA annotations, status) runs inside `work`; dropping it
+    // stops all of it (the tasks live in a JoinSet), which is what losing a Lease needs.
+    let is_leader = metrics.is_leader.clone();
+    let standby_ready = ready.clone();
+    let work = {
+        let client = client.clone();
+        move || {
+            run_reconcilers(
+                client,
+                aws,
+                settings,
+                options,
+                args.annotation_prefix,
+                metrics,
+                ready,
+            )
+        }
+    };
+    if args.leader_election {
+        let cfg = leader::LeaderConfig::for_controller(
+            &client,
+            args.leader_election_namespace.as_deref(),
+        );
+        // A standby is healthy and ready: were it not, a rolling update (new pod must be
+        // Ready before an old one goes) would wait forever behind the current leader.
+        standby_ready.store(true, Ordering::Relaxed);
+        let leading = is_leader.clone();
+        let elected = leader::run_elected(client.clone(), cfg, is_leader.clone(), move || {
+            // Leading now: ready again only once the caches have synced.
+            standby_ready.store(false, Ordering::Relaxed);
+            work()
+        });
+        tokio::pin!(elected);
+        tokio::select! {
+            result = &mut elected => result?,
+            () = shutdown_signal() => {
+                if leading.get() == 1 {
+                    // `work` saw the same SIGTERM: let it finish so the Lease is released.
+                    elected.await?;
+                } else {
+                    info!("SIGTERM while standing by; the Lease was never held");
+                }
+            }
+        }
+    } else {
+        is_leader.set(1);
+        work().await?;
+        is_leader.set(0);
+    }
+    admin.abort();
+    info!("irsa controller stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A watch-stream inspector that raises `flag` once the first complete list is in the store.
+fn on_init_done<K>(
+    flag: Arc<AtomicBool>,
+) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) {
+    move |event| {
+        if let Ok(watcher::Event::InitDone) = event {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+fn strip_sa(sa: &mut ServiceAccount) {
+    // Only metadata is read; secrets lists can be long on old clusters.
+    sa.secrets = None;
+    sa.image_pull_secrets = None;
+    sa.metadata.managed_fields = None;
+}
+
+/// Wires the watches, the IAM worker and the binding `Controller`; returns on SIGTERM (or
+/// when dropped: every task it spawned lives in a JoinSet it owns).
+pub async fn run_reconcilers(
+    client: Client,
+    aws: Aws,
+    settings: RoleSettings,
+    options: WorkerOptions,
+    prefix: String,
+    metrics: metrics::Metrics,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    // Each cache reports its first complete list through a flag set on the watcher's InitDone
+    // (not Store::wait_until_ready: kube-runtime 5 wakes only the most recent waiter of a
+    // store, and the Controller's runner already waits on the bindings store).
+    let synced: [Arc<AtomicBool>; 3] = Default::default();
+    let (binding_store, binding_writer) = reflector::store::<IAMRoleBinding>();
+    let binding_stream = watcher(
+        Api::<IAMRoleBinding>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(binding_writer)
+    .inspect(on_init_done(synced[0].clone()))
+    .applied_objects();
+    let controller = Controller::for_stream(binding_stream, binding_store.clone());
+    let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
+    let (grant_store, grant_writer) = reflector::store::<IAMRoleGrant>();
+
+    let snapshot: SnapshotFn = {
+        let (b, s, g, p) = (
+            binding_store.clone(),
+            sa_store.clone(),
+            grant_store.clone(),
+            prefix.clone(),
+        );
+        Arc::new(move || bindings::snapshot(&b, &s, &g, &p))
+    };
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (report_tx, mut report_rx) = mpsc::unbounded_channel();
+    let (worker, queue, state) = RoleWorker::new(aws, settings.clone(), options, snapshot);
+    let worker = worker.with_reports(report_tx).wait_for(ready_rx);
+    let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<ObjectRef<IAMRoleBinding>>();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(worker.run());
+
+    // ServiceAccounts: keep the store; re-trigger bindings listing them; mark their roles.
+    {
+        let (bs, q, st, tx) = (
+            binding_store.clone(),
+            queue.clone(),
+            state.clone(),
+            trigger_tx.clone(),
+        );
+        let role_key = format!("{prefix}/role-arn");
+        let stream = watcher(
+            Api::<ServiceAccount>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(strip_sa)
+        .reflect(sa_writer)
+        .inspect(on_init_done(synced[1].clone()))
+        .touched_objects();
+        tasks.spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(item) = stream.next().await {
+                let sa = match item {
+                    Ok(sa) => sa,
+                    Err(e) => {
+                        warn!(error = %e, "ServiceAccount watch error; retrying");
+                        continue;
+                    }
+                };
+                for r in bindings::bindings_of_sa(&bs, &sa) {
+                    let _ = tx.send(r);
+                }
+                if let Some(role) = sa.annotations().get(&role_key) {
+                    q.mark(role.trim());
+                }
+                let key = Key::new(&sa.namespace().unwrap_or_default(), &sa.name_any());
+                for role in st.roles_trusting_sa(&key) {
+                    q.mark(&role);
+                }
+            }
+        });
+    }
+    // Grants: any change may change any verdict; mark every known role.
+    {
+        let (q, st, bs, ss, gs, p) = (
+            queue.clone(),
+            state.clone(),
+            binding_store.clone(),
+            sa_store.clone(),
+            grant_store.clone(),
+            prefix.clone(),
+        );
+        let manage = settings.desired.clone();
+        let stream = watcher(
+            Api::<IAMRoleGrant>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(grant_writer)
+        .inspect(on_init_done(synced[2].clone()))
+        .touched_objects();
+        tasks.spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(item) = stream.next().await {
+                if let Err(e) = item {
+                    warn!(error = %e, "IAMRoleGrant watch error; retrying");
+                    continue;
+                }
+                let snap = bindings::snapshot(&bs, &ss, &gs, &p);
+                for role in desired::roles(&snap, &manage).into_iter().chain(st.roles()) {
+                    q.mark(&role);
+                }
+            }
+        });
+    }
+    // Reports: Events, and re-trigger the bindings of the role so their status follows.
+    {
+        let recorder = Recorder::new(client.clone(), Reporter::from("irsa-controller"));
+        let mut events = bindings::EventPublisher::new(recorder, binding_store.clone());
+        let (bs, tx) = (binding_store.clone(), trigger_tx.clone());
+        tasks.spawn(async move {
+            while let Some(report) = report_rx.recv().await {
+                for r in bindings::bindings_of_role(&bs, &report.role) {
+                    let _ = tx.send(r);
+                }
+                events.on_report(&report).await;
+            }
+        });
+    }
+    // Ready once every cache has its initial list: then the first resync may remove subjects.
+    {
+        let ready = ready.clone();
+        let synced = synced.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            while !synced.iter().all(|s| s.load(Ordering::Relaxed)) {
+                tick.tick().await;
+            }
+            info!("caches synced");
+            ready.store(true, Ordering::Relaxed);
+            let _ = ready_tx.send(());
+        });
+    }
+
+    let ctx = Arc::new(bindings::Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), Reporter::from("irsa-controller")),
+        metrics,
+        queue,
+        roles: state,
+        service_accounts: sa_store,
+        prefix,
+        failures: Mutex::new(HashMap::new()),
+    });
+    let triggers = futures::stream::unfold(trigger_rx, |mut rx| async move {
+        rx.recv().await.map(|r| (r, rx))
+    });
+    controller
+        .reconcile_on(triggers)
+        .graceful_shutdown_on(shutdown_signal())
+        .run(bindings::reconcile, bindings::error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "binding reconcile");
+            }
+        })
+        .await;
+    tasks.abort_all();
+    Ok(())
 }

@@ -1,0 +1,579 @@
+//! The `IAMRoleBinding` reconciler (kube-runtime `Controller`): finalizer, ServiceAccount
+//! annotations, status. The IAM side is the [`RoleWorker`](super::roles::RoleWorker)'s: a
+//! binding reconcile only marks its role dirty (when the role's last report has not seen this
+//! generation) and writes the status from the role's latest report; the worker's reports
+//! re-trigger the bindings of each role ([`bindings_of_role`]), so the two meet without loops.
+//!
+//! Deletion (finalizer `irsa.dev/trust-policy`): the binding's own annotations are removed
+//! from its ServiceAccounts, then the role (and the previous role after a `roleArn` move) is
+//! reconciled synchronously without the binding; only when IAM no longer trusts its subjects
+//! is the finalizer released. A role that does not exist has nothing to clean.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use super::annotate::{self, Plan, Wanted};
+use super::desired::{AnnotatedSa, BindingInfo, Key, Snapshot};
+use super::metrics::Metrics;
+use super::roles::{Outcome, RoleQueue, RoleReport, RoleState, Stopped};
+use super::status::{self, AnnotationSummary};
+use crate::controller::authz::GrantSpec;
+use crate::crd::{FINALIZER, IAMRoleBinding, IAMRoleGrant};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "IAMRoleBinding {binding}: cannot remove its subjects from role {role} yet: {message}; \
+         the finalizer stays until this succeeds (remove it by hand to abandon the cleanup)"
+    )]
+    Cleanup {
+        binding: String,
+        role: String,
+        message: String,
+    },
+    #[error("IAMRoleBinding {binding} has no namespace")]
+    NoNamespace { binding: String },
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+    #[error("{0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "kube",
+            Error::Cleanup { .. } => "cleanup",
+            Error::NoNamespace { .. } => "no_namespace",
+            Error::Stopped(_) => "stopped",
+            Error::Finalizer(e) => match e.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
+                    e.metric_label()
+                }
+                _ => "finalizer",
+            },
+        }
+    }
+}
+
+/// What the binding reconciler shares.
+pub struct Context {
+    pub client: kube::Client,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub queue: RoleQueue,
+    pub roles: Arc<RoleState>,
+    pub service_accounts: Store<ServiceAccount>,
+    /// `--annotation-prefix`.
+    pub prefix: String,
+    /// Consecutive failures per binding, for `error_policy`'s backoff.
+    pub failures: Mutex<HashMap<Key, u32>>,
+}
+
+fn key_of(b: &IAMRoleBinding) -> Result<Key> {
+    let namespace = b.namespace().ok_or_else(|| Error::NoNamespace {
+        binding: b.name_any(),
+    })?;
+    Ok(Key::new(&namespace, &b.name_any()))
+}
+
+#[instrument(skip(binding, ctx), fields(binding = %binding.name_any(), namespace = binding.namespace().unwrap_or_default()))]
+pub async fn reconcile(binding: Arc<IAMRoleBinding>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.metrics.reconciled("binding");
+    let key = key_of(&binding)?;
+    let api: Api<IAMRoleBinding> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let action = finalizer(&api, FINALIZER, binding, |event| async {
+        match event {
+            finalizer::Event::Apply(b) => apply(&b, &ctx).await,
+            finalizer::Event::Cleanup(b) => cleanup(&b, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    if let Ok(mut f) = ctx.failures.lock() {
+        f.remove(&key);
+    }
+    Ok(action)
+}
+
+/// Requeue with exponential backoff (5s · 2^n, max 5 min) and count the error.
+pub fn error_policy(binding: Arc<IAMRoleBinding>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_failed("binding", error.metric_label());
+    let n = match (key_of(&binding), ctx.failures.lock()) {
+        (Ok(key), Ok(mut f)) => {
+            let n = f.entry(key).or_insert(0);
+            *n += 1;
+            *n
+        }
+        _ => 1,
+    };
+    let base = 5u64.saturating_mul(1 << (n - 1).min(6)).min(300);
+    let wait = Duration::from_millis(rand::random_range(base * 500..=base * 1000));
+    warn!(binding = %binding.name_any(), error = %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+/// Was `previous` (status.roleArn after a move) cleaned of this binding?
+fn previous_pending(ctx: &Context, key: &Key, previous: &str) -> bool {
+    match ctx.roles.get(previous) {
+        None => {
+            ctx.queue.mark(previous);
+            true
+        }
+        Some(r) if r.outcome.is_ok() => {
+            if r.trusts_binding(key) {
+                ctx.queue.mark(previous);
+                true
+            } else {
+                false
+            }
+        }
+        // Failed: the worker retries (or resync does); marking here would spin.
+        Some(_) => true,
+    }
+}
+
+async fn apply(b: &IAMRoleBinding, ctx: &Context) -> Result<Action> {
+    let key = key_of(b)?;
+    let generation = b.metadata.generation.unwrap_or(0);
+    let role = &b.spec.role_arn;
+    let report = ctx.roles.get(role);
+    if !report.as_ref().is_some_and(|r| r.saw(&key, generation)) {
+        ctx.queue.mark(role);
+    }
+    let previous = b
+        .status
+        .as_ref()
+        .and_then(|s| s.role_arn.clone())
+        .filter(|p| p != role);
+    let old_pending = previous
+        .as_deref()
+        .filter(|p| previous_pending(ctx, &key, p));
+
+    let annotations = annotate_service_accounts(b, &key, ctx).await?;
+    let new = status::compute(&status::Input {
+        key: &key,
+        generation,
+        role_arn: role,
+        current: b.status.as_ref(),
+        report: report.as_deref(),
+        old_role_pending: old_pending,
+        annotations: &annotations,
+        now: Time(k8s_openapi::jiff::Timestamp::now()),
+    });
+    if b.status.as_ref() != Some(&new) {
+        let api: Api<IAMRoleBinding> = Api::namespaced(ctx.client.clone(), &key.namespace);
+        api.patch_status(
+            &key.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": new })),
+        )
+        .await
+        .map_err(|source| Error::Kube {
+            what: format!("IAMRoleBinding {key}: writing status"),
+            source,
+        })?;
+    }
+    Ok(Action::await_change())
+}
+
+fn annotations_of(sa: &ServiceAccount) -> BTreeMap<String, String> {
+    sa.metadata.annotations.clone().unwrap_or_default()
+}
+
+async fn patch_sa(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    patch: &annotate::Patch,
+) -> Result<bool> {
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
+    match api
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(annotate::merge_patch(patch)),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(source) => Err(Error::Kube {
+            what: format!("ServiceAccount {namespace}/{name}: writing annotations"),
+            source,
+        }),
+    }
+}
+
+/// The ServiceAccounts of `namespace` this binding wrote annotations on.
+fn owned_service_accounts(
+    ctx: &Context,
+    namespace: &str,
+    binding: &str,
+) -> Vec<Arc<ServiceAccount>> {
+    ctx.service_accounts.state_filter(|sa| {
+        sa.namespace().as_deref() == Some(namespace)
+            && sa
+                .annotations()
+                .get(annotate::OWNER)
+                .is_some_and(|o| o == binding)
+    })
+}
+
+/// Sets (or releases) the annotations `annotateServiceAccounts` asks for.
+async fn annotate_service_accounts(
+    b: &IAMRoleBinding,
+    key: &Key,
+    ctx: &Context,
+) -> Result<AnnotationSummary> {
+    let mut summary = AnnotationSummary {
+        disabled: !b.spec.annotate_service_accounts,
+        ..Default::default()
+    };
+    // Let go of SAs we annotated that are no longer listed (or all, when switched off).
+    for sa in owned_service_accounts(ctx, &key.namespace, &key.name) {
+        let name = sa.name_any();
+        if b.spec.annotate_service_accounts && b.spec.service_accounts.contains(&name) {
+            continue;
+        }
+        if let Some(p) = annotate::release(&annotations_of(&sa), &key.name) {
+            patch_sa(ctx, &key.namespace, &name, &p).await?;
+        }
+    }
+    if summary.disabled {
+        return Ok(summary);
+    }
+    let wanted = Wanted::for_binding(
+        &key.name,
+        &ctx.prefix,
+        &b.spec.role_arn,
+        b.spec.audience.as_deref(),
+        b.spec.sts_regional_endpoints,
+        b.spec.token_expiration_seconds,
+    );
+    for name in &b.spec.service_accounts {
+        let Some(sa) = ctx
+            .service_accounts
+            .get(&ObjectRef::new(name).within(&key.namespace))
+        else {
+            summary.missing.push(name.clone());
+            continue;
+        };
+        match annotate::plan(&annotations_of(&sa), &wanted) {
+            Plan::UpToDate => summary.annotated.push(name.clone()),
+            Plan::Patch(p) => {
+                if patch_sa(ctx, &key.namespace, name, &p).await? {
+                    info!(service_account = %name, "annotated");
+                    summary.annotated.push(name.clone());
+                } else {
+                    summary.missing.push(name.clone());
+                }
+            }
+            Plan::Conflict {
+                key: k,
+                theirs,
+                ours,
+            } => {
+                summary
+                    .conflicts
+                    .push(format!("{name}: {k} is {theirs:?}, not {ours:?}"));
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// A role failure that means "nothing of ours can be in it" (gone, or never ours).
+fn nothing_to_clean(report: &RoleReport) -> bool {
+    matches!(
+        &report.outcome,
+        Outcome::Failed { label, .. } if matches!(*label, "not_found" | "invalid_role_arn" | "role_mismatch")
+    )
+}
+
+async fn cleanup(b: &IAMRoleBinding, ctx: &Context) -> Result<Action> {
+    let key = key_of(b)?;
+    for sa in owned_service_accounts(ctx, &key.namespace, &key.name) {
+        if let Some(p) = annotate::release(&annotations_of(&sa), &key.name) {
+            patch_sa(ctx, &key.namespace, &sa.name_any(), &p).await?;
+        }
+    }
+    let mut roles = vec![b.spec.role_arn.clone()];
+    if let Some(prev) = b.status.as_ref().and_then(|s| s.role_arn.clone())
+        && !roles.contains(&prev)
+    {
+        roles.push(prev);
+    }
+    for role in roles {
+        let report = ctx.queue.sync(&role).await?;
+        let cleaned =
+            (report.outcome.is_ok() && !report.trusts_binding(&key)) || nothing_to_clean(&report);
+        if !cleaned {
+            let message = match &report.outcome {
+                Outcome::Failed { message, .. } => message.clone(),
+                Outcome::TooLarge(r) => r.to_string(),
+                _ => "the role still trusts its subjects".into(),
+            };
+            return Err(Error::Cleanup {
+                binding: key.to_string(),
+                role,
+                message,
+            });
+        }
+    }
+    info!(binding = %key, "subjects removed; releasing the finalizer");
+    Ok(Action::await_change())
+}
+
+/// Bindings to re-reconcile after `report`: those pointing at the role now or before.
+pub fn bindings_of_role(
+    store: &Store<IAMRoleBinding>,
+    role: &str,
+) -> Vec<ObjectRef<IAMRoleBinding>> {
+    store
+        .state_filter(|b| {
+            b.spec.role_arn == role
+                || b.status
+                    .as_ref()
+                    .and_then(|s| s.role_arn.as_deref())
+                    .is_some_and(|r| r == role)
+        })
+        .iter()
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
+/// Bindings affected by a change of `sa` (they list it, or they annotated it).
+pub fn bindings_of_sa(
+    store: &Store<IAMRoleBinding>,
+    sa: &ServiceAccount,
+) -> Vec<ObjectRef<IAMRoleBinding>> {
+    let ns = sa.namespace().unwrap_or_default();
+    let name = sa.name_any();
+    let owner = sa.annotations().get(annotate::OWNER).cloned();
+    store
+        .state_filter(|b| {
+            b.namespace().as_deref() == Some(ns.as_str())
+                && (b.spec.service_accounts.contains(&name)
+                    || owner.as_deref() == Some(&b.name_any()))
+        })
+        .iter()
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
+/// The snapshot the role worker computes from, read from the reflector stores.
+pub fn snapshot(
+    bindings: &Store<IAMRoleBinding>,
+    service_accounts: &Store<ServiceAccount>,
+    grants: &Store<IAMRoleGrant>,
+    prefix: &str,
+) -> Snapshot {
+    let role_key = format!("{prefix}/role-arn");
+    let audience_key = format!("{prefix}/audience");
+    Snapshot {
+        bindings: bindings
+            .state()
+            .iter()
+            .filter_map(|b| {
+                let namespace = b.namespace()?;
+                Some(BindingInfo {
+                    namespace,
+                    name: b.name_any(),
+                    generation: b.metadata.generation.unwrap_or(0),
+                    role_arn: b.spec.role_arn.clone(),
+                    service_accounts: b.spec.service_accounts.clone(),
+                    audience: b.spec.audience.clone(),
+                    deleting: b.metadata.deletion_timestamp.is_some(),
+                    previous_role_arn: b
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.role_arn.clone())
+                        .filter(|r| *r != b.spec.role_arn),
+                })
+            })
+            .collect(),
+        service_accounts: service_accounts
+            .state()
+            .iter()
+            .filter_map(|sa| {
+                let a = sa.metadata.annotations.as_ref()?;
+                let role = a.get(&role_key).filter(|r| !r.trim().is_empty())?;
+                Some(AnnotatedSa {
+                    namespace: sa.namespace()?,
+                    name: sa.name_any(),
+                    role_arn: role.trim().to_string(),
+                    audience: a.get(&audience_key).cloned(),
+                    managed_by: a.get(annotate::OWNER).cloned(),
+                })
+            })
+            .collect(),
+        grants: grants
+            .state()
+            .iter()
+            .map(|g| (g.name_any(), GrantSpec::from(&g.spec)))
+            .collect(),
+    }
+}
+
+/// Kubernetes Events for what a role reconcile did or refused, on the bindings concerned.
+/// Refusals are published when they start (not on every resync); IAM writes every time.
+pub struct EventPublisher {
+    recorder: Recorder,
+    bindings: Store<IAMRoleBinding>,
+    /// Last outcome kind per role, and last verdict per binding, to publish changes only.
+    last_role: HashMap<String, &'static str>,
+    last_verdict: HashMap<Key, bool>,
+}
+
+/// At most this many bindings get an Event per role reconcile (a role with 500 bindings
+/// would otherwise cost 500 Event writes per IAM write).
+const MAX_EVENTS_PER_REPORT: usize = 20;
+
+impl EventPublisher {
+    pub fn new(recorder: Recorder, bindings: Store<IAMRoleBinding>) -> Self {
+        Self {
+            recorder,
+            bindings,
+            last_role: HashMap::new(),
+            last_verdict: HashMap::new(),
+        }
+    }
+
+    async fn publish(&self, key: &Key, type_: EventType, reason: &str, action: &str, note: String) {
+        let Some(b) = self
+            .bindings
+            .get(&ObjectRef::new(&key.name).within(&key.namespace))
+        else {
+            return;
+        };
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &b.object_ref(&())).await {
+            warn!(binding = %key, error = %e, "could not publish an Event");
+        }
+    }
+
+    pub async fn on_report(&mut self, r: &RoleReport) {
+        use crate::crd::reason;
+        let kind = match &r.outcome {
+            Outcome::Applied { .. } => "applied",
+            Outcome::NoSubjects { .. } => "no_subjects",
+            Outcome::TooLarge(_) => "too_large",
+            Outcome::Failed { .. } => "failed",
+        };
+        let changed = self.last_role.insert(r.role.clone(), kind) != Some(kind);
+        let targets: Vec<&Key> = r
+            .desired
+            .verdicts
+            .keys()
+            .take(MAX_EVENTS_PER_REPORT)
+            .collect();
+        for key in &targets {
+            let authorized = r.desired.verdicts[*key].1.is_authorized();
+            let was = self.last_verdict.insert((*key).clone(), authorized);
+            if !authorized
+                && was != Some(false)
+                && let super::desired::Verdict::Denied { reason: why }
+                | super::desired::Verdict::Invalid { reason: why } = &r.desired.verdicts[*key].1
+            {
+                self.publish(
+                    key,
+                    EventType::Warning,
+                    reason::NOT_AUTHORIZED,
+                    "Authorize",
+                    why.clone(),
+                )
+                .await;
+            }
+        }
+        match &r.outcome {
+            Outcome::Applied {
+                writes,
+                chars,
+                hand_edited,
+                ..
+            } if *writes > 0 => {
+                let note = format!(
+                    "role {}: trust policy updated ({} subjects of this cluster, {chars}/{} characters){}",
+                    r.role,
+                    r.desired.subject_count(),
+                    r.limit,
+                    if hand_edited.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {}", hand_edited.join("; "))
+                    }
+                );
+                // The bindings whose subjects the write is about (refused ones got theirs).
+                let trusted: Vec<&Key> = r
+                    .desired
+                    .bindings
+                    .keys()
+                    .take(MAX_EVENTS_PER_REPORT)
+                    .collect();
+                for key in trusted {
+                    self.publish(
+                        key,
+                        EventType::Normal,
+                        "TrustPolicyUpdated",
+                        "UpdateAssumeRolePolicy",
+                        note.clone(),
+                    )
+                    .await;
+                }
+            }
+            Outcome::TooLarge(refusal) if changed => {
+                for key in &targets {
+                    self.publish(
+                        key,
+                        EventType::Warning,
+                        reason::TRUST_POLICY_TOO_LARGE,
+                        "UpdateAssumeRolePolicy",
+                        format!("role {}: {refusal}", r.role),
+                    )
+                    .await;
+                }
+            }
+            Outcome::Failed { message, .. } if changed => {
+                for key in &targets {
+                    self.publish(
+                        key,
+                        EventType::Warning,
+                        reason::IAM_ERROR,
+                        "UpdateAssumeRolePolicy",
+                        message.clone(),
+                    )
+                    .await;
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! PURE: the `IAMRoleBinding` status (SPEC §3.1) from the role's latest report and the
+//! ServiceAccount annotation result.
+//!
+//! `lastTransitionTime` moves only when a condition's `status` changes, so recomputing an
+//! unchanged situation yields an identical status and the reconciler skips the patch (no
+//! write → no watch event → no reconcile loop).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::desired::{Key, Verdict};
+use super::roles::{Outcome, RoleReport};
+use crate::crd::{IAMRoleBindingStatus, condition, reason};
+
+/// What happened to the listed ServiceAccounts' annotations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnnotationSummary {
+    /// `annotateServiceAccounts: false`.
+    pub disabled: bool,
+    pub annotated: Vec<String>,
+    /// Listed but not (yet) existing: annotated when they appear.
+    pub missing: Vec<String>,
+    /// `name: key is "theirs", not "ours"` for each conflict.
+    pub conflicts: Vec<String>,
+}
+
+pub struct Input<'a> {
+    pub key: &'a Key,
+    pub generation: i64,
+    pub role_arn: &'a str,
+    pub current: Option<&'a IAMRoleBindingStatus>,
+    /// The spec role's latest report.
+    pub report: Option<&'a RoleReport>,
+    /// `status.roleArn` when it differs from the spec and still trusts this binding.
+    pub old_role_pending: Option<&'a str>,
+    pub annotations: &'a AnnotationSummary,
+    pub now: Time,
+}
+
+type C = (&'static str, &'static str, &'static str, String);
+
+fn trust_condition(input: &Input<'_>) -> (C, C) {
+    let unknown = |why: &str| {
+        (
+            (
+                condition::AUTHORIZED,
+                "Unknown",
+                reason::RECONCILING,
+                why.to_string(),
+            ),
+            (
+                condition::TRUST_POLICY_APPLIED,
+                "Unknown",
+                reason::RECONCILING,
+                why.to_string(),
+            ),
+        )
+    };
+    let Some(report) = input.report.filter(|r| r.saw(input.key, input.generation)) else {
+        return unknown(&format!(
+            "waiting for the trust policy of {} to be reconciled",
+            input.role_arn
+        ));
+    };
+    let Some((_, verdict)) = report.desired.verdicts.get(input.key) else {
+        return unknown("waiting for the role to be reconciled");
+    };
+    let authorized = match verdict {
+        Verdict::Authorized { via, tag } => {
+            let mut how: Vec<String> = via.iter().map(|g| format!("IAMRoleGrant {g}")).collect();
+            if *tag {
+                how.push(format!("role tag {}", super::authz::ALLOWED_NAMESPACES_TAG));
+            }
+            let reason = if via.is_empty() {
+                reason::ROLE_TAG_MATCHED
+            } else {
+                reason::GRANT_MATCHED
+            };
+            (
+                condition::AUTHORIZED,
+                "True",
+                reason,
+                format!("allowed by {}", how.join(", ")),
+            )
+        }
+        Verdict::Denied { reason: why } => {
+            let why = if report.authorized_with_tags {
+                why.clone()
+            } else {
+                format!("{why} (the role's tags could not be read)")
+            };
+            let c = (condition::AUTHORIZED, "False", reason::NOT_AUTHORIZED, why);
+            let t = (
+                condition::TRUST_POLICY_APPLIED,
+                "False",
+                reason::NOT_AUTHORIZED,
+                "not authorized: nothing was written to IAM".to_string(),
+            );
+            return (c, t);
+        }
+        Verdict::Invalid { reason: why } => {
+            let c = (
+                condition::AUTHORIZED,
+                "False",
+                reason::NOT_AUTHORIZED,
+                why.clone(),
+            );
+            let t = (
+                condition::TRUST_POLICY_APPLIED,
+                "False",
+                reason::NOT_AUTHORIZED,
+                "invalid spec: nothing was written to IAM".to_string(),
+            );
+            return (c, t);
+        }
+    };
+    let applied = match &report.outcome {
+        Outcome::Applied { .. } => match input.old_role_pending {
+            Some(old) => (
+                condition::TRUST_POLICY_APPLIED,
+                "Unknown",
+                reason::RECONCILING,
+                format!("removing this binding's subjects from the previous role {old}"),
+            ),
+            None => {
+                let n = report.desired.subject_count();
+                let provider = report
+                    .provider_arn
+                    .split_once(":oidc-provider/")
+                    .map_or(report.provider_arn.as_str(), |(_, p)| p);
+                (
+                    condition::TRUST_POLICY_APPLIED,
+                    "True",
+                    reason::TRUST_POLICY_APPLIED,
+                    format!(
+                        "{n} subject{} trusted via oidc-provider/{provider}",
+                        if n == 1 { "" } else { "s" }
+                    ),
+                )
+            }
+        },
+        Outcome::NoSubjects { .. } => (
+            condition::TRUST_POLICY_APPLIED,
+            "Unknown",
+            reason::RECONCILING,
+            "the role trusts no subject of this cluster yet".to_string(),
+        ),
+        Outcome::TooLarge(refusal) => (
+            condition::TRUST_POLICY_APPLIED,
+            "False",
+            reason::TRUST_POLICY_TOO_LARGE,
+            refusal.to_string(),
+        ),
+        Outcome::Failed { label, message, .. } => {
+            let reason = match *label {
+                "not_found" => reason::ROLE_NOT_FOUND,
+                "invalid_role_arn" | "role_mismatch" => reason::INVALID_ROLE_ARN,
+                "malformed_policy" if message.contains("rincipal") => reason::OIDC_PROVIDER_MISSING,
+                _ => reason::IAM_ERROR,
+            };
+            (
+                condition::TRUST_POLICY_APPLIED,
+                "False",
+                reason,
+                message.clone(),
+            )
+        }
+    };
+    (authorized, applied)
+}
+
+fn annotation_condition(a: &AnnotationSummary) -> C {
+    if a.disabled {
+        return (
+            condition::SERVICE_ACCOUNTS_ANNOTATED,
+            "True",
+            reason::ANNOTATION_DISABLED,
+            "annotateServiceAccounts is false".into(),
+        );
+    }
+    if !a.conflicts.is_empty() {
+        return (
+            condition::SERVICE_ACCOUNTS_ANNOTATED,
+            "False",
+            reason::CONFLICT,
+            format!(
+                "not overwritten (set by someone else; remove it or point it at this role): {}",
+                a.conflicts.join("; ")
+            ),
+        );
+    }
+    if !a.missing.is_empty() {
+        return (
+            condition::SERVICE_ACCOUNTS_ANNOTATED,
+            "False",
+            reason::SERVICE_ACCOUNT_NOT_FOUND,
+            format!(
+                "ServiceAccount(s) {} do not exist yet; they are annotated when created",
+                a.missing.join(", ")
+            ),
+        );
+    }
+    (
+        condition::SERVICE_ACCOUNTS_ANNOTATED,
+        "True",
+        reason::ANNOTATED,
+        format!("annotated: {}", a.annotated.join(", ")),
+    )
+}
+
+fn to_condition(c: C, input: &Input<'_>) -> Condition {
+    let (type_, status, reason, message) = c;
+    let previous = input
+        .current
+        .and_then(|s| s.conditions.iter().find(|p| p.type_ == type_));
+    let last_transition_time = match previous {
+        Some(p) if p.status == status => p.last_transition_time.clone(),
+        _ => input.now.clone(),
+    };
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: Some(input.generation),
+        last_transition_time,
+    }
+}
+
+/// The status to write.
+pub fn compute(input: &Input<'_>) -> IAMRoleBindingStatus {
+    let (authorized, applied) = trust_condition(input);
+    let annotated = annotation_condition(input.annotations);
+    let parts = [authorized, applied, annotated];
+    let ready = match parts.iter().find(|(_, s, _, _)| *s != "True") {
+        None => (
+            condition::READY,
+            "True",
+            reason::TRUST_POLICY_APPLIED,
+            parts[1].3.clone(),
+        ),
+        Some((_, status, reason, message)) => (
+            condition::READY,
+            if *status == "Unknown" {
+                "Unknown"
+            } else {
+                "False"
+            },
+            *reason,
+            message.clone(),
+        ),
+    };
+    let mut conditions = vec![to_condition(ready, input)];
+    conditions.extend(parts.into_iter().map(|c| to_condition(c, input)));
+
+    let report = input.report;
+    let applied_here = report.is_some_and(|r| r.trusts_binding(input.key) && r.outcome.is_ok());
+    let role_arn = match input.old_role_pending {
+        Some(old) => Some(old.to_string()),
+        None if applied_here => Some(input.role_arn.to_string()),
+        None => input.current.and_then(|s| s.role_arn.clone()),
+    };
+    IAMRoleBindingStatus {
+        observed_generation: Some(input.generation),
+        conditions,
+        role_arn,
+        oidc_provider_arn: report.map(|r| r.provider_arn.clone()),
+        trust_policy_chars: report
+            .and_then(|r| r.outcome.chars())
+            .and_then(|c| i64::try_from(c).ok())
+            .or_else(|| input.current.and_then(|s| s.trust_policy_chars)),
+        trust_policy_limit: report.and_then(|r| i64::try_from(r.limit).ok()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::controller::desired::RoleDesired;
+
+    const ROLE: &str = "arn:aws:iam::111122223333:role/r";
+
+    fn report(verdict: Verdict, outcome: Outcome) -> RoleReport {
+        let key = Key::new("team-a", "b");
+        let mut desired = RoleDesired::default();
+        if verdict.is_authorized() {
+            desired.bindings.insert(key.clone(), 1);
+            desired
+                .desired
+                .entry("sts.amazonaws.com".into())
+                .or_default()
+                .insert("team-a:app".parse().unwrap());
+        }
+        desired.verdicts.insert(key, (1, verdict));
+        RoleReport {
+            role: ROLE.into(),
+            desired,
+            authorized_with_tags: true,
+            outcome,
+            provider_arn: "arn:aws:iam::111122223333:oidc-provider/oidc.example/id/X".into(),
+            limit: 2048,
+            pass: 1,
+        }
+    }
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap())
+    }
+
+    fn compute_with(
+        r: Option<&RoleReport>,
+        a: &AnnotationSummary,
+        cur: Option<&IAMRoleBindingStatus>,
+    ) -> IAMRoleBindingStatus {
+        compute(&Input {
+            key: &Key::new("team-a", "b"),
+            generation: 1,
+            role_arn: ROLE,
+            current: cur,
+            report: r,
+            old_role_pending: None,
+            annotations: a,
+            now: now(),
+        })
+    }
+
+    fn get<'a>(s: &'a IAMRoleBindingStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn applied_and_annotated_is_ready() {
+        let r = report(
+            Verdict::Authorized {
+                via: vec!["g".into()],
+                tag: false,
+            },
+            Outcome::Applied {
+                writes: 1,
+                chars: 400,
+                collapsed: vec![],
+                hand_edited: vec![],
+            },
+        );
+        let a = AnnotationSummary {
+            annotated: vec!["app".into()],
+            ..Default::default()
+        };
+        let s = compute_with(Some(&r), &a, None);
+        let ready = get(&s, condition::READY);
+        assert_eq!(ready.status, "True");
+        assert_eq!(
+            ready.message,
+            "1 subject trusted via oidc-provider/oidc.example/id/X"
+        );
+        assert_eq!(ready.observed_generation, Some(1));
+        assert_eq!(s.role_arn.as_deref(), Some(ROLE));
+        assert_eq!(s.trust_policy_chars, Some(400));
+        assert_eq!(s.trust_policy_limit, Some(2048));
+        // Recomputing the same situation later gives the identical status (no patch).
+        let mut later = Input {
+            key: &Key::new("team-a", "b"),
+            generation: 1,
+            role_arn: ROLE,
+            current: Some(&s),
+            report: Some(&r),
+            old_role_pending: None,
+            annotations: &a,
+            now: now(),
+        };
+        later.now = Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap());
+        assert_eq!(compute(&later), s);
+    }
+
+    #[test]
+    fn refusals_and_conflicts_explain_themselves() {
+        let denied = report(
+            Verdict::Denied {
+                reason: "no IAMRoleGrant exists".into(),
+            },
+            Outcome::Applied {
+                writes: 0,
+                chars: 100,
+                collapsed: vec![],
+                hand_edited: vec![],
+            },
+        );
+        let s = compute_with(Some(&denied), &AnnotationSummary::default(), None);
+        assert_eq!(get(&s, condition::AUTHORIZED).status, "False");
+        assert_eq!(get(&s, condition::READY).reason, reason::NOT_AUTHORIZED);
+        assert_eq!(s.role_arn, None, "nothing was applied for this binding");
+
+        let a = AnnotationSummary {
+            conflicts: vec!["app: eks.amazonaws.com/role-arn is \"x\"".into()],
+            ..Default::default()
+        };
+        let ok = report(
+            Verdict::Authorized {
+                via: vec![],
+                tag: true,
+            },
+            Outcome::Applied {
+                writes: 0,
+                chars: 100,
+                collapsed: vec![],
+                hand_edited: vec![],
+            },
+        );
+        let s = compute_with(Some(&ok), &a, None);
+        assert_eq!(
+            get(&s, condition::AUTHORIZED).reason,
+            reason::ROLE_TAG_MATCHED
+        );
+        assert_eq!(
+            get(&s, condition::SERVICE_ACCOUNTS_ANNOTATED).reason,
+            reason::CONFLICT
+        );
+        assert_eq!(get(&s, condition::READY).status, "False");
+
+        // No report yet: Unknown, Reconciling.
+        let s = compute_with(None, &AnnotationSummary::default(), None);
+        assert_eq!(get(&s, condition::READY).status, "Unknown");
+        let _ = BTreeMap::<(), ()>::new();
+    }
+}

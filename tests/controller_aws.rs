@@ -29,24 +29,7 @@ fn adapter(aws: &TestAws) -> Aws {
 
 /// Creates a role straight in moto (not counted, no faults) and returns its ARN.
 async fn seed_role(aws: &TestAws, path: &str, trust: &str, tags: &[(&str, &str)]) -> RoleArn {
-    let name = moto::unique("role");
-    let mut req = aws
-        .iam_direct()
-        .create_role()
-        .role_name(&name)
-        .path(path)
-        .assume_role_policy_document(trust);
-    for (k, v) in tags {
-        req = req.tags(
-            aws_sdk_iam::types::Tag::builder()
-                .key(*k)
-                .value(*v)
-                .build()
-                .unwrap(),
-        );
-    }
-    let out = req.send().await.unwrap();
-    RoleArn::parse(out.role().unwrap().arn()).unwrap()
+    RoleArn::parse(&aws.seed_role(path, trust, tags).await).unwrap()
 }
 
 /// FOREIGN with one more statement appended as text, the way a compiler that preserves

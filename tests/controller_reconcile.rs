@@ -63,38 +63,7 @@ fn adapter(aws: &TestAws) -> Aws {
 }
 
 async fn seed_role(aws: &TestAws, trust: &str, tags: &[(&str, &str)]) -> String {
-    let mut req = aws
-        .iam_direct()
-        .create_role()
-        .role_name(moto::unique("role"))
-        .assume_role_policy_document(trust);
-    for (k, v) in tags {
-        req = req.tags(
-            aws_sdk_iam::types::Tag::builder()
-                .key(*k)
-                .value(*v)
-                .build()
-                .unwrap(),
-        );
-    }
-    req.send().await.unwrap().role().unwrap().arn().to_string()
-}
-
-/// The role's trust document as IAM holds it (straight from moto).
-async fn trust_of(aws: &TestAws, role: &str) -> String {
-    let name = RoleArn::parse(role).unwrap().name;
-    let out = aws
-        .iam_direct()
-        .get_role()
-        .role_name(name)
-        .send()
-        .await
-        .unwrap();
-    let raw = out.role().unwrap().assume_role_policy_document().unwrap();
-    percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .unwrap()
-        .to_string()
+    aws.seed_role("/", trust, tags).await
 }
 
 async fn hand_edit(aws: &TestAws, role: &str, doc: &str) {
@@ -207,7 +176,7 @@ async fn bind_trusts_exactly_the_subjects_and_unbind_removes_them_keeping_foreig
         "{:?}",
         r.outcome
     );
-    let doc = trust_of(&aws, &role).await;
+    let doc = aws.trust_of(&role).await;
     assert_eq!(
         our_subjects(&doc, &iss).unwrap(),
         subs(&["team-a:app", "team-a:worker", "team-b:api"])
@@ -219,13 +188,13 @@ async fn bind_trusts_exactly_the_subjects_and_unbind_removes_them_keeping_foreig
     // Shrink: one SA less.
     let shrunk = snapshot(vec![binding("team-a", "b1", &role, &["app"])]);
     reconcile_role(&iam, &s, &role, &shrunk).await;
-    let doc = trust_of(&aws, &role).await;
+    let doc = aws.trust_of(&role).await;
     assert_eq!(our_subjects(&doc, &iss).unwrap(), subs(&["team-a:app"]));
 
     // Unbind: our statement goes, the document is the foreign statements, unchanged.
     let r = reconcile_role(&iam, &s, &role, &snapshot(vec![])).await;
     assert!(matches!(r.outcome, Outcome::Applied { writes: 1, .. }));
-    let doc = trust_of(&aws, &role).await;
+    let doc = aws.trust_of(&role).await;
     assert_eq!(our_subjects(&doc, &iss), None);
     assert_eq!(statements(&doc), foreign_statements());
     // Each foreign statement's text is byte-identical to what the human wrote (modulo the
@@ -250,7 +219,7 @@ async fn a_deleting_binding_and_a_moved_role_arn_clean_the_role() {
         &snapshot(vec![binding("team-a", "b", &old, &["app"])]),
     )
     .await;
-    assert!(our_subjects(&trust_of(&aws, &old).await, &iss).is_some());
+    assert!(our_subjects(&aws.trust_of(&old).await, &iss).is_some());
 
     // roleArn moved: the old role is reconciled without the binding, the new one with it.
     let mut moved = binding("team-a", "b", &new, &["app"]);
@@ -264,12 +233,9 @@ async fn a_deleting_binding_and_a_moved_role_arn_clean_the_role() {
     let r_new = reconcile_role(&iam, &s, &new, &snap).await;
     assert!(!r_old.trusts_binding(&Key::new("team-a", "b")));
     assert!(r_new.trusts_binding(&Key::new("team-a", "b")));
+    assert_eq!(statements(&aws.trust_of(&old).await), foreign_statements());
     assert_eq!(
-        statements(&trust_of(&aws, &old).await),
-        foreign_statements()
-    );
-    assert_eq!(
-        our_subjects(&trust_of(&aws, &new).await, &iss).unwrap(),
+        our_subjects(&aws.trust_of(&new).await, &iss).unwrap(),
         subs(&["team-a:app"])
     );
 
@@ -277,10 +243,7 @@ async fn a_deleting_binding_and_a_moved_role_arn_clean_the_role() {
     let mut deleting = binding("team-a", "b", &new, &["app"]);
     deleting.deleting = true;
     reconcile_role(&iam, &s, &new, &snapshot(vec![deleting])).await;
-    assert_eq!(
-        statements(&trust_of(&aws, &new).await),
-        foreign_statements()
-    );
+    assert_eq!(statements(&aws.trust_of(&new).await), foreign_statements());
 }
 
 #[tokio::test]
@@ -303,7 +266,7 @@ async fn when_ours_was_the_only_statement_unbind_leaves_a_deny_placeholder() {
         &snapshot(vec![binding("team-a", "b", &role, &["app"])]),
     )
     .await;
-    let doc = trust_of(&aws, &role).await;
+    let doc = aws.trust_of(&role).await;
     let ours_only: Vec<Value> = statements(&doc)
         .into_iter()
         .filter(|st| st["Sid"].is_string())
@@ -321,7 +284,7 @@ async fn when_ours_was_the_only_statement_unbind_leaves_a_deny_placeholder() {
         "{:?}",
         r.outcome
     );
-    let doc = trust_of(&aws, &role).await;
+    let doc = aws.trust_of(&role).await;
     assert!(!doc.contains("system:serviceaccount"), "{doc}");
     assert_eq!(statements(&doc)[0]["Sid"], PLACEHOLDER_SID);
     assert_eq!(statements(&doc)[0]["Effect"], "Deny");
@@ -348,7 +311,7 @@ async fn two_issuers_sharing_a_role_never_remove_each_other() {
     reconcile_role(&iam, &blue, &role, &blue_snap).await;
     reconcile_role(&iam, &green, &role, &green_snap).await;
     assert_eq!(aws.faults().writes(), 0);
-    let doc = trust_of(&aws, &role).await;
+    let doc = aws.trust_of(&role).await;
     assert_eq!(
         our_subjects(&doc, &blue_iss).unwrap(),
         subs(&["team-a:app"])
@@ -360,7 +323,7 @@ async fn two_issuers_sharing_a_role_never_remove_each_other() {
 
     // Blue unbinds everything: green's statement and the foreign ones stay.
     reconcile_role(&iam, &blue, &role, &snapshot(vec![])).await;
-    let doc = trust_of(&aws, &role).await;
+    let doc = aws.trust_of(&role).await;
     assert_eq!(our_subjects(&doc, &blue_iss), None);
     assert_eq!(
         our_subjects(&doc, &green_iss).unwrap(),
@@ -401,7 +364,7 @@ async fn an_unauthorized_binding_is_refused_and_the_role_untouched() {
         "{:?}",
         aws.faults().forwarded_counts()
     );
-    assert_eq!(trust_of(&aws, &role).await, FOREIGN, "byte for byte");
+    assert_eq!(aws.trust_of(&role).await, FOREIGN, "byte for byte");
 
     // The same role tag naming this cluster authorizes it.
     let mine = seed_role(
@@ -443,7 +406,7 @@ async fn over_quota_is_refused_with_no_write_unless_a_grant_allows_the_namespace
     assert!(refusal.chars > 2048);
     assert!(refusal.to_string().contains("Fix:"));
     assert_eq!(aws.faults().writes(), 0);
-    assert_eq!(trust_of(&aws, &role).await, FOREIGN);
+    assert_eq!(aws.trust_of(&role).await, FOREIGN);
 
     snap.grants = vec![grant(true)];
     let r = reconcile_role(&iam, &s, &role, &snap).await;
@@ -452,7 +415,7 @@ async fn over_quota_is_refused_with_no_write_unless_a_grant_allows_the_namespace
         "{:?}",
         r.outcome
     );
-    let doc = trust_of(&aws, &role).await;
+    let doc = aws.trust_of(&role).await;
     assert_eq!(
         our_subjects(&doc, &iss).unwrap(),
         ["system:serviceaccount:team-a:*"]
@@ -471,7 +434,7 @@ async fn drift_is_repaired_and_the_hand_edit_of_foreign_statements_kept() {
     reconcile_role(&iam, &s, &role, &snap).await;
 
     // By hand: drop a subject from our statement, and edit the SAML statement.
-    let doc = trust_of(&aws, &role).await;
+    let doc = aws.trust_of(&role).await;
     let edited = doc
         .replace(
             r#""system:serviceaccount:team-a:worker""#,
@@ -488,7 +451,7 @@ async fn drift_is_repaired_and_the_hand_edit_of_foreign_statements_kept() {
         "{:?}",
         r.outcome
     );
-    let doc = trust_of(&aws, &role).await;
+    let doc = aws.trust_of(&role).await;
     assert_eq!(
         our_subjects(&doc, &iss).unwrap(),
         subs(&["team-a:app", "team-a:worker"])
@@ -579,7 +542,7 @@ async fn fifty_bindings_created_at_once_cost_a_handful_of_writes() {
         metrics.iam_call_count("UpdateAssumeRolePolicy", "success") as usize,
         writes
     );
-    let doc = trust_of(&aws, &role).await;
+    let doc = aws.trust_of(&role).await;
     assert_eq!(our_subjects(&doc, &iss).unwrap().len(), 50);
     // The OIDC provider was ensured with the audience in use.
     let providers = aws
@@ -640,7 +603,7 @@ async fn resync_at_steady_state_makes_no_iam_write_and_repairs_drift() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let doc = trust_of(&aws, &role).await;
+    let doc = aws.trust_of(&role).await;
     assert_eq!(our_subjects(&doc, &iss).unwrap(), subs(&["team-a:app"]));
     let providers = aws
         .iam_direct()
@@ -707,7 +670,7 @@ async fn throttling_5xx_and_timeouts_converge_with_nothing_lost() {
     let r = last.expect("converged within 10 passes");
     assert!(r.outcome.is_ok());
     assert_eq!(f.pending_faults(), 0, "every fault was served");
-    let doc = trust_of(&aws, &role).await;
+    let doc = aws.trust_of(&role).await;
     assert_eq!(
         our_subjects(&doc, &iss).unwrap(),
         subs(&["team-a:app", "team-a:worker"])

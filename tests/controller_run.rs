@@ -287,21 +287,6 @@ fn condition(obj: &Value, type_: &str) -> Option<(String, String)> {
         })
 }
 
-async fn trust_of(aws: &moto::TestAws, name: &str) -> String {
-    let out = aws
-        .iam_direct()
-        .get_role()
-        .role_name(name)
-        .send()
-        .await
-        .unwrap();
-    let raw = out.role().unwrap().assume_role_policy_document().unwrap();
-    percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .unwrap()
-        .to_string()
-}
-
 struct Harness {
     aws: moto::TestAws,
     fake: Arc<Fake>,
@@ -450,7 +435,7 @@ async fn bind_annotate_status_then_delete_cleans_everything() {
         json!(role)
     );
     assert_eq!(sa["metadata"]["annotations"]["irsa.dev/role-binding"], "s3");
-    let doc = trust_of(aws, role_name).await;
+    let doc = aws.trust_of(role_name).await;
     assert!(doc.contains("system:serviceaccount:team-a:app"), "{doc}");
     assert!(doc.contains("system:serviceaccount:team-a:late"), "{doc}");
     let late = fake.get(Kind::Sa, "team-a/late").unwrap();
@@ -478,7 +463,7 @@ async fn bind_annotate_status_then_delete_cleans_everything() {
         fake.get(Kind::Binding, "team-a/s3").is_none()
     })
     .await;
-    let doc = trust_of(aws, role_name).await;
+    let doc = aws.trust_of(role_name).await;
     assert!(!doc.contains("system:serviceaccount"), "{doc}");
     assert!(doc.contains("HumansViaSaml"));
     let sa = fake.get(Kind::Sa, "team-a/app").unwrap();
@@ -529,7 +514,7 @@ async fn fifty_bindings_applied_at_once_cost_a_handful_of_iam_writes() {
         (1..=3).contains(&writes),
         "{writes} trust writes for 50 bindings"
     );
-    let doc = trust_of(aws, role_name).await;
+    let doc = aws.trust_of(role_name).await;
     assert_eq!(
         doc.matches("system:serviceaccount:team-a:sa-").count(),
         50,

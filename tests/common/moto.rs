@@ -368,6 +368,45 @@ impl TestAws {
     pub fn iam_direct(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::new(&self.direct)
     }
+
+    /// Creates a role (unique name) straight in moto: not counted, no faults. Its ARN.
+    pub async fn seed_role(&self, path: &str, trust: &str, tags: &[(&str, &str)]) -> String {
+        let mut req = self
+            .iam_direct()
+            .create_role()
+            .role_name(unique("role"))
+            .path(path)
+            .assume_role_policy_document(trust);
+        for (k, v) in tags {
+            req = req.tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key(*k)
+                    .value(*v)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        let out = req.send().await.unwrap();
+        out.role().unwrap().arn().to_string()
+    }
+
+    /// A role's trust policy as IAM holds it (GetRole's URL-encoding undone), straight from
+    /// moto. `role` is a role name or ARN.
+    pub async fn trust_of(&self, role: &str) -> String {
+        let name = role.rsplit('/').next().unwrap_or(role);
+        let out = self
+            .iam_direct()
+            .get_role()
+            .role_name(name)
+            .send()
+            .await
+            .unwrap();
+        let raw = out.role().unwrap().assume_role_policy_document().unwrap();
+        percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .unwrap()
+            .to_string()
+    }
 }
 
 /// Starts the emulator if needed and a fresh proxy for this test.

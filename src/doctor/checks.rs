@@ -4,8 +4,6 @@
 //! discovery document, JWKS, a fresh token); everything that decides PASS/FAIL lives here so
 //! every branch is unit-tested without a cluster or AWS.
 
-use std::collections::BTreeMap;
-
 use jsonwebtoken::{DecodingKey, Validation, jwk::JwkSet};
 use serde::Deserialize;
 use serde_json::Value;
@@ -618,18 +616,6 @@ pub fn token(
         None => Check::warn(ID, TITLE, "verified, but the token has no exp; STS rejects tokens without expiry")
             .with_sts_error(STS_BAD_SIGNATURE),
     }
-}
-
-/// A string map from an object's `metadata.annotations`.
-pub fn annotations_of(obj: &Value) -> BTreeMap<String, String> {
-    obj.pointer("/metadata/annotations")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use aws_config::SdkConfig;
 use kube::{Api, Client};
 
 use super::{
-    checks::{self, Claims},
+    checks,
     report::{Check, Report},
     sources,
 };
@@ -460,9 +460,4 @@ async fn assume(sdk: &SdkConfig, role_arn: &RoleArn, token: &str) -> Check {
             .with_sts_error(format!("{code}: {message}"))
         }
     }
-}
-
-/// Claims of the token, for callers that print them.
-pub fn token_claims(token: &str) -> Result<Claims, String> {
-    checks::peek(token).map(|(c, _)| c)
 }

@@ -146,6 +146,59 @@ pub enum Error {
     },
 }
 
+/// [`run_elected`] for a whole process: what a replica does while it waits and when it is
+/// told to stop.
+///
+/// - A standby sets `ready`: it is healthy and waiting. Were it not ready, a rolling update
+///   (which waits for the new pod to be Ready before stopping an old one) would wait forever
+///   behind the current leader. On becoming leader `ready` drops back to false, for `work`
+///   to raise once its caches have synced.
+/// - `shutdown` (SIGTERM) on a standby returns at once, without touching the Lease.
+/// - `shutdown` on the leader waits for `work`, which must watch the same signal and return;
+///   [`run_elected`] then releases the Lease so a standby takes over within a retry period.
+pub async fn run_until_shutdown<F, Fut, S>(
+    client: kube::Client,
+    cfg: LeaderConfig,
+    is_leader: Gauge,
+    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    shutdown: S,
+    work: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+    S: Future<Output = ()>,
+{
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    ready.store(true, Ordering::Relaxed);
+    // Not the gauge: run_elected clears it before releasing, and a shutdown seen in that
+    // window must still wait for the release.
+    let led = Arc::new(AtomicBool::new(false));
+    let elected = run_elected(client, cfg, is_leader, {
+        let led = led.clone();
+        move || {
+            led.store(true, Ordering::SeqCst);
+            ready.store(false, Ordering::Relaxed);
+            work()
+        }
+    });
+    tokio::pin!(elected);
+    tokio::select! {
+        result = &mut elected => result,
+        () = shutdown => {
+            if led.load(Ordering::SeqCst) {
+                elected.await
+            } else {
+                tracing::info!("shutdown while standing by; the Lease was never held");
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Runs `work` only while this process holds the Lease described by `cfg`.
 ///
 /// Waits (indefinitely) until the Lease is acquired, sets `metrics_is_leader` to 1, then runs

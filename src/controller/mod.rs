@@ -172,27 +172,15 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
             &client,
             args.leader_election_namespace.as_deref(),
         );
-        // A standby is healthy and ready: were it not, a rolling update (new pod must be
-        // Ready before an old one goes) would wait forever behind the current leader.
-        standby_ready.store(true, Ordering::Relaxed);
-        let leading = is_leader.clone();
-        let elected = leader::run_elected(client.clone(), cfg, is_leader.clone(), move || {
-            // Leading now: ready again only once the caches have synced.
-            standby_ready.store(false, Ordering::Relaxed);
-            work()
-        });
-        tokio::pin!(elected);
-        tokio::select! {
-            result = &mut elected => result?,
-            () = shutdown_signal() => {
-                if leading.get() == 1 {
-                    // `work` saw the same SIGTERM: let it finish so the Lease is released.
-                    elected.await?;
-                } else {
-                    info!("SIGTERM while standing by; the Lease was never held");
-                }
-            }
-        }
+        leader::run_until_shutdown(
+            client.clone(),
+            cfg,
+            is_leader.clone(),
+            standby_ready,
+            shutdown_signal(),
+            work,
+        )
+        .await?;
     } else {
         is_leader.set(1);
         work().await?;

@@ -744,3 +744,90 @@ async fn a_standby_takes_over_when_the_leader_dies() {
         *took_over - died
     );
 }
+
+// ---- run_until_shutdown: the process-level policy ----
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_is_ready_and_leaves_on_shutdown_without_writing() {
+    let (client, mut handle) = mock_client();
+    let gauge = Gauge::default();
+    let ready = Arc::new(AtomicBool::new(false));
+    let worked = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = {
+        let (ready, worked) = (ready.clone(), worked.clone());
+        tokio::spawn(run_until_shutdown(
+            client,
+            cfg(),
+            gauge.clone(),
+            ready,
+            async move {
+                let _ = stopped.await;
+            },
+            move || async move {
+                worked.store(true, Ordering::SeqCst);
+                Ok(())
+            },
+        ))
+    };
+    // Another replica holds a fresh Lease: we only ever read it.
+    for i in 0..3u32 {
+        let get = next_call(&mut handle).await;
+        expect(&get, Method::GET, LEASE_PATH);
+        let renewed = format!("2026-11-23T07:00:{:02}.000000Z", i * 2);
+        respond(
+            get.send,
+            StatusCode::OK,
+            &lease("other", 100 + i, &renewed, 4),
+        );
+    }
+    assert!(ready.load(Ordering::SeqCst), "a standby reports ready");
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    assert!(!worked.load(Ordering::SeqCst));
+    assert_eq!(gauge.get(), 0);
+    // Nothing else reached the API server: no write, no release of a Lease never held (the
+    // elector, and with it the client, is gone).
+    assert!(handle.next_request().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_leader_is_ready_only_when_its_work_says_so_and_releases_after_shutdown() {
+    let (client, mut handle) = mock_client();
+    let gauge = Gauge::default();
+    let ready = Arc::new(AtomicBool::new(false));
+    let ready_at_start = Arc::new(AtomicBool::new(true));
+    // One "SIGTERM" seen by both the process and the work, as tokio delivers signals.
+    let (signal, _) = tokio::sync::broadcast::channel::<()>(1);
+    let (mut for_process, mut for_work) = (signal.subscribe(), signal.subscribe());
+    let task = {
+        let (ready, seen) = (ready.clone(), ready_at_start.clone());
+        tokio::spawn(run_until_shutdown(
+            client,
+            cfg(),
+            gauge.clone(),
+            ready.clone(),
+            async move {
+                let _ = for_process.recv().await;
+            },
+            move || async move {
+                seen.store(ready.load(Ordering::SeqCst), Ordering::SeqCst);
+                ready.store(true, Ordering::SeqCst); // caches synced
+                let _ = for_work.recv().await;
+                Ok(())
+            },
+        ))
+    };
+    let created = serve_create(&mut handle).await;
+    tokio::task::yield_now().await;
+    assert_eq!(gauge.get(), 1);
+    assert!(
+        !ready_at_start.load(Ordering::SeqCst),
+        "not ready before the work syncs"
+    );
+    assert!(ready.load(Ordering::SeqCst));
+    signal.send(()).unwrap();
+    serve_release(&mut handle, &created).await;
+    task.await.unwrap().unwrap();
+    assert_eq!(gauge.get(), 0);
+}

@@ -58,19 +58,15 @@ fn annotation<'a>(sa: &'a ServiceAccount, key: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn binding_is_trusted_then_cleaned_up() {
-    let Some(settings) = support::settings("binding_is_trusted_then_cleaned_up") else {
+    let Some(support::ControllerCluster {
+        settings,
+        client,
+        issuer,
+        aws_env,
+    }) = support::controller_cluster("binding_is_trusted_then_cleaned_up").await
+    else {
         return;
     };
-    let client = support::client().await;
-    support::install_crds(&client).await;
-
-    // What the controller will see: the issuer (IRSA_E2E_ISSUER_URL, else the API server's
-    // discovery document) and the AWS account behind the credentials.
-    let issuer_flag = std::env::var("IRSA_E2E_ISSUER_URL").ok();
-    let issuer = irsa::controller::identity::issuer(&client, issuer_flag.as_deref())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let aws_env = support::aws_env(&settings).await;
     let aws = Aws::new(&aws_env.sdk, Metrics::default());
     let me = aws
         .caller_identity()

@@ -16,16 +16,15 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
 
 #[tokio::test]
 async fn a_standby_takes_over_when_the_leader_dies() {
-    let Some(settings) = support::settings("a_standby_takes_over_when_the_leader_dies") else {
+    let Some(support::ControllerCluster {
+        settings,
+        client,
+        issuer,
+        aws_env,
+    }) = support::controller_cluster("a_standby_takes_over_when_the_leader_dies").await
+    else {
         return;
     };
-    let client = support::client().await;
-    support::install_crds(&client).await;
-    let issuer_flag = std::env::var("IRSA_E2E_ISSUER_URL").ok();
-    let issuer = irsa::controller::identity::issuer(&client, issuer_flag.as_deref())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let aws_env = support::aws_env(&settings).await;
     // A namespace of its own, so the Lease is this test's alone.
     let ns = support::create_namespace(&client, "irsa-e2e-leader").await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);

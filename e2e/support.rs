@@ -149,6 +149,34 @@ pub async fn delete_namespace(client: &kube::Client, name: &str) {
     }
 }
 
+/// What every controller e2e test starts from: the settings, a client, the CRDs installed,
+/// the issuer the controller will see (`IRSA_E2E_ISSUER_URL`, else the API server's
+/// discovery document) and the AWS configuration. `None` (after printing why) without a
+/// cluster.
+pub struct ControllerCluster {
+    pub settings: Settings,
+    pub client: kube::Client,
+    pub issuer: irsa::controller::identity::Issuer,
+    pub aws_env: AwsEnv,
+}
+
+pub async fn controller_cluster(test: &str) -> Option<ControllerCluster> {
+    let settings = settings(test)?;
+    let client = client().await;
+    install_crds(&client).await;
+    let issuer_flag = std::env::var("IRSA_E2E_ISSUER_URL").ok();
+    let issuer = irsa::controller::identity::issuer(&client, issuer_flag.as_deref())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let aws_env = aws_env(&settings).await;
+    Some(ControllerCluster {
+        settings,
+        client,
+        issuer,
+        aws_env,
+    })
+}
+
 /// The AWS configuration of both the test and the controller it starts: region from the
 /// environment (us-east-1 when unset), the endpoint override, and, against an emulator with no
 /// credentials in the environment, dummy ones (emulators accept any).

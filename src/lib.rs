@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod error;
 pub mod metrics;
 pub mod mutate;
+pub mod shutdown;
 pub mod telemetry;
 pub mod trust;
 pub mod webhook;

@@ -74,25 +74,6 @@ fn crd_answer(crd: &str, result: Result<(), kube::Error>) -> anyhow::Result<()> 
     }
 }
 
-/// SIGTERM (Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = term => {},
-    }
-}
-
 pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     let client = Client::try_default()
         .await
@@ -177,7 +158,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
             cfg,
             is_leader.clone(),
             standby_ready,
-            shutdown_signal(),
+            crate::shutdown::signal(),
             work,
         )
         .await?;
@@ -373,7 +354,7 @@ pub async fn run_reconcilers(
     });
     controller
         .reconcile_on(triggers)
-        .graceful_shutdown_on(shutdown_signal())
+        .graceful_shutdown_on(crate::shutdown::signal())
         .run(bindings::reconcile, bindings::error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {

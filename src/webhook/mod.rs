@@ -66,34 +66,9 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
         mutation,
     };
     let running = start(opts, cache, metrics).await?;
-    shutdown_signal().await;
+    crate::shutdown::signal().await;
     running.shutdown();
     running.wait().await?;
     tracing::info!("irsa webhook stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// SIGTERM (Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

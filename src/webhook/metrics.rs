@@ -1,7 +1,6 @@
 //! The webhook's Prometheus metrics (prefix `irsa_webhook_`), served on `--metrics-listen`.
 
 use prometheus_client::{
-    encoding::text::encode,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
@@ -195,8 +194,11 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        let mut out = String::new();
-        encode(&mut out, &self.registry)?;
-        Ok(out)
+        crate::metrics::encode(&self.registry)
+    }
+
+    /// The `GET /metrics` answer.
+    pub fn response(&self) -> axum::response::Response {
+        crate::metrics::response(&self.registry)
     }
 }

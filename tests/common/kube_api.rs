@@ -1,6 +1,7 @@
 //! A scripted Kubernetes API server over tower-test (the controller-rs `ApiServerVerifier`
 //! pattern): each expected call is a route (method + path) with the answer to give; every
 //! call is recorded, and a call no route expects gets a 404 and is listed in `unexpected`.
+//! The webhook tests' own verifier reuses `mock_client` and `json_response` from here.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +14,15 @@ pub type ApiHandle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 pub fn mock_client() -> (kube::Client, ApiHandle) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     (kube::Client::new(service, "default"), handle)
+}
+
+/// A JSON answer as the API server sends it.
+pub fn json_response(status: StatusCode, body: Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap()
 }
 
 pub struct Route {
@@ -93,13 +103,7 @@ pub fn serve(mut handle: ApiHandle, routes: Vec<Route>) -> Calls {
                     (StatusCode::NOT_FOUND, not_found("path", parts.uri.path()))
                 }
             };
-            send.send_response(
-                Response::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                    .unwrap(),
-            );
+            send.send_response(json_response(status, body));
         }
     });
     calls

@@ -6,6 +6,12 @@
 // `#[test]` functions themselves).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The scripted-API basics shared with the other integration tests.
+#[path = "../common/kube_api.rs"]
+mod kube_api;
+#[allow(unused_imports)] // each test binary uses a different part
+pub use kube_api::{ApiHandle, json_response, mock_client};
+
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -16,7 +22,7 @@ use std::{
     time::Duration,
 };
 
-use axum::http::{Request, Response, StatusCode};
+use axum::http::{Response, StatusCode};
 use irsa::{
     cli::TlsVersion,
     mutate::{Identities, MutationConfig, ServiceAccountInfo},
@@ -238,22 +244,6 @@ pub struct ApiServerVerifier {
     pub gets: Arc<AtomicUsize>,
     pub get_paths: Arc<Mutex<Vec<String>>>,
     pub unexpected: Arc<Mutex<Vec<String>>>,
-}
-
-pub type ApiHandle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-/// A kube `Client` over a tower-test mock, and its handle.
-pub fn mock_client() -> (kube::Client, ApiHandle) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (kube::Client::new(service, "default"), handle)
-}
-
-fn json_response(status: StatusCode, body: Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(&body).unwrap()))
-        .unwrap()
 }
 
 fn partial_meta(namespace: &str, name: &str, annotations: &[(String, String)]) -> Value {

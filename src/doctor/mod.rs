@@ -14,6 +14,7 @@ use anyhow::Context;
 use self::diagnose::{Env, Options, Target};
 use crate::{
     cli::{DoctorArgs, ReportFormat},
+    commands::read_input,
     controller::aws::load_sdk_config,
     error::UsageError,
 };
@@ -74,13 +75,9 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
 
 async fn target(args: &DoctorArgs) -> anyhow::Result<Target> {
     if let Some(path) = &args.token {
-        let read = |p: &std::path::Path, what: &str| {
-            std::fs::read_to_string(p)
-                .map_err(|e| UsageError::new(format!("cannot read {what} {}: {e}", p.display())))
-        };
-        let token = read(path, "--token")?.trim().to_string();
+        let token = read_input(path, "--token ")?.trim().to_string();
         let trust_policy = match &args.trust_policy {
-            Some(p) => Some((read(p, "--trust-policy")?, p.display().to_string())),
+            Some(p) => Some((read_input(p, "--trust-policy ")?, p.display().to_string())),
             None => None,
         };
         let role_arn = args

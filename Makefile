@@ -1,5 +1,6 @@
 # The verbs people type. `make test` is THE test command: it installs what the tests need
-# (PyPI packages, cargo-nextest if missing) and runs every check CI runs.
+# (PyPI packages, cargo-nextest, the local control plane's binaries built from Go modules)
+# and runs every check CI runs, the cluster tests included, against a local control plane.
 SHELL := /bin/bash
 CARGO ?= cargo
 
@@ -14,8 +15,10 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
+# Every test, the `#[ignore]`d cluster tests of e2e/ included, against a local control plane
+# (etcd + kube-apiserver + kube-controller-manager on 127.0.0.1) that lives for this run.
 unit:
-	$(CARGO) nextest run --locked --no-fail-fast
+	./scripts/with-control-plane.sh $(CARGO) nextest run --locked --no-fail-fast --run-ignored all
 
 # Regenerate checked-in generated artefacts.
 # The chart ships an identical copy (tests/packaging.rs fails when either drifts).
@@ -31,8 +34,17 @@ bench:
 bench-webhook:
 	./scripts/bench-webhook.sh
 
+# The cluster tests against the cluster in KUBECONFIG (kind, EKS, ...): see e2e/README.md.
 e2e:
-	$(CARGO) nextest run --test e2e --no-capture
+	IRSA_E2E=1 $(CARGO) nextest run --test e2e --run-ignored all --no-capture
+
+# The local control plane alone, for running single tests by hand:
+#   make cluster-up && source <(scripts/control-plane.sh env) && cargo nextest run ... ; make cluster-down
+.PHONY: cluster-up cluster-down
+cluster-up:
+	./scripts/control-plane.sh up
+cluster-down:
+	./scripts/control-plane.sh down
 
 demo:
 	$(CARGO) run --quiet -- mutate -f config/samples/pod.yaml --service-account config/samples/serviceaccount.yaml

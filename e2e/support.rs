@@ -1,5 +1,5 @@
-//! What every e2e test needs: the skip decision, a client, the CRDs, a fresh namespace, the
-//! `irsa controller` process, AWS clients and bounded waiting.
+//! What every e2e test needs: the cluster settings, a client, the CRDs, a fresh namespace, the
+//! `irsa controller` process, AWS (a local moto by default) and bounded waiting.
 
 use std::fs::File;
 use std::future::Future;
@@ -9,14 +9,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_iam::config::Credentials;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-pub const SKIP_MESSAGE: &str = "skipped: set KUBECONFIG and IRSA_E2E=1 (and AWS_ENDPOINT_URL/credentials) to run against a real cluster";
+use crate::moto::{self, TestAws};
 
 /// Label on every namespace the suite creates: `kubectl delete ns -l irsa.dev/e2e=true`
 /// removes what an interrupted run left behind.
@@ -25,30 +24,29 @@ pub const E2E_LABEL: &str = "irsa.dev/e2e";
 /// How long the suite waits for the cluster or the controller to do something.
 pub const WAIT: Duration = Duration::from_secs(180);
 
-/// The run's settings, or `None` (after printing why) when no cluster is configured.
+/// The run's settings. A cluster test that runs without a cluster fails here: it was asked to
+/// run (`--run-ignored`), so a missing cluster is an error, never a pass.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `AWS_ENDPOINT_URL`: an emulator such as moto_server; unset means real AWS.
-    pub aws_endpoint: Option<String>,
     /// The annotation prefix of the webhook under test and of the controller the suite starts
     /// (`IRSA_E2E_ANNOTATION_PREFIX`, default the EKS one).
     pub annotation_prefix: String,
 }
 
-pub fn settings(test: &str) -> Option<Settings> {
+pub fn settings() -> Settings {
     let kubeconfig = std::env::var_os("KUBECONFIG").filter(|k| !k.is_empty());
     let enabled = std::env::var("IRSA_E2E").is_ok_and(|v| v == "1");
-    if kubeconfig.is_none() || !enabled {
-        println!("{test}: {SKIP_MESSAGE}");
-        return None;
-    }
+    assert!(
+        kubeconfig.is_some() && enabled,
+        "this test needs a cluster: set KUBECONFIG and IRSA_E2E=1 (make e2e), or run make test, \
+         which starts a local control plane"
+    );
     irsa::install_crypto_provider();
     let non_empty = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    Some(Settings {
-        aws_endpoint: non_empty("AWS_ENDPOINT_URL"),
+    Settings {
         annotation_prefix: non_empty("IRSA_E2E_ANNOTATION_PREFIX")
             .unwrap_or_else(|| irsa::mutate::config::DEFAULT_ANNOTATION_PREFIX.to_string()),
-    })
+    }
 }
 
 pub async fn client() -> kube::Client {
@@ -151,8 +149,7 @@ pub async fn delete_namespace(client: &kube::Client, name: &str) {
 
 /// What every controller e2e test starts from: the settings, a client, the CRDs installed,
 /// the issuer the controller will see (`IRSA_E2E_ISSUER_URL`, else the API server's
-/// discovery document) and the AWS configuration. `None` (after printing why) without a
-/// cluster.
+/// discovery document) and the AWS side.
 pub struct ControllerCluster {
     pub settings: Settings,
     pub client: kube::Client,
@@ -160,43 +157,83 @@ pub struct ControllerCluster {
     pub aws_env: AwsEnv,
 }
 
-pub async fn controller_cluster(test: &str) -> Option<ControllerCluster> {
-    let settings = settings(test)?;
+pub async fn controller_cluster() -> ControllerCluster {
+    let settings = settings();
     let client = client().await;
     install_crds(&client).await;
     let issuer_flag = std::env::var("IRSA_E2E_ISSUER_URL").ok();
     let issuer = irsa::controller::identity::issuer(&client, issuer_flag.as_deref())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let aws_env = aws_env(&settings).await;
-    Some(ControllerCluster {
+    let aws_env = aws_env().await;
+    ControllerCluster {
         settings,
         client,
         issuer,
         aws_env,
-    })
+    }
 }
 
-/// The AWS configuration of both the test and the controller it starts: region from the
-/// environment (us-east-1 when unset), the endpoint override, and, against an emulator with no
-/// credentials in the environment, dummy ones (emulators accept any).
+/// The AWS side of a test and of the controller it starts.
+///
+/// By default a local moto (IAM/STS emulator) started by this test process, reached through
+/// the counting proxy of `tests/common/moto.rs`, so a test can count the IAM calls the
+/// controller makes. With `IRSA_E2E_AWS=env` the test and the controller use the
+/// environment's AWS configuration instead (`AWS_ENDPOINT_URL` for another emulator, or real
+/// AWS with real credentials); call counting is then unavailable.
 pub struct AwsEnv {
     pub sdk: SdkConfig,
+    /// `--aws-endpoint-url` for the controller, when not real AWS.
+    pub endpoint: Option<String>,
     /// Extra environment for the controller process.
     pub child_env: Vec<(&'static str, String)>,
+    /// The local emulator's proxy (call counters), when the test runs one.
+    pub local: Option<TestAws>,
 }
 
-pub async fn aws_env(settings: &Settings) -> AwsEnv {
+impl AwsEnv {
+    /// The proxy counting the IAM/STS calls that reach the local emulator.
+    pub fn calls(&self) -> &moto::FaultProxy {
+        self.local.as_ref().map(TestAws::faults).unwrap_or_else(|| {
+            panic!("counting IAM calls needs the local emulator (unset IRSA_E2E_AWS)")
+        })
+    }
+}
+
+pub async fn aws_env() -> AwsEnv {
+    if std::env::var("IRSA_E2E_AWS").is_ok_and(|v| v == "env") {
+        return env_aws().await;
+    }
+    let local = moto::test_aws().await;
+    let endpoint = local.faults().endpoint();
+    AwsEnv {
+        sdk: local.sdk_config().clone(),
+        endpoint: Some(endpoint),
+        child_env: vec![
+            ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "moto-test-secret".to_string()),
+            ("AWS_REGION", moto::REGION.to_string()),
+        ],
+        local: Some(local),
+    }
+}
+
+/// The environment's AWS: region (us-east-1 when unset), `AWS_ENDPOINT_URL`, and, against an
+/// emulator with no credentials in the environment, dummy ones (emulators accept any).
+async fn env_aws() -> AwsEnv {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
     let region = aws_config::meta::region::RegionProviderChain::default_provider()
         .or_else(Region::new("us-east-1"));
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
     let mut child_env = Vec::new();
-    if let Some(url) = &settings.aws_endpoint {
+    if let Some(url) = &endpoint {
         loader = loader.endpoint_url(url);
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
             && std::env::var_os("AWS_PROFILE").is_none()
         {
-            loader = loader.credentials_provider(Credentials::new(
+            loader = loader.credentials_provider(aws_sdk_iam::config::Credentials::new(
                 "testing", "testing", None, None, "irsa-e2e",
             ));
             child_env.push(("AWS_ACCESS_KEY_ID", "testing".to_string()));
@@ -211,7 +248,12 @@ pub async fn aws_env(settings: &Settings) -> AwsEnv {
             .map_or_else(|| "us-east-1".to_string(), ToString::to_string);
         child_env.push(("AWS_REGION", region));
     }
-    AwsEnv { sdk, child_env }
+    AwsEnv {
+        sdk,
+        endpoint,
+        child_env,
+        local: None,
+    }
 }
 
 /// `irsa controller` (the binary cargo built for this test run) as a child process. Killed on
@@ -264,7 +306,7 @@ impl ControllerProcess {
             ]),
             None => cmd.args(["--leader-election", "false"]),
         };
-        if let Some(url) = &settings.aws_endpoint {
+        if let Some(url) = &aws.endpoint {
             cmd.args(["--aws-endpoint-url", url]);
         }
         cmd.envs(aws.child_env.iter().map(|(k, v)| (*k, v.as_str())))

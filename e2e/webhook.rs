@@ -1,144 +1,455 @@
-//! The installed webhook end to end: a Pod created through the API server for an annotated
-//! ServiceAccount comes back with the token volume and the AWS environment.
+//! `irsa webhook` through the real API server: registered the way the chart registers it
+//! (its MutatingWebhookConfiguration, pointed at a local process), pods created through the
+//! API server, and the stored pod checked.
 
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use std::sync::Arc;
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use kube::api::{ListParams, PostParams};
-use serde_json::json;
+use kube::api::PostParams;
+use serde_json::{Value, json};
 
 use crate::support::{self, WAIT, wait_for};
+use crate::webhook_support::{
+    ROLE_ARN, Registration, TOKEN_VOLUME, WebhookProcess, assert_injected, assert_untouched,
+    chart_registration, container, create_pod, create_service_account, env, has_token_volume,
+    kubectl, mounts, pod, register, unregister, volumes, wait_until_mutating,
+};
 
-const ROLE_ARN: &str = "arn:aws:iam::111122223333:role/irsa-e2e-webhook";
+/// One test's world: a client, namespaces (all selected by its registrations), the webhook
+/// process and the registrations to remove at the end.
+struct Case {
+    client: kube::Client,
+    prefix: String,
+    namespaces: Vec<String>,
+    registrations: Vec<String>,
+}
 
-/// The irsa webhook's registration, if one is installed (chart or `config/`): it registers
-/// a webhook named `pods.irsa.dev`.
-async fn irsa_webhook_installed(client: &kube::Client) -> Option<String> {
-    let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let list = configs
-        .list(&ListParams::default())
-        .await
-        .unwrap_or_else(|e| panic!("listing MutatingWebhookConfigurations: {e}"));
-    list.items.into_iter().find_map(|c| {
-        let ours = c
-            .webhooks
-            .iter()
-            .flatten()
-            .any(|w| w.name == "pods.irsa.dev");
-        ours.then(|| c.metadata.name.unwrap_or_default())
-    })
+impl Case {
+    async fn new() -> Self {
+        let settings = support::settings();
+        let client = support::client().await;
+        Self {
+            client,
+            prefix: settings.annotation_prefix,
+            namespaces: Vec::new(),
+            registrations: Vec::new(),
+        }
+    }
+
+    /// A fresh namespace (with `labels`) holding the annotated ServiceAccount `app`.
+    async fn namespace(&mut self, labels: Value) -> String {
+        let ns = support::create_namespace(&self.client, "irsa-e2e-webhook").await;
+        if labels.as_object().is_some_and(|l| !l.is_empty()) {
+            let patch = json!({"metadata": {"labels": labels}});
+            Api::<Namespace>::all(self.client.clone())
+                .patch(
+                    &ns,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+                .unwrap();
+        }
+        self.annotated_sa(&ns, "app", json!({})).await;
+        self.namespaces.push(ns.clone());
+        ns
+    }
+
+    async fn annotated_sa(&self, ns: &str, name: &str, more: Value) {
+        let mut ann = json!({format!("{}/role-arn", self.prefix): ROLE_ARN});
+        if let (Some(a), Some(m)) = (ann.as_object_mut(), more.as_object()) {
+            a.extend(m.clone());
+        }
+        create_service_account(&self.client, ns, name, ann).await;
+    }
+
+    /// Registers the chart's webhook for `namespaces` at `webhook`, then waits until the API
+    /// server calls it for pods of the first namespace.
+    async fn register(&mut self, reg: Registration, webhook: &WebhookProcess) {
+        let config = chart_registration(&reg, &webhook.url, &webhook.cert);
+        let name = register(&self.client, &config).await;
+        self.registrations.push(name);
+        for ns in &reg.namespaces {
+            wait_until_mutating(&self.client, ns, "app").await;
+        }
+    }
+
+    async fn create(&self, ns: &str, pod: &Value) -> Value {
+        create_pod(&self.client, ns, pod)
+            .await
+            .unwrap_or_else(|e| panic!("creating pod in {ns}: {e}\n{pod}"))
+    }
+
+    async fn finish(self) {
+        for name in &self.registrations {
+            unregister(&self.client, name).await;
+        }
+        for ns in &self.namespaces {
+            support::delete_namespace(&self.client, ns).await;
+        }
+    }
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
 async fn pod_of_an_annotated_serviceaccount_is_mutated() {
-    let Some(settings) = support::settings("pod_of_an_annotated_serviceaccount_is_mutated") else {
-        return;
-    };
-    let client = support::client().await;
-    let Some(config_name) = irsa_webhook_installed(&client).await else {
-        println!(
-            "pod_of_an_annotated_serviceaccount_is_mutated: skipped: no MutatingWebhookConfiguration \
-             with the pods.irsa.dev webhook is installed (helm install the chart, or \
-             kubectl apply -k config/default, then rerun)"
-        );
-        return;
-    };
-    println!("testing the webhook registered by MutatingWebhookConfiguration {config_name}");
+    let mut case = Case::new().await;
+    let ns = case.namespace(json!({})).await;
+    let webhook = WebhookProcess::start("mutated", &[]).await;
+    case.register(Registration::new(&[&ns]), &webhook).await;
 
-    let ns = support::create_namespace(&client, "irsa-e2e-webhook").await;
-    let prefix = &settings.annotation_prefix;
-    let sa: ServiceAccount = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": "app", "annotations": {format!("{prefix}/role-arn"): ROLE_ARN}}
-    }))
-    .unwrap();
-    Api::<ServiceAccount>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &sa)
+    let stored = case.create(&ns, &pod("app", "app", json!({}))).await;
+    assert_injected(&stored, "app", ROLE_ARN);
+    let volume = stored["spec"]["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == TOKEN_VOLUME))
+        .unwrap_or_else(|| panic!("no {TOKEN_VOLUME} volume: {stored}"));
+    assert_eq!(
+        volume["projected"]["sources"][0]["serviceAccountToken"],
+        json!({"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}),
+        "{volume}"
+    );
+    // The API server's own ServiceAccount admission still ran: its token volume is there too.
+    assert!(
+        stored["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("kube-api-access-")),
+        "{stored}"
+    );
+    webhook.assert_running();
+    case.finish().await;
+}
+
+/// The reference webhook's issue #174: a ServiceAccount created right before its pod (as one
+/// `kubectl apply` of both does) is not in the cache yet; the direct lookup still finds it.
+#[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
+async fn service_account_created_just_before_its_pod_is_honoured() {
+    let mut case = Case::new().await;
+    let ns = case.namespace(json!({})).await;
+    let webhook = WebhookProcess::start("race", &[]).await;
+    case.register(Registration::new(&[&ns]), &webhook).await;
+
+    for i in 0..5 {
+        let sa = format!("fresh-{i}");
+        case.annotated_sa(&ns, &sa, json!({})).await;
+        let stored = case
+            .create(&ns, &pod(&format!("fresh-{i}"), &sa, json!({})))
+            .await;
+        assert_injected(&stored, "app", ROLE_ARN);
+    }
+    webhook.assert_running();
+    case.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
+async fn skip_labels_and_skip_containers_are_honoured() {
+    let mut case = Case::new().await;
+    let ns = case.namespace(json!({})).await;
+    let skipped_ns = case.namespace(json!({"irsa.dev/skip": "true"})).await;
+    let webhook = WebhookProcess::start("skip", &[]).await;
+    // Only the first namespace is probed: the second is excluded by the chart's selector.
+    let config = chart_registration(
+        &Registration::new(&[&ns, &skipped_ns]),
+        &webhook.url,
+        &webhook.cert,
+    );
+    case.registrations
+        .push(register(&case.client, &config).await);
+    wait_until_mutating(&case.client, &ns, "app").await;
+
+    let labels = [
+        "irsa.dev/skip",
+        "eks.amazonaws.com/skip-pod-identity-webhook",
+    ];
+    for (i, label) in labels.into_iter().enumerate() {
+        let name = format!("skip-{i}");
+        let extra = json!({"metadata": {"labels": {label: "true"}}});
+        let stored = case.create(&ns, &pod(&name, "app", extra)).await;
+        assert_untouched(&stored);
+    }
+    let stored = case
+        .create(&skipped_ns, &pod("in-skipped-ns", "app", json!({})))
+        .await;
+    assert_untouched(&stored);
+
+    let two = json!({
+        "metadata": {"annotations": {format!("{}/skip-containers", case.prefix): "sidecar"}},
+        "spec": {"containers": [
+            {"name": "app", "image": "registry.k8s.io/pause:3.10"},
+            {"name": "sidecar", "image": "registry.k8s.io/pause:3.10"}
+        ]}
+    });
+    let stored = case.create(&ns, &pod("partly", "app", two)).await;
+    assert_injected(&stored, "app", ROLE_ARN);
+    let sidecar = container(&stored, "sidecar");
+    assert!(env(sidecar, "AWS_ROLE_ARN").is_empty(), "{sidecar}");
+    assert_eq!(mounts(sidecar, TOKEN_VOLUME), 0, "{sidecar}");
+    webhook.assert_running();
+    case.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
+async fn pod_identity_through_an_identities_file() {
+    let mut case = Case::new().await;
+    let ns = case.namespace(json!({})).await;
+    create_service_account(&case.client, &ns, "pi", json!({})).await;
+    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(support::unique("e2e-identities"))
+        .with_extension("json");
+    let identities = json!({"identities": [{"namespace": ns, "serviceAccount": "pi"}]});
+    std::fs::write(&file, identities.to_string()).unwrap();
+    let webhook = WebhookProcess::start(
+        "pod-identity",
+        &["--container-credentials-config", file.to_str().unwrap()],
+    )
+    .await;
+    case.register(Registration::new(&[&ns]), &webhook).await;
+
+    let stored = case.create(&ns, &pod("pi", "pi", json!({}))).await;
+    assert_eq!(volumes(&stored, "eks-pod-identity-token"), 1, "{stored}");
+    assert_eq!(volumes(&stored, TOKEN_VOLUME), 0, "{stored}");
+    let app = container(&stored, "app");
+    assert_eq!(
+        env(app, "AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+        vec!["http://169.254.170.23/v1/credentials"],
+        "{app}"
+    );
+    assert_eq!(
+        env(app, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
+        vec!["/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"],
+        "{app}"
+    );
+    assert!(env(app, "AWS_ROLE_ARN").is_empty(), "{app}");
+    assert_eq!(
+        stored["metadata"]["labels"]["eks.amazonaws.com/pod-identity"], "enabled",
+        "{stored}"
+    );
+    let token = &stored["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "eks-pod-identity-token")
+        .unwrap()["projected"]["sources"][0]["serviceAccountToken"];
+    assert_eq!(token["audience"], "pods.eks.amazonaws.com", "{token}");
+    webhook.assert_running();
+    case.finish().await;
+}
+
+/// The reference webhook answered v1 reviews without the envelope's apiVersion/kind and was
+/// rejected by non-EKS API servers; both review versions must be accepted by a real one.
+#[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
+async fn both_review_versions_are_accepted() {
+    let mut case = Case::new().await;
+    let webhook = WebhookProcess::start("versions", &[]).await;
+    for version in ["v1", "v1beta1"] {
+        // A namespace per version: a registration removed a moment ago may still be cached by
+        // the API server, and must not answer for the other version.
+        let ns = case.namespace(json!({})).await;
+        let mut reg = Registration::new(&[&ns]);
+        reg.review_versions = vec![version];
+        case.register(reg, &webhook).await;
+        let stored = case.create(&ns, &pod("app", "app", json!({}))).await;
+        assert_injected(&stored, "app", ROLE_ARN);
+    }
+    webhook.assert_running();
+    case.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
+async fn webhook_down_ignore_admits_unmutated_and_fail_rejects() {
+    let mut case = Case::new().await;
+    let ignore_ns = case.namespace(json!({})).await;
+    let fail_ns = case.namespace(json!({})).await;
+    let webhook = WebhookProcess::start("down", &[]).await;
+    let mut ignore = Registration::new(&[&ignore_ns]);
+    ignore.failure_policy = "Ignore";
+    case.register(ignore, &webhook).await;
+    case.register(Registration::new(&[&fail_ns]), &webhook)
+        .await;
+
+    webhook.kill();
+    let stored = case.create(&ignore_ns, &pod("app", "app", json!({}))).await;
+    assert_untouched(&stored);
+
+    let typed: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(pod("app", "app", json!({}))).unwrap();
+    let err = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(case.client.clone(), &fail_ns)
+        .create(&PostParams::default(), &typed)
         .await
-        .unwrap();
+        .expect_err("failurePolicy Fail rejects the pod while the webhook is down");
+    let message = err.to_string();
+    assert!(
+        message.contains("failed calling webhook") && message.contains("pods.irsa.dev"),
+        "the API server names the webhook it could not call: {message}"
+    );
+    case.finish().await;
+}
 
-    let pod: Pod = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "app"},
-        "spec": {
-            "serviceAccountName": "app",
-            "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]
-        }
-    }))
-    .unwrap();
-    // A dry-run create runs the admission chain (the webhook declares sideEffects: None) and
-    // returns the pod as it would be stored, without scheduling anything. It is repeated until
-    // mutated because the webhook's failurePolicy may be Ignore: a webhook that is still
-    // starting, or whose ServiceAccount lookup timed out, lets the pod through unchanged.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+/// A second webhook, called after ours, adds a container; `reinvocationPolicy: IfNeeded` (the
+/// chart's default) makes the API server call ours again, which gives the new container
+/// credentials and duplicates nothing.
+#[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
+async fn a_container_added_by_a_later_webhook_gets_credentials_on_reinvocation() {
+    let mut case = Case::new().await;
+    let ns = case.namespace(json!({})).await;
+    let webhook = WebhookProcess::start("reinvoke", &[]).await;
+    // Configurations are called in name order: ours first, the sidecar adder second.
+    let suffix = support::unique("reinvoke");
+    let mut ours = Registration::new(&[&ns]);
+    ours.name = format!("irsa-e2e-a-{suffix}");
+    case.register(ours, &webhook).await;
+
+    let adder = SidecarAdder::start().await;
+    let mut config = chart_registration(&Registration::new(&[&ns]), &adder.url, &adder.cert);
+    config["metadata"]["name"] = json!(format!("irsa-e2e-z-{suffix}"));
+    config["webhooks"][0]["name"] = json!("sidecar.e2e.irsa.dev");
+    config["webhooks"][0]["reinvocationPolicy"] = json!("Never");
+    case.registrations
+        .push(register(&case.client, &config).await);
     let dry_run = PostParams {
         dry_run: true,
         ..PostParams::default()
     };
-    let mutated = wait_for(
-        &format!("the webhook ({config_name}) to inject credentials into a pod in {ns}"),
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(case.client.clone(), &ns);
+    let probe: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(pod("probe", "app", json!({}))).unwrap();
+    wait_for(
+        "the API server to call the sidecar adder",
         WAIT,
         None,
         || async {
-            let created = pods
-                .create(&dry_run, &pod)
-                .await
-                .unwrap_or_else(|e| panic!("dry-run create of pod {ns}/app: {e}"));
-            let has_volume = created
-                .spec
-                .as_ref()?
-                .volumes
-                .iter()
-                .flatten()
-                .any(|v| v.name == irsa::mutate::config::TOKEN_VOLUME_NAME);
-            has_volume.then_some(created)
+            let created = pods.create(&dry_run, &probe).await.ok()?;
+            let v = serde_json::to_value(created).unwrap();
+            (v["spec"]["containers"].as_array()?.len() == 2).then_some(())
         },
     )
     .await;
-    support::delete_namespace(&client, &ns).await;
 
-    let spec = mutated.spec.unwrap();
-    let volume = spec
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == irsa::mutate::config::TOKEN_VOLUME_NAME)
-        .unwrap();
-    let token = volume
-        .projected
-        .as_ref()
-        .and_then(|p| p.sources.as_ref())
-        .and_then(|s| s.iter().find_map(|s| s.service_account_token.as_ref()))
-        .unwrap_or_else(|| panic!("{} is not a projected SA token: {volume:?}", volume.name));
+    let stored = case.create(&ns, &pod("app", "app", json!({}))).await;
     assert_eq!(
-        token.audience.as_deref(),
-        Some(irsa::mutate::config::DEFAULT_AUDIENCE)
+        stored["spec"]["containers"].as_array().unwrap().len(),
+        2,
+        "{stored}"
     );
-
-    let container = &spec.containers[0];
-    let env = |name: &str| {
-        container
-            .env
-            .iter()
-            .flatten()
-            .find(|e| e.name == name)
-            .and_then(|e| e.value.clone())
-    };
-    assert_eq!(
-        env("AWS_ROLE_ARN").as_deref(),
-        Some(ROLE_ARN),
-        "{container:?}"
-    );
-    let token_file = env("AWS_WEB_IDENTITY_TOKEN_FILE").unwrap_or_default();
-    let mount = container
-        .volume_mounts
-        .iter()
-        .flatten()
-        .find(|m| m.name == irsa::mutate::config::TOKEN_VOLUME_NAME)
-        .unwrap_or_else(|| panic!("no mount of the token volume: {container:?}"));
+    assert_injected(&stored, "app", ROLE_ARN);
+    assert_injected(&stored, "sidecar", ROLE_ARN);
+    assert!(has_token_volume(&stored), "one token volume: {stored}");
     assert!(
-        token_file.starts_with(&mount.mount_path),
-        "AWS_WEB_IDENTITY_TOKEN_FILE={token_file} is inside the mount {}",
-        mount.mount_path
+        adder.calls() >= 1,
+        "the adder was called ({} calls)",
+        adder.calls()
     );
+    webhook.assert_running();
+    case.finish().await;
+}
+
+/// An invalid annotation value is injected with the default (as the reference does) and the
+/// API client is told: kubectl prints the admission warning.
+#[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
+async fn invalid_annotation_reaches_the_client_as_a_warning() {
+    let mut case = Case::new().await;
+    let ns = case.namespace(json!({})).await;
+    let expiration = format!("{}/token-expiration", case.prefix);
+    case.annotated_sa(&ns, "bad", json!({expiration.clone(): "soon"}))
+        .await;
+    let webhook = WebhookProcess::start("warning", &[]).await;
+    case.register(Registration::new(&[&ns]), &webhook).await;
+
+    let manifest = pod("bad", "bad", json!({})).to_string();
+    let (ok, stdout, stderr) = kubectl(&["-n", &ns, "create", "-o", "json", "-f", "-"], &manifest);
+    assert!(ok, "kubectl create failed: {stderr}");
+    assert!(
+        stderr.contains("Warning:") && stderr.contains(&expiration) && stderr.contains("soon"),
+        "kubectl shows the admission warning about {expiration}: {stderr}"
+    );
+    let stored: Value = serde_json::from_str(&stdout).unwrap();
+    assert_injected(&stored, "app", ROLE_ARN);
+    let token = &stored["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == TOKEN_VOLUME)
+        .unwrap()["projected"]["sources"][0]["serviceAccountToken"];
+    assert_eq!(
+        token["expirationSeconds"], 86400,
+        "the default is used: {token}"
+    );
+    webhook.assert_running();
+    case.finish().await;
+}
+
+/// A minimal second mutating webhook (in this test process, TLS on 127.0.0.1) that adds a
+/// container named `sidecar` to every pod that lacks one.
+struct SidecarAdder {
+    url: String,
+    cert: crate::webhook_support::TestCert,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SidecarAdder {
+    async fn start() -> Self {
+        use axum::{Json, Router, routing::post};
+        let cert = crate::webhook_support::TestCert::new();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = calls.clone();
+        let app = Router::new().route(
+            "/mutate",
+            post(move |Json(review): Json<Value>| async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Json(add_sidecar(&review))
+            }),
+        );
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+            cert.cert_pem.clone().into_bytes(),
+            cert.key_pem.clone().into_bytes(),
+        )
+        .await
+        .unwrap();
+        let server = axum_server::from_tcp_rustls(listener, tls).unwrap();
+        tokio::spawn(async move { server.serve(app.into_make_service()).await });
+        Self {
+            url: format!("https://127.0.0.1:{port}/mutate"),
+            cert,
+            calls,
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+fn add_sidecar(review: &Value) -> Value {
+    let request = &review["request"];
+    let has_sidecar = request["object"]["spec"]["containers"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["name"] == "sidecar"));
+    let mut response = json!({"uid": request["uid"], "allowed": true});
+    if !has_sidecar {
+        let patch = json!([{
+            "op": "add", "path": "/spec/containers/-",
+            "value": {"name": "sidecar", "image": "registry.k8s.io/pause:3.10"}
+        }]);
+        response["patchType"] = json!("JSONPatch");
+        response["patch"] =
+            json!(base64::engine::general_purpose::STANDARD.encode(patch.to_string()));
+    }
+    json!({"apiVersion": review["apiVersion"], "kind": "AdmissionReview", "response": response})
 }

@@ -12,3 +12,6 @@ fi
 command -v moto_server >/dev/null || { echo "moto_server not on PATH after install" >&2; exit 1; }
 # tests/packaging.rs renders config/default with `kubectl kustomize` (no cluster involved).
 command -v kubectl >/dev/null || { echo "kubectl not on PATH: the kustomize checks need it (apt-get install kubectl)" >&2; exit 1; }
+# The local control plane the cluster tests run against: etcd, kube-apiserver and
+# kube-controller-manager built from their Go modules (cached; only the first run builds).
+./scripts/control-plane.sh build

@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# A local Kubernetes control plane for the test suite: etcd + kube-apiserver +
+# kube-controller-manager, built from their Go modules at pinned versions and started on
+# 127.0.0.1. No kubelet and no scheduler: pods stay Pending, but admission runs and the
+# stored pod is the admitted one.
+#
+#   scripts/control-plane.sh build   build the binaries into the cache (no-op when there)
+#   scripts/control-plane.sh up      build if needed, start, wait until ready, print env
+#   scripts/control-plane.sh env     print the environment of the running plane
+#   scripts/control-plane.sh down    stop exactly the processes `up` started
+#
+# Binaries: ${IRSA_K8S_CACHE:-~/.cache/irsa/k8s}/<version>/. State (PKI, etcd data, logs,
+# pids, kubeconfig): ${IRSA_CONTROL_PLANE_DIR:-/tmp/irsa-control-plane}.
+set -euo pipefail
+
+K8S_VERSION="${IRSA_K8S_VERSION:-v1.36.3}"
+ETCD_VERSION="${IRSA_ETCD_VERSION:-v3.6.16}"
+CACHE="${IRSA_K8S_CACHE:-$HOME/.cache/irsa/k8s}"
+BIN="$CACHE/kubernetes-$K8S_VERSION-etcd-$ETCD_VERSION"
+DIR="${IRSA_CONTROL_PLANE_DIR:-/tmp/irsa-control-plane}"
+# Bounded waits (seconds).
+READY_TIMEOUT="${IRSA_CONTROL_PLANE_TIMEOUT:-120}"
+
+log() { echo "control-plane: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# ---------------------------------------------------------------------------------------
+# build
+
+build_k8s() {
+  local src="$CACHE/src/kubernetes-$K8S_VERSION"
+  # The staging modules (k8s.io/api, client-go, ...) are published as v0.<minor>.<patch>.
+  local staging_version="v0.${K8S_VERSION#v1.}"
+  rm -rf "$src" && mkdir -p "$src" && cd "$src"
+  go mod init irsa.dev/control-plane-build >/dev/null 2>&1
+  go mod edit -require "k8s.io/kubernetes@$K8S_VERSION"
+  # kubernetes' own go.mod replaces every k8s.io/* staging module with ./staging/...,
+  # which does not exist in the published module: pin each to its published version.
+  local gomod
+  gomod="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')"
+  local m
+  for m in $(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod"); do
+    go mod edit -replace "$m=$m@$staging_version"
+  done
+  cat >tools.go <<'EOF'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+)
+EOF
+  go mod tidy >/dev/null
+  mkdir -p "$BIN.tmp"
+  GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags=-s -o "$BIN.tmp/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+}
+
+build_etcd() {
+  local src="$CACHE/src/etcd-$ETCD_VERSION"
+  rm -rf "$src" && mkdir -p "$src" && cd "$src"
+  go mod init irsa.dev/etcd-build >/dev/null 2>&1
+  cat >tools.go <<'EOF'
+//go:build tools
+
+package tools
+
+import _ "go.etcd.io/etcd/server/v3"
+EOF
+  go mod edit -require "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  go mod tidy >/dev/null
+  mkdir -p "$BIN.tmp"
+  CGO_ENABLED=0 go build -trimpath -ldflags=-s -o "$BIN.tmp/etcd" go.etcd.io/etcd/server/v3
+}
+
+cmd_build() {
+  if [[ -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" && -x "$BIN/etcd" ]]; then
+    return 0
+  fi
+  command -v go >/dev/null || die "go is not on PATH (the control plane is built from Go modules)"
+  log "building kubernetes $K8S_VERSION and etcd $ETCD_VERSION into $BIN (first run only; ~15-25 min on 2 cores)"
+  local start=$SECONDS
+  rm -rf "$BIN.tmp"
+  (build_etcd)
+  (build_k8s)
+  rm -rf "$BIN" && mv "$BIN.tmp" "$BIN"
+  log "built in $((SECONDS - start)) s"
+}
+
+# ---------------------------------------------------------------------------------------
+# up / down
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Prints the last lines of every component log: what a failed wait shows.
+show_logs() {
+  local f
+  for f in "$DIR"/logs/*.log; do
+    [[ -f "$f" ]] || continue
+    echo "----- last lines of $f -----" >&2
+    tail -n 40 "$f" >&2
+  done
+}
+
+# wait_until SECONDS WHAT COMMAND...: polls COMMAND every second; fails with the logs.
+wait_until() {
+  local limit=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      show_logs
+      die "timed out after ${limit}s waiting for $what"
+    fi
+    local pidfile
+    for pidfile in "$DIR"/pids/*; do
+      if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        show_logs
+        die "$(basename "$pidfile") exited while waiting for $what"
+      fi
+    done
+    sleep 1
+  done
+}
+
+gen_pki() {
+  local pki="$DIR/pki"
+  mkdir -p "$pki" && cd "$pki"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 7 \
+    -subj "/CN=irsa-test-ca" 2>/dev/null
+  cert() { # name subject [san]
+    openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
+    local ext="$1.ext"
+    {
+      echo "basicConstraints=CA:FALSE"
+      echo "keyUsage=digitalSignature,keyEncipherment"
+      if [[ -n "${3:-}" ]]; then
+        echo "extendedKeyUsage=serverAuth"
+        echo "subjectAltName=$3"
+      else
+        echo "extendedKeyUsage=clientAuth"
+      fi
+    } >"$ext"
+    openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$1.crt" \
+      -days 7 -extfile "$ext" 2>/dev/null
+    rm -f "$1.csr" "$ext"
+  }
+  cert apiserver "/CN=kube-apiserver" \
+    "IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+  cert admin "/O=system:masters/CN=irsa-test-admin"
+  # The key pair the API server signs ServiceAccount tokens with.
+  openssl genrsa -out sa.key 2048 2>/dev/null
+  openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+  cd - >/dev/null
+}
+
+write_kubeconfig() { # file server
+  cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: irsa-test
+  cluster:
+    server: $2
+    certificate-authority: $DIR/pki/ca.crt
+users:
+- name: admin
+  user:
+    client-certificate: $DIR/pki/admin.crt
+    client-key: $DIR/pki/admin.key
+contexts:
+- name: irsa-test
+  context: {cluster: irsa-test, user: admin, namespace: default}
+current-context: irsa-test
+EOF
+}
+
+start() { # name command...
+  local name=$1
+  shift
+  "$@" >"$DIR/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$DIR/pids/$name"
+}
+
+cmd_up() {
+  if [[ -f "$DIR/env" ]] && cmd_running; then
+    log "already running ($DIR)"
+    cat "$DIR/env"
+    return 0
+  fi
+  cmd_build
+  cmd_down_quiet
+  rm -rf "$DIR" && mkdir -p "$DIR"/{logs,pids,etcd}
+  local etcd_port etcd_peer api_port
+  etcd_port=$(free_port)
+  etcd_peer=$(free_port)
+  api_port=$(free_port)
+  local server="https://127.0.0.1:$api_port"
+  gen_pki
+  write_kubeconfig "$DIR/kubeconfig" "$server"
+  local start_time=$SECONDS
+
+  start etcd "$BIN/etcd" --data-dir "$DIR/etcd" --name irsa-test \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" \
+    --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-cluster "irsa-test=http://127.0.0.1:$etcd_peer" \
+    --unsafe-no-fsync --quota-backend-bytes 1073741824 --log-level warn
+  wait_until "$READY_TIMEOUT" "etcd to be healthy" curl -sf "http://127.0.0.1:$etcd_port/health"
+
+  # The issuer is the API server's own URL: its discovery document and JWKS are then
+  # reachable (anonymously, see below) at the issuer, as STS and the doctor expect.
+  start kube-apiserver "$BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --cert-dir "$DIR/pki" \
+    --tls-cert-file "$DIR/pki/apiserver.crt" --tls-private-key-file "$DIR/pki/apiserver.key" \
+    --client-ca-file "$DIR/pki/ca.crt" \
+    --service-account-issuer "$server" \
+    --service-account-key-file "$DIR/pki/sa.pub" \
+    --service-account-signing-key-file "$DIR/pki/sa.key" \
+    --api-audiences "$server,https://kubernetes.default.svc" \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --authorization-mode RBAC \
+    --enable-admission-plugins NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
+    --allow-privileged=true
+  wait_until "$READY_TIMEOUT" "kube-apiserver /readyz" \
+    kubectl --kubeconfig "$DIR/kubeconfig" get --raw /readyz
+
+  start kube-controller-manager "$BIN/kube-controller-manager" \
+    --kubeconfig "$DIR/kubeconfig" \
+    --authentication-kubeconfig "$DIR/kubeconfig" --authorization-kubeconfig "$DIR/kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$(free_port)" \
+    --controllers serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller,root-ca-certificate-publisher-controller \
+    --service-account-private-key-file "$DIR/pki/sa.key" \
+    --root-ca-file "$DIR/pki/ca.crt" \
+    --leader-elect=false
+  # The discovery endpoints anonymously readable, as on EKS and as STS needs them.
+  kubectl --kubeconfig "$DIR/kubeconfig" create clusterrolebinding irsa-test-issuer-discovery \
+    --clusterrole system:service-account-issuer-discovery --group system:unauthenticated >/dev/null
+  # kube-controller-manager works once it has created the default ServiceAccount.
+  wait_until "$READY_TIMEOUT" "kube-controller-manager to create default/default" \
+    kubectl --kubeconfig "$DIR/kubeconfig" -n default get serviceaccount default
+
+  cat >"$DIR/env" <<EOF
+export KUBECONFIG=$DIR/kubeconfig
+export IRSA_E2E=1
+export IRSA_E2E_CLUSTER_CA=$DIR/pki/ca.crt
+export IRSA_E2E_CONTROL_PLANE_DIR=$DIR
+EOF
+  log "up in $((SECONDS - start_time)) s: $server (state and logs in $DIR)"
+  cat "$DIR/env"
+}
+
+cmd_running() {
+  local pidfile
+  for pidfile in "$DIR"/pids/*; do
+    [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null || return 1
+  done
+  [[ -n "$(ls -A "$DIR/pids" 2>/dev/null)" ]]
+}
+
+# Kills exactly the processes `up` recorded, newest first, and waits (bounded) for them.
+cmd_down_quiet() {
+  [[ -d "$DIR/pids" ]] || return 0
+  local name pid
+  for name in kube-controller-manager kube-apiserver etcd; do
+    [[ -f "$DIR/pids/$name" ]] || continue
+    pid=$(cat "$DIR/pids/$name")
+    # Only a process that is still the one we started (the pid may have been reused).
+    if [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "${name:0:15}" ]]; then
+      kill "$pid" 2>/dev/null || true
+      local deadline=$((SECONDS + 20))
+      while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$DIR/pids/$name"
+  done
+}
+
+case "${1:-}" in
+  build) cmd_build ;;
+  up) cmd_up ;;
+  env) [[ -f "$DIR/env" ]] && cmd_running || die "not running (scripts/control-plane.sh up)"; cat "$DIR/env" ;;
+  down) cmd_down_quiet; log "down" ;;
+  *) echo "usage: $0 build|up|env|down" >&2; exit 2 ;;
+esac

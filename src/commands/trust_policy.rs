@@ -17,7 +17,7 @@ use crate::{
 
 pub fn run(args: TrustPolicyArgs) -> anyhow::Result<ExitCode> {
     let host = trust::issuer_host_path(&args.issuer);
-    if host.is_empty() || host.contains(char::is_whitespace) || host.contains("://") {
+    if !is_issuer_host_path(host) {
         return Err(UsageError::new(format!(
             "--issuer {:?} is not an issuer URL like https://oidc.eks.eu-west-1.amazonaws.com/id/ABC",
             args.issuer
@@ -124,6 +124,19 @@ pub fn run(args: TrustPolicyArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Whether `host_path` (the issuer without its scheme) names a host: not empty, no
+/// whitespace or control character, no second scheme, and not a mangled scheme such as
+/// `https:/x` or `https:x` (which would put `https:` where IAM expects the host).
+fn is_issuer_host_path(host_path: &str) -> bool {
+    let host = host_path.split('/').next().unwrap_or_default();
+    let lower = host_path.to_ascii_lowercase();
+    !host.is_empty()
+        && !host_path.contains(|c: char| c.is_whitespace() || c.is_control())
+        && !host_path.contains("://")
+        && !lower.starts_with("https:")
+        && !lower.starts_with("http:")
+}
+
 fn note_collapsed(collapsed: &[String]) {
     for ns in collapsed {
         eprintln!(
@@ -144,4 +157,34 @@ fn read_document(path: &Path) -> anyhow::Result<PolicyDocument> {
         ))
         .into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_issuer_host_path;
+
+    #[test]
+    fn an_issuer_needs_a_host() {
+        for ok in [
+            "oidc.example.com",
+            "oidc.example.com/id/X",
+            "oidc.exé.com/id/1",
+            "h:8443/x",
+        ] {
+            assert!(is_issuer_host_path(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "/id/X",
+            "https:/",
+            "https:/é",
+            "HTTPS:x",
+            "http:",
+            "a b",
+            "x\ny",
+            "a/https://b",
+        ] {
+            assert!(!is_issuer_host_path(bad), "{bad:?}");
+        }
+    }
 }

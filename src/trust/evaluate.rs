@@ -597,12 +597,12 @@ impl Operator {
         } else {
             (Set::Single, raw)
         };
-        let (name, if_exists) = match rest.len().checked_sub("IfExists".len()) {
-            Some(at)
-                if rest.is_char_boundary(at) && rest[at..].eq_ignore_ascii_case("IfExists") =>
-            {
-                (&rest[..at], true)
-            }
+        let (name, if_exists) = match rest
+            .len()
+            .checked_sub("IfExists".len())
+            .and_then(|at| rest.split_at_checked(at))
+        {
+            Some((name, suffix)) if suffix.eq_ignore_ascii_case("IfExists") => (name, true),
             _ => (rest, false),
         };
         let (base, negated) = match name.to_ascii_lowercase().as_str() {
@@ -635,7 +635,6 @@ impl Operator {
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
+    let (head, rest) = s.split_at_checked(prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then_some(rest)
 }

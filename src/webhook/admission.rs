@@ -111,22 +111,30 @@ impl Answer {
 
 /// The response envelope: same apiVersion as the request (v1 or v1beta1 share this shape).
 pub fn encode(api_version: &str, uid: &str, answer: &Answer) -> Value {
-    let mut response = json!({ "uid": uid, "allowed": answer.denial.is_none() });
+    let mut response = serde_json::Map::new();
+    response.insert("uid".into(), json!(uid));
+    response.insert("allowed".into(), json!(answer.denial.is_none()));
     if let Some(patch) = &answer.patch {
         // ByteString serializes as base64, which is what `patch` carries on the wire.
-        response["patchType"] = json!("JSONPatch");
-        response["patch"] = json!(k8s_openapi::ByteString(patch.clone()));
+        response.insert("patchType".into(), json!("JSONPatch"));
+        response.insert(
+            "patch".into(),
+            json!(k8s_openapi::ByteString(patch.clone())),
+        );
     }
     if !answer.warnings.is_empty() {
-        response["warnings"] = json!(answer.warnings);
+        response.insert("warnings".into(), json!(answer.warnings));
     }
     if let Some(message) = &answer.denial {
-        response["status"] = json!({
-            "status": "Failure",
-            "code": 403,
-            "reason": "Forbidden",
-            "message": message,
-        });
+        response.insert(
+            "status".into(),
+            json!({
+                "status": "Failure",
+                "code": 403,
+                "reason": "Forbidden",
+                "message": message,
+            }),
+        );
     }
     json!({ "apiVersion": api_version, "kind": "AdmissionReview", "response": response })
 }

@@ -205,7 +205,7 @@ pub struct WebhookArgs {
     /// How long an admission waits for the direct API GET on a ServiceAccount cache miss
     /// (e.g. 300ms); past it the pod is admitted without credentials, with a warning. The GET
     /// itself may finish later and fill the cache for the next pods.
-    #[arg(long, env = "IRSA_SA_LOOKUP_TIMEOUT", default_value = "300ms", value_parser = parse_duration)]
+    #[arg(long, env = "IRSA_SA_LOOKUP_TIMEOUT", default_value = "300ms", value_parser = parse_timeout)]
     pub sa_lookup_timeout: Duration,
 
     /// TEST/BENCH ONLY: serve ServiceAccounts from this YAML/JSON list instead of the API
@@ -214,7 +214,7 @@ pub struct WebhookArgs {
     pub service_accounts_file: Option<PathBuf>,
 
     /// How often the certificate, key and identities files are checked for changes.
-    #[arg(long, env = "IRSA_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "IRSA_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_interval)]
     pub reload_interval: Duration,
 
     #[command(flatten)]
@@ -244,7 +244,7 @@ pub struct ControllerArgs {
     pub trust_policy_max_chars: usize,
 
     /// How often every role is re-read from IAM to repair drift.
-    #[arg(long, env = "IRSA_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "IRSA_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_interval)]
     pub resync_interval: Duration,
 
     /// Elect a leader through a coordination.k8s.io Lease so only one replica writes.
@@ -372,22 +372,45 @@ pub struct TrustPolicyArgs {
 #[derive(Debug, Args)]
 pub struct CrdArgs {}
 
-/// Parses `300ms`, `5s`, `10m`, `1h` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+/// Parses a duration as humantime spells it (`300ms`, `5s`, `10m`, `1h30m`) or a bare number
+/// of seconds (`7`), and keeps it within `(0, max]`: a zero period panics
+/// `tokio::time::interval`, and a period of centuries is a typo, not a setting.
+fn parse_bounded(s: &str, max: Duration) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 300ms, 5s, 10m or 1h"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{s:?} is too large (at most {})", human(max)))?
+    } else {
+        humantime::parse_duration(s)
+            .map_err(|e| format!("{s:?} is not a duration like 300ms, 5s, 10m or 1h30m ({e})"))?
     };
+    if d.is_zero() {
+        return Err(format!("{s:?}: must be more than zero"));
+    }
+    if d > max {
+        return Err(format!("{s:?} is too long: at most {}", human(max)));
+    }
     Ok(d)
+}
+
+fn human(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(d)
+}
+
+/// The longest `--sa-lookup-timeout`: the API server waits at most 30s for a webhook.
+pub const MAX_LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest polling or resync period.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `--sa-lookup-timeout`: more than zero, at most [`MAX_LOOKUP_TIMEOUT`].
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    parse_bounded(s, MAX_LOOKUP_TIMEOUT)
+}
+
+/// A period fed to `tokio::time::interval`: more than zero, at most [`MAX_INTERVAL`].
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    parse_bounded(s, MAX_INTERVAL)
 }
 
 #[cfg(test)]
@@ -402,10 +425,39 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_timeout("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_interval("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_interval("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_interval("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_interval("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_interval(" 7 "), Ok(Duration::from_secs(7)));
+        assert!(parse_interval("soon").is_err());
+        assert!(parse_interval("").is_err());
+        assert!(parse_interval("-1s").is_err());
+    }
+
+    #[test]
+    fn zero_and_absurd_durations_are_refused() {
+        for zero in ["0", "0s", "0ms", "0h"] {
+            let err = parse_interval(zero).unwrap_err();
+            assert!(err.contains("more than zero"), "{zero}: {err}");
+            assert!(parse_timeout(zero).is_err());
+        }
+        // 99999999999999h overflowed the old parser's `n * 3600`.
+        for absurd in [
+            "99999999999999h",
+            "99999999999999999999",
+            "18446744073709551615s",
+            "8d",
+        ] {
+            let err = parse_interval(absurd).unwrap_err();
+            assert!(
+                err.contains("too l") || err.contains("not a duration"),
+                "{absurd}: {err}"
+            );
+        }
+        assert!(parse_timeout("31s").is_err());
+        assert_eq!(parse_timeout("30s"), Ok(MAX_LOOKUP_TIMEOUT));
+        assert_eq!(parse_interval("7d"), Ok(MAX_INTERVAL));
     }
 }

@@ -54,19 +54,21 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct MutationArgs {
     /// Annotation prefix of the ServiceAccount/Pod annotations (`<prefix>/role-arn`, ...).
-    #[arg(long, env = "IRSA_ANNOTATION_PREFIX", default_value = mutate::config::DEFAULT_ANNOTATION_PREFIX)]
+    #[arg(long, env = "IRSA_ANNOTATION_PREFIX", default_value = mutate::config::DEFAULT_ANNOTATION_PREFIX, value_parser = non_empty)]
     pub annotation_prefix: String,
 
     /// Default audience of the projected token when the SA has no `<prefix>/audience`.
-    #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = mutate::config::DEFAULT_AUDIENCE)]
+    #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = mutate::config::DEFAULT_AUDIENCE, value_parser = non_empty)]
     pub token_audience: String,
 
     /// Where the token volume is mounted in every container.
-    #[arg(long, env = "IRSA_TOKEN_MOUNT_PATH", default_value = DEFAULT_TOKEN_MOUNT_PATH)]
+    #[arg(long, env = "IRSA_TOKEN_MOUNT_PATH", default_value = DEFAULT_TOKEN_MOUNT_PATH, value_parser = non_empty)]
     pub token_mount_path: String,
 
-    /// Default token lifetime in seconds (values under 600 are raised to 600).
-    #[arg(long, env = "IRSA_TOKEN_EXPIRATION", default_value_t = mutate::config::DEFAULT_EXPIRATION)]
+    /// Default token lifetime in seconds (values under 600 are raised to 600; at most 2^32,
+    /// the API server's maximum).
+    #[arg(long, env = "IRSA_TOKEN_EXPIRATION", default_value_t = mutate::config::DEFAULT_EXPIRATION,
+          value_parser = clap::value_parser!(i64).range(..=mutate::config::MAX_EXPIRATION))]
     pub token_expiration: i64,
 
     /// Region injected as AWS_DEFAULT_REGION and AWS_REGION (empty: none, unless the SA has
@@ -85,23 +87,23 @@ pub struct MutationArgs {
     pub container_credentials_config: Option<PathBuf>,
 
     /// Audience of the container-credentials token.
-    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_AUDIENCE", default_value = mutate::config::DEFAULT_CC_AUDIENCE)]
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_AUDIENCE", default_value = mutate::config::DEFAULT_CC_AUDIENCE, value_parser = non_empty)]
     pub container_credentials_audience: String,
 
     /// Where the container-credentials token volume is mounted.
-    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_MOUNT_PATH", default_value = mutate::config::DEFAULT_CC_MOUNT_PATH)]
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_MOUNT_PATH", default_value = mutate::config::DEFAULT_CC_MOUNT_PATH, value_parser = non_empty)]
     pub container_credentials_mount_path: String,
 
     /// Name of the container-credentials token volume.
-    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_VOLUME_NAME", default_value = mutate::config::DEFAULT_CC_VOLUME_NAME)]
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_VOLUME_NAME", default_value = mutate::config::DEFAULT_CC_VOLUME_NAME, value_parser = non_empty)]
     pub container_credentials_volume_name: String,
 
     /// File name of the container-credentials token inside its mount.
-    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_TOKEN_PATH", default_value = mutate::config::DEFAULT_CC_TOKEN_PATH)]
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_TOKEN_PATH", default_value = mutate::config::DEFAULT_CC_TOKEN_PATH, value_parser = non_empty)]
     pub container_credentials_token_path: String,
 
     /// AWS_CONTAINER_CREDENTIALS_FULL_URI injected in container-credentials mode.
-    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_FULL_URI", default_value = mutate::config::DEFAULT_CC_FULL_URI)]
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_FULL_URI", default_value = mutate::config::DEFAULT_CC_FULL_URI, value_parser = non_empty)]
     pub container_credentials_full_uri: String,
 
     /// Deny pods whose annotations are invalid instead of injecting defaults with a warning
@@ -372,6 +374,16 @@ pub struct TrustPolicyArgs {
 #[derive(Debug, Args)]
 pub struct CrdArgs {}
 
+/// A value that must not be empty or blank (a path, a name, an audience): an empty one only
+/// yields pods the API server refuses.
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
 /// Parses a duration as humantime spells it (`300ms`, `5s`, `10m`, `1h30m`) or a bare number
 /// of seconds (`7`), and keeps it within `(0, max]`: a zero period panics
 /// `tokio::time::interval`, and a period of centuries is a typo, not a setting.
@@ -434,6 +446,45 @@ mod tests {
         assert!(parse_interval("soon").is_err());
         assert!(parse_interval("").is_err());
         assert!(parse_interval("-1s").is_err());
+    }
+
+    #[test]
+    fn empty_paths_and_names_are_refused() {
+        use clap::Parser as _;
+        let base = ["irsa", "mutate", "-f", "pod.yaml"];
+        for flag in [
+            "--token-mount-path",
+            "--annotation-prefix",
+            "--token-audience",
+            "--container-credentials-mount-path",
+            "--container-credentials-volume-name",
+            "--container-credentials-token-path",
+        ] {
+            for value in ["", "  "] {
+                let err =
+                    Cli::try_parse_from(base.iter().copied().chain([flag, value])).expect_err(flag);
+                assert_eq!(err.exit_code(), 2, "{flag}");
+                assert!(
+                    err.to_string().contains("must not be empty"),
+                    "{flag}: {err}"
+                );
+            }
+        }
+        let err = Cli::try_parse_from(
+            base.iter()
+                .copied()
+                .chain(["--token-expiration", "4294967297"]),
+        )
+        .expect_err("over 2^32");
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            Cli::try_parse_from(
+                base.iter()
+                    .copied()
+                    .chain(["--token-expiration", "4294967296"])
+            )
+            .is_ok()
+        );
     }
 
     #[test]

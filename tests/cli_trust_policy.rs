@@ -225,3 +225,29 @@ fn a_multibyte_or_hostless_issuer_is_a_usage_error_not_a_panic() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("oidc.exé.com/id/1:sub"));
 }
+
+#[test]
+fn unchanged_but_over_the_quota_exits_1_with_the_numbers() {
+    let out = irsa(&["--subject", "team-a:app"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc = PolicyDocument::parse(&stdout(&out)).unwrap();
+    let current = temp_file("unchanged-over.json", &stdout(&out));
+    let quota = (doc.chars() - 1).to_string();
+    let out = irsa(&[
+        "--subject",
+        "team-a:app",
+        "--current",
+        current.to_str().unwrap(),
+        "--max-chars",
+        &quota,
+    ]);
+    let err = stderr(&out);
+    // It used to exit 0 saying "unchanged".
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("(unchanged"), "{err}");
+    assert!(err.contains(&format!("over the quota of {quota}")), "{err}");
+    assert!(
+        err.ends_with(&format!("chars: {} / {quota}\n", doc.chars())),
+        "{err}"
+    );
+}

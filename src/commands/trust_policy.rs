@@ -80,6 +80,17 @@ pub fn run(args: TrustPolicyArgs) -> anyhow::Result<ExitCode> {
         wildcard_namespaces: &wildcards,
     });
     match compiled {
+        // Nothing to change, but the document as it stands does not fit the quota given: the
+        // answer is "it cannot fit", not "unchanged" (IAM would refuse this very document).
+        Ok(Compiled::Unchanged { chars, .. }) if chars > quota => {
+            eprintln!(
+                "error: the current document already says this, but it is {chars} characters, \
+                 over the quota of {quota} (raise the role's trust-policy quota or --max-chars, \
+                 or remove statements)"
+            );
+            eprintln!("chars: {chars} / {quota}");
+            Ok(ExitCode::from(1))
+        }
         Ok(Compiled::Unchanged { chars, collapsed }) => {
             // `current` is Some here: without a current document nothing is "unchanged".
             if let Some(doc) = &current {

@@ -49,6 +49,20 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
+/// How a statement is named to people: its Sid, else `#N` counted from 1 in `Statement`.
+pub fn statement_label(sid: Option<&str>, index: usize) -> String {
+    sid.map_or_else(|| format!("#{}", index + 1), str::to_string)
+}
+
+impl Decision {
+    /// The deciding statement as the reasons name it (see [`statement_label`]).
+    pub fn matched_label(&self) -> Option<String> {
+        self.matched_index
+            .map(|i| statement_label(self.matched_sid.as_deref(), i))
+            .or_else(|| self.matched_sid.clone())
+    }
+}
+
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verdict = if self.allowed { "allowed" } else { "denied" };
@@ -95,7 +109,7 @@ pub fn evaluate(policy: &PolicyDocument, provider_arn: &str, claims: &Claims) ->
             .get("Sid")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let label = sid.clone().unwrap_or_else(|| format!("#{}", index + 1));
+        let label = statement_label(sid.as_deref(), index);
         let effect = statement.get("Effect").and_then(Value::as_str);
         let applies = ctx.applies(statement);
         match (effect, applies) {

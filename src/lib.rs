@@ -19,6 +19,7 @@ pub mod error;
 pub mod metrics;
 pub mod mutate;
 pub mod shutdown;
+pub mod supervise;
 pub mod telemetry;
 pub mod trust;
 pub mod webhook;

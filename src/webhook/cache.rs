@@ -281,12 +281,18 @@ impl ServiceAccountCache {
         .shared()
     }
 
-    /// Runs the ServiceAccount watch (metadata only: the webhook reads no other field) until
-    /// the task is aborted. Errors are retried with kube-runtime's default backoff.
+    /// [`Self::watch`] spawned on its own (tests).
     pub fn start_watch(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.watch().map(tokio::spawn)
+    }
+
+    /// The ServiceAccount watch (metadata only: the webhook reads no other field), `None`
+    /// without a Kubernetes client. Runs until dropped: errors are retried with
+    /// kube-runtime's default backoff, so the future only ends if the watch stream does.
+    pub fn watch(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
         let client = self.inner.client.clone()?;
         let inner = self.inner.clone();
-        Some(tokio::spawn(async move {
+        Some(async move {
             // `PartialObjectMeta`: the API server sends metadata only (PartialObjectMetadataList).
             let api: Api<PartialObjectMeta<ServiceAccount>> = Api::all(client);
             let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
@@ -330,7 +336,7 @@ impl ServiceAccountCache {
                     }
                 }
             }
-        }))
+        })
     }
 }
 

@@ -18,6 +18,7 @@ pub mod doctor;
 pub mod error;
 pub mod metrics;
 pub mod mutate;
+pub mod names;
 pub mod shutdown;
 pub mod supervise;
 pub mod telemetry;

@@ -9,7 +9,11 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{cache::Lookup, metrics::Outcome, server::AppState};
+use super::{
+    cache::{Lookup, MAX_CONCURRENT_FETCHES},
+    metrics::Outcome,
+    server::AppState,
+};
 use crate::mutate::{self, Mode};
 
 const V1: &str = "admission.k8s.io/v1";
@@ -207,6 +211,25 @@ pub async fn decide(state: &AppState, request: AdmissionRequest) -> Answer {
                 "sa_lookup_failed",
                 format!("ServiceAccount {namespace}/{sa_name} could not be read: {err}"),
             );
+        }
+        Lookup::Busy => {
+            return lookup_trouble(
+                state,
+                "sa_lookup_busy",
+                format!(
+                    "ServiceAccount {namespace}/{sa_name} is not cached and {MAX_CONCURRENT_FETCHES} \
+                     lookups are already in flight"
+                ),
+            );
+        }
+        // Like an unknown ServiceAccount (the API server refuses such a pod anyway), but said
+        // in the answer: neither the name nor a lookup reaches the logs or the API.
+        Lookup::InvalidName(why) => {
+            state.metrics.warning("invalid_service_account_name");
+            return Answer::allow(Outcome::NoServiceAccount).with_warning(format!(
+                "irsa: {why}; no such ServiceAccount can exist, the pod was admitted without \
+                 IAM credentials"
+            ));
         }
     };
 

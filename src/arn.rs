@@ -64,11 +64,8 @@ impl RoleArn {
         let path_and_name = resource
             .strip_prefix("role/")
             .ok_or_else(|| ArnError::NotARole(resource.to_string()))?;
-        let (path, name) = match path_and_name.rfind('/') {
-            Some(i) => (
-                format!("/{}", &path_and_name[..=i]),
-                &path_and_name[i + 1..],
-            ),
+        let (path, name) = match path_and_name.rsplit_once('/') {
+            Some((dir, name)) => (format!("/{dir}/"), name),
             None => ("/".to_string(), path_and_name),
         };
         if name.is_empty() || name.len() > MAX_ROLE_NAME || !name.bytes().all(is_name_byte) {

@@ -54,19 +54,21 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct MutationArgs {
     /// Annotation prefix of the ServiceAccount/Pod annotations (`<prefix>/role-arn`, ...).
-    #[arg(long, env = "IRSA_ANNOTATION_PREFIX", default_value = mutate::config::DEFAULT_ANNOTATION_PREFIX)]
+    #[arg(long, env = "IRSA_ANNOTATION_PREFIX", default_value = mutate::config::DEFAULT_ANNOTATION_PREFIX, value_parser = non_empty)]
     pub annotation_prefix: String,
 
     /// Default audience of the projected token when the SA has no `<prefix>/audience`.
-    #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = mutate::config::DEFAULT_AUDIENCE)]
+    #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = mutate::config::DEFAULT_AUDIENCE, value_parser = non_empty)]
     pub token_audience: String,
 
     /// Where the token volume is mounted in every container.
-    #[arg(long, env = "IRSA_TOKEN_MOUNT_PATH", default_value = DEFAULT_TOKEN_MOUNT_PATH)]
+    #[arg(long, env = "IRSA_TOKEN_MOUNT_PATH", default_value = DEFAULT_TOKEN_MOUNT_PATH, value_parser = non_empty)]
     pub token_mount_path: String,
 
-    /// Default token lifetime in seconds (values under 600 are raised to 600).
-    #[arg(long, env = "IRSA_TOKEN_EXPIRATION", default_value_t = mutate::config::DEFAULT_EXPIRATION)]
+    /// Default token lifetime in seconds (values under 600 are raised to 600; at most 2^32,
+    /// the API server's maximum).
+    #[arg(long, env = "IRSA_TOKEN_EXPIRATION", default_value_t = mutate::config::DEFAULT_EXPIRATION,
+          value_parser = clap::value_parser!(i64).range(..=mutate::config::MAX_EXPIRATION))]
     pub token_expiration: i64,
 
     /// Region injected as AWS_DEFAULT_REGION and AWS_REGION (empty: none, unless the SA has
@@ -85,23 +87,23 @@ pub struct MutationArgs {
     pub container_credentials_config: Option<PathBuf>,
 
     /// Audience of the container-credentials token.
-    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_AUDIENCE", default_value = mutate::config::DEFAULT_CC_AUDIENCE)]
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_AUDIENCE", default_value = mutate::config::DEFAULT_CC_AUDIENCE, value_parser = non_empty)]
     pub container_credentials_audience: String,
 
     /// Where the container-credentials token volume is mounted.
-    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_MOUNT_PATH", default_value = mutate::config::DEFAULT_CC_MOUNT_PATH)]
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_MOUNT_PATH", default_value = mutate::config::DEFAULT_CC_MOUNT_PATH, value_parser = non_empty)]
     pub container_credentials_mount_path: String,
 
     /// Name of the container-credentials token volume.
-    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_VOLUME_NAME", default_value = mutate::config::DEFAULT_CC_VOLUME_NAME)]
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_VOLUME_NAME", default_value = mutate::config::DEFAULT_CC_VOLUME_NAME, value_parser = non_empty)]
     pub container_credentials_volume_name: String,
 
     /// File name of the container-credentials token inside its mount.
-    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_TOKEN_PATH", default_value = mutate::config::DEFAULT_CC_TOKEN_PATH)]
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_TOKEN_PATH", default_value = mutate::config::DEFAULT_CC_TOKEN_PATH, value_parser = non_empty)]
     pub container_credentials_token_path: String,
 
     /// AWS_CONTAINER_CREDENTIALS_FULL_URI injected in container-credentials mode.
-    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_FULL_URI", default_value = mutate::config::DEFAULT_CC_FULL_URI)]
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_FULL_URI", default_value = mutate::config::DEFAULT_CC_FULL_URI, value_parser = non_empty)]
     pub container_credentials_full_uri: String,
 
     /// Deny pods whose annotations are invalid instead of injecting defaults with a warning
@@ -205,7 +207,7 @@ pub struct WebhookArgs {
     /// How long an admission waits for the direct API GET on a ServiceAccount cache miss
     /// (e.g. 300ms); past it the pod is admitted without credentials, with a warning. The GET
     /// itself may finish later and fill the cache for the next pods.
-    #[arg(long, env = "IRSA_SA_LOOKUP_TIMEOUT", default_value = "300ms", value_parser = parse_duration)]
+    #[arg(long, env = "IRSA_SA_LOOKUP_TIMEOUT", default_value = "300ms", value_parser = parse_timeout)]
     pub sa_lookup_timeout: Duration,
 
     /// TEST/BENCH ONLY: serve ServiceAccounts from this YAML/JSON list instead of the API
@@ -214,7 +216,7 @@ pub struct WebhookArgs {
     pub service_accounts_file: Option<PathBuf>,
 
     /// How often the certificate, key and identities files are checked for changes.
-    #[arg(long, env = "IRSA_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "IRSA_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_interval)]
     pub reload_interval: Duration,
 
     #[command(flatten)]
@@ -244,7 +246,7 @@ pub struct ControllerArgs {
     pub trust_policy_max_chars: usize,
 
     /// How often every role is re-read from IAM to repair drift.
-    #[arg(long, env = "IRSA_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "IRSA_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_interval)]
     pub resync_interval: Duration,
 
     /// Elect a leader through a coordination.k8s.io Lease so only one replica writes.
@@ -372,22 +374,55 @@ pub struct TrustPolicyArgs {
 #[derive(Debug, Args)]
 pub struct CrdArgs {}
 
-/// Parses `300ms`, `5s`, `10m`, `1h` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+/// A value that must not be empty or blank (a path, a name, an audience): an empty one only
+/// yields pods the API server refuses.
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+/// Parses a duration as humantime spells it (`300ms`, `5s`, `10m`, `1h30m`) or a bare number
+/// of seconds (`7`), and keeps it within `(0, max]`: a zero period panics
+/// `tokio::time::interval`, and a period of centuries is a typo, not a setting.
+fn parse_bounded(s: &str, max: Duration) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 300ms, 5s, 10m or 1h"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{s:?} is too large (at most {})", human(max)))?
+    } else {
+        humantime::parse_duration(s)
+            .map_err(|e| format!("{s:?} is not a duration like 300ms, 5s, 10m or 1h30m ({e})"))?
     };
+    if d.is_zero() {
+        return Err(format!("{s:?}: must be more than zero"));
+    }
+    if d > max {
+        return Err(format!("{s:?} is too long: at most {}", human(max)));
+    }
     Ok(d)
+}
+
+fn human(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(d)
+}
+
+/// The longest `--sa-lookup-timeout`: the API server waits at most 30s for a webhook.
+pub const MAX_LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest polling or resync period.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `--sa-lookup-timeout`: more than zero, at most [`MAX_LOOKUP_TIMEOUT`].
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    parse_bounded(s, MAX_LOOKUP_TIMEOUT)
+}
+
+/// A period fed to `tokio::time::interval`: more than zero, at most [`MAX_INTERVAL`].
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    parse_bounded(s, MAX_INTERVAL)
 }
 
 #[cfg(test)]
@@ -402,10 +437,78 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_timeout("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_interval("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_interval("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_interval("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_interval("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_interval(" 7 "), Ok(Duration::from_secs(7)));
+        assert!(parse_interval("soon").is_err());
+        assert!(parse_interval("").is_err());
+        assert!(parse_interval("-1s").is_err());
+    }
+
+    #[test]
+    fn empty_paths_and_names_are_refused() {
+        use clap::Parser as _;
+        let base = ["irsa", "mutate", "-f", "pod.yaml"];
+        for flag in [
+            "--token-mount-path",
+            "--annotation-prefix",
+            "--token-audience",
+            "--container-credentials-mount-path",
+            "--container-credentials-volume-name",
+            "--container-credentials-token-path",
+        ] {
+            for value in ["", "  "] {
+                let err =
+                    Cli::try_parse_from(base.iter().copied().chain([flag, value])).expect_err(flag);
+                assert_eq!(err.exit_code(), 2, "{flag}");
+                assert!(
+                    err.to_string().contains("must not be empty"),
+                    "{flag}: {err}"
+                );
+            }
+        }
+        let err = Cli::try_parse_from(
+            base.iter()
+                .copied()
+                .chain(["--token-expiration", "4294967297"]),
+        )
+        .expect_err("over 2^32");
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            Cli::try_parse_from(
+                base.iter()
+                    .copied()
+                    .chain(["--token-expiration", "4294967296"])
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn zero_and_absurd_durations_are_refused() {
+        for zero in ["0", "0s", "0ms", "0h"] {
+            let err = parse_interval(zero).unwrap_err();
+            assert!(err.contains("more than zero"), "{zero}: {err}");
+            assert!(parse_timeout(zero).is_err());
+        }
+        // 99999999999999h overflowed the old parser's `n * 3600`.
+        for absurd in [
+            "99999999999999h",
+            "99999999999999999999",
+            "18446744073709551615s",
+            "8d",
+        ] {
+            let err = parse_interval(absurd).unwrap_err();
+            assert!(
+                err.contains("too l") || err.contains("not a duration"),
+                "{absurd}: {err}"
+            );
+        }
+        assert!(parse_timeout("31s").is_err());
+        assert_eq!(parse_timeout("30s"), Ok(MAX_LOOKUP_TIMEOUT));
+        assert_eq!(parse_interval("7d"), Ok(MAX_INTERVAL));
     }
 }

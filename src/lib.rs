@@ -3,6 +3,12 @@
 //! The pure modules ([`mutate`], [`trust`], [`arn`]) hold the product's logic and do no I/O;
 //! [`webhook`], [`controller`] and [`doctor`] translate between the world and them.
 
+// Index and slice only through checked APIs (`get`, `strip_prefix`, `split_once`, ...): a byte
+// index into request or issuer data is a panic waiting for a multi-byte character. Denied
+// here rather than in Cargo.toml's [lints], which would hold every test crate to it as well;
+// `#[cfg(test)]` code is exempt through clippy.toml.
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 pub mod arn;
 pub mod cli;
 pub mod commands;
@@ -12,7 +18,9 @@ pub mod doctor;
 pub mod error;
 pub mod metrics;
 pub mod mutate;
+pub mod names;
 pub mod shutdown;
+pub mod supervise;
 pub mod telemetry;
 pub mod trust;
 pub mod webhook;

@@ -1,3 +1,5 @@
+#![deny(clippy::indexing_slicing, clippy::string_slice)] // as in src/lib.rs
+
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};

@@ -122,3 +122,55 @@ fn works_as_a_kubectl_plugin() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: kubectl irsa doctor"));
 }
+
+#[test]
+fn a_multibyte_issuer_in_the_trust_policy_is_a_verdict_not_a_panic() {
+    // Byte 7 of `https:/é` is inside `é`: the evaluator sliced there (exit 101).
+    let key = SigningKey::generate("k");
+    let token = tmp("token-multibyte");
+    std::fs::write(
+        &token,
+        key.sign(&sa_claims(
+            "https://127.0.0.1:9/id/X",
+            "team-a",
+            "app",
+            "sts.amazonaws.com",
+            now() + 600,
+        )),
+    )
+    .unwrap();
+    for (i, policy) in [
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"Federated": "https:/é"},
+            "Action": "sts:AssumeRoleWithWebIdentity"}]}),
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"Federated": "arn:aws:iam::111122223333:oidc-provider/127.0.0.1:9/id/X"},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {"https:/é:sub": "system:serviceaccount:team-a:app"}}}]}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let policy_file = tmp(&format!("trust-multibyte-{i}.json"));
+        std::fs::write(&policy_file, policy.to_string()).unwrap();
+        let out = Command::new(BIN)
+            .args(["doctor", "--token"])
+            .arg(&token)
+            .args(["--role-arn", "arn:aws:iam::111122223333:role/app"])
+            .arg("--trust-policy")
+            .arg(&policy_file)
+            .args(["-o", "json"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "policy {i}: {stderr}");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let trust = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "trust-policy")
+            .unwrap();
+        assert_eq!(trust["status"], "FAIL", "policy {i}: {trust}");
+    }
+}

@@ -184,3 +184,70 @@ fn bad_input_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("is not an IAM OIDC provider ARN"));
 }
+
+/// `irsa trust-policy` with only the given issuer (no default one from [`irsa`]).
+fn trust_policy_with_issuer(issuer: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_irsa"))
+        .env_remove("IRSA_ISSUER_URL")
+        .args(["trust-policy", "--issuer", issuer, "--subject", "a:b"])
+        .args([
+            "--provider-arn",
+            "arn:aws:iam::111122223333:oidc-provider/x",
+        ])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_multibyte_or_hostless_issuer_is_a_usage_error_not_a_panic() {
+    // Byte 7 of `https:/é` falls inside `é`: this used to panic (exit 101).
+    for issuer in [
+        "https:/é",
+        "https:/",
+        "HTTPS:/",
+        "https:x",
+        "https:///id/X",
+        "é",
+    ] {
+        let out = trust_policy_with_issuer(issuer);
+        let err = stderr(&out);
+        assert_ne!(out.status.code(), Some(101), "{issuer:?} panicked: {err}");
+        if issuer == "é" {
+            // A (strange) host: compiled, with the provider-mismatch warning.
+            assert_eq!(out.status.code(), Some(0), "{issuer:?}: {err}");
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{issuer:?}: {err}");
+            assert!(err.contains("is not an issuer URL"), "{issuer:?}: {err}");
+        }
+    }
+    // An IDN issuer is a host like any other.
+    let out = trust_policy_with_issuer("https://oidc.exé.com/id/1");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("oidc.exé.com/id/1:sub"));
+}
+
+#[test]
+fn unchanged_but_over_the_quota_exits_1_with_the_numbers() {
+    let out = irsa(&["--subject", "team-a:app"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc = PolicyDocument::parse(&stdout(&out)).unwrap();
+    let current = temp_file("unchanged-over.json", &stdout(&out));
+    let quota = (doc.chars() - 1).to_string();
+    let out = irsa(&[
+        "--subject",
+        "team-a:app",
+        "--current",
+        current.to_str().unwrap(),
+        "--max-chars",
+        &quota,
+    ]);
+    let err = stderr(&out);
+    // It used to exit 0 saying "unchanged".
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("(unchanged"), "{err}");
+    assert!(err.contains(&format!("over the quota of {quota}")), "{err}");
+    assert!(
+        err.ends_with(&format!("chars: {} / {quota}\n", doc.chars())),
+        "{err}"
+    );
+}

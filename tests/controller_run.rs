@@ -372,6 +372,7 @@ async fn start(max_chars: usize) -> Harness {
         P.into(),
         metrics.clone(),
         ready.clone(),
+        std::future::pending(),
     ));
     until("caches synced", || ready.load(Ordering::Relaxed)).await;
     Harness {

@@ -88,3 +88,55 @@ async fn binary_serves_from_a_service_accounts_file_and_exits_0_on_sigterm() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// `irsa <args>` with no IRSA_* variable from the caller's environment.
+fn irsa(args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_irsa"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("IRSA_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.args(args).output().unwrap()
+}
+
+#[test]
+fn zero_and_absurd_durations_are_usage_errors() {
+    let webhook = ["webhook", "--tls-cert-file", "/c", "--tls-key-file", "/k"];
+    let controller = ["controller", "--cluster-name", "c"];
+    for (base, flag, value, want) in [
+        (&webhook[..], "--reload-interval", "0", "more than zero"),
+        (&webhook[..], "--reload-interval", "0ms", "more than zero"),
+        (
+            &webhook[..],
+            "--reload-interval",
+            "99999999999999h",
+            "too long",
+        ),
+        (&webhook[..], "--sa-lookup-timeout", "0", "more than zero"),
+        (&webhook[..], "--sa-lookup-timeout", "1h", "too long"),
+        (&controller[..], "--resync-interval", "0s", "more than zero"),
+        (
+            &controller[..],
+            "--resync-interval",
+            "99999999999999999999",
+            "too large",
+        ),
+        (
+            &controller[..],
+            "--resync-interval",
+            "soon",
+            "not a duration",
+        ),
+    ] {
+        let mut args = base.to_vec();
+        args.extend([flag, value]);
+        let out = irsa(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(flag) && err.contains(want),
+            "{flag} {value}: {err}"
+        );
+    }
+}

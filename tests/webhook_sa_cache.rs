@@ -309,3 +309,127 @@ async fn watch_events_add_update_and_delete_cached_service_accounts() {
     );
     api.assert_no_unexpected_calls();
 }
+
+async fn admit_review(app: &axum::Router, review: &Value) -> Value {
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::post("/mutate")
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(review).unwrap()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
+#[tokio::test]
+async fn names_that_cannot_exist_are_answered_without_the_api() {
+    init();
+    // Every GET would find a role: a lookup would show as a patch (and in `gets`).
+    let f = fixture(
+        vec![],
+        GetBehaviour::Found(role()),
+        Duration::from_secs(5),
+        MutationConfig::default(),
+    )
+    .await;
+    let huge = "a".repeat(300_000) + "/";
+    let bad_names = [
+        "../../secrets/x",
+        "x?watch=true",
+        "x#frag",
+        "App",
+        "a\nforged log line",
+        &huge,
+    ];
+    for name in bad_names {
+        let body = admit(&f.app, name).await;
+        assert_eq!(body["response"]["allowed"], true, "{name:.40}");
+        assert!(body["response"].get("patch").is_none(), "{name:.40}");
+        let warning = body["response"]["warnings"][0].as_str().unwrap();
+        assert!(
+            warning.contains("is not a valid ServiceAccount name") && warning.len() < 400,
+            "{warning}"
+        );
+    }
+    let mut bad_namespace = review("admission.k8s.io/v1", "u", pod("app"));
+    bad_namespace["request"]["namespace"] = "team-a?dryRun=All".into();
+    let body = admit_review(&f.app, &bad_namespace).await;
+    assert!(body["response"].get("patch").is_none());
+    assert!(
+        body["response"]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("is not a valid namespace name")
+    );
+    // Not one GET, and nothing cached under those names.
+    assert_eq!(f.api.gets(), 0);
+    assert_eq!(f.cache.len(), (0, 0));
+    let text = metrics_text(&f.metrics);
+    assert_eq!(
+        metric(&text, "irsa_webhook_sa_invalid_names_total"),
+        (bad_names.len() + 1) as f64
+    );
+    assert_eq!(metric(&text, "irsa_webhook_sa_cache_misses_total"), 0.0);
+    // A valid name still goes to the API.
+    let body = admit(&f.app, "app").await;
+    assert_eq!(body["response"]["patchType"], "JSONPatch");
+    assert_eq!(f.api.gets(), 1);
+    f.api.assert_no_unexpected_calls();
+}
+
+#[tokio::test]
+async fn background_gets_are_capped_and_the_rest_counted() {
+    use irsa::webhook::cache::MAX_CONCURRENT_FETCHES;
+    init();
+    // GETs that never answer hold their slot for the whole fetch timeout (10s).
+    let f = fixture(
+        vec![],
+        GetBehaviour::Hang,
+        Duration::from_millis(50),
+        MutationConfig::default(),
+    )
+    .await;
+    let extra = 5;
+    let answers = futures::future::join_all((0..MAX_CONCURRENT_FETCHES + extra).map(|i| {
+        let app = f.app.clone();
+        async move { admit(&app, &format!("sa-{i}")).await }
+    }))
+    .await;
+    for body in &answers {
+        assert_eq!(body["response"]["allowed"], true);
+        assert!(body["response"].get("patch").is_none());
+    }
+    let busy = answers
+        .iter()
+        .filter(|b| {
+            b["response"]["warnings"][0]
+                .as_str()
+                .is_some_and(|w| w.contains("lookups are already in flight"))
+        })
+        .count();
+    assert_eq!(busy, extra);
+    eventually("the capped GETs reach the API server", async || {
+        f.api.gets() == MAX_CONCURRENT_FETCHES
+    })
+    .await;
+    let text = metrics_text(&f.metrics);
+    assert_eq!(
+        metric(&text, "irsa_webhook_sa_lookups_shed_total"),
+        extra as f64
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "irsa_webhook_warnings_total{kind=\"sa_lookup_busy\"}"
+        ),
+        extra as f64
+    );
+    // Still capped a moment later: no GET was started for the shed misses.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(f.api.gets(), MAX_CONCURRENT_FETCHES);
+    f.api.assert_no_unexpected_calls();
+}

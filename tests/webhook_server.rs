@@ -8,7 +8,7 @@ mod webhook_common;
 
 use std::{sync::Arc, time::Duration};
 
-use irsa::webhook::{Metrics, ServiceAccountCache};
+use irsa::webhook::{Metrics, Options, ServiceAccountCache};
 use reqwest::{StatusCode, Version};
 use serde_json::{Value, json};
 use webhook_common::*;
@@ -619,4 +619,27 @@ async fn health_ready_and_metrics_on_the_plain_port() {
         2.0
     );
     assert_eq!(metric(&text, "irsa_webhook_cert_reloads_total"), 1.0);
+}
+
+#[tokio::test]
+async fn a_background_task_that_dies_is_reported_naming_it() {
+    init();
+    let dir = temp_dir("task-dies");
+    let pair = self_signed();
+    let (cert, key) = write_pair(&dir, &pair);
+    // A zero period panics `tokio::time::interval` inside the certificate-reload task; the
+    // CLI refuses it now, but any task ending must still be seen: the webhook used to stay
+    // up with its reload task dead.
+    let mut running = start_fixed(Options {
+        reload_interval: Duration::ZERO,
+        ..options(cert, key)
+    })
+    .await;
+    let err = tokio::time::timeout(Duration::from_secs(10), running.failed())
+        .await
+        .expect("the dead task is noticed");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("`certificate reload` panicked"), "{msg}");
+    running.shutdown();
+    running.wait().await.unwrap();
 }

@@ -17,7 +17,7 @@ use crate::{
 
 pub fn run(args: TrustPolicyArgs) -> anyhow::Result<ExitCode> {
     let host = trust::issuer_host_path(&args.issuer);
-    if host.is_empty() || host.contains(char::is_whitespace) || host.contains("://") {
+    if !is_issuer_host_path(host) {
         return Err(UsageError::new(format!(
             "--issuer {:?} is not an issuer URL like https://oidc.eks.eu-west-1.amazonaws.com/id/ABC",
             args.issuer
@@ -80,6 +80,17 @@ pub fn run(args: TrustPolicyArgs) -> anyhow::Result<ExitCode> {
         wildcard_namespaces: &wildcards,
     });
     match compiled {
+        // Nothing to change, but the document as it stands does not fit the quota given: the
+        // answer is "it cannot fit", not "unchanged" (IAM would refuse this very document).
+        Ok(Compiled::Unchanged { chars, .. }) if chars > quota => {
+            eprintln!(
+                "error: the current document already says this, but it is {chars} characters, \
+                 over the quota of {quota} (raise the role's trust-policy quota or --max-chars, \
+                 or remove statements)"
+            );
+            eprintln!("chars: {chars} / {quota}");
+            Ok(ExitCode::from(1))
+        }
         Ok(Compiled::Unchanged { chars, collapsed }) => {
             // `current` is Some here: without a current document nothing is "unchanged".
             if let Some(doc) = &current {
@@ -124,6 +135,21 @@ pub fn run(args: TrustPolicyArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Whether `host_path` (the issuer without its scheme) names a host: not empty, no
+/// whitespace, control character, quote or backslash, no query or fragment (an OIDC issuer
+/// has neither), no second scheme, and not a mangled scheme such as `https:/x` or `https:x`
+/// (which would put `https:` where IAM expects the host).
+fn is_issuer_host_path(host_path: &str) -> bool {
+    let host = host_path.split('/').next().unwrap_or_default();
+    let lower = host_path.to_ascii_lowercase();
+    !host.is_empty()
+        && !host_path
+            .contains(|c: char| c.is_whitespace() || c.is_control() || "\"\\?#".contains(c))
+        && !host_path.contains("://")
+        && !lower.starts_with("https:")
+        && !lower.starts_with("http:")
+}
+
 fn note_collapsed(collapsed: &[String]) {
     for ns in collapsed {
         eprintln!(
@@ -144,4 +170,75 @@ fn read_document(path: &Path) -> anyhow::Result<PolicyDocument> {
         ))
         .into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::is_issuer_host_path;
+    use crate::trust::{self, CompileInput, Subject};
+
+    proptest::proptest! {
+        /// What `run` does with `--issuer`, on any string: never a panic, and an accepted
+        /// issuer compiles to a document whose condition keys start with its host.
+        #[test]
+        fn any_issuer_is_refused_or_compiled(
+            issuer in proptest::prop_oneof![
+                "\\PC{0,24}",
+                "(?i:https?):/{0,3}\\PC{0,12}",
+                "[ \t]*https://[a-zé.:/-]{0,16}[ \t]*",
+            ],
+        ) {
+            let host = trust::issuer_host_path(&issuer);
+            if is_issuer_host_path(host) {
+                let desired = BTreeMap::from([(
+                    "sts.amazonaws.com".to_string(),
+                    BTreeSet::from([Subject::new("a", "b").unwrap()]),
+                )]);
+                let provider = format!("arn:aws:iam::111122223333:oidc-provider/{host}");
+                let compiled = trust::compile(&CompileInput {
+                    current: None,
+                    issuer: &issuer,
+                    provider_arn: &provider,
+                    desired: &desired,
+                    max_chars: 2048,
+                    wildcard_namespaces: &BTreeSet::new(),
+                });
+                if let Ok(trust::Compiled::Changed { document, .. }) = compiled {
+                    let key = format!("{host}:sub");
+                    proptest::prop_assert!(document.to_compact().contains(&key));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_issuer_needs_a_host() {
+        for ok in [
+            "oidc.example.com",
+            "oidc.example.com/id/X",
+            "oidc.exé.com/id/1",
+            "h:8443/x",
+        ] {
+            assert!(is_issuer_host_path(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "/id/X",
+            "https:/",
+            "https:/é",
+            "HTTPS:x",
+            "http:",
+            "a b",
+            "x\ny",
+            "a/https://b",
+            "x\\y",
+            "x\"y",
+            "x?q",
+            "x#f",
+        ] {
+            assert!(!is_issuer_host_path(bad), "{bad:?}");
+        }
+    }
 }

@@ -36,21 +36,22 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     crate::metrics::response(&s.registry)
 }
 
-/// Binds `addr` and serves the admin router in a background task.
+/// Binds `addr` (an error now if it cannot) and returns the server, for the caller to run
+/// under its [`crate::supervise::Supervisor`].
 pub async fn serve(
     addr: SocketAddr,
     registry: Arc<Registry>,
     ready: Arc<AtomicBool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on --metrics-listen {addr}; pick a free address")
     })?;
     let app = router(registry, ready);
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "admin server stopped");
-        }
-    }))
+    Ok(async move {
+        axum::serve(listener, app)
+            .await
+            .context("the admin server stopped")
+    })
 }
 
 #[cfg(test)]

@@ -495,13 +495,13 @@ impl EventPublisher {
             .keys()
             .take(MAX_EVENTS_PER_REPORT)
             .collect();
-        for key in &targets {
-            let authorized = r.desired.verdicts[*key].1.is_authorized();
-            let was = self.last_verdict.insert((*key).clone(), authorized);
+        for (key, (_, verdict)) in r.desired.verdicts.iter().take(MAX_EVENTS_PER_REPORT) {
+            let authorized = verdict.is_authorized();
+            let was = self.last_verdict.insert(key.clone(), authorized);
             if !authorized
                 && was != Some(false)
                 && let super::desired::Verdict::Denied { reason: why }
-                | super::desired::Verdict::Invalid { reason: why } = &r.desired.verdicts[*key].1
+                | super::desired::Verdict::Invalid { reason: why } = verdict
             {
                 self.publish(
                     key,

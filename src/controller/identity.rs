@@ -113,7 +113,9 @@ pub fn check_issuer(url: &str, origin: IssuerSource) -> Result<Vec<String>> {
         return Err(invalid("it is longer than IAM's 255 characters"));
     }
     let mut warnings = Vec::new();
-    let raw_host = &url["https://".len()..]
+    let raw_host = url
+        .strip_prefix("https://")
+        .unwrap_or(url)
         .split(['/', ':'])
         .next()
         .unwrap_or_default();

@@ -41,6 +41,7 @@ use self::desired::Key;
 use self::roles::{RoleSettings, RoleWorker, SnapshotFn, WorkerOptions};
 use crate::cli::ControllerArgs;
 use crate::crd::{IAMRoleBinding, IAMRoleGrant};
+use crate::supervise::Supervisor;
 
 /// How long the IAM worker collects dirty roles before a pass: long enough that a
 /// `kubectl apply` of many bindings lands in one pass, short enough to feel immediate.
@@ -84,7 +85,12 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
-    let admin = admin::serve(args.metrics_listen, Arc::new(registry), ready.clone()).await?;
+    // Long-running tasks outside the elected work (the admin port serves standbys too).
+    let mut outer = Supervisor::new();
+    outer.spawn(
+        "metrics server",
+        admin::serve(args.metrics_listen, Arc::new(registry), ready.clone()).await?,
+    );
 
     let sdk = aws::load_sdk_config(args.aws_endpoint_url.as_deref()).await;
     let aws = Aws::new(&sdk, metrics.clone());
@@ -130,12 +136,15 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         thumbprint,
         ..WorkerOptions::default()
     };
+    // One stop signal for everything below: SIGTERM, or a task of `outer` ending.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Everything that writes (IAM, SA annotations, status) runs inside `work`; dropping it
-    // stops all of it (the tasks live in a JoinSet), which is what losing a Lease needs.
+    // stops all of it (the tasks live in a Supervisor), which is what losing a Lease needs.
     let is_leader = metrics.is_leader.clone();
     let standby_ready = ready.clone();
     let work = {
         let client = client.clone();
+        let stop = stop_rx.clone();
         move || {
             run_reconcilers(
                 client,
@@ -145,31 +154,63 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
                 args.annotation_prefix,
                 metrics,
                 ready,
+                stopped(stop),
             )
         }
     };
-    if args.leader_election {
-        let cfg = leader::LeaderConfig::for_controller(
-            &client,
-            args.leader_election_namespace.as_deref(),
-        );
-        leader::run_until_shutdown(
-            client.clone(),
-            cfg,
-            is_leader.clone(),
-            standby_ready,
-            crate::shutdown::signal(),
-            work,
-        )
-        .await?;
-    } else {
-        is_leader.set(1);
-        work().await?;
-        is_leader.set(0);
+    let mut main: std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>>>> =
+        if args.leader_election {
+            let cfg = leader::LeaderConfig::for_controller(
+                &client,
+                args.leader_election_namespace.as_deref(),
+            );
+            Box::pin(leader::run_until_shutdown(
+                client.clone(),
+                cfg,
+                is_leader.clone(),
+                standby_ready,
+                stopped(stop_rx.clone()),
+                work,
+            ))
+        } else {
+            Box::pin(async move {
+                is_leader.set(1);
+                let result = work().await;
+                is_leader.set(0);
+                result
+            })
+        };
+    // A task that ends on its own inside `work` makes `work` fail, which releases the Lease;
+    // one of `outer` stops `work` the graceful way first (the Lease is released too).
+    let mut failure = None;
+    let mut stopping = false;
+    let result = loop {
+        tokio::select! {
+            result = &mut main => break result,
+            () = crate::shutdown::signal(), if !stopping => {
+                stopping = true;
+                let _ = stop_tx.send(true);
+            }
+            ended = outer.failed(), if failure.is_none() => {
+                tracing::error!(error = %ended, "a part of the controller stopped; releasing the Lease and exiting so that it is restarted");
+                failure = Some(ended);
+                stopping = true;
+                let _ = stop_tx.send(true);
+            }
+        }
+    };
+    outer.shutdown().await;
+    result?;
+    if let Some(ended) = failure {
+        return Err(ended.into());
     }
-    admin.abort();
     info!("irsa controller stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// A watch-stream inspector that raises `flag` once the first complete list is in the store.
@@ -190,8 +231,11 @@ fn strip_sa(sa: &mut ServiceAccount) {
     sa.metadata.managed_fields = None;
 }
 
-/// Wires the watches, the IAM worker and the binding `Controller`; returns on SIGTERM (or
-/// when dropped: every task it spawned lives in a JoinSet it owns).
+/// Wires the watches, the IAM worker and the binding `Controller`; returns `Ok` once
+/// `shutdown` resolves and the reconcilers are done, and an error naming the task as soon as
+/// one of its long-running tasks ends on its own (the caller releases the Lease and exits).
+/// Dropping it stops everything: every task it spawned lives in a [`Supervisor`] it owns.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_reconcilers(
     client: Client,
     aws: Aws,
@@ -200,6 +244,7 @@ pub async fn run_reconcilers(
     prefix: String,
     metrics: metrics::Metrics,
     ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     // Each cache reports its first complete list through a flag set on the watcher's InitDone
     // (not Store::wait_until_ready: kube-runtime 5 wakes only the most recent waiter of a
@@ -233,8 +278,11 @@ pub async fn run_reconcilers(
     let worker = worker.with_reports(report_tx).wait_for(ready_rx);
     let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<ObjectRef<IAMRoleBinding>>();
 
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(worker.run());
+    let mut tasks = Supervisor::new();
+    tasks.spawn("IAM worker", async move {
+        worker.run().await;
+        Ok(())
+    });
 
     // ServiceAccounts: keep the store; re-trigger bindings listing them; mark their roles.
     {
@@ -254,7 +302,7 @@ pub async fn run_reconcilers(
         .reflect(sa_writer)
         .inspect(on_init_done(synced[1].clone()))
         .touched_objects();
-        tasks.spawn(async move {
+        tasks.spawn("ServiceAccount watch", async move {
             futures::pin_mut!(stream);
             while let Some(item) = stream.next().await {
                 let sa = match item {
@@ -275,6 +323,7 @@ pub async fn run_reconcilers(
                     q.mark(&role);
                 }
             }
+            Ok(())
         });
     }
     // Grants: any change may change any verdict; mark every known role.
@@ -296,7 +345,7 @@ pub async fn run_reconcilers(
         .reflect(grant_writer)
         .inspect(on_init_done(synced[2].clone()))
         .touched_objects();
-        tasks.spawn(async move {
+        tasks.spawn("IAMRoleGrant watch", async move {
             futures::pin_mut!(stream);
             while let Some(item) = stream.next().await {
                 if let Err(e) = item {
@@ -308,6 +357,7 @@ pub async fn run_reconcilers(
                     q.mark(&role);
                 }
             }
+            Ok(())
         });
     }
     // Reports: Events, and re-trigger the bindings of the role so their status follows.
@@ -315,20 +365,21 @@ pub async fn run_reconcilers(
         let recorder = Recorder::new(client.clone(), Reporter::from("irsa-controller"));
         let mut events = bindings::EventPublisher::new(recorder, binding_store.clone());
         let (bs, tx) = (binding_store.clone(), trigger_tx.clone());
-        tasks.spawn(async move {
+        tasks.spawn("role reports", async move {
             while let Some(report) = report_rx.recv().await {
                 for r in bindings::bindings_of_role(&bs, &report.role) {
                     let _ = tx.send(r);
                 }
                 events.on_report(&report).await;
             }
+            Ok(())
         });
     }
     // Ready once every cache has its initial list: then the first resync may remove subjects.
     {
         let ready = ready.clone();
         let synced = synced.clone();
-        tasks.spawn(async move {
+        tasks.spawn_finite("cache sync", async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             while !synced.iter().all(|s| s.load(Ordering::Relaxed)) {
                 tick.tick().await;
@@ -336,6 +387,7 @@ pub async fn run_reconcilers(
             info!("caches synced");
             ready.store(true, Ordering::Relaxed);
             let _ = ready_tx.send(());
+            Ok(())
         });
     }
 
@@ -352,16 +404,22 @@ pub async fn run_reconcilers(
     let triggers = futures::stream::unfold(trigger_rx, |mut rx| async move {
         rx.recv().await.map(|r| (r, rx))
     });
-    controller
+    let reconcilers = controller
         .reconcile_on(triggers)
-        .graceful_shutdown_on(crate::shutdown::signal())
+        .graceful_shutdown_on(shutdown)
         .run(bindings::reconcile, bindings::error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "binding reconcile");
             }
-        })
-        .await;
-    tasks.abort_all();
-    Ok(())
+        });
+    let result = tokio::select! {
+        () = reconcilers => Ok(()),
+        ended = tasks.failed() => {
+            tracing::error!(error = %ended, "a controller task stopped; stopping the reconcilers");
+            Err(ended.into())
+        }
+    };
+    tasks.shutdown().await;
+    result
 }

@@ -375,11 +375,11 @@ pub fn trust_policy(document: &str, provider_arn: &str, sub: &str, aud: &str) ->
     };
     let decision = evaluate(&policy, provider_arn, &IamClaims::new(sub, aud));
     if decision.allowed {
+        // Named as the failure reasons name it (`#1` is the first statement), so a statement
+        // has one number whether it passes or fails.
         let by = decision
-            .matched_sid
-            .map(|s| format!("statement {s}"))
-            .or_else(|| decision.matched_index.map(|i| format!("statement #{i}")))
-            .unwrap_or_else(|| "a statement".into());
+            .matched_label()
+            .map_or_else(|| "a statement".into(), |l| format!("statement {l}"));
         return Check::pass(ID, TITLE, format!("{by} allows {sub} with aud {aud}"));
     }
     let evidence = if decision.reasons.is_empty() {

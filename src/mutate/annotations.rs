@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::{
     ServiceAccountInfo, Warning, WarningKind,
-    config::{IRSA_PREFIX, MIN_EXPIRATION, MutationConfig},
+    config::{IRSA_PREFIX, MAX_EXPIRATION, MIN_EXPIRATION, MutationConfig},
 };
 use crate::arn::RoleArn;
 
@@ -68,7 +68,11 @@ pub(crate) fn resolve(
     );
 
     let key = format!("{p}/token-expiration");
-    let sa_expiration = sa_ctx.seconds(&key, cfg.expiration.max(MIN_EXPIRATION), warnings);
+    let sa_expiration = sa_ctx.seconds(
+        &key,
+        cfg.expiration.clamp(MIN_EXPIRATION, MAX_EXPIRATION),
+        warnings,
+    );
     let expiration = pod_ctx.seconds(&key, sa_expiration, warnings);
 
     let region = sa_ctx
@@ -137,13 +141,25 @@ impl Ctx<'_> {
         }
     }
 
-    /// A token lifetime in seconds, raised to the API server's minimum.
+    /// A token lifetime in seconds, raised to the API server's minimum; one over its maximum
+    /// (or not an integer) is invalid, as the API server would refuse the pod.
     fn seconds(&self, key: &str, default: i64, warnings: &mut Vec<Warning>) -> i64 {
         let Some(raw) = self.get(key) else {
             return default;
         };
         match raw.parse::<i64>() {
-            Ok(n) => n.max(MIN_EXPIRATION),
+            Ok(n) if n <= MAX_EXPIRATION => n.max(MIN_EXPIRATION),
+            Ok(_) => {
+                warnings.push(Warning {
+                    kind: WarningKind::InvalidExpiration,
+                    message: format!(
+                        "{}: annotation {key}={raw:?} is over the API server's maximum token \
+                         lifetime ({MAX_EXPIRATION} seconds); using {default}",
+                        self.object
+                    ),
+                });
+                default
+            }
             Err(_) => {
                 warnings.push(Warning {
                     kind: WarningKind::InvalidExpiration,

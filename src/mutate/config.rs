@@ -13,6 +13,8 @@ pub const DEFAULT_TOKEN_MOUNT_PATH: &str = "/var/run/secrets/eks.amazonaws.com/s
 pub const DEFAULT_EXPIRATION: i64 = 86400;
 /// The API server refuses projected tokens shorter than 10 minutes.
 pub const MIN_EXPIRATION: i64 = 600;
+/// The API server refuses projected tokens longer than 2^32 seconds (the pod fails to create).
+pub const MAX_EXPIRATION: i64 = 1 << 32;
 pub const TOKEN_VOLUME_NAME: &str = "aws-iam-token";
 pub const TOKEN_FILE_NAME: &str = "token";
 

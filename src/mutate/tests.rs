@@ -272,6 +272,18 @@ fn token_expiration_precedence_minimum_and_bad_values() {
         "ServiceAccount team-a/app: annotation eks.amazonaws.com/token-expiration=\"soon\" \
          is not an integer; using 86400"
     );
+    // Over the API server's 2^32 s maximum: the pod would fail to create, so it is invalid
+    // like a non-integer (it used to be injected verbatim).
+    for huge in ["9223372036854775807", "4294967297", "99999999999999999999"] {
+        let (exp, warnings) = expiration_of(Some(huge), None);
+        assert_eq!(exp, 86400, "{huge}");
+        assert_eq!(warnings.len(), 1, "{huge}: {warnings:?}");
+        assert_eq!(warnings[0].kind, WarningKind::InvalidExpiration);
+    }
+    assert_eq!(expiration_of(Some("4294967296"), None).0, 4_294_967_296);
+    let (exp, warnings) = expiration_of(Some("3600"), Some("9223372036854775807"));
+    assert_eq!(exp, 3600);
+    assert!(warnings[0].message.contains("maximum"), "{warnings:?}");
     // A bad pod value falls back to the SA's value, not the global default.
     let (exp, warnings) = expiration_of(Some("3600"), Some("1h"));
     assert_eq!(exp, 3600);

@@ -571,7 +571,7 @@ impl Builder<'_> {
         }
         let prefix_models = |k: usize| {
             let mut models: BTreeMap<String, Model> = BTreeMap::new();
-            for (aud, value, _) in &units[..k] {
+            for (aud, value, _) in units.iter().take(k) {
                 let model = models.entry(aud.to_string()).or_insert_with(|| Model {
                     provider_arn: self.input.provider_arn.to_string(),
                     audience: aud.to_string(),
@@ -603,8 +603,9 @@ impl Builder<'_> {
         } else {
             0
         };
-        let not_fitting = units[fitting..]
+        let not_fitting = units
             .iter()
+            .skip(fitting)
             .flat_map(|(aud, _, subjects)| subjects.iter().map(|s| (aud.to_string(), (*s).clone())))
             .collect();
         Refusal {

@@ -193,8 +193,12 @@ impl std::io::Write for CharCounter {
 pub fn issuer_host_path(issuer: &str) -> &str {
     let s = issuer.trim();
     for scheme in ["https://", "http://"] {
-        if s.len() >= scheme.len() && s[..scheme.len()].eq_ignore_ascii_case(scheme) {
-            return &s[scheme.len()..];
+        // `get` and `split_at_checked`, not `s[..n]`: byte `n` of an arbitrary issuer can
+        // fall inside a multi-byte character (`https:/é`), where slicing panics.
+        if let Some((head, rest)) = s.split_at_checked(scheme.len())
+            && head.eq_ignore_ascii_case(scheme)
+        {
+            return rest;
         }
     }
     s
@@ -324,6 +328,27 @@ mod tests {
             issuer_host_path(" https://Oidc.Example.com "),
             "Oidc.Example.com"
         );
+    }
+
+    #[test]
+    fn issuer_host_path_never_splits_a_character() {
+        // Byte 7 or 8 of these falls inside `é` (two bytes): slicing there used to panic.
+        assert_eq!(issuer_host_path("https:/é"), "https:/é");
+        assert_eq!(issuer_host_path("http://é"), "é");
+        assert_eq!(issuer_host_path("oidc.exé.com/id/1"), "oidc.exé.com/id/1");
+        assert_eq!(issuer_host_path("https://oidc.exé.com"), "oidc.exé.com");
+        assert_eq!(issuer_host_path("ééééé"), "ééééé");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn issuer_host_path_takes_any_string(s in "\\PC{0,24}", prefix in "(?i:https?:/{0,2})?") {
+            let issuer = format!("{prefix}{s}");
+            let host = issuer_host_path(&issuer);
+            // A suffix of the trimmed input, whatever the input.
+            proptest::prop_assert!(issuer.trim().ends_with(host));
+            let _ = statement_sid(&issuer, "sts.amazonaws.com");
+        }
     }
 
     #[test]

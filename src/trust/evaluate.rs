@@ -49,6 +49,20 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
+/// How a statement is named to people: its Sid, else `#N` counted from 1 in `Statement`.
+pub fn statement_label(sid: Option<&str>, index: usize) -> String {
+    sid.map_or_else(|| format!("#{}", index + 1), str::to_string)
+}
+
+impl Decision {
+    /// The deciding statement as the reasons name it (see [`statement_label`]).
+    pub fn matched_label(&self) -> Option<String> {
+        self.matched_index
+            .map(|i| statement_label(self.matched_sid.as_deref(), i))
+            .or_else(|| self.matched_sid.clone())
+    }
+}
+
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verdict = if self.allowed { "allowed" } else { "denied" };
@@ -95,7 +109,7 @@ pub fn evaluate(policy: &PolicyDocument, provider_arn: &str, claims: &Claims) ->
             .get("Sid")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let label = sid.clone().unwrap_or_else(|| format!("#{}", index + 1));
+        let label = statement_label(sid.as_deref(), index);
         let effect = statement.get("Effect").and_then(Value::as_str);
         let applies = ctx.applies(statement);
         match (effect, applies) {
@@ -597,12 +611,12 @@ impl Operator {
         } else {
             (Set::Single, raw)
         };
-        let (name, if_exists) = match rest.len().checked_sub("IfExists".len()) {
-            Some(at)
-                if rest.is_char_boundary(at) && rest[at..].eq_ignore_ascii_case("IfExists") =>
-            {
-                (&rest[..at], true)
-            }
+        let (name, if_exists) = match rest
+            .len()
+            .checked_sub("IfExists".len())
+            .and_then(|at| rest.split_at_checked(at))
+        {
+            Some((name, suffix)) if suffix.eq_ignore_ascii_case("IfExists") => (name, true),
             _ => (rest, false),
         };
         let (base, negated) = match name.to_ascii_lowercase().as_str() {
@@ -635,7 +649,6 @@ impl Operator {
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
+    let (head, rest) = s.split_at_checked(prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then_some(rest)
 }

@@ -2,6 +2,8 @@
 
 use std::{fmt, str::FromStr};
 
+use crate::names::{is_dns1123_label, is_dns1123_subdomain};
+
 /// The `sub` claim prefix of every Kubernetes service-account token.
 pub const SUBJECT_PREFIX: &str = "system:serviceaccount:";
 
@@ -33,10 +35,10 @@ impl Subject {
     /// StringLike (compaction relies on that).
     pub fn new(namespace: &str, name: &str) -> Result<Self, SubjectError> {
         let whole = format!("{namespace}:{name}");
-        if !is_dns_name(namespace, 63, false) {
+        if !is_dns1123_label(namespace) {
             return Err(SubjectError::Namespace(whole, namespace.into()));
         }
-        if !is_dns_name(name, 253, true) {
+        if !is_dns1123_subdomain(name) {
             return Err(SubjectError::Name(whole, name.into()));
         }
         Ok(Self {
@@ -73,18 +75,6 @@ impl fmt::Display for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{SUBJECT_PREFIX}{}:{}", self.namespace, self.name)
     }
-}
-
-/// RFC 1123 label (namespaces) or subdomain (`dots`: ServiceAccount names).
-fn is_dns_name(s: &str, max: usize, dots: bool) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= max
-        && b.first().is_some_and(u8::is_ascii_alphanumeric)
-        && b.last().is_some_and(u8::is_ascii_alphanumeric)
-        && b.iter().all(|&c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || (dots && c == b'.')
-        })
 }
 
 #[cfg(test)]

@@ -986,3 +986,103 @@ fn implicit_deny_always_has_a_reason() {
         ["statement E: Effect is missing, neither Allow nor Deny; IAM rejects such a policy"]
     );
 }
+
+#[test]
+fn multibyte_issuers_in_conditions_and_principals_do_not_panic() {
+    // What `irsa doctor --trust-policy` feeds the evaluator: byte 7 of `https:/é` is inside
+    // `é`, where `issuer_host_path` used to slice (exit 101).
+    for issuer in ["https:/é", "é", "http://é", "https://oidc.exé.com/id/1"] {
+        let doc = policy(json!([{
+            "Effect": "Allow",
+            "Principal": {"Federated": issuer},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                format!("{issuer}:sub"): "system:serviceaccount:a:b",
+                format!("{issuer}:aud"): STS,
+            }}
+        }]));
+        let decision = eval(&doc, "system:serviceaccount:a:b", STS);
+        assert!(!decision.allowed, "{issuer}: {decision:?}");
+        for provider in [
+            "arn:aws:iam::111122223333:oidc-provider/é",
+            "arn:aws:iam::111122223333:oidc-provider/oidc.exé.com/id/1",
+        ] {
+            let _ = evaluate(
+                &doc,
+                provider,
+                &Claims::new("system:serviceaccount:a:b", STS),
+            );
+        }
+    }
+}
+
+/// Arbitrary JSON, a few levels deep, biased towards the keys the evaluator reads.
+fn arb_json() -> impl Strategy<Value = Value> {
+    let key = prop_oneof![
+        Just("Effect".to_string()),
+        Just("Principal".to_string()),
+        Just("NotPrincipal".to_string()),
+        Just("Federated".to_string()),
+        Just("Action".to_string()),
+        Just("NotAction".to_string()),
+        Just("Condition".to_string()),
+        Just("StringEquals".to_string()),
+        Just("ForAnyValue:StringLike".to_string()),
+        Just(format!("{HOST}:sub")),
+        Just("https:/é:aud".to_string()),
+        "\\PC{0,12}",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        prop_oneof![
+            Just("Allow".to_string()),
+            Just("Deny".to_string()),
+            Just("sts:AssumeRoleWithWebIdentity".to_string()),
+            Just(PROVIDER.to_string()),
+            Just("https:/é".to_string()),
+            Just("system:serviceaccount:*".to_string()),
+            "\\PC{0,16}",
+        ]
+        .prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::vec((key.clone(), inner), 0..6)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// `PolicyDocument::parse` answers every string, JSON or not, without panicking.
+    #[test]
+    fn parse_never_panics(text in "\\PC{0,64}", json in arb_json()) {
+        let _ = PolicyDocument::parse(&text);
+        let _ = PolicyDocument::parse(&json.to_string());
+        let encoded = percent_encoding::utf8_percent_encode(
+            &json.to_string(), percent_encoding::NON_ALPHANUMERIC).to_string();
+        let _ = PolicyDocument::parse(&encoded);
+    }
+
+    /// `evaluate` answers any statements, provider and claims without panicking.
+    #[test]
+    fn evaluate_never_panics(
+        statements in proptest::collection::vec(arb_json(), 0..4),
+        provider in prop_oneof![Just(PROVIDER.to_string()), "\\PC{0,40}",
+            "arn:aws:iam::111122223333:oidc-provider/\\PC{0,12}"],
+        sub in "\\PC{0,24}",
+        aud in "\\PC{0,12}",
+    ) {
+        let statements = statements
+            .into_iter()
+            .map(|s| if s.is_object() { s } else { json!({ "Condition": s }) })
+            .collect();
+        let doc = PolicyDocument::new(statements);
+        let _ = evaluate(&doc, &provider, &Claims::new(sub, aud));
+    }
+}

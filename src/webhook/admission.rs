@@ -9,7 +9,11 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{cache::Lookup, metrics::Outcome, server::AppState};
+use super::{
+    cache::{Lookup, MAX_CONCURRENT_FETCHES},
+    metrics::Outcome,
+    server::AppState,
+};
 use crate::mutate::{self, Mode};
 
 const V1: &str = "admission.k8s.io/v1";
@@ -111,22 +115,30 @@ impl Answer {
 
 /// The response envelope: same apiVersion as the request (v1 or v1beta1 share this shape).
 pub fn encode(api_version: &str, uid: &str, answer: &Answer) -> Value {
-    let mut response = json!({ "uid": uid, "allowed": answer.denial.is_none() });
+    let mut response = serde_json::Map::new();
+    response.insert("uid".into(), json!(uid));
+    response.insert("allowed".into(), json!(answer.denial.is_none()));
     if let Some(patch) = &answer.patch {
         // ByteString serializes as base64, which is what `patch` carries on the wire.
-        response["patchType"] = json!("JSONPatch");
-        response["patch"] = json!(k8s_openapi::ByteString(patch.clone()));
+        response.insert("patchType".into(), json!("JSONPatch"));
+        response.insert(
+            "patch".into(),
+            json!(k8s_openapi::ByteString(patch.clone())),
+        );
     }
     if !answer.warnings.is_empty() {
-        response["warnings"] = json!(answer.warnings);
+        response.insert("warnings".into(), json!(answer.warnings));
     }
     if let Some(message) = &answer.denial {
-        response["status"] = json!({
-            "status": "Failure",
-            "code": 403,
-            "reason": "Forbidden",
-            "message": message,
-        });
+        response.insert(
+            "status".into(),
+            json!({
+                "status": "Failure",
+                "code": 403,
+                "reason": "Forbidden",
+                "message": message,
+            }),
+        );
     }
     json!({ "apiVersion": api_version, "kind": "AdmissionReview", "response": response })
 }
@@ -199,6 +211,25 @@ pub async fn decide(state: &AppState, request: AdmissionRequest) -> Answer {
                 "sa_lookup_failed",
                 format!("ServiceAccount {namespace}/{sa_name} could not be read: {err}"),
             );
+        }
+        Lookup::Busy => {
+            return lookup_trouble(
+                state,
+                "sa_lookup_busy",
+                format!(
+                    "ServiceAccount {namespace}/{sa_name} is not cached and {MAX_CONCURRENT_FETCHES} \
+                     lookups are already in flight"
+                ),
+            );
+        }
+        // Like an unknown ServiceAccount (the API server refuses such a pod anyway), but said
+        // in the answer: neither the name nor a lookup reaches the logs or the API.
+        Lookup::InvalidName(why) => {
+            state.metrics.warning("invalid_service_account_name");
+            return Answer::allow(Outcome::NoServiceAccount).with_warning(format!(
+                "irsa: {why}; no such ServiceAccount can exist, the pod was admitted without \
+                 IAM credentials"
+            ));
         }
     };
 

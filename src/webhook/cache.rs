@@ -12,6 +12,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
+    hash::{BuildHasher, RandomState},
     path::Path,
     sync::{
         Arc, Mutex, RwLock,
@@ -34,7 +35,10 @@ use kube::{
 use serde::Deserialize;
 
 use super::metrics::Metrics;
-use crate::mutate::{ServiceAccountInfo, relevant_annotations};
+use crate::{
+    mutate::{ServiceAccountInfo, relevant_annotations},
+    names::{is_dns1123_label, is_dns1123_subdomain, preview},
+};
 
 /// `None`: the ServiceAccount exists but has no annotation the engine reads.
 type Entry = Option<Arc<ServiceAccountInfo>>;
@@ -45,8 +49,13 @@ type Key = (String, String);
 /// `--sa-lookup-timeout`; the GET itself continues so that the pods that follow find the
 /// ServiceAccount in the cache even when the API server is slow.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound of the "already logged this missing ServiceAccount" set.
+/// Bound of the "already logged this missing ServiceAccount" set (of 8-byte hashes: 80 KB
+/// at most, whatever the names).
 const MAX_REPORTED_MISSING: usize = 10_000;
+/// At most this many direct GETs in flight; a miss past it is answered without a GET
+/// ([`Lookup::Busy`]). Each GET lives up to [`FETCH_TIMEOUT`], so without a cap a stream of
+/// distinct unknown names holds thousands of API connections.
+pub const MAX_CONCURRENT_FETCHES: usize = 64;
 
 /// The answer for one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +66,11 @@ pub enum Lookup {
     TimedOut,
     /// The GET failed (RBAC, API server down, ...).
     Failed(String),
+    /// The namespace (DNS-1123 label) or the name (DNS-1123 subdomain) cannot exist, so it
+    /// was neither looked up nor logged; the text says which, with a short escaped preview.
+    InvalidName(String),
+    /// Not cached, and [`MAX_CONCURRENT_FETCHES`] GETs are already in flight: no GET made.
+    Busy,
 }
 
 #[derive(Debug, Clone)]
@@ -80,7 +94,10 @@ struct Inner {
     client: Option<Client>,
     lookup_timeout: Duration,
     pending: Mutex<HashMap<Key, PendingFetch>>,
-    reported_missing: Mutex<HashSet<Key>>,
+    fetch_permits: Arc<tokio::sync::Semaphore>,
+    /// Hashes (random keys: not steerable) of the missing ServiceAccounts already logged.
+    reported_missing: Mutex<HashSet<u64>>,
+    missing_hasher: RandomState,
     metrics: Arc<Metrics>,
 }
 
@@ -151,7 +168,9 @@ impl ServiceAccountCache {
                 client,
                 lookup_timeout,
                 pending: Mutex::new(HashMap::new()),
+                fetch_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES)),
                 reported_missing: Mutex::new(HashSet::new()),
+                missing_hasher: RandomState::new(),
                 metrics,
             }),
         }
@@ -195,6 +214,11 @@ impl ServiceAccountCache {
     /// The ServiceAccount `namespace/name`: from the cache, else from one GET shared by every
     /// concurrent caller and awaited at most `--sa-lookup-timeout`.
     pub async fn lookup(&self, namespace: &str, name: &str) -> Lookup {
+        // First: nothing below (cache key, API path, log line) sees a name that cannot exist.
+        if let Some(why) = invalid_name(namespace, name) {
+            self.inner.metrics.sa_invalid_names.inc();
+            return Lookup::InvalidName(why);
+        }
         if let Some(info) = self.cached(namespace, name) {
             return Lookup::Found(info);
         }
@@ -207,10 +231,19 @@ impl ServiceAccountCache {
             // Counted under the lock: once the counter shows N misses, all N callers share
             // one fetch (the concurrency test relies on this ordering).
             self.inner.metrics.sa_cache_misses.inc();
-            pending
-                .entry((namespace.to_string(), name.to_string()))
-                .or_insert_with(|| self.spawn_fetch(client.clone(), namespace, name))
-                .clone()
+            let key = (namespace.to_string(), name.to_string());
+            match pending.get(&key) {
+                Some(fetch) => fetch.clone(),
+                None => {
+                    let Ok(permit) = self.inner.fetch_permits.clone().try_acquire_owned() else {
+                        self.inner.metrics.sa_lookups_shed.inc();
+                        return Lookup::Busy;
+                    };
+                    let fetch = self.spawn_fetch(client.clone(), namespace, name, permit);
+                    pending.insert(key, fetch.clone());
+                    fetch
+                }
+            }
         };
         match tokio::time::timeout(self.inner.lookup_timeout, fetch).await {
             Ok(Fetched::Found(entry)) => Lookup::Found(entry.unwrap_or_else(|| {
@@ -228,11 +261,12 @@ impl ServiceAccountCache {
 
     fn not_found(&self, namespace: &str, name: &str) -> Lookup {
         self.inner.metrics.sa_not_found.inc();
+        let hash = self.inner.missing_hasher.hash_one((namespace, name));
         let mut reported = lock(&self.inner.reported_missing);
         if reported.len() >= MAX_REPORTED_MISSING {
             reported.clear();
         }
-        if reported.insert((namespace.to_string(), name.to_string())) {
+        if reported.insert(hash) {
             tracing::warn!(
                 namespace,
                 service_account = name,
@@ -243,7 +277,13 @@ impl ServiceAccountCache {
         Lookup::NotFound
     }
 
-    fn spawn_fetch(&self, client: Client, namespace: &str, name: &str) -> PendingFetch {
+    fn spawn_fetch(
+        &self,
+        client: Client,
+        namespace: &str,
+        name: &str,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> PendingFetch {
         let inner = self.inner.clone();
         let (ns, name) = (namespace.to_string(), name.to_string());
         let task = tokio::spawn(async move {
@@ -272,6 +312,7 @@ impl ServiceAccountCache {
                 .get_or_create(&[("result", label)])
                 .inc();
             lock(&inner.pending).remove(&(ns, name));
+            drop(permit);
             fetched
         });
         task.map(|joined| {
@@ -281,12 +322,18 @@ impl ServiceAccountCache {
         .shared()
     }
 
-    /// Runs the ServiceAccount watch (metadata only: the webhook reads no other field) until
-    /// the task is aborted. Errors are retried with kube-runtime's default backoff.
+    /// [`Self::watch`] spawned on its own (tests).
     pub fn start_watch(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.watch().map(tokio::spawn)
+    }
+
+    /// The ServiceAccount watch (metadata only: the webhook reads no other field), `None`
+    /// without a Kubernetes client. Runs until dropped: errors are retried with
+    /// kube-runtime's default backoff, so the future only ends if the watch stream does.
+    pub fn watch(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
         let client = self.inner.client.clone()?;
         let inner = self.inner.clone();
-        Some(tokio::spawn(async move {
+        Some(async move {
             // `PartialObjectMeta`: the API server sends metadata only (PartialObjectMetadataList).
             let api: Api<PartialObjectMeta<ServiceAccount>> = Api::all(client);
             let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
@@ -330,8 +377,25 @@ impl ServiceAccountCache {
                     }
                 }
             }
-        }))
+        })
     }
+}
+
+/// Why `namespace`/`name` cannot be a ServiceAccount, if it cannot.
+fn invalid_name(namespace: &str, name: &str) -> Option<String> {
+    if !is_dns1123_label(namespace) {
+        return Some(format!(
+            "namespace {} is not a valid namespace name (DNS-1123 label)",
+            preview(namespace)
+        ));
+    }
+    if !is_dns1123_subdomain(name) {
+        return Some(format!(
+            "serviceAccountName {} is not a valid ServiceAccount name (DNS-1123 subdomain)",
+            preview(name)
+        ));
+    }
+    None
 }
 
 impl Inner {
@@ -520,6 +584,30 @@ mod tests {
             err.to_string().contains("item 0 has no metadata.name"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn reported_missing_is_bounded_in_entries_and_bytes() {
+        let cache = ServiceAccountCache::fixed([], "eks.amazonaws.com", Arc::new(Metrics::new()));
+        // Distinct, valid, maximal names: the set keeps 8-byte hashes, not the names.
+        for i in 0..MAX_REPORTED_MISSING + 10 {
+            let name = format!("{i}{}", "a".repeat(240));
+            assert_eq!(cache.lookup("team-a", &name).await, Lookup::NotFound);
+        }
+        {
+            let reported = lock(&cache.inner.reported_missing);
+            assert!(reported.len() <= MAX_REPORTED_MISSING);
+            assert!(reported.capacity() * std::mem::size_of::<u64>() < 1 << 20);
+        }
+        // A name that cannot exist is not even counted as a miss.
+        assert!(matches!(
+            cache.lookup("team-a", "../../secrets/x").await,
+            Lookup::InvalidName(_)
+        ));
+        assert!(matches!(
+            cache.lookup("Team-A", "app").await,
+            Lookup::InvalidName(_)
+        ));
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub sa_cache_misses: Counter,
     pub sa_lookups: Family<Label, Counter>,
     pub sa_not_found: Counter,
+    pub sa_invalid_names: Counter,
+    pub sa_lookups_shed: Counter,
     pub sa_cache_entries: Gauge,
     pub sa_cache_annotated: Gauge,
     pub sa_watch_errors: Counter,
@@ -121,6 +123,18 @@ impl Metrics {
             "Pods whose ServiceAccount does not exist (admitted unmutated)",
             sa_not_found.clone(),
         );
+        let sa_invalid_names = Counter::default();
+        registry.register(
+            "sa_invalid_names",
+            "Pods whose namespace or ServiceAccount name cannot exist (answered without a lookup)",
+            sa_invalid_names.clone(),
+        );
+        let sa_lookups_shed = Counter::default();
+        registry.register(
+            "sa_lookups_shed",
+            "Cache misses answered without a GET because the cap of concurrent GETs was reached",
+            sa_lookups_shed.clone(),
+        );
         let sa_cache_entries = Gauge::default();
         registry.register(
             "sa_cache_entries",
@@ -172,6 +186,8 @@ impl Metrics {
             sa_cache_misses,
             sa_lookups,
             sa_not_found,
+            sa_invalid_names,
+            sa_lookups_shed,
             sa_cache_entries,
             sa_cache_annotated,
             sa_watch_errors,

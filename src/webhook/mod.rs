@@ -65,10 +65,25 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
         identities_file: args.mutation.container_credentials_config.clone(),
         mutation,
     };
-    let running = start(opts, cache, metrics).await?;
-    crate::shutdown::signal().await;
+    let mut running = start(opts, cache, metrics).await?;
+    let failure = tokio::select! {
+        () = crate::shutdown::signal() => None,
+        err = running.failed() => Some(err),
+    };
+    if let Some(err) = &failure {
+        tracing::error!(
+            error = format!("{err:#}"),
+            "a part of the webhook stopped; exiting so that it is restarted"
+        );
+    }
     running.shutdown();
     running.wait().await?;
-    tracing::info!("irsa webhook stopped");
-    Ok(ExitCode::SUCCESS)
+    match failure {
+        // Non-zero: Kubernetes restarts the pod.
+        Some(err) => Err(err),
+        None => {
+            tracing::info!("irsa webhook stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -5,20 +5,20 @@
 //! installed at once, but an invalid one is only reported (log + metric) if it is still there
 //! on the next poll; each distinct broken content is reported once, not on every poll.
 
-/// Runs `poll` every `interval` until the returned task is aborted (the certificate pair and
-/// the identities file are both watched this way; a missed tick is not made up for).
-pub fn spawn_polling(
+/// Runs `poll` every `interval`, forever (the certificate pair and the identities file are
+/// both watched this way; a missed tick is not made up for). The caller spawns it into its
+/// [`crate::supervise::Supervisor`]. `interval` must not be zero (`tokio::time::interval`
+/// panics; the CLI refuses `--reload-interval 0`).
+pub async fn polling(
     interval: std::time::Duration,
     mut poll: impl FnMut() + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            poll();
-        }
-    })
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        poll();
+    }
 }
 
 /// What the caller should do with the contents it just read.

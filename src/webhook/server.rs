@@ -17,6 +17,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use futures::FutureExt as _;
 
 use super::{
     admission::{self, Answer},
@@ -26,7 +27,7 @@ use super::{
     reload,
     tls::{self, ReloadingCert},
 };
-use crate::{cli::TlsVersion, mutate::MutationConfig};
+use crate::{cli::TlsVersion, mutate::MutationConfig, supervise::Supervisor};
 
 /// Admission bodies carry the object (and `oldObject` on updates); the API server caps an
 /// object at 3 MiB, so 8 MiB never refuses a real review.
@@ -144,8 +145,9 @@ pub struct Running {
     pub cert: Arc<ReloadingCert>,
     grace: Duration,
     handle: axum_server::Handle<SocketAddr>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-    background: Vec<tokio::task::JoinHandle<()>>,
+    /// `None` once [`Running::failed`] has seen it end.
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    background: Supervisor,
 }
 
 /// Binds both ports, loads the certificate, starts the watchers and serves.
@@ -171,18 +173,26 @@ pub async fn start(
         sa_lookup_timeout: opts.sa_lookup_timeout,
     });
 
-    let mut background = Vec::new();
-    background.extend(cache.start_watch());
+    let mut background = Supervisor::new();
+    if let Some(watch) = cache.watch() {
+        background.spawn("ServiceAccount watch", watch.map(Ok::<(), anyhow::Error>));
+    }
     // Reading two small files per poll: cheap enough for a runtime thread.
     let (reloading, reload_metrics) = (cert.clone(), metrics.clone());
-    background.push(reload::spawn_polling(opts.reload_interval, move || {
-        reloading.reload_if_changed(&reload_metrics);
-    }));
+    background.spawn(
+        "certificate reload",
+        reload::polling(opts.reload_interval, move || {
+            reloading.reload_if_changed(&reload_metrics);
+        }),
+    );
     if opts.identities_file.is_some() {
         let reload_metrics = metrics.clone();
-        background.push(reload::spawn_polling(opts.reload_interval, move || {
-            identities.reload_if_changed(&reload_metrics);
-        }));
+        background.spawn(
+            "identities reload",
+            reload::polling(opts.reload_interval, move || {
+                identities.reload_if_changed(&reload_metrics);
+            }),
+        );
     }
 
     let admin = tokio::net::TcpListener::bind(opts.metrics_listen)
@@ -190,11 +200,11 @@ pub async fn start(
         .with_context(|| format!("cannot listen on --metrics-listen {}", opts.metrics_listen))?;
     let metrics_addr = admin.local_addr()?;
     let admin_app = admin_router(state.clone());
-    background.push(tokio::spawn(async move {
-        if let Err(err) = axum::serve(admin, admin_app).await {
-            tracing::error!(error = %err, "the metrics server stopped");
-        }
-    }));
+    background.spawn("metrics server", async move {
+        axum::serve(admin, admin_app)
+            .await
+            .context("the metrics server stopped")
+    });
 
     let listener = std::net::TcpListener::bind(opts.listen)
         .with_context(|| format!("cannot listen on --listen {}", opts.listen))?;
@@ -216,7 +226,7 @@ pub async fn start(
         cert,
         grace: opts.shutdown_grace,
         handle,
-        server,
+        server: Some(server),
         background,
     })
 }
@@ -228,12 +238,33 @@ impl Running {
         self.handle.graceful_shutdown(Some(self.grace));
     }
 
-    /// Waits for the TLS server to finish, then stops the background tasks.
-    pub async fn wait(self) -> anyhow::Result<()> {
-        let result = self.server.await;
-        for task in &self.background {
-            task.abort();
+    /// Resolves when the TLS server or a background task (ServiceAccount watch, file reload,
+    /// metrics server) ends on its own: the webhook is no longer whole and must exit.
+    pub async fn failed(&mut self) -> anyhow::Error {
+        let Some(server) = &mut self.server else {
+            return self.background.failed().await.into();
+        };
+        tokio::select! {
+            joined = server => {
+                self.server = None;
+                let why = match joined {
+                    Ok(Ok(())) => anyhow::anyhow!("stopped unexpectedly"),
+                    Ok(Err(err)) => anyhow::Error::new(err),
+                    Err(err) => anyhow::Error::new(err),
+                };
+                why.context("the webhook's TLS server")
+            }
+            ended = self.background.failed() => ended.into(),
         }
+    }
+
+    /// Waits for the TLS server to finish, then stops and joins the background tasks.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let result = match self.server.take() {
+            Some(server) => server.await,
+            None => Ok(Ok(())),
+        };
+        self.background.shutdown().await;
         result
             .context("the webhook server task failed")?
             .context("the webhook server failed")

@@ -253,6 +253,30 @@ fn trust_policy_verdicts_name_the_failed_condition() {
 }
 
 #[test]
+fn a_statement_has_one_number_whether_it_passes_or_fails() {
+    let provider_arn = "arn:aws:iam::111122223333:oidc-provider/oidc.example.com";
+    let doc = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Federated": provider_arn},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {"oidc.example.com:sub": "system:serviceaccount:a:b"}}}]})
+    .to_string();
+    let pass = trust_policy(&doc, provider_arn, "system:serviceaccount:a:b", "sts");
+    let fail = trust_policy(&doc, provider_arn, "system:serviceaccount:a:c", "sts");
+    assert_eq!((pass.status, fail.status), (Status::Pass, Status::Fail));
+    // It used to be `#0` on a pass and `#1` on a failure.
+    assert!(
+        pass.evidence.starts_with("statement #1 allows"),
+        "{}",
+        pass.evidence
+    );
+    assert!(
+        fail.evidence.starts_with("statement #1:"),
+        "{}",
+        fail.evidence
+    );
+}
+
+#[test]
 fn issuer_discovery_and_jwks() {
     let key = SigningKey::generate("k1");
     let jwks: JwkSet = serde_json::from_value(SigningKey::jwks(&[&key])).unwrap();

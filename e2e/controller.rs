@@ -107,13 +107,7 @@ impl Fixture {
     }
 
     fn start_controller(&self, name: &str) -> ControllerProcess {
-        ControllerProcess::start(
-            &self.cluster.settings,
-            &self.cluster.aws_env,
-            &self.cluster.issuer.url,
-            None,
-            name,
-        )
+        ControllerProcess::start(&self.cluster, None, name)
     }
 
     async fn create_role(&mut self) -> TestRole {

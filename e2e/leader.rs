@@ -9,35 +9,32 @@ use crate::support::{self, ControllerProcess, WAIT, wait_for};
 
 const LEASE: &str = irsa::controller::leader::DEFAULT_LEASE_NAME;
 
-async fn holder(leases: &Api<Lease>) -> Option<String> {
-    let lease = leases.get_opt(LEASE).await.ok()??;
+async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
+    let lease = leases.get_opt(name).await.ok()??;
     Some(lease.spec?.holder_identity.unwrap_or_default())
 }
 
 #[tokio::test]
 #[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
 async fn a_standby_takes_over_when_the_leader_dies() {
-    let support::ControllerCluster {
-        settings,
-        client,
-        issuer,
-        aws_env,
-    } = support::controller_cluster().await;
-    // A namespace of its own, so the Lease is this test's alone.
-    let ns = support::create_namespace(&client, "irsa-e2e-leader").await;
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let cluster = support::controller_cluster().await;
+    // The chart's Role allows Leases in the release namespace only; a Lease name of its own
+    // makes the election this test's alone.
+    let ns = crate::identity::RELEASE_NAMESPACE;
+    let lease = support::unique(LEASE);
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), ns);
 
-    let a = ControllerProcess::start(&settings, &aws_env, &issuer.url, Some(&ns), "e2e-a");
-    let b = ControllerProcess::start(&settings, &aws_env, &issuer.url, Some(&ns), "e2e-b");
+    let a = ControllerProcess::start(&cluster, Some(&lease), "e2e-a");
+    let b = ControllerProcess::start(&cluster, Some(&lease), "e2e-b");
     // Identities are `<HOSTNAME>_<random>`.
     let first = wait_for(
-        &format!("a holder of Lease {ns}/{LEASE}"),
+        &format!("a holder of Lease {ns}/{lease}"),
         WAIT,
         None,
         || async {
             a.assert_running();
             b.assert_running();
-            holder(&leases).await.filter(|h| !h.is_empty())
+            holder(&leases, &lease).await.filter(|h| !h.is_empty())
         },
     )
     .await;
@@ -51,11 +48,11 @@ async fn a_standby_takes_over_when_the_leader_dies() {
 
     leader.kill();
     let second = wait_for(
-        &format!("the standby ({standby_prefix}*) to take Lease {ns}/{LEASE} over"),
+        &format!("the standby ({standby_prefix}*) to take Lease {ns}/{lease} over"),
         WAIT,
         Some(&standby),
         || async {
-            holder(&leases)
+            holder(&leases, &lease)
                 .await
                 .filter(|h| h.starts_with(standby_prefix))
         },
@@ -65,12 +62,14 @@ async fn a_standby_takes_over_when_the_leader_dies() {
 
     standby.terminate();
     wait_for(
-        &format!("{second} to release Lease {ns}/{LEASE} on SIGTERM"),
+        &format!("{second} to release Lease {ns}/{lease} on SIGTERM"),
         WAIT,
         None,
-        || async { holder(&leases).await.filter(String::is_empty) },
+        || async { holder(&leases, &lease).await.filter(String::is_empty) },
     )
     .await;
     drop((leader, standby));
-    support::delete_namespace(&client, &ns).await;
+    let _ = leases
+        .delete(&lease, &kube::api::DeleteParams::default())
+        .await;
 }

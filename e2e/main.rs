@@ -10,10 +10,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod controller;
+mod identity;
+mod install;
 mod leader;
 #[path = "../tests/common/moto.rs"]
 #[allow(dead_code)]
 mod moto;
+mod rbac;
 mod support;
 mod trust_check;
 mod webhook;

@@ -15,6 +15,7 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
+use crate::identity::{self, Component};
 use crate::moto::{self, TestAws};
 
 /// Label on every namespace the suite creates: `kubectl delete ns -l irsa.dev/e2e=true`
@@ -155,6 +156,8 @@ pub struct ControllerCluster {
     pub client: kube::Client,
     pub issuer: irsa::controller::identity::Issuer,
     pub aws_env: AwsEnv,
+    /// The controller's identity: the chart's ServiceAccount with the chart's RBAC.
+    pub kubeconfig: PathBuf,
 }
 
 pub async fn controller_cluster() -> ControllerCluster {
@@ -166,11 +169,13 @@ pub async fn controller_cluster() -> ControllerCluster {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let aws_env = aws_env().await;
+    let kubeconfig = identity::kubeconfig(&client, Component::Controller).await;
     ControllerCluster {
         settings,
         client,
         issuer,
         aws_env,
+        kubeconfig,
     }
 }
 
@@ -265,15 +270,13 @@ pub struct ControllerProcess {
 
 impl ControllerProcess {
     /// Starts `irsa controller` named `name` (its `HOSTNAME`, hence the prefix of its
-    /// leader-election identity, and its log file's name). `leader_election_namespace`: elect
-    /// a leader through a Lease there, or run without leader election when `None`.
-    pub fn start(
-        settings: &Settings,
-        aws: &AwsEnv,
-        issuer_url: &str,
-        leader_election_namespace: Option<&str>,
-        name: &str,
-    ) -> Self {
+    /// leader-election identity, and its log file's name), authenticated as the chart's
+    /// controller ServiceAccount. `lease`: elect a leader through the Lease with this name in
+    /// the release namespace (where the chart's Role allows Leases), or run without leader
+    /// election when `None`.
+    pub fn start(cluster: &ControllerCluster, lease: Option<&str>, name: &str) -> Self {
+        let (settings, aws, issuer_url) =
+            (&cluster.settings, &cluster.aws_env, &cluster.issuer.url);
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "e2e-{name}-{}-{:08x}.log",
             std::process::id(),
@@ -297,12 +300,14 @@ impl ControllerProcess {
             "--annotation-prefix",
             &settings.annotation_prefix,
         ]);
-        match leader_election_namespace {
-            Some(ns) => cmd.args([
+        match lease {
+            Some(lease) => cmd.args([
                 "--leader-election",
                 "true",
                 "--leader-election-namespace",
-                ns,
+                identity::RELEASE_NAMESPACE,
+                "--leader-election-lease-name",
+                lease,
             ]),
             None => cmd.args(["--leader-election", "false"]),
         };
@@ -310,6 +315,7 @@ impl ControllerProcess {
             cmd.args(["--aws-endpoint-url", url]);
         }
         cmd.envs(aws.child_env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("KUBECONFIG", &cluster.kubeconfig)
             .env("HOSTNAME", name)
             .env(
                 "RUST_LOG",
@@ -375,4 +381,72 @@ impl Drop for ControllerProcess {
             );
         }
     }
+}
+
+/// The helm CLI the tests use: `IRSA_E2E_HELM` (set by scripts/control-plane.sh to the helm
+/// it built from Go modules), else `helm` on PATH.
+pub fn helm() -> String {
+    std::env::var("IRSA_E2E_HELM")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "helm".into())
+}
+
+/// `helm template RELEASE charts/irsa -n NAMESPACE -f <values>`: the documents a
+/// `helm install` with these values would create (CRDs excluded), parsed.
+pub fn helm_template(release: &str, namespace: &str, values: &Value) -> Vec<Value> {
+    let mut all = json!({"controller": {"clusterName": "e2e"}});
+    merge(&mut all, values.clone());
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/irsa");
+    let (ok, stdout, stderr) = run(
+        &helm(),
+        &["template", release, chart, "-n", namespace, "-f", "-"],
+        &all.to_string(),
+    );
+    assert!(ok, "helm template failed: {stderr}");
+    serde_saphyr::from_multiple::<Value>(&stdout)
+        .unwrap_or_else(|e| panic!("helm template printed no YAML ({e}): {stdout}"))
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+/// Deep-merges `from` into `into` (objects key by key; anything else replaces).
+pub fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// Runs `kubectl` with the test run's KUBECONFIG, `stdin` as input.
+pub fn kubectl(args: &[&str], stdin: &str) -> (bool, String, String) {
+    run("kubectl", args, stdin)
+}
+
+/// Runs `program` with `stdin` as input; returns (success, stdout, stderr).
+pub fn run(program: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    let text = stdin.to_string();
+    // Written from a thread: a large input must not deadlock against a full stdout pipe.
+    let writer = std::thread::spawn(move || input.write_all(text.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -10,17 +10,20 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
 
-use crate::support::{self, WAIT, wait_for};
+use crate::identity::{self, Component};
+use crate::support::{self, WAIT, kubectl, wait_for};
 use crate::webhook_support::{
     ROLE_ARN, Registration, TOKEN_VOLUME, WebhookProcess, assert_injected, assert_untouched,
     chart_registration, container, create_pod, create_service_account, env, has_token_volume,
-    kubectl, mounts, pod, register, unregister, volumes, wait_until_mutating,
+    mounts, pod, register, unregister, volumes, wait_until_mutating,
 };
 
 /// One test's world: a client, namespaces (all selected by its registrations), the webhook
 /// process and the registrations to remove at the end.
 struct Case {
     client: kube::Client,
+    /// The webhook's identity: the chart's ServiceAccount with the chart's RBAC.
+    kubeconfig: std::path::PathBuf,
     prefix: String,
     namespaces: Vec<String>,
     registrations: Vec<String>,
@@ -30,8 +33,10 @@ impl Case {
     async fn new() -> Self {
         let settings = support::settings();
         let client = support::client().await;
+        let kubeconfig = identity::kubeconfig(&client, Component::Webhook).await;
         Self {
             client,
+            kubeconfig,
             prefix: settings.annotation_prefix,
             namespaces: Vec::new(),
             registrations: Vec::new(),
@@ -97,7 +102,7 @@ impl Case {
 async fn pod_of_an_annotated_serviceaccount_is_mutated() {
     let mut case = Case::new().await;
     let ns = case.namespace(json!({})).await;
-    let webhook = WebhookProcess::start("mutated", &[]).await;
+    let webhook = WebhookProcess::start(&case.kubeconfig, "mutated", &[]).await;
     case.register(Registration::new(&[&ns]), &webhook).await;
 
     let stored = case.create(&ns, &pod("app", "app", json!({}))).await;
@@ -134,7 +139,7 @@ async fn pod_of_an_annotated_serviceaccount_is_mutated() {
 async fn service_account_created_just_before_its_pod_is_honoured() {
     let mut case = Case::new().await;
     let ns = case.namespace(json!({})).await;
-    let webhook = WebhookProcess::start("race", &[]).await;
+    let webhook = WebhookProcess::start(&case.kubeconfig, "race", &[]).await;
     case.register(Registration::new(&[&ns]), &webhook).await;
 
     for i in 0..5 {
@@ -155,7 +160,7 @@ async fn skip_labels_and_skip_containers_are_honoured() {
     let mut case = Case::new().await;
     let ns = case.namespace(json!({})).await;
     let skipped_ns = case.namespace(json!({"irsa.dev/skip": "true"})).await;
-    let webhook = WebhookProcess::start("skip", &[]).await;
+    let webhook = WebhookProcess::start(&case.kubeconfig, "skip", &[]).await;
     // Only the first namespace is probed: the second is excluded by the chart's selector.
     let config = chart_registration(
         &Registration::new(&[&ns, &skipped_ns]),
@@ -209,6 +214,7 @@ async fn pod_identity_through_an_identities_file() {
     let identities = json!({"identities": [{"namespace": ns, "serviceAccount": "pi"}]});
     std::fs::write(&file, identities.to_string()).unwrap();
     let webhook = WebhookProcess::start(
+        &case.kubeconfig,
         "pod-identity",
         &["--container-credentials-config", file.to_str().unwrap()],
     )
@@ -251,7 +257,7 @@ async fn pod_identity_through_an_identities_file() {
 #[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
 async fn both_review_versions_are_accepted() {
     let mut case = Case::new().await;
-    let webhook = WebhookProcess::start("versions", &[]).await;
+    let webhook = WebhookProcess::start(&case.kubeconfig, "versions", &[]).await;
     for version in ["v1", "v1beta1"] {
         // A namespace per version: a registration removed a moment ago may still be cached by
         // the API server, and must not answer for the other version.
@@ -272,7 +278,7 @@ async fn webhook_down_ignore_admits_unmutated_and_fail_rejects() {
     let mut case = Case::new().await;
     let ignore_ns = case.namespace(json!({})).await;
     let fail_ns = case.namespace(json!({})).await;
-    let webhook = WebhookProcess::start("down", &[]).await;
+    let webhook = WebhookProcess::start(&case.kubeconfig, "down", &[]).await;
     let mut ignore = Registration::new(&[&ignore_ns]);
     ignore.failure_policy = "Ignore";
     case.register(ignore, &webhook).await;
@@ -305,7 +311,7 @@ async fn webhook_down_ignore_admits_unmutated_and_fail_rejects() {
 async fn a_container_added_by_a_later_webhook_gets_credentials_on_reinvocation() {
     let mut case = Case::new().await;
     let ns = case.namespace(json!({})).await;
-    let webhook = WebhookProcess::start("reinvoke", &[]).await;
+    let webhook = WebhookProcess::start(&case.kubeconfig, "reinvoke", &[]).await;
     // Configurations are called in name order: ours first, the sidecar adder second.
     let suffix = support::unique("reinvoke");
     let mut ours = Registration::new(&[&ns]);
@@ -366,7 +372,7 @@ async fn invalid_annotation_reaches_the_client_as_a_warning() {
     let expiration = format!("{}/token-expiration", case.prefix);
     case.annotated_sa(&ns, "bad", json!({expiration.clone(): "soon"}))
         .await;
-    let webhook = WebhookProcess::start("warning", &[]).await;
+    let webhook = WebhookProcess::start(&case.kubeconfig, "warning", &[]).await;
     case.register(Registration::new(&[&ns]), &webhook).await;
 
     let manifest = pod("bad", "bad", json!({})).to_string();

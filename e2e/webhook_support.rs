@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
@@ -15,7 +15,7 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::support::{WAIT, unique, wait_for};
+use crate::support::{WAIT, helm_template, merge, unique, wait_for};
 
 pub const ROLE_ARN: &str = "arn:aws:iam::111122223333:role/irsa-e2e-webhook";
 pub const TOKEN_VOLUME: &str = irsa::mutate::config::TOKEN_VOLUME_NAME;
@@ -49,8 +49,8 @@ impl TestCert {
     }
 }
 
-/// `irsa webhook` (the binary cargo built) as a child process on free 127.0.0.1 ports, with
-/// the KUBECONFIG of the test run. Killed on drop; its log is printed when the test panics.
+/// `irsa webhook` (the binary cargo built) as a child process on free 127.0.0.1 ports,
+/// authenticated by `kubeconfig` (the chart's webhook ServiceAccount). Killed on drop; its log is printed when the test panics.
 pub struct WebhookProcess {
     child: Mutex<Child>,
     log: PathBuf,
@@ -61,7 +61,7 @@ pub struct WebhookProcess {
 impl WebhookProcess {
     /// Starts the webhook with `extra` flags and waits until `/readyz` answers 200 (its
     /// ServiceAccount cache synced and its certificate loaded).
-    pub async fn start(name: &str, extra: &[&str]) -> Self {
+    pub async fn start(kubeconfig: &Path, name: &str, extra: &[&str]) -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique(&format!("e2e-{name}")));
         std::fs::create_dir_all(&dir).unwrap();
         let cert = TestCert::new();
@@ -82,6 +82,7 @@ impl WebhookProcess {
             .arg(&key_file)
             .args(["--log-format", "json"])
             .args(extra)
+            .env("KUBECONFIG", kubeconfig)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info,irsa=debug".into()),
@@ -177,11 +178,10 @@ impl Registration {
     }
 }
 
-/// The chart's MutatingWebhookConfiguration (rendered by `scripts/helm-chart.py`, the same
-/// code path as `helm template`), with `clientConfig` pointed at `url` and trusting `cert`.
+/// The chart's MutatingWebhookConfiguration (`helm template`), with `clientConfig` pointed at
+/// `url` and trusting `cert`.
 pub fn chart_registration(reg: &Registration, url: &str, cert: &TestCert) -> Value {
     let values = json!({
-        "controller": {"clusterName": "e2e"},
         "webhook": {
             "failurePolicy": reg.failure_policy,
             "namespaceSelectorExpressions": [{
@@ -189,21 +189,7 @@ pub fn chart_registration(reg: &Registration, url: &str, cert: &TestCert) -> Val
             }]
         }
     });
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new("python3")
-        .current_dir(root)
-        .args(["scripts/helm-chart.py", "render", "charts/irsa", "--values"])
-        .arg(values.to_string())
-        .output()
-        .unwrap_or_else(|e| panic!("running scripts/helm-chart.py: {e}"));
-    assert!(
-        out.status.success(),
-        "rendering the chart failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
-    let mut config = docs
+    let mut config = helm_template("irsa", "irsa-system", &values)
         .into_iter()
         .find(|d| d["kind"] == "MutatingWebhookConfiguration")
         .expect("the chart renders a MutatingWebhookConfiguration");
@@ -257,17 +243,6 @@ pub fn pod(name: &str, service_account: &str, extra: Value) -> Value {
     });
     merge(&mut pod, extra);
     pod
-}
-
-fn merge(into: &mut Value, from: Value) {
-    match (into, from) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (slot, v) => *slot = v,
-    }
 }
 
 /// Creates `pod` through the API server (admission runs) and returns what it stored.
@@ -352,29 +327,4 @@ pub fn assert_untouched(pod: &Value) {
     for c in pod["spec"]["containers"].as_array().unwrap() {
         assert!(env(c, "AWS_ROLE_ARN").is_empty(), "{c}");
     }
-}
-
-/// Runs `kubectl` with the test run's KUBECONFIG, `stdin` as input; returns (success,
-/// stdout, stderr).
-pub fn kubectl(args: &[&str], stdin: &str) -> (bool, String, String) {
-    use std::io::Write;
-    let mut child = Command::new("kubectl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running kubectl: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # A local Kubernetes control plane for the test suite: etcd + kube-apiserver +
-# kube-controller-manager, built from their Go modules at pinned versions and started on
-# 127.0.0.1. No kubelet and no scheduler: pods stay Pending, but admission runs and the
+# kube-controller-manager (+ the matching kubectl, and helm), built from their Go modules at
+# pinned versions and started on 127.0.0.1. No kubelet and no scheduler: pods stay Pending, but admission runs and the
 # stored pod is the admitted one.
 #
-#   scripts/control-plane.sh build   build the binaries into the cache (no-op when there)
+#   scripts/control-plane.sh build   build the binaries (and helm) into the cache (no-op when there)
 #   scripts/control-plane.sh up      build if needed, start, wait until ready, print env
 #   scripts/control-plane.sh env     print the environment of the running plane
 #   scripts/control-plane.sh down    stop exactly the processes `up` started
@@ -15,8 +15,11 @@ set -euo pipefail
 
 K8S_VERSION="${IRSA_K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${IRSA_ETCD_VERSION:-v3.6.16}"
+# The real helm CLI, for the install tests (helm v3 has no replace directives: go install works).
+HELM_VERSION="${IRSA_HELM_VERSION:-v3.22.0}"
 CACHE="${IRSA_K8S_CACHE:-$HOME/.cache/irsa/k8s}"
 BIN="$CACHE/kubernetes-$K8S_VERSION-etcd-$ETCD_VERSION"
+HELM="$CACHE/helm-$HELM_VERSION/helm"
 DIR="${IRSA_CONTROL_PLANE_DIR:-/tmp/irsa-control-plane}"
 # Bounded waits (seconds).
 READY_TIMEOUT="${IRSA_CONTROL_PLANE_TIMEOUT:-120}"
@@ -50,12 +53,23 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 EOF
   go mod tidy >/dev/null
+  # Stamp the version as kubernetes' own build does (hack/lib/version.sh): without it the API
+  # server reports v0.0.0-master and clients such as helm refuse charts with a kubeVersion.
+  local minor="${K8S_VERSION#v1.}"
+  minor="${minor%%.*}"
+  local flags="-s" pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags="$flags -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    flags="$flags -X $pkg.gitTreeState=clean"
+  done
   mkdir -p "$BIN.tmp"
-  GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags=-s -o "$BIN.tmp/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+  GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$flags" -o "$BIN.tmp/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kubectl
 }
 
 build_etcd() {
@@ -75,11 +89,30 @@ EOF
   CGO_ENABLED=0 go build -trimpath -ldflags=-s -o "$BIN.tmp/etcd" go.etcd.io/etcd/server/v3
 }
 
+build_helm() {
+  [[ -x "$HELM" ]] && return 0
+  log "building helm $HELM_VERSION into $HELM"
+  mkdir -p "$(dirname "$HELM")"
+  # helm's Makefile stamps the Kubernetes version `helm template`/`lint` assume offline from
+  # its client-go (v0.N.x -> 1.N); a plain `go install` would leave v1.20 and fail any chart
+  # with a kubeVersion constraint.
+  local gomod minor pkg flags="-s"
+  gomod="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')"
+  minor="$(sed -n 's#^\s*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$gomod")"
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    flags="$flags -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  GOBIN="$(dirname "$HELM")" CGO_ENABLED=0 go install -trimpath -ldflags="$flags" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}
+
 cmd_build() {
-  if [[ -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" && -x "$BIN/etcd" ]]; then
+  command -v go >/dev/null || die "go is not on PATH (the control plane is built from Go modules)"
+  build_helm
+  if [[ -x "$BIN/kube-controller-manager" && -x "$BIN/kubectl" && -x "$BIN/etcd" ]] &&
+    [[ "$("$BIN/kube-apiserver" --version 2>/dev/null)" == "Kubernetes $K8S_VERSION" ]]; then
     return 0
   fi
-  command -v go >/dev/null || die "go is not on PATH (the control plane is built from Go modules)"
   log "building kubernetes $K8S_VERSION and etcd $ETCD_VERSION into $BIN (first run only; ~15-25 min on 2 cores)"
   local start=$SECONDS
   rm -rf "$BIN.tmp"
@@ -230,7 +263,7 @@ cmd_up() {
     --enable-admission-plugins NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
     --allow-privileged=true
   wait_until "$READY_TIMEOUT" "kube-apiserver /readyz" \
-    kubectl --kubeconfig "$DIR/kubeconfig" get --raw /readyz
+    "$BIN/kubectl" --kubeconfig "$DIR/kubeconfig" get --raw /readyz
 
   start kube-controller-manager "$BIN/kube-controller-manager" \
     --kubeconfig "$DIR/kubeconfig" \
@@ -241,17 +274,20 @@ cmd_up() {
     --root-ca-file "$DIR/pki/ca.crt" \
     --leader-elect=false
   # The discovery endpoints anonymously readable, as on EKS and as STS needs them.
-  kubectl --kubeconfig "$DIR/kubeconfig" create clusterrolebinding irsa-test-issuer-discovery \
+  "$BIN/kubectl" --kubeconfig "$DIR/kubeconfig" create clusterrolebinding irsa-test-issuer-discovery \
     --clusterrole system:service-account-issuer-discovery --group system:unauthenticated >/dev/null
   # kube-controller-manager works once it has created the default ServiceAccount.
   wait_until "$READY_TIMEOUT" "kube-controller-manager to create default/default" \
-    kubectl --kubeconfig "$DIR/kubeconfig" -n default get serviceaccount default
+    "$BIN/kubectl" --kubeconfig "$DIR/kubeconfig" -n default get serviceaccount default
 
   cat >"$DIR/env" <<EOF
 export KUBECONFIG=$DIR/kubeconfig
 export IRSA_E2E=1
 export IRSA_E2E_CLUSTER_CA=$DIR/pki/ca.crt
 export IRSA_E2E_CONTROL_PLANE_DIR=$DIR
+export IRSA_E2E_HELM=$HELM
+# kubectl of the same version as the API server, first on PATH.
+export PATH=$BIN:\$PATH
 EOF
   log "up in $((SECONDS - start_time)) s: $server (state and logs in $DIR)"
   cat "$DIR/env"

@@ -10,8 +10,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 command -v moto_server >/dev/null || { echo "moto_server not on PATH after install" >&2; exit 1; }
-# tests/packaging.rs renders config/default with `kubectl kustomize` (no cluster involved).
-command -v kubectl >/dev/null || { echo "kubectl not on PATH: the kustomize checks need it (apt-get install kubectl)" >&2; exit 1; }
-# The local control plane the cluster tests run against: etcd, kube-apiserver and
-# kube-controller-manager built from their Go modules (cached; only the first run builds).
+# The local control plane the cluster tests run against: etcd, kube-apiserver,
+# kube-controller-manager, kubectl and helm built from their Go modules (cached; only the
+# first run builds). scripts/with-control-plane.sh puts that kubectl first on PATH, which
+# tests/packaging.rs also uses for `kubectl kustomize`.
 ./scripts/control-plane.sh build

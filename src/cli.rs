@@ -257,6 +257,11 @@ pub struct ControllerArgs {
     #[arg(long, env = "IRSA_LEADER_ELECTION_NAMESPACE")]
     pub leader_election_namespace: Option<String>,
 
+    /// Name of the leader-election Lease: two installations sharing a namespace need
+    /// different names.
+    #[arg(long, env = "IRSA_LEADER_ELECTION_LEASE_NAME", default_value = crate::controller::leader::DEFAULT_LEASE_NAME)]
+    pub leader_election_lease_name: String,
+
     /// AWS endpoint override for IAM and STS (tests point this at a local emulator).
     #[arg(long, env = "IRSA_AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,

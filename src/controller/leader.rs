@@ -61,15 +61,20 @@ impl LeaderConfig {
         }
     }
 
-    /// The controller's election: Lease [`DEFAULT_LEASE_NAME`] in `namespace` (the
-    /// `--leader-election-namespace` flag) or else the client's default namespace (in a pod,
-    /// the pod's own), with a [`default_identity`] and client-go's timings.
-    pub fn for_controller(client: &kube::Client, namespace: Option<&str>) -> Self {
+    /// The controller's election: Lease `lease_name` (`--leader-election-lease-name`,
+    /// default [`DEFAULT_LEASE_NAME`]) in `namespace` (the `--leader-election-namespace` flag)
+    /// or else the client's default namespace (in a pod, the pod's own), with a
+    /// [`default_identity`] and client-go's timings.
+    pub fn for_controller(
+        client: &kube::Client,
+        namespace: Option<&str>,
+        lease_name: &str,
+    ) -> Self {
         let namespace = namespace
             .map(str::trim)
             .filter(|n| !n.is_empty())
             .unwrap_or(client.default_namespace());
-        Self::new(namespace, DEFAULT_LEASE_NAME, default_identity())
+        Self::new(namespace, lease_name, default_identity())
     }
 
     /// client-go's invariants: the leader must give up (renew_deadline) before a standby may

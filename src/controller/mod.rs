@@ -163,6 +163,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
             let cfg = leader::LeaderConfig::for_controller(
                 &client,
                 args.leader_election_namespace.as_deref(),
+                &args.leader_election_lease_name,
             );
             Box::pin(leader::run_until_shutdown(
                 client.clone(),

@@ -576,15 +576,18 @@ fn default_identity_is_the_pod_name_plus_a_random_suffix() {
 async fn the_controller_elects_in_the_flag_namespace_else_its_own() {
     let (svc, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(svc, "irsa-system");
-    let own = LeaderConfig::for_controller(&client, None);
+    let own = LeaderConfig::for_controller(&client, None, DEFAULT_LEASE_NAME);
     assert_eq!(
         (own.namespace.as_str(), own.lease_name.as_str()),
         ("irsa-system", "irsa-controller")
     );
     assert!(!own.identity.is_empty());
     assert!(own.validate().is_ok());
-    let flagged = LeaderConfig::for_controller(&client, Some("ops"));
-    assert_eq!(flagged.namespace, "ops");
+    let flagged = LeaderConfig::for_controller(&client, Some("ops"), "irsa-controller-b");
+    assert_eq!(
+        (flagged.namespace.as_str(), flagged.lease_name.as_str()),
+        ("ops", "irsa-controller-b")
+    );
     assert_ne!(own.identity, flagged.identity);
 }
 

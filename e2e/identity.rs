@@ -1,0 +1,141 @@
+//! The processes under test authenticate as the chart's ServiceAccounts, with the chart's RBAC
+//! applied, never as admin: a verb the chart forgot then fails a test.
+
+use std::path::PathBuf;
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::{Value, json};
+
+use crate::support::{self, unique};
+
+/// The release the RBAC is rendered for: `helm install irsa charts/irsa -n irsa-system`.
+pub const RELEASE: &str = "irsa";
+pub const RELEASE_NAMESPACE: &str = "irsa-system";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Component {
+    Webhook,
+    Controller,
+}
+
+impl Component {
+    pub fn service_account(self) -> &'static str {
+        match self {
+            Self::Webhook => "irsa-webhook",
+            Self::Controller => "irsa-controller",
+        }
+    }
+}
+
+/// The RBAC objects of the chart (ServiceAccounts, ClusterRoles, Roles and their bindings) as
+/// `helm template` renders them for [`RELEASE`] in [`RELEASE_NAMESPACE`].
+pub fn chart_rbac() -> Vec<Value> {
+    const KINDS: [&str; 5] = [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ];
+    support::helm_template(RELEASE, RELEASE_NAMESPACE, &json!({}))
+        .into_iter()
+        .filter(|d| KINDS.iter().any(|k| d["kind"] == *k))
+        .collect()
+}
+
+/// Applies [`chart_rbac`] (server-side, idempotent: tests running at once apply the same
+/// objects) into [`RELEASE_NAMESPACE`], creating the namespace if needed.
+pub async fn apply_chart_rbac(client: &kube::Client) {
+    let ns: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RELEASE_NAMESPACE}
+    }))
+    .unwrap();
+    match Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("creating namespace {RELEASE_NAMESPACE}: {e}"),
+    }
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": chart_rbac()});
+    let (ok, _, stderr) = support::kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager",
+            "irsa-e2e",
+            "-f",
+            "-",
+        ],
+        &list.to_string(),
+    );
+    assert!(ok, "applying the chart's RBAC: {stderr}");
+}
+
+/// A kubeconfig for `component`'s ServiceAccount: the cluster of the current `KUBECONFIG`
+/// and a TokenRequest token (2 h) of `irsa-system/<sa>`.
+pub async fn kubeconfig(client: &kube::Client, component: Component) -> PathBuf {
+    apply_chart_rbac(client).await;
+    let sa = component.service_account();
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(7200),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(client.clone(), RELEASE_NAMESPACE)
+        .create_token_request(sa, &PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for {RELEASE_NAMESPACE}/{sa}: {e}"))
+        .status
+        .unwrap()
+        .token;
+
+    let admin_path = std::env::var("KUBECONFIG").unwrap();
+    let admin_path = std::env::split_paths(&admin_path).next().unwrap();
+    let text = std::fs::read_to_string(&admin_path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", admin_path.display()));
+    let admin: Value = serde_saphyr::from_str(&text).unwrap();
+    let current = admin["current-context"].as_str().unwrap().to_string();
+    let context = admin["contexts"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == current.as_str()))
+        .unwrap_or_else(|| panic!("context {current} in {}", admin_path.display()));
+    let cluster_name = context["context"]["cluster"].clone();
+    let cluster = admin["clusters"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == cluster_name))
+        .unwrap()
+        .clone();
+    let kubeconfig = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": sa, "context": {
+            "cluster": cluster_name, "user": sa, "namespace": RELEASE_NAMESPACE
+        }}],
+        "current-context": sa,
+    });
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(unique(&format!("e2e-{sa}")))
+        .with_extension("kubeconfig");
+    // JSON is YAML: kubectl and kube-rs read it as a kubeconfig.
+    std::fs::write(&path, kubeconfig.to_string()).unwrap();
+    path
+}
+
+/// A client authenticated as `component`.
+pub async fn client_as(admin: &kube::Client, component: Component) -> kube::Client {
+    let path = kubeconfig(admin, component).await;
+    let kc = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}

@@ -528,27 +528,74 @@ fn table(entries: &[(&str, &str, &[&str])]) -> BTreeMap<(String, String), BTreeS
         .collect()
 }
 
+/// Every permission the chart and `config/rbac` grant, one row per (component, apiGroup,
+/// resource), as README.md's "RBAC" table lists them: `role` is the ClusterRole, or the
+/// namespaced Role (`-leader-election`) of the release namespace. The e2e suite proves the
+/// API server enforces exactly these (e2e/rbac.rs); this table ties chart, kustomize and
+/// README together.
+const RBAC: &[(&str, &str, &str, &[&str])] = &[
+    ("webhook", "", "serviceaccounts", &["get", "list", "watch"]),
+    (
+        "controller",
+        "",
+        "serviceaccounts",
+        &["get", "list", "watch", "patch"],
+    ),
+    (
+        "controller",
+        "irsa.dev",
+        "iamrolebindings",
+        &["get", "list", "watch", "patch", "update"],
+    ),
+    (
+        "controller",
+        "irsa.dev",
+        "iamrolegrants",
+        &["get", "list", "watch"],
+    ),
+    (
+        "controller",
+        "irsa.dev",
+        "iamrolebindings/status",
+        &["get", "patch", "update"],
+    ),
+    (
+        "controller",
+        "irsa.dev",
+        "iamrolebindings/finalizers",
+        &["get", "patch", "update"],
+    ),
+    (
+        "controller",
+        "events.k8s.io",
+        "events",
+        &["create", "patch"],
+    ),
+    ("controller", "", "events", &["create", "patch"]),
+    (
+        "controller-leader-election",
+        "coordination.k8s.io",
+        "leases",
+        &["get", "create", "update"],
+    ),
+];
+
+fn rbac_of(role: &str) -> BTreeMap<(String, String), BTreeSet<String>> {
+    let rows: Vec<(&str, &str, &[&str])> = RBAC
+        .iter()
+        .filter(|(r, ..)| *r == role)
+        .map(|(_, g, res, verbs)| (*g, *res, *verbs))
+        .collect();
+    table(&rows)
+}
+
 fn assert_least_privilege_rbac(docs: &[Value], prefix: &str) {
     let webhook: ClusterRole = find(docs, "ClusterRole", &format!("{prefix}-webhook"));
-    assert_eq!(
-        rule_table(&webhook.rules.unwrap()),
-        table(&[("", "serviceaccounts", &["get", "list", "watch"])])
-    );
+    assert_eq!(rule_table(&webhook.rules.unwrap()), rbac_of("webhook"));
     let controller: ClusterRole = find(docs, "ClusterRole", &format!("{prefix}-controller"));
-    let rw: &[&str] = &["get", "list", "watch", "patch", "update"];
-    let sub: &[&str] = &["get", "patch", "update"];
-    let ev: &[&str] = &["create", "patch"];
     assert_eq!(
         rule_table(&controller.rules.unwrap()),
-        table(&[
-            ("", "serviceaccounts", &["get", "list", "watch", "patch"]),
-            ("irsa.dev", "iamrolebindings", rw),
-            ("irsa.dev", "iamrolegrants", &["get", "list", "watch"]),
-            ("irsa.dev", "iamrolebindings/status", sub),
-            ("irsa.dev", "iamrolebindings/finalizers", sub),
-            ("events.k8s.io", "events", ev),
-            ("", "events", ev),
-        ])
+        rbac_of("controller")
     );
     // The one non-resource URL: issuer discovery, read-only.
     let non_resource: Vec<(Vec<String>, Vec<String>)> =
@@ -573,12 +620,33 @@ fn assert_least_privilege_rbac(docs: &[Value], prefix: &str) {
     assert_eq!(lease.metadata.namespace.as_deref(), Some(NS));
     assert_eq!(
         rule_table(&lease.rules.unwrap()),
-        table(&[(
-            "coordination.k8s.io",
-            "leases",
-            &["get", "create", "update"]
-        )])
+        rbac_of("controller-leader-election")
     );
+}
+
+/// README.md's RBAC table is exactly [`RBAC`]: the rows between its header and the next blank
+/// line, in order.
+#[test]
+fn readme_rbac_table_is_what_the_chart_grants() {
+    let readme = read("README.md");
+    let header = "| role | apiGroup | resource | verbs |";
+    let start = readme
+        .find(header)
+        .unwrap_or_else(|| panic!("README.md has no RBAC table starting with {header}"));
+    let rows: Vec<&str> = readme[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let want: Vec<String> = RBAC
+        .iter()
+        .map(|(role, group, resource, verbs)| {
+            let role = format!("`irsa-{role}`");
+            let group = if group.is_empty() { "core" } else { group };
+            format!("| {role} | {group} | {resource} | {} |", verbs.join(", "))
+        })
+        .collect();
+    assert_eq!(rows, want, "README.md's RBAC table matches the chart");
 }
 
 /// The container's args (plus its `IRSA_*` env, the CLI's env spelling of a flag) parsed by

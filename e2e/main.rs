@@ -12,6 +12,7 @@
 mod controller;
 mod identity;
 mod install;
+mod issuer;
 mod leader;
 #[path = "../tests/common/moto.rs"]
 #[allow(dead_code)]

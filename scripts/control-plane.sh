@@ -286,6 +286,7 @@ export IRSA_E2E=1
 export IRSA_E2E_CLUSTER_CA=$DIR/pki/ca.crt
 export IRSA_E2E_CONTROL_PLANE_DIR=$DIR
 export IRSA_E2E_HELM=$HELM
+export IRSA_E2E_SA_PUBLIC_KEY=$DIR/pki/sa.pub
 # kubectl of the same version as the API server, first on PATH.
 export PATH=$BIN:\$PATH
 EOF

@@ -48,6 +48,39 @@ pub enum Command {
     TrustPolicy(TrustPolicyArgs),
     /// Print the CustomResourceDefinitions (the source of `crds/`).
     Crd(CrdArgs),
+    /// Offline: the issuer documents (discovery + JWKS) of a self-managed cluster.
+    Issuer(IssuerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IssuerArgs {
+    #[command(subcommand)]
+    pub command: IssuerCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IssuerCommand {
+    /// Print the OpenID discovery document and JWKS that STS reads at the issuer URL, built
+    /// from the API server's public signing keys, with `kid`s computed as the API server does.
+    Render(IssuerRenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IssuerRenderArgs {
+    /// The issuer URL, exactly the API server's `--service-account-issuer` (https).
+    #[arg(long, env = "IRSA_ISSUER_URL")]
+    pub issuer: String,
+
+    /// PEM public key or certificate the API server verifies tokens with (its
+    /// `--service-account-key-file`); repeat it to publish the old and the new key during a
+    /// rotation.
+    #[arg(long = "public-key", value_name = "FILE", required = true)]
+    pub public_keys: Vec<PathBuf>,
+
+    /// Write `.well-known/openid-configuration` and `openid/v1/jwks` below DIR (ready to
+    /// upload) instead of printing both as one JSON object.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// The knobs of the pod mutation, shared by `irsa mutate` and `irsa webhook`.

@@ -16,6 +16,7 @@ pub mod controller;
 pub mod crd;
 pub mod doctor;
 pub mod error;
+pub mod issuer;
 pub mod metrics;
 pub mod mutate;
 pub mod names;

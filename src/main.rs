@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             Command::Mutate(args) => commands::mutate::run(args),
             Command::TrustPolicy(args) => commands::trust_policy::run(args),
             Command::Crd(args) => commands::crd::run(args),
+            Command::Issuer(args) => commands::issuer::run(args),
         }
     });
     match result {

@@ -17,7 +17,7 @@ use crate::{
 
 pub fn run(args: TrustPolicyArgs) -> anyhow::Result<ExitCode> {
     let host = trust::issuer_host_path(&args.issuer);
-    if !is_issuer_host_path(host) {
+    if !trust::is_issuer_host_path(host) {
         return Err(UsageError::new(format!(
             "--issuer {:?} is not an issuer URL like https://oidc.eks.eu-west-1.amazonaws.com/id/ABC",
             args.issuer
@@ -135,21 +135,6 @@ pub fn run(args: TrustPolicyArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Whether `host_path` (the issuer without its scheme) names a host: not empty, no
-/// whitespace, control character, quote or backslash, no query or fragment (an OIDC issuer
-/// has neither), no second scheme, and not a mangled scheme such as `https:/x` or `https:x`
-/// (which would put `https:` where IAM expects the host).
-fn is_issuer_host_path(host_path: &str) -> bool {
-    let host = host_path.split('/').next().unwrap_or_default();
-    let lower = host_path.to_ascii_lowercase();
-    !host.is_empty()
-        && !host_path
-            .contains(|c: char| c.is_whitespace() || c.is_control() || "\"\\?#".contains(c))
-        && !host_path.contains("://")
-        && !lower.starts_with("https:")
-        && !lower.starts_with("http:")
-}
-
 fn note_collapsed(collapsed: &[String]) {
     for ns in collapsed {
         eprintln!(
@@ -176,7 +161,7 @@ fn read_document(path: &Path) -> anyhow::Result<PolicyDocument> {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use super::is_issuer_host_path;
+    use crate::trust::is_issuer_host_path;
     use crate::trust::{self, CompileInput, Subject};
 
     proptest::proptest! {
@@ -191,7 +176,7 @@ mod tests {
             ],
         ) {
             let host = trust::issuer_host_path(&issuer);
-            if is_issuer_host_path(host) {
+            if trust::is_issuer_host_path(host) {
                 let desired = BTreeMap::from([(
                     "sts.amazonaws.com".to_string(),
                     BTreeSet::from([Subject::new("a", "b").unwrap()]),

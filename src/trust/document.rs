@@ -204,6 +204,21 @@ pub fn issuer_host_path(issuer: &str) -> &str {
     s
 }
 
+/// Whether `host_path` (the issuer without its scheme) names a host: not empty, no
+/// whitespace, control character, quote or backslash, no query or fragment (an OIDC issuer
+/// has neither), no second scheme, and not a mangled scheme such as `https:/x` or `https:x`
+/// (which would put `https:` where IAM expects the host).
+pub fn is_issuer_host_path(host_path: &str) -> bool {
+    let host = host_path.split('/').next().unwrap_or_default();
+    let lower = host_path.to_ascii_lowercase();
+    !host.is_empty()
+        && !host_path
+            .contains(|c: char| c.is_whitespace() || c.is_control() || "\"\\?#".contains(c))
+        && !host_path.contains("://")
+        && !lower.starts_with("https:")
+        && !lower.starts_with("http:")
+}
+
 /// The `Sid` of the statement this crate owns for (issuer, audience): `Irsa` followed by the
 /// 16 hex digits of the 64-bit FNV-1a hash of `<issuer-host-path> NUL <audience>`.
 ///

@@ -61,8 +61,8 @@ mod subject;
 pub use self::{
     compile::{CompileInput, Compiled, HandEdit, Refusal, WEB_IDENTITY_ACTION, compile},
     document::{
-        DEFAULT_MAX_CHARS, POLICY_VERSION, ParseError, PolicyDocument, iam_chars, issuer_host_path,
-        provider_host_path, statement_sid,
+        DEFAULT_MAX_CHARS, POLICY_VERSION, ParseError, PolicyDocument, iam_chars,
+        is_issuer_host_path, issuer_host_path, provider_host_path, statement_sid,
     },
     evaluate::{Claims, Decision, evaluate},
     subject::{SUBJECT_PREFIX, Subject, SubjectError},

@@ -30,8 +30,15 @@ impl Component {
     }
 }
 
+/// The values the identities are rendered with: the defaults plus issuer publishing, whose
+/// extra permissions (a ConfigMap, the JWKS URL) the publishing test needs; every test of a
+/// run applies the same RBAC.
+pub fn values() -> Value {
+    json!({"controller": {"publishIssuer": {"s3Url": "s3://irsa-e2e/cluster"}}})
+}
+
 /// The RBAC objects of the chart (ServiceAccounts, ClusterRoles, Roles and their bindings) as
-/// `helm template` renders them for [`RELEASE`] in [`RELEASE_NAMESPACE`].
+/// `helm template` renders them for [`RELEASE`] in [`RELEASE_NAMESPACE`] with [`values`].
 pub fn chart_rbac() -> Vec<Value> {
     const KINDS: [&str; 5] = [
         "ServiceAccount",
@@ -40,7 +47,7 @@ pub fn chart_rbac() -> Vec<Value> {
         "Role",
         "RoleBinding",
     ];
-    support::helm_template(RELEASE, RELEASE_NAMESPACE, &json!({}))
+    support::helm_template(RELEASE, RELEASE_NAMESPACE, &values())
         .into_iter()
         .filter(|d| KINDS.iter().any(|k| d["kind"] == *k))
         .collect()

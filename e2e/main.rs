@@ -17,6 +17,7 @@ mod leader;
 #[path = "../tests/common/moto.rs"]
 #[allow(dead_code)]
 mod moto;
+mod publish;
 mod rbac;
 mod support;
 mod trust_check;

@@ -275,6 +275,16 @@ impl ControllerProcess {
     /// the release namespace (where the chart's Role allows Leases), or run without leader
     /// election when `None`.
     pub fn start(cluster: &ControllerCluster, lease: Option<&str>, name: &str) -> Self {
+        Self::start_with(cluster, lease, name, &[])
+    }
+
+    /// [`Self::start`] with `extra` flags.
+    pub fn start_with(
+        cluster: &ControllerCluster,
+        lease: Option<&str>,
+        name: &str,
+        extra: &[&str],
+    ) -> Self {
         let (settings, aws, issuer_url) =
             (&cluster.settings, &cluster.aws_env, &cluster.issuer.url);
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
@@ -300,6 +310,7 @@ impl ControllerProcess {
             "--annotation-prefix",
             &settings.annotation_prefix,
         ]);
+        cmd.args(extra);
         match lease {
             Some(lease) => cmd.args([
                 "--leader-election",

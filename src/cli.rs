@@ -310,6 +310,48 @@ pub struct ControllerArgs {
     /// Plain-HTTP address serving /metrics, /healthz and /readyz.
     #[arg(long, env = "IRSA_METRICS_LISTEN", default_value = "0.0.0.0:9091")]
     pub metrics_listen: SocketAddr,
+
+    #[command(flatten)]
+    pub publish: PublishArgs,
+}
+
+/// Self-managed clusters: publish the issuer's discovery document and JWKS to S3.
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    /// Mirror the API server's discovery document and JWKS to s3://BUCKET[/PREFIX] (off by
+    /// default; EKS hosts its issuer itself).
+    #[arg(long, env = "IRSA_PUBLISH_ISSUER", value_name = "S3_URL")]
+    pub publish_issuer: Option<String>,
+
+    /// The URL the published objects are served at, which must equal the API server's
+    /// issuer byte for byte (default: https://BUCKET.s3.REGION.amazonaws.com/PREFIX).
+    #[arg(long, env = "IRSA_ISSUER_PUBLIC_URL", requires = "publish_issuer")]
+    pub issuer_public_url: Option<String>,
+
+    /// Where the anonymous read-back goes (default: the public URL), e.g. the bucket's own
+    /// URL behind a CDN.
+    #[arg(long, env = "IRSA_ISSUER_VERIFY_URL", requires = "publish_issuer")]
+    pub issuer_verify_url: Option<String>,
+
+    /// How long a signing key stays published after the API server stopped publishing it:
+    /// the longest lifetime of a token it signed, plus skew. The default covers the API
+    /// server's default (tokens up to a year with --service-account-extend-token-expiration);
+    /// lower it to your --service-account-max-token-expiration plus an hour.
+    #[arg(long, env = "IRSA_ISSUER_KEY_RETENTION", default_value = "366d", value_parser = parse_retention)]
+    pub issuer_key_retention: Duration,
+
+    /// How often the documents are compared and, if needed, written.
+    #[arg(long, env = "IRSA_ISSUER_PUBLISH_INTERVAL", default_value = "1m", value_parser = parse_interval)]
+    pub issuer_publish_interval: Duration,
+
+    /// ConfigMap (in the controller's namespace) that remembers when each key was seen, so a
+    /// restart neither drops a retired key early nor keeps it forever.
+    #[arg(
+        long,
+        env = "IRSA_ISSUER_STATE_CONFIGMAP",
+        default_value = "irsa-issuer-keys"
+    )]
+    pub issuer_state_configmap: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -461,6 +503,14 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
 /// A period fed to `tokio::time::interval`: more than zero, at most [`MAX_INTERVAL`].
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
     parse_bounded(s, MAX_INTERVAL)
+}
+
+/// The longest `--issuer-key-retention`: ten years, far beyond any token lifetime.
+pub const MAX_RETENTION: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+
+/// `--issuer-key-retention`: more than zero, at most [`MAX_RETENTION`].
+pub fn parse_retention(s: &str) -> Result<Duration, String> {
+    parse_bounded(s, MAX_RETENTION)
 }
 
 #[cfg(test)]

@@ -49,6 +49,16 @@ pub struct Metrics {
     pub trust_policy_chars: Family<RoleLabels, Gauge>,
     /// 1 while this replica is the one writing to IAM (the leader, or alone).
     pub is_leader: Gauge,
+    /// `--publish-issuer`: unix time of the last pass that published (or found current)
+    /// both documents.
+    pub issuer_last_publish: Gauge,
+    pub issuer_keys_published: Gauge,
+    /// Retired keys still published until their tokens expired.
+    pub issuer_keys_pending_removal: Gauge,
+    pub issuer_writes: Counter,
+    /// Passes whose anonymous read of the public copy did not match what was published.
+    pub issuer_drift: Counter,
+    pub issuer_publish_errors: Family<ErrorLabels, Counter>,
 }
 
 impl Metrics {
@@ -79,6 +89,62 @@ impl Metrics {
             "1 while this replica reconciles (holds the leader-election Lease, or runs without election)",
             self.is_leader.clone(),
         );
+        registry.register(
+            "irsa_controller_issuer_last_publish_timestamp_seconds",
+            "Unix time of the last successful issuer publishing pass (--publish-issuer)",
+            self.issuer_last_publish.clone(),
+        );
+        registry.register(
+            "irsa_controller_issuer_keys_published",
+            "Keys in the published JWKS",
+            self.issuer_keys_published.clone(),
+        );
+        registry.register(
+            "irsa_controller_issuer_keys_pending_removal",
+            "Retired signing keys still published until every token they signed has expired",
+            self.issuer_keys_pending_removal.clone(),
+        );
+        registry.register(
+            "irsa_controller_issuer_writes",
+            "Issuer documents written to S3",
+            self.issuer_writes.clone(),
+        );
+        registry.register(
+            "irsa_controller_issuer_drift",
+            "Publishing passes whose anonymous read of the public copy did not match",
+            self.issuer_drift.clone(),
+        );
+        registry.register(
+            "irsa_controller_issuer_publish_errors",
+            "Issuer publishing passes that failed, by error",
+            self.issuer_publish_errors.clone(),
+        );
+    }
+
+    pub fn issuer_published(&self, outcome: &crate::controller::publish::Outcome) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.issuer_last_publish.set(now);
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.issuer_keys_published
+            .set(count(outcome.keys_published));
+        self.issuer_keys_pending_removal
+            .set(count(outcome.keys_retired));
+        self.issuer_writes
+            .inc_by(u64::try_from(outcome.writes).unwrap_or(u64::MAX));
+        if !outcome.verified {
+            self.issuer_drift.inc();
+        }
+    }
+
+    pub fn issuer_publish_failed(&self, error: &'static str) {
+        self.issuer_publish_errors
+            .get_or_create(&ErrorLabels {
+                kind: "issuer",
+                error,
+            })
+            .inc();
     }
 
     pub fn reconciled(&self, kind: &'static str) {

@@ -14,6 +14,7 @@ pub mod desired;
 pub mod identity;
 pub mod leader;
 pub mod metrics;
+pub mod publish;
 pub mod roles;
 pub mod status;
 pub mod thumbprint;
@@ -142,11 +143,13 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     // stops all of it (the tasks live in a Supervisor), which is what losing a Lease needs.
     let is_leader = metrics.is_leader.clone();
     let standby_ready = ready.clone();
+    let publisher = publisher(&args.publish, &client, &sdk, &metrics)?;
+    let publish_interval = args.publish.issuer_publish_interval;
     let work = {
         let client = client.clone();
         let stop = stop_rx.clone();
         move || {
-            run_reconcilers(
+            let reconcilers = run_reconcilers(
                 client,
                 aws,
                 settings,
@@ -154,8 +157,19 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
                 args.annotation_prefix,
                 metrics,
                 ready,
-                stopped(stop),
-            )
+                stopped(stop.clone()),
+            );
+            async move {
+                let Some(publisher) = publisher else {
+                    return reconcilers.await;
+                };
+                // Whichever ends first ends the elected work: a failed reconciler takes
+                // the process down (and a pass cut short is simply redone by the next leader).
+                tokio::select! {
+                    r = reconcilers => r,
+                    r = publisher.run(publish_interval, stopped(stop)) => r,
+                }
+            }
         }
     };
     let mut main: std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>>>> =
@@ -210,6 +224,50 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
+/// The issuer publisher, when `--publish-issuer` is set.
+fn publisher(
+    args: &crate::cli::PublishArgs,
+    client: &Client,
+    sdk: &aws_config::SdkConfig,
+    metrics: &metrics::Metrics,
+) -> anyhow::Result<Option<publish::Publisher>> {
+    let Some(url) = &args.publish_issuer else {
+        return Ok(None);
+    };
+    let region = sdk
+        .region()
+        .map_or_else(|| "us-east-1".to_string(), ToString::to_string);
+    let target = publish::Target::parse(
+        url,
+        args.issuer_public_url.as_deref(),
+        args.issuer_verify_url.as_deref(),
+        &region,
+    )
+    .map_err(|e| crate::error::UsageError::new(e.to_string()))?;
+    let mut s3 = aws_sdk_s3::config::Builder::from(sdk);
+    if sdk.endpoint_url().is_some() {
+        // An emulator or a private endpoint: buckets by path, not by host name.
+        s3 = s3.force_path_style(true);
+    }
+    info!(bucket = %target.bucket, prefix = %target.prefix, public = %target.public_url,
+          "publishing the issuer documents");
+    Ok(Some(publish::Publisher {
+        kube: client.clone(),
+        s3: aws_sdk_s3::Client::from_conf(s3.build()),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("building the HTTP client for the issuer read-back")?,
+        target,
+        retention: args.issuer_key_retention,
+        state: (
+            client.default_namespace().to_string(),
+            args.issuer_state_configmap.clone(),
+        ),
+        metrics: metrics.clone(),
+    }))
+}
+
 async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }

@@ -3,6 +3,7 @@
 
 pub mod documents;
 pub mod keys;
+pub mod retention;
 
 pub use documents::{DISCOVERY_PATH, JWKS_PATH, discovery, jwks};
 pub use keys::{Jwk, KeyError, from_pem, key_id};

@@ -1,0 +1,410 @@
+//! `--publish-issuer s3://BUCKET/PREFIX`: mirror the API server's issuer documents to where
+//! STS reads them, for self-managed clusters.
+//!
+//! One pass: read the discovery document and JWKS **through the API** (so external signers
+//! whose keys rotate without a restart are followed); refuse unless the API server's `issuer`
+//! and `jwks_uri` are exactly the public URL; plan the JWKS with
+//! [`crate::issuer::retention`] (retired keys kept until their tokens expired; the state in a
+//! ConfigMap); write each object only when S3 holds other bytes (so drift made by someone
+//! else is repaired and steady state writes nothing); then read both back the way STS does,
+//! with an anonymous GET of the public (or `--issuer-verify-url`) URL.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::primitives::ByteStream;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use super::metrics::Metrics;
+use crate::issuer::retention::{self, KeyState};
+use crate::issuer::{DISCOVERY_PATH, JWKS_PATH};
+
+/// What STS and caches may keep: short, so a rotation is seen within minutes.
+pub const CACHE_CONTROL: &str = "max-age=300";
+const STATE_KEY: &str = "keys.json";
+const STATUS_KEY: &str = "status";
+/// Both documents are kilobytes; anything far larger is not ours to copy.
+const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("--publish-issuer {0:?} is not s3://BUCKET[/PREFIX]")]
+    BadTarget(String),
+    #[error(
+        "the API server's {field} is {api:?} but the documents would be served at {public:?}; \
+         nothing is published until they are equal byte for byte (set the API server's \
+         --service-account-issuer to the public URL, or --issuer-public-url to the issuer)"
+    )]
+    IssuerMismatch {
+        field: &'static str,
+        api: String,
+        public: String,
+    },
+    #[error("reading {0} from the API server: {1}")]
+    Api(&'static str, String),
+    #[error("S3 {0} s3://{1}/{2}: {3}")]
+    S3(&'static str, String, String, String),
+    #[error("the issuer key state ConfigMap {0}: {1}")]
+    State(String, String),
+}
+
+impl PublishError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::BadTarget(_) => "bad_target",
+            Self::IssuerMismatch { .. } => "issuer_mismatch",
+            Self::Api(..) => "api",
+            Self::S3(..) => "s3",
+            Self::State(..) => "state",
+        }
+    }
+}
+
+/// Where and how to publish.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub bucket: String,
+    /// Object key prefix without slashes at either end (may be empty).
+    pub prefix: String,
+    /// The URL the objects are served at: must equal the API server's issuer.
+    pub public_url: String,
+    /// Where the verification GET goes (default: the public URL).
+    pub verify_url: String,
+}
+
+impl Target {
+    /// `s3://BUCKET[/PREFIX]`; the public URL defaults to the bucket's regional HTTPS URL.
+    pub fn parse(
+        s3_url: &str,
+        public_url: Option<&str>,
+        verify_url: Option<&str>,
+        region: &str,
+    ) -> Result<Self, PublishError> {
+        let bad = || PublishError::BadTarget(s3_url.to_string());
+        let rest = s3_url.strip_prefix("s3://").ok_or_else(bad)?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !valid_bucket {
+            return Err(bad());
+        }
+        let prefix = prefix.trim_matches('/').to_string();
+        let default_public = if prefix.is_empty() {
+            format!("https://{bucket}.s3.{region}.amazonaws.com")
+        } else {
+            format!("https://{bucket}.s3.{region}.amazonaws.com/{prefix}")
+        };
+        let public_url = public_url.map_or(default_public, str::to_string);
+        let verify_url = verify_url.map_or_else(|| public_url.clone(), str::to_string);
+        Ok(Self {
+            bucket: bucket.to_string(),
+            prefix,
+            public_url,
+            verify_url,
+        })
+    }
+
+    pub fn key(&self, rel: &str) -> String {
+        if self.prefix.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.prefix)
+        }
+    }
+
+    /// The `jwks_uri` a correct discovery document names.
+    pub fn jwks_uri(&self) -> String {
+        format!("{}/{JWKS_PATH}", self.public_url.trim_end_matches('/'))
+    }
+}
+
+/// The documents one pass wants served, and what it changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub writes: usize,
+    pub keys_published: usize,
+    pub keys_retired: usize,
+    pub verified: bool,
+}
+
+pub struct Publisher {
+    pub kube: kube::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub http: reqwest::Client,
+    pub target: Target,
+    pub retention: Duration,
+    pub state: (String, String),
+    pub metrics: Metrics,
+}
+
+/// Checks that the API server's discovery document names the public URL exactly.
+pub fn check_issuer(discovery: &Value, target: &Target) -> Result<(), PublishError> {
+    let field = |name: &'static str, want: String| {
+        let api = discovery.get(name).and_then(Value::as_str).unwrap_or("");
+        if api == want {
+            Ok(())
+        } else {
+            Err(PublishError::IssuerMismatch {
+                field: name,
+                api: api.to_string(),
+                public: want,
+            })
+        }
+    };
+    field("issuer", target.public_url.clone())?;
+    field("jwks_uri", target.jwks_uri())
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Publisher {
+    async fn api_text(&self, path: &'static str) -> Result<String, PublishError> {
+        let request = http::Request::get(path)
+            .body(Vec::new())
+            .map_err(|e| PublishError::Api(path, e.to_string()))?;
+        let text = self
+            .kube
+            .request_text(request)
+            .await
+            .map_err(|e| PublishError::Api(path, e.to_string()))?;
+        if text.len() > MAX_DOCUMENT_BYTES {
+            return Err(PublishError::Api(path, format!("{} bytes", text.len())));
+        }
+        Ok(text)
+    }
+
+    fn state_api(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.kube.clone(), &self.state.0)
+    }
+
+    async fn load_state(&self) -> Result<KeyState, PublishError> {
+        let err = |e: String| PublishError::State(format!("{}/{}", self.state.0, self.state.1), e);
+        let cm = self
+            .state_api()
+            .get_opt(&self.state.1)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        match cm
+            .and_then(|c| c.data)
+            .and_then(|d| d.get(STATE_KEY).cloned())
+        {
+            None => Ok(KeyState::default()),
+            Some(text) => serde_json::from_str(&text).map_err(|e| err(e.to_string())),
+        }
+    }
+
+    async fn save_state(&self, state: &KeyState, status: &str) -> Result<(), PublishError> {
+        let err = |e: String| PublishError::State(format!("{}/{}", self.state.0, self.state.1), e);
+        let text = serde_json::to_string(state).map_err(|e| err(e.to_string()))?;
+        let patch = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": self.state.1},
+            "data": {STATE_KEY: text, STATUS_KEY: status}
+        });
+        self.state_api()
+            .patch(
+                &self.state.1,
+                &PatchParams::apply("irsa-controller").force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| err(e.to_string()))
+    }
+
+    async fn s3_get(&self, key: &str) -> Result<Option<Vec<u8>>, PublishError> {
+        let bucket = &self.target.bucket;
+        match self.s3.get_object().bucket(bucket).key(key).send().await {
+            Ok(out) => {
+                let bytes = out.body.collect().await.map_err(|e| {
+                    PublishError::S3("GetObject", bucket.clone(), key.into(), e.to_string())
+                })?;
+                Ok(Some(bytes.into_bytes().to_vec()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(PublishError::S3(
+                "GetObject",
+                bucket.clone(),
+                key.into(),
+                aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+            )),
+        }
+    }
+
+    /// Writes `body` at `rel` unless S3 already holds exactly it; returns whether it wrote.
+    async fn ensure(&self, rel: &str, body: &str) -> Result<bool, PublishError> {
+        let key = self.target.key(rel);
+        if self.s3_get(&key).await?.as_deref() == Some(body.as_bytes()) {
+            return Ok(false);
+        }
+        self.s3
+            .put_object()
+            .bucket(&self.target.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .cache_control(CACHE_CONTROL)
+            .body(ByteStream::from(body.as_bytes().to_vec()))
+            .send()
+            .await
+            .map_err(|e| {
+                PublishError::S3(
+                    "PutObject",
+                    self.target.bucket.clone(),
+                    key.clone(),
+                    aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+                )
+            })?;
+        info!(bucket = %self.target.bucket, key = %key, "published issuer document");
+        Ok(true)
+    }
+
+    /// Reads `rel` below the verify URL anonymously; `true` when it is `want`.
+    async fn verify(&self, rel: &str, want: &str) -> bool {
+        let url = format!("{}/{rel}", self.target.verify_url.trim_end_matches('/'));
+        let got = async {
+            let response = self.http.get(&url).send().await?.error_for_status()?;
+            response.text().await
+        }
+        .await;
+        match got {
+            Ok(text) if text == want => true,
+            Ok(_) => {
+                warn!(%url, "the public copy differs from what was published (a cache, or someone else wrote it)");
+                false
+            }
+            Err(e) => {
+                warn!(%url, error = %e, "the public copy cannot be read anonymously, as STS must");
+                false
+            }
+        }
+    }
+
+    /// One pass; see the module docs.
+    pub async fn pass(&self) -> Result<Outcome, PublishError> {
+        let discovery_text = self.api_text("/.well-known/openid-configuration").await?;
+        let discovery: Value = serde_json::from_str(&discovery_text)
+            .map_err(|e| PublishError::Api("/.well-known/openid-configuration", e.to_string()))?;
+        if let Err(e) = check_issuer(&discovery, &self.target) {
+            // Best effort: the refusal is visible in the state ConfigMap for the doctor.
+            let state = self.load_state().await.unwrap_or_default();
+            let _ = self.save_state(&state, &format!("refused: {e}")).await;
+            return Err(e);
+        }
+        let jwks_text = self.api_text("/openid/v1/jwks").await?;
+        let jwks: Value = serde_json::from_str(&jwks_text)
+            .map_err(|e| PublishError::Api("/openid/v1/jwks", e.to_string()))?;
+        let current = jwks
+            .get("keys")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let previous = self.load_state().await?;
+        let retention_secs = i64::try_from(self.retention.as_secs()).unwrap_or(i64::MAX);
+        let plan = retention::plan(&previous, &current, now_secs(), retention_secs);
+        // With nothing retired, the API server's own bytes; else the union, compact.
+        let jwks_out = if plan.retired.is_empty() {
+            jwks_text
+        } else {
+            plan.jwks.to_string()
+        };
+        let mut writes = 0;
+        writes += usize::from(self.ensure(DISCOVERY_PATH, &discovery_text).await?);
+        writes += usize::from(self.ensure(JWKS_PATH, &jwks_out).await?);
+        for kid in &plan.dropped {
+            info!(%kid, "retired issuer key dropped: every token it signed has expired");
+        }
+        let verified = self.verify(DISCOVERY_PATH, &discovery_text).await
+            && self.verify(JWKS_PATH, &jwks_out).await;
+        let status = format!(
+            "published {} key(s), {} retired key(s) kept{}",
+            plan.state.keys.len(),
+            plan.retired.len(),
+            if verified {
+                ""
+            } else {
+                "; the public copy did not match"
+            }
+        );
+        if plan.state != previous || writes > 0 {
+            self.save_state(&plan.state, &status).await?;
+        }
+        Ok(Outcome {
+            writes,
+            keys_published: plan.state.keys.len(),
+            keys_retired: plan.retired.len(),
+            verified,
+        })
+    }
+
+    /// Passes every `interval` until `stop`; errors are logged, counted and retried.
+    pub async fn run(
+        self,
+        interval: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::pin!(stop);
+        loop {
+            match self.pass().await {
+                Ok(outcome) => self.metrics.issuer_published(&outcome),
+                Err(e) => {
+                    warn!(error = %e, "issuer publishing failed");
+                    self.metrics.issuer_publish_failed(e.metric_label());
+                }
+            }
+            tokio::select! {
+                () = &mut stop => return Ok(()),
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn targets_parse_with_the_regional_url_by_default() {
+        let t = Target::parse("s3://my-bucket/clusters/a/", None, None, "eu-west-1").unwrap();
+        assert_eq!(
+            (t.bucket.as_str(), t.prefix.as_str()),
+            ("my-bucket", "clusters/a")
+        );
+        assert_eq!(
+            t.public_url,
+            "https://my-bucket.s3.eu-west-1.amazonaws.com/clusters/a"
+        );
+        assert_eq!(t.verify_url, t.public_url);
+        assert_eq!(t.key(JWKS_PATH), "clusters/a/openid/v1/jwks");
+        let root = Target::parse("s3://b-1", Some("https://oidc.example.com"), None, "x").unwrap();
+        assert_eq!(root.key(DISCOVERY_PATH), ".well-known/openid-configuration");
+        assert_eq!(root.jwks_uri(), "https://oidc.example.com/openid/v1/jwks");
+        for bad in ["https://b/x", "s3://", "s3://UPPER/x", "s3://a/x", "bucket"] {
+            assert!(Target::parse(bad, None, None, "r").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_issuer_and_jwks_uri_must_be_the_public_url_byte_for_byte() {
+        let t = Target::parse("s3://bucket/c", Some("https://o.example.com/c"), None, "r").unwrap();
+        let good = json!({"issuer": "https://o.example.com/c", "jwks_uri": "https://o.example.com/c/openid/v1/jwks"});
+        assert!(check_issuer(&good, &t).is_ok());
+        let slash = json!({"issuer": "https://o.example.com/c/", "jwks_uri": "https://o.example.com/c/openid/v1/jwks"});
+        let err = check_issuer(&slash, &t).unwrap_err();
+        assert!(err.to_string().contains("issuer"), "{err}");
+        assert_eq!(err.metric_label(), "issuer_mismatch");
+        let other_jwks = json!({"issuer": "https://o.example.com/c", "jwks_uri": "https://kube:6443/openid/v1/jwks"});
+        let err = check_issuer(&other_jwks, &t).unwrap_err();
+        assert!(err.to_string().contains("jwks_uri"), "{err}");
+    }
+}

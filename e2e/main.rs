@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod controller;
+mod crd;
 mod leader;
 #[path = "../tests/common/moto.rs"]
 #[allow(dead_code)]

@@ -11,6 +11,7 @@
 
 mod controller;
 mod crd;
+mod doctor;
 mod leader;
 #[path = "../tests/common/moto.rs"]
 #[allow(dead_code)]

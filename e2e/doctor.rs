@@ -32,9 +32,16 @@ const NO_PROVIDER: &str =
 const NO_WEB_IDENTITY: &str =
     "none: the SDK finds no web-identity token and falls back to the node's credentials";
 
+/// nextest gives every test its own process and emulator; `cargo test` runs them as threads
+/// of one process sharing one emulator, where each test's provider for the same issuer would
+/// collide. The doctor tests of a process therefore run one at a time, each starting from no
+/// provider for the issuer.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// One test's world: the cluster and its issuer, IAM in the local emulator, a fresh
 /// namespace.
 struct Case {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
     cluster: ControllerCluster,
     iam: aws_sdk_iam::Client,
     account: String,
@@ -44,6 +51,7 @@ struct Case {
 
 impl Case {
     async fn new() -> Self {
+        let turn = ONE_AT_A_TIME.lock().await;
         let cluster = support::controller_cluster().await;
         assert!(
             cluster.aws_env.local.is_some(),
@@ -56,12 +64,44 @@ impl Case {
             .unwrap_or_else(|e| panic!("{e} (is the AWS endpoint up?)"));
         let iam = aws_sdk_iam::Client::new(&cluster.aws_env.sdk);
         let ns = support::create_namespace(&cluster.client, "irsa-e2e-doctor").await;
-        Self {
+        let case = Self {
+            _turn: turn,
             cluster,
             iam,
             account: me.account,
             partition: me.partition,
             ns,
+        };
+        case.delete_issuer_providers().await;
+        case
+    }
+
+    /// Deletes what an earlier test of this process left for the issuer (with or without a
+    /// trailing slash).
+    async fn delete_issuer_providers(&self) {
+        let issuer = self.issuer().to_string();
+        let mine = [
+            self.provider_arn(&issuer),
+            self.provider_arn(&format!("{issuer}/")),
+        ];
+        let listed = self
+            .iam
+            .list_open_id_connect_providers()
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("listing OIDC providers: {e:?}"));
+        for arn in listed
+            .open_id_connect_provider_list()
+            .iter()
+            .filter_map(|p| p.arn())
+            .filter(|arn| mine.iter().any(|m| m == arn))
+        {
+            self.iam
+                .delete_open_id_connect_provider()
+                .open_id_connect_provider_arn(arn)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("deleting {arn}: {e:?}"));
         }
     }
 

@@ -29,6 +29,15 @@ async fn create(client: &kube::Client, path: &str, object: &Value) -> Result<Val
     }
 }
 
+/// The settings checked, a client, the CRDs installed and a fresh namespace.
+async fn cluster_with_crds() -> (kube::Client, String) {
+    support::settings();
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let ns = support::create_namespace(&client, "irsa-e2e-crd").await;
+    (client, ns)
+}
+
 fn binding(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "IAMRoleBinding",
            "metadata": {"name": name}, "spec": spec})
@@ -130,10 +139,7 @@ const NOT_A_NAME: &str = "a ServiceAccount name must be a lowercase RFC 1123 sub
 #[tokio::test]
 #[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
 async fn invalid_bindings_are_refused_with_the_field_and_the_reason() {
-    support::settings();
-    let client = support::client().await;
-    support::install_crds(&client).await;
-    let ns = support::create_namespace(&client, "irsa-e2e-crd").await;
+    let (client, ns) = cluster_with_crds().await;
     let path = format!("{API}/namespaces/{ns}/iamrolebindings");
     let cases = [
         Invalid {
@@ -217,9 +223,7 @@ async fn invalid_bindings_are_refused_with_the_field_and_the_reason() {
 #[tokio::test]
 #[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
 async fn invalid_grants_are_refused_with_the_field_and_the_reason() {
-    support::settings();
-    let client = support::client().await;
-    support::install_crds(&client).await;
+    let (client, ns) = cluster_with_crds().await;
     let path = format!("{API}/iamrolegrants");
     let roles = json!(["arn:aws:iam::111122223333:role/team-a-*"]);
     let cases = [
@@ -256,6 +260,7 @@ async fn invalid_grants_are_refused_with_the_field_and_the_reason() {
         },
     ];
     assert_refused(&client, &path, &cases, "IAMRoleGrant").await;
+    support::delete_namespace(&client, &ns).await;
 }
 
 /// A misspelt field is an error, not a silently ignored setting, both for `kubectl create`
@@ -263,10 +268,7 @@ async fn invalid_grants_are_refused_with_the_field_and_the_reason() {
 #[tokio::test]
 #[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
 async fn unknown_fields_are_refused_with_strict_field_validation() {
-    support::settings();
-    let client = support::client().await;
-    support::install_crds(&client).await;
-    let ns = support::create_namespace(&client, "irsa-e2e-crd").await;
+    let (client, ns) = cluster_with_crds().await;
 
     // `roleARN` for `roleArn`: the classic one.
     let name = support::unique("typo");
@@ -359,10 +361,7 @@ async fn delete_grant(client: &kube::Client, name: &str) {
 #[tokio::test]
 #[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
 async fn valid_objects_are_accepted_with_their_defaults() {
-    support::settings();
-    let client = support::client().await;
-    support::install_crds(&client).await;
-    let ns = support::create_namespace(&client, "irsa-e2e-crd").await;
+    let (client, ns) = cluster_with_crds().await;
 
     let full = binding(
         "s3-reader",
@@ -437,10 +436,7 @@ fn ready_condition(binding: &IAMRoleBinding) -> Option<(String, String)> {
 #[tokio::test]
 #[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
 async fn kubectl_get_prints_the_documented_columns() {
-    support::settings();
-    let client = support::client().await;
-    support::install_crds(&client).await;
-    let ns = support::create_namespace(&client, "irsa-e2e-crd").await;
+    let (client, ns) = cluster_with_crds().await;
     let bindings: Api<IAMRoleBinding> = Api::namespaced(client.clone(), &ns);
 
     let created = create(

@@ -210,6 +210,23 @@ impl Case {
         (out.status.code().expect("the doctor exited"), report)
     }
 
+    /// A role trusting ServiceAccount `sa` of the namespace with the default audience.
+    async fn role_trusting(&self, provider_arn: &str, sa: &str) -> String {
+        self.create_role(provider_arn, &self.subject(sa), AUDIENCE)
+            .await
+    }
+
+    /// `irsa doctor --service-account app`: asserts that exactly the `failing` steps fail
+    /// (see [`all_pass_but`]) and the exit code says so; returns the report.
+    fn diagnose_app(&self, failing: &[&str]) -> Value {
+        let (code, report) = self.doctor(&["--service-account", "app"]);
+        assert_steps(&report, &all_pass_but(failing));
+        let want = if failing.is_empty() { 0 } else { 1 };
+        assert_eq!(code, want, "{report:#}");
+        assert_eq!(report["ok"], failing.is_empty(), "{report:#}");
+        report
+    }
+
     async fn finish(self) {
         support::delete_namespace(&self.cluster.client, &self.ns).await;
     }
@@ -247,6 +264,21 @@ fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {id} step: {report:#}"))
 }
 
+/// The failed step `id`, which must name `sts_error` as what the pod gets.
+fn failure<'a>(report: &'a Value, id: &str, sts_error: &str) -> &'a Value {
+    let failed = check(report, id);
+    assert_eq!(text(failed, "stsError"), sts_error, "{failed:#}");
+    failed
+}
+
+/// `check[field]` contains `fragment`.
+fn assert_says(check: &Value, field: &str, fragment: &str) {
+    assert!(
+        text(check, field).contains(fragment),
+        "{field} should say {fragment:?}: {check:#}"
+    );
+}
+
 fn text<'a>(check: &'a Value, field: &str) -> &'a str {
     check[field]
         .as_str()
@@ -280,37 +312,35 @@ fn all_pass_but(failing: &[&str]) -> Vec<(&'static str, &'static str)> {
 async fn a_trusted_service_account_passes_every_step() {
     let case = Case::new().await;
     let provider = case.create_issuer_provider().await;
-    let role = case
-        .create_role(&provider, &case.subject("app"), AUDIENCE)
-        .await;
+    let role = case.role_trusting(&provider, "app").await;
     case.create_sa("app", case.role_annotation(&role)).await;
 
     let (code, report) = case.doctor(&["--service-account", "app", "--assume"]);
     let mut want = all_pass_but(&[]);
     want[7] = ("assume", "PASS");
     assert_steps(&report, &want);
-    assert_eq!(code, 0, "{report:#}");
-    assert_eq!(report["ok"], true);
+    assert_eq!((code, &report["ok"]), (0, &json!(true)), "{report:#}");
     assert_eq!(report["roleArn"], role.as_str());
     // Each fact came from where the issue says: the API server's issuer over HTTPS and its
     // TokenRequest, the role and provider from IAM.
     let issuer = case.issuer();
-    assert!(
-        text(check(&report, "issuer"), "evidence").starts_with(&format!(
-            "{issuer}/.well-known/openid-configuration names the issuer; JWKS has key "
-        )),
-        "{report:#}"
+    assert_says(
+        check(&report, "issuer"),
+        "evidence",
+        &format!("{issuer}/.well-known/openid-configuration names the issuer; JWKS has key "),
     );
-    assert!(
-        text(check(&report, "token"), "evidence").starts_with(&format!(
+    assert_says(
+        check(&report, "token"),
+        "evidence",
+        &format!(
             "signature, iss, aud verified; sub {}; expires in ",
             case.subject("app")
-        )),
-        "{report:#}"
+        ),
     );
-    assert_eq!(
-        text(check(&report, "oidc-provider"), "evidence"),
-        format!("{provider} lists audience {AUDIENCE}")
+    assert_says(
+        check(&report, "oidc-provider"),
+        "evidence",
+        &format!("{provider} lists audience {AUDIENCE}"),
     );
     case.finish().await;
 }
@@ -321,21 +351,21 @@ async fn a_trusted_service_account_passes_every_step() {
 async fn no_trust_statement_for_the_service_account_fails_the_trust_policy_step() {
     let case = Case::new().await;
     let provider = case.create_issuer_provider().await;
-    let role = case
-        .create_role(&provider, &case.subject("other"), AUDIENCE)
-        .await;
+    let role = case.role_trusting(&provider, "other").await;
     case.create_sa("app", case.role_annotation(&role)).await;
 
-    let (code, report) = case.doctor(&["--service-account", "app"]);
-    assert_steps(&report, &all_pass_but(&["trust-policy"]));
-    assert_eq!((code, &report["ok"]), (1, &json!(false)));
-    let trust = check(&report, "trust-policy");
-    assert_eq!(text(trust, "stsError"), ACCESS_DENIED);
-    assert!(
-        text(trust, "evidence").contains(&case.subject("app")),
-        "the evidence names the subject that is not trusted: {trust:#}"
+    let report = case.diagnose_app(&["trust-policy"]);
+    let trust = failure(&report, "trust-policy", ACCESS_DENIED);
+    // The evidence names the subject that is not trusted; the fix is to trust it.
+    assert_says(trust, "evidence", &case.subject("app"));
+    assert_says(
+        trust,
+        "fix",
+        &format!(
+            "trust {}: kubectl apply an IAMRoleBinding",
+            case.subject("app")
+        ),
     );
-    assert!(text(trust, "fix").contains("IAMRoleBinding"), "{trust:#}");
     case.finish().await;
 }
 
@@ -348,26 +378,19 @@ async fn audience_not_a_client_id_of_the_provider_fails_the_oidc_provider_step()
     let provider = case
         .create_provider(&issuer, &["sts.amazonaws.com.cn"])
         .await;
-    let role = case
-        .create_role(&provider, &case.subject("app"), AUDIENCE)
-        .await;
+    let role = case.role_trusting(&provider, "app").await;
     case.create_sa("app", case.role_annotation(&role)).await;
 
-    let (code, report) = case.doctor(&["--service-account", "app"]);
-    assert_steps(&report, &all_pass_but(&["oidc-provider"]));
-    assert_eq!(code, 1, "{report:#}");
-    let oidc = check(&report, "oidc-provider");
-    assert_eq!(text(oidc, "stsError"), BAD_AUDIENCE);
-    assert_eq!(
-        text(oidc, "evidence"),
-        format!(
+    let report = case.diagnose_app(&["oidc-provider"]);
+    let oidc = failure(&report, "oidc-provider", BAD_AUDIENCE);
+    assert_says(
+        oidc,
+        "evidence",
+        &format!(
             "{provider} client IDs are [\"sts.amazonaws.com.cn\"]; the token's audience {AUDIENCE} is not among them"
-        )
+        ),
     );
-    assert!(
-        text(oidc, "fix").contains("add-client-id-to-open-id-connect-provider"),
-        "{oidc:#}"
-    );
+    assert_says(oidc, "fix", "add-client-id-to-open-id-connect-provider");
     case.finish().await;
 }
 
@@ -381,26 +404,18 @@ async fn audience_not_in_the_trust_condition_fails_the_trust_policy_step() {
     let provider = case
         .create_provider(&issuer, &[AUDIENCE, "team-a.example.com"])
         .await;
-    let role = case
-        .create_role(&provider, &case.subject("app"), AUDIENCE)
-        .await;
+    let role = case.role_trusting(&provider, "app").await;
     let mut annotations = case.role_annotation(&role);
     annotations[format!("{}/audience", case.prefix())] = json!("team-a.example.com");
     case.create_sa("app", annotations).await;
 
-    let (code, report) = case.doctor(&["--service-account", "app"]);
-    assert_steps(&report, &all_pass_but(&["trust-policy"]));
-    assert_eq!(code, 1, "{report:#}");
-    let trust = check(&report, "trust-policy");
-    assert_eq!(text(trust, "stsError"), ACCESS_DENIED);
-    assert!(
-        text(trust, "evidence").contains("aud is team-a.example.com"),
-        "{trust:#}"
-    );
-    assert!(
-        text(trust, "fix")
-            .contains(":aud condition must name the token's audience team-a.example.com"),
-        "{trust:#}"
+    let report = case.diagnose_app(&["trust-policy"]);
+    let trust = failure(&report, "trust-policy", ACCESS_DENIED);
+    assert_says(trust, "evidence", "aud is team-a.example.com");
+    assert_says(
+        trust,
+        "fix",
+        ":aud condition must name the token's audience team-a.example.com",
     );
     case.finish().await;
 }
@@ -417,36 +432,31 @@ async fn provider_url_with_a_trailing_slash_fails_the_oidc_provider_step() {
         .create_provider(&format!("{issuer}/"), &[AUDIENCE])
         .await;
     assert_eq!(slashed, case.provider_arn(&format!("{issuer}/")));
-    let role = case
-        .create_role(&slashed, &case.subject("app"), AUDIENCE)
-        .await;
+    let role = case.role_trusting(&slashed, "app").await;
     case.create_sa("app", case.role_annotation(&role)).await;
 
-    let (code, report) = case.doctor(&["--service-account", "app"]);
-    assert_steps(&report, &all_pass_but(&["trust-policy", "oidc-provider"]));
-    assert_eq!(code, 1, "{report:#}");
-    let oidc = check(&report, "oidc-provider");
-    assert_eq!(text(oidc, "stsError"), format!("{NO_PROVIDER} {issuer}"));
-    assert!(
-        text(oidc, "evidence").contains(&format!(
-            "{slashed} differs only in case or a trailing slash"
-        )),
-        "the near miss is named: {oidc:#}"
+    let report = case.diagnose_app(&["trust-policy", "oidc-provider"]);
+    let oidc = failure(&report, "oidc-provider", &format!("{NO_PROVIDER} {issuer}"));
+    // The near miss is named.
+    assert_says(
+        oidc,
+        "evidence",
+        &format!("{slashed} differs only in case or a trailing slash"),
     );
-    let trust = check(&report, "trust-policy");
-    assert_eq!(text(trust, "stsError"), ACCESS_DENIED);
+    let trust = failure(&report, "trust-policy", ACCESS_DENIED);
     let exact = case.provider_arn(&issuer);
-    assert!(
-        text(trust, "evidence").contains(&format!(
-            "Principal.Federated is {slashed}, not this token's provider {exact}"
-        )),
-        "{trust:#}"
+    assert_says(
+        trust,
+        "evidence",
+        &format!("Principal.Federated is {slashed}, not this token's provider {exact}"),
     );
-    assert!(
-        text(trust, "fix").starts_with(&format!(
+    // The fix is the principal, not one more subject.
+    assert_says(
+        trust,
+        "fix",
+        &format!(
             "no statement trusts this cluster's provider: name {exact} as Principal.Federated"
-        )),
-        "the fix is the principal, not one more subject: {trust:#}"
+        ),
     );
     case.finish().await;
 }
@@ -458,9 +468,7 @@ async fn provider_url_with_a_trailing_slash_fails_the_oidc_provider_step() {
 async fn typo_in_the_annotation_prefix_is_named_as_ignored_by_the_webhook() {
     let case = Case::new().await;
     let provider = case.create_issuer_provider().await;
-    let role = case
-        .create_role(&provider, &case.subject("app"), AUDIENCE)
-        .await;
+    let role = case.role_trusting(&provider, "app").await;
     let prefix = case.prefix().to_string();
     let typo = match prefix.as_str() {
         "eks.amazonaws.com" => "eks.amazon.com".to_string(),
@@ -470,20 +478,16 @@ async fn typo_in_the_annotation_prefix_is_named_as_ignored_by_the_webhook() {
         .await;
 
     let (code, report) = case.doctor(&["--service-account", "app"]);
-    let later = [
-        "binding",
-        "role",
-        "trust-policy",
-        "oidc-provider",
-        "issuer",
-        "token",
-        "assume",
-    ];
     let mut want = vec![("service-account", "FAIL")];
-    want.extend(later.iter().map(|id| (*id, "SKIP")));
+    want.extend(
+        all_pass_but(&[])
+            .into_iter()
+            .skip(1)
+            .map(|(id, _)| (id, "SKIP")),
+    );
     assert_steps(&report, &want);
     assert_eq!(code, 1, "{report:#}");
-    let sa = check(&report, "service-account");
+    let sa = failure(&report, "service-account", NO_WEB_IDENTITY);
     assert_eq!(
         text(sa, "evidence"),
         format!(
@@ -491,7 +495,6 @@ async fn typo_in_the_annotation_prefix_is_named_as_ignored_by_the_webhook() {
             ns = case.ns
         )
     );
-    assert_eq!(text(sa, "stsError"), NO_WEB_IDENTITY);
 
     // The fix, run as printed, is the whole repair.
     let fix = text(sa, "fix");
@@ -502,9 +505,7 @@ async fn typo_in_the_annotation_prefix_is_named_as_ignored_by_the_webhook() {
     assert_eq!(args[..2], ["kubectl", "annotate"], "{fix}");
     let (ok, _, stderr) = kubectl(&args[1..], "");
     assert!(ok, "{command}: {stderr}");
-    let (code, report) = case.doctor(&["--service-account", "app"]);
-    assert_steps(&report, &all_pass_but(&[]));
-    assert_eq!(code, 0, "{report:#}");
+    case.diagnose_app(&[]);
     case.finish().await;
 }
 
@@ -515,9 +516,7 @@ async fn typo_in_the_annotation_prefix_is_named_as_ignored_by_the_webhook() {
 async fn pod_created_before_the_annotation_is_reported_not_injected() {
     let case = Case::new().await;
     let provider = case.create_issuer_provider().await;
-    let role = case
-        .create_role(&provider, &case.subject("app"), AUDIENCE)
-        .await;
+    let role = case.role_trusting(&provider, "app").await;
     case.create_sa("app", json!({})).await;
     let stored = create_pod(
         &case.cluster.client,
@@ -542,9 +541,10 @@ async fn pod_created_before_the_annotation_is_reported_not_injected() {
             ("pod".to_string(), "SKIP".to_string()),
         ]
     );
-    assert!(
-        text(check(&report, "pod"), "evidence").starts_with("the webhook injects nothing"),
-        "{report:#}"
+    assert_says(
+        check(&report, "pod"),
+        "evidence",
+        "the webhook injects nothing",
     );
 
     Api::<ServiceAccount>::namespaced(case.cluster.client.clone(), &case.ns)
@@ -562,19 +562,17 @@ async fn pod_created_before_the_annotation_is_reported_not_injected() {
     assert_steps(&report, &want);
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(report["subject"], format!("Pod {}/web-0", case.ns));
-    let pod = check(&report, "pod");
-    assert!(
-        text(pod, "evidence").starts_with(&format!(
-            "pod {}/web-0 lacks what the webhook injects",
-            case.ns
-        )),
-        "{pod:#}"
+    let pod = failure(&report, "pod", NO_WEB_IDENTITY);
+    assert_says(
+        pod,
+        "evidence",
+        &format!("pod {}/web-0 lacks what the webhook injects", case.ns),
     );
-    assert!(
-        text(pod, "fix").contains("created before its ServiceAccount was annotated")
-            && text(pod, "fix").contains("kubectl rollout restart"),
-        "{pod:#}"
+    assert_says(
+        pod,
+        "fix",
+        "created before its ServiceAccount was annotated",
     );
-    assert_eq!(text(pod, "stsError"), NO_WEB_IDENTITY);
+    assert_says(pod, "fix", "kubectl rollout restart");
     case.finish().await;
 }

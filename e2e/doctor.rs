@@ -16,12 +16,13 @@ use std::process::Command;
 
 use irsa::controller::aws::Aws;
 use irsa::controller::metrics::Metrics;
+use irsa::crd::{IAMRoleBinding, IAMRoleBindingSpec, IAMRoleGrant, IAMRoleGrantSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::support::{self, ControllerCluster};
+use crate::support::{self, ControllerCluster, ControllerProcess, WAIT, wait_for};
 use crate::webhook_support::{create_pod, create_service_account, kubectl, pod};
 
 const AUDIENCE: &str = irsa::mutate::config::DEFAULT_AUDIENCE;
@@ -574,5 +575,123 @@ async fn pod_created_before_the_annotation_is_reported_not_injected() {
         "created before its ServiceAccount was annotated",
     );
     assert_says(pod, "fix", "kubectl rollout restart");
+    case.finish().await;
+}
+
+/// The whole journey: an admin's grant, a team's binding, the real `irsa controller` (which
+/// creates the OIDC provider, writes the trust statement and annotates the ServiceAccount),
+/// then the doctor: every step passes, the binding's included (Ready), and `--assume` works.
+/// Runs in nextest's `e2e-controller` group: its controller watches the whole cluster.
+#[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
+async fn a_binding_made_ready_by_the_controller_passes_every_step() {
+    let case = Case::new().await;
+    let client = case.cluster.client.clone();
+    // No provider: the controller creates it (--manage-oidc-provider). The role starts with
+    // one unrelated statement, as a real role would.
+    let name = support::unique("irsa-e2e-doctor");
+    let unrelated = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    let role = case
+        .iam
+        .create_role()
+        .role_name(&name)
+        .assume_role_policy_document(unrelated.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("creating IAM role {name}: {e:?}"))
+        .role()
+        .unwrap()
+        .arn()
+        .to_string();
+    case.create_sa("app", json!({})).await;
+    let grant = IAMRoleGrant::new(
+        &support::unique("irsa-e2e-doctor"),
+        IAMRoleGrantSpec {
+            namespaces: vec![case.ns.clone()],
+            role_arns: vec![role.clone()],
+            service_accounts: None,
+            allow_namespace_wildcard_trust: false,
+        },
+    );
+    let grants: Api<IAMRoleGrant> = Api::all(client.clone());
+    grants.create(&PostParams::default(), &grant).await.unwrap();
+    let bindings: Api<IAMRoleBinding> = Api::namespaced(client.clone(), &case.ns);
+    let binding = IAMRoleBinding::new(
+        "app",
+        IAMRoleBindingSpec {
+            role_arn: role.clone(),
+            service_accounts: vec!["app".into()],
+            audience: None,
+            annotate_service_accounts: true,
+            sts_regional_endpoints: None,
+            token_expiration_seconds: None,
+        },
+    );
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let controller = ControllerProcess::start(
+        &case.cluster.settings,
+        &case.cluster.aws_env,
+        case.issuer(),
+        None,
+        "doctor-controller",
+    );
+    let annotation = format!("{}/role-arn", case.prefix());
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &case.ns);
+    wait_for(
+        &format!(
+            "binding {}/app Ready and its ServiceAccount annotated",
+            case.ns
+        ),
+        WAIT,
+        Some(&controller),
+        || async {
+            let ready = bindings
+                .get("app")
+                .await
+                .ok()?
+                .status?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            let sa = sas.get("app").await.ok()?;
+            let annotated = sa.metadata.annotations?.get(&annotation) == Some(&role);
+            (ready && annotated).then_some(())
+        },
+    )
+    .await;
+
+    let (code, report) = case.doctor(&["--service-account", "app", "--assume"]);
+    let want: Vec<(&str, &str)> = all_pass_but(&[])
+        .into_iter()
+        .map(|(id, _)| (id, "PASS"))
+        .collect();
+    assert_steps(&report, &want);
+    assert_eq!(code, 0, "{report:#}");
+    assert_says(
+        check(&report, "binding"),
+        "evidence",
+        &format!("IAMRoleBinding {}/app: Ready (TrustPolicyApplied)", case.ns),
+    );
+
+    // The controller cleans up behind the binding before it stops.
+    bindings
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        &format!("binding {}/app to be finalized", case.ns),
+        WAIT,
+        Some(&controller),
+        || async { bindings.get_opt("app").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    drop(controller);
+    let _ = grants
+        .delete(&grant.name_any(), &DeleteParams::default())
+        .await;
     case.finish().await;
 }

@@ -10,6 +10,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod controller;
+mod crd;
+mod doctor;
 mod identity;
 mod install;
 mod issuer;

@@ -9,7 +9,10 @@ use kube::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
-use crate::arn::ROLE_ARN_PATTERN;
+use crate::{
+    arn::ROLE_ARN_PATTERN,
+    mutate::config::{MAX_EXPIRATION, MIN_EXPIRATION},
+};
 
 pub const GROUP: &str = "irsa.dev";
 pub const VERSION: &str = "v1alpha1";
@@ -101,7 +104,7 @@ pub mod reason {
 ]))]
 pub struct IAMRoleBindingSpec {
     /// The IAM role, `arn:<partition>:iam::<account>:role/<path/><name>`.
-    #[schemars(regex(pattern = ROLE_ARN_PATTERN), length(max = 2048))]
+    #[schemars(schema_with = "role_arn_schema")]
     pub role_arn: String,
 
     /// Names of ServiceAccounts in this namespace (at least one, no duplicates).
@@ -123,9 +126,10 @@ pub struct IAMRoleBindingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sts_regional_endpoints: Option<bool>,
 
-    /// Written as the `<prefix>/token-expiration` annotation (seconds, at least 600).
+    /// Written as the `<prefix>/token-expiration` annotation (seconds, at least 600 and at
+    /// most 2^32, the bounds the webhook and the API server accept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 600))]
+    #[schemars(range(min = MIN_EXPIRATION, max = MAX_EXPIRATION))]
     pub token_expiration_seconds: Option<i64>,
 }
 
@@ -220,8 +224,29 @@ pub struct IAMRoleGrantStatus {
 }
 
 // Hand-written schemas where schemars' derive cannot say what the API server should enforce
-// (list semantics, item patterns) or where the type is foreign (k8s-openapi's Condition has
+// (list semantics, item rules) or where the type is foreign (k8s-openapi's Condition has
 // no JsonSchema impl without turning on its `schemars` feature, which rebuilds the crate).
+//
+// Formats are CEL `matches` rules with a message rather than OpenAPI `pattern`s: for a
+// `pattern` the API server can only answer "should match '<the regex>'", for a rule it
+// answers with our sentence (the value and the field path are printed either way).
+
+/// A CEL rule matching a whole string against `pattern` (RE2, the same syntax as the
+/// OpenAPI `pattern`s this replaces). A raw CEL string, so backslashes pass through.
+fn matches(pattern: &str) -> String {
+    format!("self.matches(r'{pattern}')")
+}
+
+fn role_arn_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "maxLength": 2048,
+        "x-kubernetes-validations": [{
+            "rule": matches(ROLE_ARN_PATTERN),
+            "message": "must be an IAM role ARN: arn:<partition>:iam::<12-digit account>:role/<optional path/><name>, e.g. arn:aws:iam::111122223333:role/app",
+        }],
+    })
+}
 
 fn service_account_names_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
@@ -230,10 +255,14 @@ fn service_account_names_schema(_: &mut SchemaGenerator) -> Schema {
         "maxItems": 500,
         "x-kubernetes-list-type": "set",
         "items": {
+            // No minLength: the rule refuses "" with its own message, not a second one.
             "type": "string",
-            "minLength": 1,
             "maxLength": 253,
-            "pattern": SERVICE_ACCOUNT_NAME_PATTERN,
+            "x-kubernetes-validations": [{
+                "rule": matches(SERVICE_ACCOUNT_NAME_PATTERN),
+                // Kubernetes' own wording for a name that is not a DNS subdomain.
+                "message": "a ServiceAccount name must be a lowercase RFC 1123 subdomain: lower case alphanumeric characters, '-' or '.', starting and ending with an alphanumeric character (e.g. 'app' or 'app.v2')",
+            }],
         },
     })
 }
@@ -275,7 +304,10 @@ fn role_arn_glob_list_schema(_: &mut SchemaGenerator) -> Schema {
             "maxLength": 2048,
             // A glob, so only its fixed head can be checked: it must at least be a role ARN
             // shape (`arn:*` alone would let a grant hand out every role in every account).
-            "pattern": r"^arn:[a-z*-]+:iam::[0-9*?]+:role/.+$",
+            "x-kubernetes-validations": [{
+                "rule": matches(r"^arn:[a-z*-]+:iam::[0-9*?]+:role/.+$"),
+                "message": "must be an IAM role ARN or a glob of one (* and ? allowed): arn:<partition>:iam::<account>:role/<name>, e.g. arn:aws:iam::111122223333:role/team-a-*",
+            }],
         },
         "x-kubernetes-validations": [{
             "rule": "self.all(a, a != 'arn:*:iam::*:role/*')",
@@ -348,8 +380,8 @@ mod tests {
         let schema = serde_json::to_value(&v.schema).unwrap();
         let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
         assert_eq!(
-            spec["properties"]["roleArn"]["pattern"],
-            json!(ROLE_ARN_PATTERN)
+            spec["properties"]["roleArn"]["x-kubernetes-validations"][0]["rule"],
+            json!(format!("self.matches(r'{ROLE_ARN_PATTERN}')"))
         );
         assert_eq!(spec["properties"]["serviceAccounts"]["minItems"], json!(1));
         assert_eq!(spec["required"], json!(["roleArn", "serviceAccounts"]));

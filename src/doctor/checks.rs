@@ -27,6 +27,9 @@ pub const STS_NO_KEY: &str =
     "InvalidIdentityToken: Couldn't retrieve verification key from your identity provider";
 pub const STS_BAD_SIGNATURE: &str =
     "InvalidIdentityToken: The web identity token that was passed could not be validated by AWS";
+/// Not an STS error: without the webhook's injection no STS call happens at all.
+pub const STS_NO_WEB_IDENTITY: &str =
+    "none: the SDK finds no web-identity token and falls back to the node's credentials";
 
 /// What the ServiceAccount step learned, for the later steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,8 +70,24 @@ pub fn service_account(
         .map(|v| v.trim())
         .filter(|v| !v.is_empty())
     else {
-        return (
-            Check::fail(
+        // A `role-arn` under another prefix (`eks.amazon.com/role-arn`, the reference
+        // webhook's issue #200) looks right to a human and is ignored by the webhook.
+        let misspelt = sa
+            .annotations
+            .iter()
+            .find(|(k, _)| *k != &key && k.rsplit_once('/').is_some_and(|(_, s)| s == "role-arn"));
+        let check = match misspelt {
+            Some((other, value)) => Check::fail(
+                ID,
+                TITLE,
+                format!(
+                    "{namespace}/{name} has {other}, which the webhook ignores: it reads {key} (prefix {prefix}), so its pods get no web-identity credentials (the SDK falls back to the node's role)"
+                ),
+                format!(
+                    "kubectl annotate serviceaccount -n {namespace} {name} {other}- {key}={value}, then recreate its pods"
+                ),
+            ),
+            None => Check::fail(
                 ID,
                 TITLE,
                 format!(
@@ -78,8 +97,8 @@ pub fn service_account(
                     "kubectl annotate serviceaccount -n {namespace} {name} {key}=arn:aws:iam::<account>:role/<name>, or bind it with an IAMRoleBinding"
                 ),
             ),
-            None,
-        );
+        };
+        return (check.with_sts_error(STS_NO_WEB_IDENTITY), None);
     };
     let role_arn = match RoleArn::parse(raw) {
         Ok(arn) => arn,
@@ -167,6 +186,21 @@ pub fn pod_mutated(
             "remove the {label} label from the pod template if it should get credentials"
         ));
     }
+    // With no role (and no Pod Identity), the webhook injects nothing: an untouched pod is
+    // then "complete" without having anything, which is no reason to say PASS.
+    let probe = serde_json::json!({"spec": {"containers": [{"name": "probe"}]}});
+    let injects = mutate::mutate(cfg, identities, namespace, sa, &probe, &mut rand::rng())
+        .is_ok_and(|m| !m.patch.0.is_empty());
+    if !injects {
+        return Check::skip(
+            ID,
+            TITLE,
+            format!(
+                "the webhook injects nothing for ServiceAccount {namespace}/{} as it is annotated now, so pod {namespace}/{name} has nothing to lack",
+                sa.name
+            ),
+        );
+    }
     match mutate::mutate(cfg, identities, namespace, sa, pod, &mut rand::rng()) {
         Err(err) => Check::fail(ID, TITLE, err.to_string(), "check the pod manifest"),
         Ok(m) if m.patch.0.is_empty() => Check::pass(
@@ -185,7 +219,7 @@ pub fn pod_mutated(
                 "the pod was created before its ServiceAccount was annotated or while the webhook was unavailable: \
                  recreate it (kubectl rollout restart deployment/<name>, or delete the pod)",
             )
-            .with_sts_error("none: the SDK finds no web-identity token and falls back to the node's credentials")
+            .with_sts_error(STS_NO_WEB_IDENTITY)
         }
     }
 }
@@ -393,12 +427,30 @@ pub fn trust_policy(document: &str, provider_arn: &str, sub: &str, aud: &str) ->
         format!(
             "the trust policy's {host}:aud condition must name the token's audience {aud}: fix the policy, or the ServiceAccount's audience annotation if {aud} is not what the pods should use"
         )
+    } else if !names_provider(&policy, provider_arn) {
+        // Adding the subject would not help: no statement is about this cluster's provider
+        // (a provider ARN with a trailing slash, another cluster's, a typo).
+        format!(
+            "no statement trusts this cluster's provider: name {provider_arn} as Principal.Federated and use {host}:sub / {host}:aud as the condition keys (or kubectl apply an IAMRoleBinding: the controller writes the statement)"
+        )
     } else {
         format!(
             "trust {sub}: kubectl apply an IAMRoleBinding for it (the controller edits the trust policy), or add it to the role's StringEquals on {host}:sub"
         )
     };
     Check::fail(ID, TITLE, evidence, fix).with_sts_error(STS_ACCESS_DENIED)
+}
+
+/// Does any statement name `provider_arn` as its federated principal (alone or in a list)?
+fn names_provider(policy: &PolicyDocument, provider_arn: &str) -> bool {
+    policy
+        .statements()
+        .iter()
+        .any(|s| match s.pointer("/Principal/Federated") {
+            Some(Value::String(one)) => one == provider_arn,
+            Some(Value::Array(all)) => all.iter().any(|f| f.as_str() == Some(provider_arn)),
+            _ => false,
+        })
 }
 
 /// Step 6: the discovery document names the issuer and the JWKS holds the token's key.

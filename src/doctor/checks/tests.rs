@@ -49,6 +49,27 @@ fn service_account_pass_and_each_failure() {
         )
     );
 
+    // The reference webhook's issue #200: a typo'd prefix is named, with the rename.
+    let (check, facts) = check_sa(Some(&sa(&[
+        ("eks.amazon.com/role-arn", ARN),
+        ("eks.amazonaws.com/audience", "aud-x"),
+    ])));
+    assert_eq!((check.status, facts), (Status::Fail, None));
+    assert!(
+        check.evidence.starts_with(
+            "team-a/app has eks.amazon.com/role-arn, which the webhook ignores: it reads eks.amazonaws.com/role-arn"
+        ),
+        "{}",
+        check.evidence
+    );
+    assert_eq!(
+        check.fix.as_deref(),
+        Some(
+            "kubectl annotate serviceaccount -n team-a app eks.amazon.com/role-arn- eks.amazonaws.com/role-arn=arn:aws:iam::111122223333:role/app, then recreate its pods"
+        )
+    );
+    assert_eq!(check.sts_error.as_deref(), Some(STS_NO_WEB_IDENTITY));
+
     let (check, _) = check_sa(Some(&sa(&[(
         "eks.amazonaws.com/role-arn",
         "arn:aws:iam::1:role/x",
@@ -100,6 +121,17 @@ fn pod_mutated_detects_the_sa_annotated_after_the_pod_case() {
     assert_eq!(
         pod_mutated(&opted_out, "team-a", &role, &cfg, &ids).status,
         Status::Warn
+    );
+
+    // An SA with no role: nothing is injected, so nothing can be missing, and nothing passes.
+    let check = pod_mutated(&bare, "team-a", &sa(&[]), &cfg, &ids);
+    assert_eq!(check.status, Status::Skip, "{check:?}");
+    assert!(
+        check
+            .evidence
+            .starts_with("the webhook injects nothing for ServiceAccount team-a/app"),
+        "{}",
+        check.evidence
     );
 }
 
@@ -245,6 +277,20 @@ fn trust_policy_verdicts_name_the_failed_condition() {
         "sts.amazonaws.com",
     );
     assert_eq!(other_provider.status, Status::Fail);
+    // Adding the subject would not help when no statement is about this provider.
+    assert!(
+        other_provider.fix.as_deref().is_some_and(|f| f.starts_with(
+            "no statement trusts this cluster's provider: name arn:aws:iam::111122223333:oidc-provider/elsewhere as Principal.Federated"
+        )),
+        "{other_provider:?}"
+    );
+    assert!(
+        denied
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.starts_with("trust system:serviceaccount:team-a:app")),
+        "{denied:?}"
+    );
 
     assert_eq!(
         trust_policy("{not json", provider_arn, "s", "a").status,

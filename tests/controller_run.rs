@@ -303,6 +303,62 @@ impl Drop for Harness {
     }
 }
 
+/// The role settings and worker options every test here runs with.
+fn settings(max_chars: usize) -> (RoleSettings, WorkerOptions) {
+    let issuer = format!("https://oidc.test.example/id/{}", moto::unique("c"));
+    let settings = RoleSettings {
+        issuer: issuer.clone(),
+        provider_arn: format!(
+            "arn:aws:iam::{ACCOUNT}:oidc-provider/{}",
+            issuer.strip_prefix("https://").unwrap()
+        ),
+        max_chars,
+        desired: desired::Settings {
+            cluster: "blue".into(),
+            default_audience: "sts.amazonaws.com".into(),
+            manage_annotated: true,
+        },
+        converge: ConvergeOptions::default(),
+    };
+    let options = WorkerOptions {
+        debounce: Duration::from_millis(200),
+        resync: Duration::from_secs(3600),
+        ..WorkerOptions::default()
+    };
+    (settings, options)
+}
+
+/// A shutdown that comes before the caches ever synced (a SIGTERM right after winning the
+/// Lease) still ends `run_reconcilers`: kube-runtime's runner, waiting for its store's first
+/// list, would otherwise wait forever and the Lease would never be released.
+#[tokio::test]
+async fn shutdown_before_the_first_list_still_returns() {
+    irsa::install_crypto_provider();
+    let aws = moto::test_aws().await;
+    // An API server that accepts connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let (settings, options) = settings(2048);
+    let run = irsa::controller::run_reconcilers(
+        client,
+        Aws::new(aws.sdk_config(), Metrics::default()),
+        settings,
+        options,
+        P.into(),
+        Metrics::default(),
+        Arc::new(AtomicBool::new(false)),
+        std::future::ready(()),
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(60), run).await;
+    assert!(
+        matches!(ended, Ok(Ok(()))),
+        "run_reconcilers returns after a shutdown even before any list: {ended:?}"
+    );
+    drop(silent);
+}
+
 /// moto with one role (FOREIGN trust), the fake API server with a grant for team-a and the
 /// ServiceAccount team-a/app, and `run_reconcilers` running against both, caches synced.
 async fn start(max_chars: usize) -> Harness {
@@ -343,26 +399,7 @@ async fn start(max_chars: usize) -> Harness {
     let client = kube::Client::try_from(config).unwrap();
     let metrics = Metrics::default();
     let iam = Aws::new(aws.sdk_config(), metrics.clone());
-    let issuer = format!("https://oidc.test.example/id/{}", moto::unique("c"));
-    let settings = RoleSettings {
-        issuer: issuer.clone(),
-        provider_arn: format!(
-            "arn:aws:iam::{ACCOUNT}:oidc-provider/{}",
-            issuer.strip_prefix("https://").unwrap()
-        ),
-        max_chars,
-        desired: desired::Settings {
-            cluster: "blue".into(),
-            default_audience: "sts.amazonaws.com".into(),
-            manage_annotated: true,
-        },
-        converge: ConvergeOptions::default(),
-    };
-    let options = WorkerOptions {
-        debounce: Duration::from_millis(200),
-        resync: Duration::from_secs(3600),
-        ..WorkerOptions::default()
-    };
+    let (settings, options) = settings(max_chars);
     let ready = Arc::new(AtomicBool::new(false));
     let controller = tokio::spawn(irsa::controller::run_reconcilers(
         client,

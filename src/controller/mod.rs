@@ -268,6 +268,9 @@ fn publisher(
     }))
 }
 
+/// How long in-flight binding reconciles may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
@@ -463,20 +466,32 @@ pub async fn run_reconcilers(
     let triggers = futures::stream::unfold(trigger_rx, |mut rx| async move {
         rx.recv().await.map(|r| (r, rx))
     });
+    let shutdown = futures::FutureExt::shared(shutdown);
     let reconcilers = controller
         .reconcile_on(triggers)
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(bindings::reconcile, bindings::error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "binding reconcile");
             }
         });
+    // kube-runtime's graceful shutdown finishes in-flight reconciles, but a runner still
+    // waiting for its store's first list (a SIGTERM right after winning the Lease) never
+    // finishes: the watch was cut before the list arrived. Bound the wait.
+    let grace = async {
+        shutdown.await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
     let result = tokio::select! {
         () = reconcilers => Ok(()),
         ended = tasks.failed() => {
             tracing::error!(error = %ended, "a controller task stopped; stopping the reconcilers");
             Err(ended.into())
+        }
+        () = grace => {
+            warn!("the binding reconcilers did not stop within {SHUTDOWN_GRACE:?} of shutdown; stopping them");
+            Ok(())
         }
     };
     tasks.shutdown().await;

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::support::{self, unique};
@@ -68,25 +69,58 @@ pub async fn apply_chart_rbac(client: &kube::Client) {
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => panic!("creating namespace {RELEASE_NAMESPACE}: {e}"),
     }
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": chart_rbac()});
-    let (ok, _, stderr) = support::kubectl(
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager",
-            "irsa-e2e",
-            "-f",
-            "-",
-        ],
-        &list.to_string(),
-    );
-    assert!(ok, "applying the chart's RBAC: {stderr}");
+    for doc in chart_rbac() {
+        apply(client, &doc).await;
+    }
+}
+
+/// Server-side apply of one RBAC object or ServiceAccount of the chart.
+async fn apply(client: &kube::Client, doc: &Value) {
+    let name = doc["metadata"]["name"].as_str().unwrap();
+    let ns = doc["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or(RELEASE_NAMESPACE);
+    let pp = PatchParams::apply("irsa-e2e").force();
+    let patch = Patch::Apply(doc);
+    let c = client.clone();
+    let result = match doc["kind"].as_str().unwrap() {
+        "ServiceAccount" => Api::<ServiceAccount>::namespaced(c, ns)
+            .patch(name, &pp, &patch)
+            .await
+            .map(drop),
+        "ClusterRole" => Api::<ClusterRole>::all(c)
+            .patch(name, &pp, &patch)
+            .await
+            .map(drop),
+        "ClusterRoleBinding" => Api::<ClusterRoleBinding>::all(c)
+            .patch(name, &pp, &patch)
+            .await
+            .map(drop),
+        "Role" => Api::<Role>::namespaced(c, ns)
+            .patch(name, &pp, &patch)
+            .await
+            .map(drop),
+        "RoleBinding" => Api::<RoleBinding>::namespaced(c, ns)
+            .patch(name, &pp, &patch)
+            .await
+            .map(drop),
+        other => panic!("not an RBAC kind: {other}"),
+    };
+    result.unwrap_or_else(|e| panic!("applying the chart's {} {name}: {e}", doc["kind"]));
 }
 
 /// A kubeconfig for `component`'s ServiceAccount: the cluster of the current `KUBECONFIG`
 /// and a TokenRequest token (2 h) of `irsa-system/<sa>`.
 pub async fn kubeconfig(client: &kube::Client, component: Component) -> PathBuf {
+    kubeconfig_in(client, &support::admin_kubeconfig(), component).await
+}
+
+/// [`kubeconfig`] for the cluster of the admin kubeconfig `admin_path` (`client` is its).
+pub async fn kubeconfig_in(
+    client: &kube::Client,
+    admin_path: &std::path::Path,
+    component: Component,
+) -> PathBuf {
     apply_chart_rbac(client).await;
     let sa = component.service_account();
     let request = TokenRequest {
@@ -104,8 +138,6 @@ pub async fn kubeconfig(client: &kube::Client, component: Component) -> PathBuf 
         .unwrap()
         .token;
 
-    let admin_path = std::env::var("KUBECONFIG").unwrap();
-    let admin_path = std::env::split_paths(&admin_path).next().unwrap();
     let text = std::fs::read_to_string(&admin_path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", admin_path.display()));
     let admin: Value = serde_saphyr::from_str(&text).unwrap();
@@ -139,10 +171,5 @@ pub async fn kubeconfig(client: &kube::Client, component: Component) -> PathBuf 
 
 /// A client authenticated as `component`.
 pub async fn client_as(admin: &kube::Client, component: Component) -> kube::Client {
-    let path = kubeconfig(admin, component).await;
-    let kc = kube::config::Kubeconfig::read_from(&path).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
+    support::client_for(&kubeconfig(admin, component).await).await
 }

@@ -50,6 +50,24 @@ pub fn settings() -> Settings {
     }
 }
 
+/// The kubeconfig file the suite runs with (the first of `KUBECONFIG`).
+pub fn admin_kubeconfig() -> PathBuf {
+    let paths = std::env::var_os("KUBECONFIG").expect("KUBECONFIG is set");
+    std::env::split_paths(&paths)
+        .next()
+        .expect("KUBECONFIG names a file")
+}
+
+/// A client for the cluster of the kubeconfig file at `path`.
+pub async fn client_for(path: &std::path::Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    kube::Client::try_from(config).unwrap()
+}
+
 pub async fn client() -> kube::Client {
     kube::Client::try_default()
         .await

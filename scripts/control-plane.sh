@@ -8,6 +8,8 @@
 #   scripts/control-plane.sh up      build if needed, start, wait until ready, print env
 #   scripts/control-plane.sh env     print the environment of the running plane
 #   scripts/control-plane.sh down    stop exactly the processes `up` started
+#   scripts/control-plane.sh rotate-key add|drop   restart kube-apiserver with a second
+#                                    signing key (add), then with only that key (drop)
 #
 # Binaries: ${IRSA_K8S_CACHE:-~/.cache/irsa/k8s}/<version>/. State (PKI, etcd data, logs,
 # pids, kubeconfig): ${IRSA_CONTROL_PLANE_DIR:-/tmp/irsa-control-plane}.
@@ -219,6 +221,72 @@ start() { # name command...
   echo $! >"$DIR/pids/$name"
 }
 
+# start_apiserver SIGNING_KEY VERIFY_KEY...: kube-apiserver on the ports `up` chose, signing
+# ServiceAccount tokens with SIGNING_KEY and accepting every VERIFY_KEY (what a signing-key
+# rotation changes), then waits until it is ready.
+start_apiserver() {
+  local signing=$1
+  shift
+  local etcd_port api_port
+  read -r etcd_port api_port <"$DIR/ports"
+  local server="https://127.0.0.1:$api_port" keys=() key
+  for key in "$@"; do keys+=(--service-account-key-file "$key"); done
+  # The issuer is the API server's own URL: its discovery document and JWKS are then
+  # reachable (anonymously, see below) at the issuer, as STS and the doctor expect.
+  start kube-apiserver "$BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --cert-dir "$DIR/pki" \
+    --tls-cert-file "$DIR/pki/apiserver.crt" --tls-private-key-file "$DIR/pki/apiserver.key" \
+    --client-ca-file "$DIR/pki/ca.crt" \
+    --service-account-issuer "$server" \
+    "${keys[@]}" \
+    --service-account-signing-key-file "$signing" \
+    --api-audiences "$server,https://kubernetes.default.svc" \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --authorization-mode RBAC \
+    --enable-admission-plugins NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
+    --allow-privileged=true
+  wait_until "$READY_TIMEOUT" "kube-apiserver /readyz" \
+    "$BIN/kubectl" --kubeconfig "$DIR/kubeconfig" get --raw /readyz
+}
+
+stop_one() { # name
+  local pid
+  [[ -f "$DIR/pids/$1" ]] || return 0
+  pid=$(cat "$DIR/pids/$1")
+  # Only a process that is still the one we started (the pid may have been reused).
+  if [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "${1:0:15}" ]]; then
+    kill "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 20))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$DIR/pids/$1"
+}
+
+# rotate-key add: a new key pair signs from now on, the old public key still verifies.
+# rotate-key drop: only the new key remains (the old one leaves the API server's JWKS).
+cmd_rotate_key() {
+  [[ -f "$DIR/ports" ]] || die "not running (scripts/control-plane.sh up)"
+  local pki="$DIR/pki"
+  case "${1:-}" in
+    add)
+      openssl genrsa -out "$pki/sa-next.key" 2048 2>/dev/null
+      openssl rsa -in "$pki/sa-next.key" -pubout -out "$pki/sa-next.pub" 2>/dev/null
+      stop_one kube-apiserver
+      start_apiserver "$pki/sa-next.key" "$pki/sa.pub" "$pki/sa-next.pub"
+      ;;
+    drop)
+      [[ -f "$pki/sa-next.key" ]] || die "rotate-key add first"
+      stop_one kube-apiserver
+      start_apiserver "$pki/sa-next.key" "$pki/sa-next.pub"
+      ;;
+    *) die "usage: $0 rotate-key add|drop" ;;
+  esac
+  log "kube-apiserver restarted with the $1 key set"
+}
+
 cmd_up() {
   if [[ -f "$DIR/env" ]] && cmd_running; then
     log "already running ($DIR)"
@@ -246,24 +314,8 @@ cmd_up() {
     --unsafe-no-fsync --quota-backend-bytes 1073741824 --log-level warn
   wait_until "$READY_TIMEOUT" "etcd to be healthy" curl -sf "http://127.0.0.1:$etcd_port/health"
 
-  # The issuer is the API server's own URL: its discovery document and JWKS are then
-  # reachable (anonymously, see below) at the issuer, as STS and the doctor expect.
-  start kube-apiserver "$BIN/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-    --cert-dir "$DIR/pki" \
-    --tls-cert-file "$DIR/pki/apiserver.crt" --tls-private-key-file "$DIR/pki/apiserver.key" \
-    --client-ca-file "$DIR/pki/ca.crt" \
-    --service-account-issuer "$server" \
-    --service-account-key-file "$DIR/pki/sa.pub" \
-    --service-account-signing-key-file "$DIR/pki/sa.key" \
-    --api-audiences "$server,https://kubernetes.default.svc" \
-    --service-cluster-ip-range 10.96.0.0/16 \
-    --authorization-mode RBAC \
-    --enable-admission-plugins NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
-    --allow-privileged=true
-  wait_until "$READY_TIMEOUT" "kube-apiserver /readyz" \
-    "$BIN/kubectl" --kubeconfig "$DIR/kubeconfig" get --raw /readyz
+  echo "$etcd_port $api_port" >"$DIR/ports"
+  start_apiserver "$DIR/pki/sa.key" "$DIR/pki/sa.pub"
 
   start kube-controller-manager "$BIN/kube-controller-manager" \
     --kubeconfig "$DIR/kubeconfig" \
@@ -305,18 +357,9 @@ cmd_running() {
 # Kills exactly the processes `up` recorded, newest first, and waits (bounded) for them.
 cmd_down_quiet() {
   [[ -d "$DIR/pids" ]] || return 0
-  local name pid
+  local name
   for name in kube-controller-manager kube-apiserver etcd; do
-    [[ -f "$DIR/pids/$name" ]] || continue
-    pid=$(cat "$DIR/pids/$name")
-    # Only a process that is still the one we started (the pid may have been reused).
-    if [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "${name:0:15}" ]]; then
-      kill "$pid" 2>/dev/null || true
-      local deadline=$((SECONDS + 20))
-      while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$DIR/pids/$name"
+    stop_one "$name"
   done
 }
 
@@ -325,5 +368,6 @@ case "${1:-}" in
   up) cmd_up ;;
   env) [[ -f "$DIR/env" ]] && cmd_running || die "not running (scripts/control-plane.sh up)"; cat "$DIR/env" ;;
   down) cmd_down_quiet; log "down" ;;
-  *) echo "usage: $0 build|up|env|down" >&2; exit 2 ;;
+  rotate-key) cmd_rotate_key "${2:-}" ;;
+  *) echo "usage: $0 build|up|env|down|rotate-key add|drop" >&2; exit 2 ;;
 esac

@@ -138,7 +138,7 @@ pub async fn kubeconfig_in(
         .unwrap()
         .token;
 
-    let text = std::fs::read_to_string(&admin_path)
+    let text = std::fs::read_to_string(admin_path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", admin_path.display()));
     let admin: Value = serde_saphyr::from_str(&text).unwrap();
     let current = admin["current-context"].as_str().unwrap().to_string();

@@ -459,3 +459,86 @@ fn add_sidecar(review: &Value) -> Value {
     }
     json!({"apiVersion": review["apiVersion"], "kind": "AdmissionReview", "response": response})
 }
+
+/// `webhook.strictOptIn`: a pod labelled `irsa.dev/inject: "true"`, and any pod of a namespace
+/// so labelled, is rejected while the webhook is down (never started without credentials);
+/// other pods are admitted unmutated (`failurePolicy: Ignore`); once the webhook is back, all
+/// are mutated.
+#[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
+async fn strict_opt_in_rejects_labelled_pods_while_down_and_mutates_all_once_up() {
+    let mut case = Case::new().await;
+    let ns = case.namespace(json!({})).await;
+    let strict_ns = case.namespace(json!({"irsa.dev/inject": "true"})).await;
+    let webhook = WebhookProcess::start(&case.kubeconfig, "strict", &[]).await;
+    let mut reg = Registration::new(&[&ns, &strict_ns]);
+    reg.failure_policy = "Ignore";
+    reg.values = json!({"webhook": {"strictOptIn": {"enabled": true}}});
+    let config = chart_registration(&reg, &webhook.url, &webhook.cert);
+    let names: Vec<&str> = config["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "pods.irsa.dev",
+            "strict-pods.irsa.dev",
+            "strict-namespaces.irsa.dev"
+        ]
+    );
+    case.registrations
+        .push(register(&case.client, &config).await);
+    // Each of the three webhooks answers before the test relies on it.
+    wait_until_mutating(&case.client, &ns, "app").await;
+    wait_until_mutating(&case.client, &strict_ns, "app").await;
+    let labelled = json!({"metadata": {"labels": {"irsa.dev/inject": "true"}}});
+    wait_for("the strict-pods webhook", WAIT, None, || async {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(case.client.clone(), &ns);
+        let probe = serde_json::from_value(pod(&support::unique("probe"), "app", labelled.clone()))
+            .unwrap();
+        let dry_run = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        let created = serde_json::to_value(pods.create(&dry_run, &probe).await.ok()?).unwrap();
+        has_token_volume(&created).then_some(())
+    })
+    .await;
+
+    webhook.kill();
+    for (namespace, name, extra, webhook_name) in [
+        (&ns, "labelled", labelled.clone(), "strict-pods.irsa.dev"),
+        (
+            &strict_ns,
+            "in-labelled-ns",
+            json!({}),
+            "strict-namespaces.irsa.dev",
+        ),
+    ] {
+        let err = create_pod(&case.client, namespace, &pod(name, "app", extra))
+            .await
+            .expect_err("a strict pod is rejected while the webhook is down");
+        let message = err.to_string();
+        assert!(
+            message.contains("failed calling webhook") && message.contains(webhook_name),
+            "{webhook_name} rejected {namespace}/{name}: {message}"
+        );
+    }
+    let admitted = case.create(&ns, &pod("unlabelled", "app", json!({}))).await;
+    assert_untouched(&admitted);
+
+    webhook.restart().await;
+    for (namespace, name, extra) in [
+        (&ns, "labelled", labelled.clone()),
+        (&strict_ns, "in-labelled-ns", json!({})),
+        (&ns, "unlabelled-2", json!({})),
+    ] {
+        let stored = case.create(namespace, &pod(name, "app", extra)).await;
+        assert_injected(&stored, "app", ROLE_ARN);
+    }
+    webhook.assert_running();
+    case.finish().await;
+}

@@ -56,6 +56,10 @@ pub struct WebhookProcess {
     log: PathBuf,
     pub url: String,
     pub cert: TestCert,
+    /// Everything to start it again on the same ports with the same files.
+    command: Vec<std::ffi::OsString>,
+    kubeconfig: PathBuf,
+    readyz: String,
 }
 
 impl WebhookProcess {
@@ -69,53 +73,64 @@ impl WebhookProcess {
         std::fs::write(&cert_file, &cert.cert_pem).unwrap();
         std::fs::write(&key_file, &cert.key_pem).unwrap();
         let (port, admin) = (free_port(), free_port());
+        let mut command: Vec<std::ffi::OsString> = vec![
+            "webhook".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}").into(),
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{admin}").into(),
+            "--tls-cert-file".into(),
+            cert_file.into(),
+            "--tls-key-file".into(),
+            key_file.into(),
+            "--log-format".into(),
+            "json".into(),
+        ];
+        command.extend(extra.iter().map(Into::into));
         let log = dir.join("webhook.log");
-        let out = File::create(&log).unwrap();
-        let err = out.try_clone().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_irsa"))
-            .arg("webhook")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-listen", &format!("127.0.0.1:{admin}")])
-            .arg("--tls-cert-file")
-            .arg(&cert_file)
-            .arg("--tls-key-file")
-            .arg(&key_file)
-            .args(["--log-format", "json"])
-            .args(extra)
-            .env("KUBECONFIG", kubeconfig)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,irsa=debug".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", env!("CARGO_BIN_EXE_irsa")));
-        println!(
-            "irsa webhook {name} started on 127.0.0.1:{port}; log: {}",
-            log.display()
-        );
         let process = Self {
-            child: Mutex::new(child),
+            child: Mutex::new(spawn(&command, kubeconfig, &log)),
             log,
             url: format!("https://127.0.0.1:{port}/mutate"),
             cert,
+            command,
+            kubeconfig: kubeconfig.to_path_buf(),
+            readyz: format!("http://127.0.0.1:{admin}/readyz"),
         };
-        let readyz = format!("http://127.0.0.1:{admin}/readyz");
+        println!(
+            "irsa webhook {name} started on 127.0.0.1:{port}; log: {}",
+            process.log.display()
+        );
+        process.wait_ready().await;
+        process
+    }
+
+    /// Starts the (killed) process again on the same ports with the same certificate.
+    pub async fn restart(&self) {
+        self.kill();
+        *self.child.lock().unwrap() = spawn(&self.command, &self.kubeconfig, &self.log);
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&self) {
         let http = reqwest::Client::new();
         wait_for(
-            &format!("irsa webhook {name} to be ready ({readyz})"),
+            &format!("irsa webhook to be ready ({})", self.readyz),
             WAIT,
             None,
             || async {
-                process.assert_running();
-                let ok = http.get(&readyz).send().await.ok()?.status().is_success();
+                self.assert_running();
+                let ok = http
+                    .get(&self.readyz)
+                    .send()
+                    .await
+                    .ok()?
+                    .status()
+                    .is_success();
                 ok.then_some(())
             },
         )
         .await;
-        process
     }
 
     /// SIGKILL and wait: the API server's calls then get "connection refused".
@@ -154,6 +169,24 @@ impl Drop for WebhookProcess {
     }
 }
 
+/// `irsa webhook COMMAND...` with `kubeconfig`, its output appended to `log`.
+fn spawn(command: &[std::ffi::OsString], kubeconfig: &Path, log: &Path) -> Child {
+    let out = File::options().create(true).append(true).open(log).unwrap();
+    let err = out.try_clone().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_irsa"))
+        .args(command)
+        .env("KUBECONFIG", kubeconfig)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info,irsa=debug".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", env!("CARGO_BIN_EXE_irsa")))
+}
+
 /// How a test registers the webhook; everything else comes from the chart.
 pub struct Registration {
     /// Only pods of these namespaces are sent to this registration (through the chart's
@@ -165,6 +198,8 @@ pub struct Registration {
     /// Configurations are called in name order: a test that orders two webhooks picks
     /// names that sort accordingly.
     pub name: String,
+    /// More chart values (e.g. `webhook.strictOptIn`).
+    pub values: Value,
 }
 
 impl Registration {
@@ -174,6 +209,7 @@ impl Registration {
             failure_policy: "Fail",
             review_versions: vec!["v1", "v1beta1"],
             name: unique("irsa-e2e-webhook"),
+            values: json!({}),
         }
     }
 }
@@ -181,7 +217,7 @@ impl Registration {
 /// The chart's MutatingWebhookConfiguration (`helm template`), with `clientConfig` pointed at
 /// `url` and trusting `cert`.
 pub fn chart_registration(reg: &Registration, url: &str, cert: &TestCert) -> Value {
-    let values = json!({
+    let mut values = json!({
         "webhook": {
             "failurePolicy": reg.failure_policy,
             "namespaceSelectorExpressions": [{
@@ -189,15 +225,17 @@ pub fn chart_registration(reg: &Registration, url: &str, cert: &TestCert) -> Val
             }]
         }
     });
+    merge(&mut values, reg.values.clone());
     let mut config = helm_template("irsa", "irsa-system", &values)
         .into_iter()
         .find(|d| d["kind"] == "MutatingWebhookConfiguration")
         .expect("the chart renders a MutatingWebhookConfiguration");
     config["metadata"]["name"] = json!(reg.name);
     assert_eq!(config["webhooks"][0]["name"], "pods.irsa.dev", "{config}");
-    let webhook = &mut config["webhooks"][0];
-    webhook["clientConfig"] = json!({"url": url, "caBundle": cert.ca_bundle()});
-    webhook["admissionReviewVersions"] = json!(reg.review_versions);
+    for webhook in config["webhooks"].as_array_mut().unwrap() {
+        webhook["clientConfig"] = json!({"url": url, "caBundle": cert.ca_bundle()});
+        webhook["admissionReviewVersions"] = json!(reg.review_versions);
+    }
     config
 }
 

@@ -225,6 +225,31 @@ struct Endpoint {
     scrape_timeout: String,
 }
 
+/// The Prometheus Operator's PrometheusRule, as far as the chart uses it.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PrometheusRuleSpec {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RuleGroup {
+    name: String,
+    rules: Vec<AlertRule>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AlertRule {
+    alert: String,
+    expr: String,
+    #[serde(rename = "for", skip_serializing_if = "Option::is_none")]
+    for_: Option<String>,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+}
+
 /// Where `want` has something `got` lost or changed (fields only `got` has are defaults).
 fn lost(want: &Value, got: &Value, path: &str, out: &mut Vec<String>) {
     match (want, got) {
@@ -304,6 +329,9 @@ fn check_typed(doc: &Value) -> Result<(), String> {
         ("cert-manager.io/v1", "Issuer") => round_trip::<Foreign<IssuerSpec>>(doc),
         ("monitoring.coreos.com/v1", "ServiceMonitor") => {
             round_trip::<Foreign<ServiceMonitorSpec>>(doc)
+        }
+        ("monitoring.coreos.com/v1", "PrometheusRule") => {
+            round_trip::<Foreign<PrometheusRuleSpec>>(doc)
         }
         _ => Err(format!(
             "no type known for {api} {kind}: add it to check_typed"
@@ -1355,4 +1383,139 @@ fn dockerfile_builds_a_non_root_image_with_the_version_checked() {
     assert!(runtime.contains("USER 65532:65532"));
     assert!(df.contains("irsa --version"));
     assert!(Path::new(&repo().join(".dockerignore")).exists());
+}
+
+/// Every sample name the two binaries export: counters as `<name>_total`, histograms as
+/// `_bucket`/`_sum`/`_count`, gauges as is (from their `# TYPE` lines; a labelled family is
+/// only printed once it has a child, so each gets one).
+fn exported_metrics() -> BTreeSet<String> {
+    let wm = irsa::webhook::metrics::Metrics::new();
+    for family in [&wm.requests, &wm.mutations, &wm.warnings, &wm.sa_lookups] {
+        family.get_or_create(&[("x", "y")]).inc();
+    }
+    let webhook = wm.encode().unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let cm = irsa::controller::metrics::Metrics::default();
+    cm.register(&mut registry);
+    cm.reconciled("binding");
+    cm.reconcile_failed("binding", "x");
+    cm.set_trust_chars("role", 1);
+    cm.issuer_publish_failed("x");
+    cm.iam_calls
+        .get_or_create(&irsa::controller::metrics::IamCallLabels {
+            operation: "GetRole",
+            outcome: "success",
+        })
+        .inc();
+    let controller = irsa::metrics::encode(&registry).unwrap();
+    let mut names = BTreeSet::new();
+    for line in webhook.lines().chain(controller.lines()) {
+        let mut words = line.split_whitespace();
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (words.next(), words.next(), words.next(), words.next())
+        {
+            match kind {
+                "counter" => names.extend([format!("{name}_total")]),
+                "histogram" => {
+                    names.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}")))
+                }
+                _ => names.extend([name.to_string()]),
+            }
+        }
+    }
+    names
+}
+
+/// The `irsa_*` metric names a PromQL expression uses; panics if it does not parse.
+fn metrics_in(expr: &str, origin: &str) -> Vec<String> {
+    promql_parser::parser::parse(expr)
+        .unwrap_or_else(|e| panic!("{origin}: {expr:?} is not valid PromQL: {e}"));
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("irsa_") {
+        let tail = rest.get(at..).unwrap_or_default();
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail.get(..end).unwrap_or_default().to_string());
+        rest = tail.get(end..).unwrap_or_default();
+    }
+    names
+}
+
+#[test]
+fn alert_rules_and_dashboard_use_only_exported_metrics() {
+    let exported = exported_metrics();
+    assert!(
+        exported.contains("irsa_webhook_requests_total"),
+        "{exported:?}"
+    );
+    assert!(
+        exported.contains("irsa_controller_iam_calls_total"),
+        "{exported:?}"
+    );
+    let docs = render_checked(&values(json!({
+        "metrics": {"prometheusRule": {"enabled": true}, "grafanaDashboard": {"enabled": true}},
+        "controller": {"publishIssuer": {"s3Url": "s3://bucket/cluster"}}
+    })));
+    let rule = docs
+        .iter()
+        .find(|d| d["kind"] == "PrometheusRule")
+        .expect("a PrometheusRule");
+    let mut alerts = Vec::new();
+    for group in rule["spec"]["groups"].as_array().unwrap() {
+        for r in group["rules"].as_array().unwrap() {
+            let alert = r["alert"].as_str().unwrap();
+            alerts.push(alert.to_string());
+            assert!(
+                ["warning", "critical"].contains(&r["labels"]["severity"].as_str().unwrap_or("")),
+                "{alert} has a severity"
+            );
+            assert!(
+                r["annotations"]["summary"].is_string(),
+                "{alert} has a summary"
+            );
+            for name in metrics_in(r["expr"].as_str().unwrap(), alert) {
+                assert!(
+                    exported.contains(&name),
+                    "{alert} uses {name}, which nothing exports"
+                );
+            }
+        }
+    }
+    for wanted in [
+        "IrsaWebhookDown",
+        "IrsaWebhookSlow",
+        "IrsaWebhookCertificateReloadFailing",
+        "IrsaControllerIamErrors",
+        "IrsaTrustPolicyNearQuota",
+        "IrsaIssuerPublishStale",
+    ] {
+        assert!(alerts.iter().any(|a| a == wanted), "{wanted} in {alerts:?}");
+    }
+
+    let dashboard = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "irsa-dashboard")
+        .expect("the dashboard ConfigMap");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json: Value =
+        serde_json::from_str(dashboard["data"]["irsa.json"].as_str().unwrap()).unwrap();
+    let mut used = BTreeSet::new();
+    for panel in json["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        for target in panel["targets"].as_array().unwrap() {
+            for name in metrics_in(target["expr"].as_str().unwrap(), title) {
+                assert!(
+                    exported.contains(&name),
+                    "panel {title:?} uses {name}, which nothing exports"
+                );
+                used.insert(name);
+            }
+        }
+    }
+    assert!(
+        used.len() >= 15,
+        "the dashboard covers both binaries: {used:?}"
+    );
 }

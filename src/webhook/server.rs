@@ -12,8 +12,9 @@ use anyhow::Context as _;
 use axum::{
     Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, State},
+    extract::{DefaultBodyLimit, Request, State},
     http::{HeaderMap, StatusCode, header},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -47,6 +48,13 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
 /// memory.
 const INLINE_BODY: usize = 64 * 1024;
 
+/// The request bodies of `/mutate` held in memory at once, over all connections and streams:
+/// each request reserves its `Content-Length` (in [`BODY_UNIT`]s; [`MAX_BODY`] when it does
+/// not say) before its body is read, so thousands of streams with 4 MiB bodies wait instead of
+/// buffering gigabytes. 32 MiB: 8 maximal reviews, or 512 ordinary ones, at a time.
+const BODY_BUDGET: usize = 32 * 1024 * 1024;
+const BODY_UNIT: usize = 64 * 1024;
+
 /// How many big reviews are parsed and decided at once.
 fn heavy_concurrency() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
@@ -67,17 +75,47 @@ pub struct AppState {
 struct Admission {
     state: Arc<AppState>,
     heavy: Arc<Semaphore>,
+    /// [`BODY_BUDGET`] in [`BODY_UNIT`]s.
+    bodies: Arc<Semaphore>,
 }
 
 /// The admission router (`POST /mutate`), usable in-process with `tower::ServiceExt::oneshot`.
 pub fn router(state: Arc<AppState>) -> Router {
+    let admission = Admission {
+        state,
+        heavy: Arc::new(Semaphore::new(heavy_concurrency())),
+        bodies: Arc::new(Semaphore::new(BODY_BUDGET / BODY_UNIT)),
+    };
     Router::new()
         .route("/mutate", post(mutate))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(Admission {
-            state,
-            heavy: Arc::new(Semaphore::new(heavy_concurrency())),
-        })
+        .route_layer(middleware::from_fn_with_state(
+            admission.clone(),
+            reserve_body,
+        ))
+        .with_state(admission)
+}
+
+/// Holds the request's share of [`BODY_BUDGET`] while its body is read and decided.
+async fn reserve_body(
+    State(admission): State<Admission>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let units = announced
+        .unwrap_or(MAX_BODY)
+        .min(MAX_BODY)
+        .div_ceil(BODY_UNIT)
+        .max(1);
+    let units = u32::try_from(units).unwrap_or(u32::MAX);
+    // The semaphore is never closed; without a permit the request simply goes on.
+    let _reserved = admission.bodies.acquire_many_owned(units).await.ok();
+    next.run(request).await
 }
 
 /// The plain-HTTP admin router.
@@ -117,7 +155,7 @@ async fn answer(admission: Admission, headers: &HeaderMap, body: Bytes) -> (Outc
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response(),
         );
     }
-    let Admission { state, heavy } = admission;
+    let Admission { state, heavy, .. } = admission;
     // Held until the answer is encoded: a big review's memory is bounded by the slots.
     let slot = if body.len() > INLINE_BODY {
         // The semaphore is never closed, so this is always `Some`.

@@ -63,3 +63,10 @@ CHART_VALUES ?= {"controller":{"clusterName":"demo"}}
 chart:
 	python3 scripts/helm-chart.py lint charts/irsa --values '$(CHART_VALUES)'
 	python3 scripts/helm-chart.py render charts/irsa --values '$(CHART_VALUES)'
+
+# Coverage-guided fuzzing (fuzz/, cargo-fuzz on nightly): each target for FUZZ_SECONDS,
+# printing executions per target and whether any crashed. See README "Fuzzing".
+.PHONY: fuzz
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/fuzz.sh

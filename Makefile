@@ -70,3 +70,9 @@ chart:
 FUZZ_SECONDS ?= 60
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/fuzz.sh
+
+# Memory price of one review: peak and settled RSS of the webhook for the largest review it
+# accepts and for over-limit ones (release build, 127.0.0.1 only). See README.
+.PHONY: bench-rss
+bench-rss:
+	./scripts/bench-rss.sh

@@ -27,15 +27,6 @@ async fn post(
         .unwrap()
 }
 
-async fn metrics_text(addr: std::net::SocketAddr) -> String {
-    reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn v1_round_trip_mutates_and_echoes_the_envelope() {
     init();

@@ -95,15 +95,20 @@ pub fn load_identities(path: &Path) -> anyhow::Result<Identities> {
 /// A YAML or JSON manifest from a file, or stdin for `-`.
 fn read_manifest(path: &Path) -> anyhow::Result<Value> {
     let text = super::read_input(path, "")?;
-    // JSON is YAML, but serde_json gives better messages for JSON input.
-    let parsed = if text.trim_start().starts_with('{') {
-        serde_json::from_str(&text).map_err(|e| e.to_string())
-    } else {
-        serde_saphyr::from_str(&text).map_err(|e| e.to_string())
-    };
-    parsed.map_err(|e| {
+    parse_manifest(&text).map_err(|e| {
         UsageError::new(format!("{} is not valid YAML/JSON: {e}", path.display())).into()
     })
+}
+
+/// A manifest's text as JSON (when it starts with `{`) or YAML: `irsa mutate`'s input
+/// parsing, public for the fuzz target.
+pub fn parse_manifest(text: &str) -> Result<Value, String> {
+    // JSON is YAML, but serde_json gives better messages for JSON input.
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| e.to_string())
+    }
 }
 
 fn service_account(

@@ -108,6 +108,11 @@ pub async fn issuer_documents(
     (discovery, jwks)
 }
 
+/// The most `irsa doctor` reads of a discovery document or a JWKS: both are a few KiB (a
+/// JWKS holds a handful of public keys), and a hostile or broken issuer serving an endless
+/// body must not take the doctor's memory with it.
+pub const MAX_ISSUER_DOCUMENT: usize = 1024 * 1024;
+
 async fn get_json<T: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
     url: &str,
@@ -117,6 +122,35 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     if !status.is_success() {
         return Err(format!("HTTP {status}"));
     }
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    let body = read_capped(response, url, MAX_ISSUER_DOCUMENT).await?;
     serde_json::from_slice(&body).map_err(|e| format!("not the expected JSON: {e}"))
+}
+
+/// The body, refused as soon as it is known to exceed `cap` (announced or received).
+async fn read_capped(
+    mut response: reqwest::Response,
+    url: &str,
+    cap: usize,
+) -> Result<Vec<u8>, String> {
+    let too_large = || {
+        format!(
+            "the response of {url} is larger than {} KiB, the most irsa doctor reads from an \
+             issuer (discovery documents and JWKS are a few KiB)",
+            cap / 1024
+        )
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(cap).unwrap_or(u64::MAX))
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len().saturating_add(chunk.len()) > cap {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

@@ -6,6 +6,7 @@
 
 mod annotations;
 pub mod config;
+pub mod limits;
 mod patch;
 mod pod;
 
@@ -15,12 +16,15 @@ use json_patch::Patch;
 use rand::{Rng, RngExt};
 use serde_json::{Value, json};
 
-pub use self::config::{ContainerCredentialsConfig, Identities, MutationConfig};
 use self::{
     annotations::Settings,
     config::{CC_JITTER_MIN, DEFAULT_EXPIRATION, IRSA_PREFIX, TOKEN_FILE_NAME, TOKEN_VOLUME_NAME},
     patch::PatchBuilder,
     pod::{CONTAINER_LISTS, PodView},
+};
+pub use self::{
+    config::{ContainerCredentialsConfig, Identities, MutationConfig},
+    limits::TooLarge,
 };
 
 /// Pod label set in container-credentials mode.
@@ -90,6 +94,16 @@ impl NotAPod {
     }
 }
 
+/// Why the engine did not look at a Pod: the webhook admits it unmutated with a warning.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    NotAPod(#[from] NotAPod),
+    /// More than [`limits`] allow: also denied under `--strict`.
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mutation {
     /// The mode that applied (`None` when the patch is empty).
@@ -110,7 +124,7 @@ pub fn mutate<R: Rng + ?Sized>(
     sa: &ServiceAccountInfo,
     pod: &Value,
     rng: &mut R,
-) -> Result<Mutation, NotAPod> {
+) -> Result<Mutation, Refusal> {
     let view = PodView::new(pod)?;
     let labels = view.string_map("labels");
     let opted_out = labels.get(SKIP_LABEL).map(String::as_str) == Some("true")
@@ -121,6 +135,16 @@ pub fn mutate<R: Rng + ?Sized>(
     }
 
     let pod_annotations = view.string_map("annotations");
+    let skip_key = format!("{}/skip-containers", cfg.annotation_prefix);
+    if let Some(skip) = pod_annotations.get(&skip_key)
+        && skip.len() > limits::MAX_SKIP_CONTAINERS_BYTES
+    {
+        return Err(TooLarge::SkipContainers {
+            key: skip_key,
+            bytes: skip.len(),
+        }
+        .into());
+    }
     let settings = annotations::resolve(
         cfg,
         sa,
@@ -138,7 +162,7 @@ pub fn mutate<R: Rng + ?Sized>(
         return Ok(Mutation::unchanged(Vec::new()));
     };
 
-    let patch = plan.patch(&view, &settings, &labels);
+    let patch = plan.patch(&view, &settings, &labels)?;
     let denial = (cfg.strict && !warnings.is_empty()).then(|| {
         let reasons: Vec<&str> = warnings.iter().map(|w| w.message.as_str()).collect();
         format!("denied by irsa (--strict): {}", reasons.join("; "))
@@ -239,7 +263,13 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn patch(&self, view: &PodView<'_>, s: &Settings, labels: &BTreeMap<String, String>) -> Patch {
+    fn patch(
+        &self,
+        view: &PodView<'_>,
+        s: &Settings,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Patch, TooLarge> {
+        self.check_patch_size(view, s)?;
         let mut patch = PatchBuilder::default();
 
         if let Some((key, value)) = self.label
@@ -288,7 +318,37 @@ impl<'a> Plan<'a> {
                 );
             }
         }
-        patch.build()
+        Ok(patch.build())
+    }
+
+    /// Refuses before building when the patch could exceed [`limits::MAX_PATCH_BYTES`]: every
+    /// container that is not skipped may get the full additions of a bare container.
+    fn check_patch_size(&self, view: &PodView<'_>, s: &Settings) -> Result<(), TooLarge> {
+        let (env, mounts) = self.container_additions(&Value::Null, s);
+        let size = |values: &[Value]| {
+            values.iter().fold(0usize, |sum, v| {
+                let bytes = serde_json::to_string(v).map_or(0, |v| v.len());
+                sum.saturating_add(bytes)
+                    .saturating_add(limits::OP_OVERHEAD)
+            })
+        };
+        let per_container = size(&env).saturating_add(size(&mounts));
+        let targets = CONTAINER_LISTS
+            .iter()
+            .flat_map(|list| view.list(list))
+            .filter(|c| {
+                let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+                !s.skip_containers.contains(name)
+            })
+            .count();
+        let bound = per_container
+            .saturating_mul(targets)
+            .saturating_add(size(std::slice::from_ref(&self.volume)))
+            .saturating_add(limits::OP_OVERHEAD);
+        if bound > limits::MAX_PATCH_BYTES {
+            return Err(TooLarge::Patch(bound));
+        }
+        Ok(())
     }
 
     /// The env vars and mounts to append to one container (SPEC §2.2).

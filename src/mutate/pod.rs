@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::NotAPod;
+use super::{
+    NotAPod, Refusal,
+    limits::{MAX_CONTAINERS, TooLarge},
+};
 
 /// The container lists the webhook injects into, in patch order. Ephemeral containers are
 /// never touched: they cannot get new volume mounts after the pod exists.
@@ -18,19 +21,19 @@ pub(crate) struct PodView<'a> {
 }
 
 impl<'a> PodView<'a> {
-    pub fn new(pod: &'a Value) -> Result<Self, NotAPod> {
+    pub fn new(pod: &'a Value) -> Result<Self, Refusal> {
         let obj = pod
             .as_object()
             .ok_or_else(|| NotAPod::new("the object is not a JSON object"))?;
         if let Some(kind) = obj.get("kind")
             && kind != "Pod"
         {
-            return Err(NotAPod::new(format!("kind is {kind}, not \"Pod\"")));
+            return Err(NotAPod::new(format!("kind is {kind}, not \"Pod\"")).into());
         }
         let metadata = match obj.get("metadata") {
             None | Some(Value::Null) => None,
             Some(Value::Object(m)) => Some(m),
-            Some(_) => return Err(NotAPod::new("metadata is not an object")),
+            Some(_) => return Err(NotAPod::new("metadata is not an object").into()),
         };
         let spec = obj
             .get("spec")
@@ -38,9 +41,16 @@ impl<'a> PodView<'a> {
             .ok_or_else(|| NotAPod::new("spec is missing or not an object"))?;
         match spec.get("containers") {
             Some(Value::Array(_)) => {}
-            _ => return Err(NotAPod::new("spec.containers is missing or not a list")),
+            _ => return Err(NotAPod::new("spec.containers is missing or not a list").into()),
         }
         check_list(spec, "volumes", "spec.volumes")?;
+        let containers = CONTAINER_LISTS
+            .iter()
+            .map(|list| items(spec.get(*list)).len())
+            .sum::<usize>();
+        if containers > MAX_CONTAINERS {
+            return Err(TooLarge::Containers(containers).into());
+        }
         for list in CONTAINER_LISTS {
             check_list(spec, list, &format!("spec.{list}"))?;
             for (i, c) in items(spec.get(list)).iter().enumerate() {

@@ -850,3 +850,79 @@ fn arb_json() -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+/// Issue 12 #3/#7: the engine's price per pod is bounded ([`limits`]).
+mod size_limits {
+    use super::*;
+
+    fn containers(n: usize) -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"name": format!("c{i}"), "image": "x", "env": []}))
+            .collect()
+    }
+
+    fn refusal(sa: &ServiceAccountInfo, pod: &Value) -> Refusal {
+        let cfg = MutationConfig::default();
+        mutate(
+            &cfg,
+            &Identities::default(),
+            "team-a",
+            sa,
+            pod,
+            &mut rand::rng(),
+        )
+        .unwrap_err()
+    }
+
+    #[test]
+    fn the_most_containers_allowed_are_mutated_and_one_more_is_refused() {
+        let half = limits::MAX_CONTAINERS / 2;
+        let at_limit =
+            pod(json!({"containers": containers(half), "initContainers": containers(half)}));
+        let run = run_with(
+            &MutationConfig::default(),
+            &Identities::default(),
+            &with_role(),
+            &at_limit,
+        );
+        assert_eq!(run.mutation.mode, Mode::Irsa);
+        let bytes = serde_json::to_vec(&run.mutation.patch).unwrap().len();
+        assert!(
+            bytes < limits::MAX_PATCH_BYTES / 2,
+            "patch of {bytes} bytes"
+        );
+
+        let over =
+            pod(json!({"containers": containers(half + 1), "initContainers": containers(half)}));
+        assert_eq!(
+            refusal(&with_role(), &over),
+            Refusal::TooLarge(TooLarge::Containers(limits::MAX_CONTAINERS + 1))
+        );
+    }
+
+    #[test]
+    fn a_long_skip_containers_annotation_is_refused_before_it_is_split() {
+        let list = vec!["a"; limits::MAX_SKIP_CONTAINERS_BYTES].join(",");
+        let mut p = one_container();
+        p["metadata"]["annotations"] = json!({"eks.amazonaws.com/skip-containers": list});
+        assert!(matches!(
+            refusal(&with_role(), &p),
+            Refusal::TooLarge(TooLarge::SkipContainers { key, .. }) if key == "eks.amazonaws.com/skip-containers"
+        ));
+    }
+
+    #[test]
+    fn a_patch_over_the_cap_is_refused_before_it_is_built() {
+        // 1000 containers each getting a 4 KB session name: about 4 MB of patch.
+        let long = "s".repeat(4096);
+        let sa = sa(&[
+            ("eks.amazonaws.com/role-arn", ARN),
+            ("irsa.dev/role-session-name", &long),
+        ]);
+        let p = pod(json!({"containers": containers(limits::MAX_CONTAINERS)}));
+        assert!(matches!(
+            refusal(&sa, &p),
+            Refusal::TooLarge(TooLarge::Patch(n)) if n > limits::MAX_PATCH_BYTES
+        ));
+    }
+}

@@ -6,15 +6,17 @@
 //! `serde_json::Value` for the object, and serde skips the fields we do not read
 //! (`oldObject`, `userInfo`, ...) without building them.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 
 use super::{
     cache::{Lookup, MAX_CONCURRENT_FETCHES},
     metrics::Outcome,
     server::AppState,
 };
-use crate::mutate::{self, Mode};
+use crate::mutate::{self, Mode, Refusal, ServiceAccountInfo, TooLarge};
 
 const V1: &str = "admission.k8s.io/v1";
 const V1BETA1: &str = "admission.k8s.io/v1beta1";
@@ -38,7 +40,8 @@ pub struct AdmissionRequest {
     pub namespace: Option<String>,
     pub operation: Option<String>,
     pub sub_resource: Option<String>,
-    pub object: Option<Value>,
+    /// Kept as text until [`mutate::limits::check_raw`] has seen its size.
+    pub object: Option<Box<RawValue>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,8 +146,38 @@ pub fn encode(api_version: &str, uid: &str, answer: &Answer) -> Value {
     json!({ "apiVersion": api_version, "kind": "AdmissionReview", "response": response })
 }
 
-/// Decides one admission request: look up the ServiceAccount, run the engine.
+/// A Pod CREATE that passed the cheap checks: what the lookup and the engine need.
+#[derive(Debug)]
+pub struct PodRequest {
+    pub namespace: String,
+    pub service_account: String,
+    pub pod: Value,
+}
+
+/// Where [`prepare`] left a request.
+#[derive(Debug)]
+pub enum Step {
+    /// Answered without a ServiceAccount (not a pod, not a CREATE, too large...).
+    Answered(Answer),
+    /// A Pod to look up the ServiceAccount for, then [`finish`].
+    Pod(PodRequest),
+}
+
+/// Decides one admission request: [`prepare`], look up the ServiceAccount, [`finish`].
 pub async fn decide(state: &AppState, request: AdmissionRequest) -> Answer {
+    match prepare(state, request) {
+        Step::Answered(answer) => answer,
+        Step::Pod(pod) => match lookup(state, &pod).await {
+            Ok(sa) => finish(state, &pod, &sa),
+            Err(answer) => answer,
+        },
+    }
+}
+
+/// The CPU half before the lookup: kind and operation, the size limits
+/// ([`mutate::limits`]) on the raw object, then the parse. Synchronous so that the server can
+/// run it off the async workers; its cost is bounded by [`mutate::limits::MAX_OBJECT_BYTES`].
+pub fn prepare(state: &AppState, request: AdmissionRequest) -> Step {
     if let Some(kind) = &request.kind
         && !(kind.group.is_empty() && kind.kind == "Pod")
     {
@@ -153,13 +186,13 @@ pub async fn decide(state: &AppState, request: AdmissionRequest) -> Answer {
         } else {
             format!("{}/{}/{}", kind.group, kind.version, kind.kind)
         };
-        return not_a_pod(
+        return Step::Answered(not_a_pod(
             state,
             format!(
                 "irsa only mutates Pods; this {what} was admitted unchanged (check the rules of \
                  the MutatingWebhookConfiguration)"
             ),
-        );
+        ));
     }
     if request
         .operation
@@ -171,14 +204,28 @@ pub async fn decide(state: &AppState, request: AdmissionRequest) -> Answer {
             .is_some_and(|s| !s.is_empty())
     {
         // Credentials can only be injected at creation; nothing to say about the rest.
-        return Answer::allow(Outcome::Skipped);
+        return Step::Answered(Answer::allow(Outcome::Skipped));
     }
-    let Some(pod) = request.object else {
-        return not_a_pod(
+    let Some(raw) = request.object else {
+        return Step::Answered(not_a_pod(
             state,
             "irsa: the AdmissionReview carries no object; admitted unchanged".into(),
-        );
+        ));
     };
+    if let Err(too_large) = mutate::limits::check_raw(raw.get()) {
+        return Step::Answered(too_large_answer(state, &too_large));
+    }
+    let pod: Value = match serde_json::from_str(raw.get()) {
+        Ok(pod) => pod,
+        // Already valid JSON; only serde's nesting limit can refuse it here.
+        Err(err) => {
+            return Step::Answered(not_a_pod(
+                state,
+                format!("irsa: the object cannot be read ({err}); admitted unchanged"),
+            ));
+        }
+    };
+    drop(raw);
     let namespace = request
         .namespace
         .filter(|ns| !ns.is_empty())
@@ -189,72 +236,82 @@ pub async fn decide(state: &AppState, request: AdmissionRequest) -> Answer {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| "default".to_string());
-    let sa_name = mutate::pod_service_account_name(&pod);
+    let service_account = mutate::pod_service_account_name(&pod).to_string();
+    Step::Pod(PodRequest {
+        namespace,
+        service_account,
+        pod,
+    })
+}
 
-    let sa = match state.cache.lookup(&namespace, sa_name).await {
-        Lookup::Found(sa) => sa,
+/// The ServiceAccount of the pod, or the answer when there is none to use.
+pub async fn lookup(state: &AppState, req: &PodRequest) -> Result<Arc<ServiceAccountInfo>, Answer> {
+    let (namespace, sa_name) = (&req.namespace, &req.service_account);
+    match state.cache.lookup(namespace, sa_name).await {
+        Lookup::Found(sa) => Ok(sa),
         // The API server's ServiceAccount admission rejects such a pod anyway.
-        Lookup::NotFound => return Answer::allow(Outcome::NoServiceAccount),
-        Lookup::TimedOut => {
-            return lookup_trouble(
-                state,
-                "sa_lookup_timeout",
-                format!(
-                    "ServiceAccount {namespace}/{sa_name} could not be read within {:?}",
-                    state.sa_lookup_timeout
-                ),
-            );
-        }
-        Lookup::Failed(err) => {
-            return lookup_trouble(
-                state,
-                "sa_lookup_failed",
-                format!("ServiceAccount {namespace}/{sa_name} could not be read: {err}"),
-            );
-        }
-        Lookup::Busy => {
-            return lookup_trouble(
-                state,
-                "sa_lookup_busy",
-                format!(
-                    "ServiceAccount {namespace}/{sa_name} is not cached and {MAX_CONCURRENT_FETCHES} \
-                     lookups are already in flight"
-                ),
-            );
-        }
+        Lookup::NotFound => Err(Answer::allow(Outcome::NoServiceAccount)),
+        Lookup::TimedOut => Err(lookup_trouble(
+            state,
+            "sa_lookup_timeout",
+            format!(
+                "ServiceAccount {namespace}/{sa_name} could not be read within {:?}",
+                state.sa_lookup_timeout
+            ),
+        )),
+        Lookup::Failed(err) => Err(lookup_trouble(
+            state,
+            "sa_lookup_failed",
+            format!("ServiceAccount {namespace}/{sa_name} could not be read: {err}"),
+        )),
+        Lookup::Busy => Err(lookup_trouble(
+            state,
+            "sa_lookup_busy",
+            format!(
+                "ServiceAccount {namespace}/{sa_name} is not cached and {MAX_CONCURRENT_FETCHES} \
+                 lookups are already in flight"
+            ),
+        )),
         // Like an unknown ServiceAccount (the API server refuses such a pod anyway), but said
         // in the answer: neither the name nor a lookup reaches the logs or the API.
         Lookup::InvalidName(why) => {
             state.metrics.warning("invalid_service_account_name");
-            return Answer::allow(Outcome::NoServiceAccount).with_warning(format!(
-                "irsa: {why}; no such ServiceAccount can exist, the pod was admitted without \
+            Err(
+                Answer::allow(Outcome::NoServiceAccount).with_warning(format!(
+                    "irsa: {why}; no such ServiceAccount can exist, the pod was admitted without \
                  IAM credentials"
-            ));
+                )),
+            )
         }
-    };
+    }
+}
 
+/// The CPU half after the lookup: run the engine, serialize the patch.
+pub fn finish(state: &AppState, req: &PodRequest, sa: &ServiceAccountInfo) -> Answer {
+    let (namespace, sa_name) = (&req.namespace, &req.service_account);
     let identities = state.identities.current();
     let mutation = match mutate::mutate(
         &state.config,
         &identities,
-        &namespace,
-        &sa,
-        &pod,
+        namespace,
+        sa,
+        &req.pod,
         &mut rand::rng(),
     ) {
         Ok(m) => m,
-        Err(err) => {
+        Err(Refusal::NotAPod(err)) => {
             return not_a_pod(
                 state,
                 format!("irsa: {err}; admitted without IAM credentials"),
             );
         }
+        Err(Refusal::TooLarge(err)) => return too_large_answer(state, &err),
     };
 
     let mut answer = Answer::allow(Outcome::Unchanged);
     for warning in mutation.warnings {
         state.metrics.warning(warning.kind.as_str());
-        tracing::warn!(%namespace, service_account = sa_name, kind = warning.kind.as_str(), "{}", warning.message);
+        tracing::warn!(%namespace, service_account = %sa_name, kind = warning.kind.as_str(), "{}", warning.message);
         answer.warnings.push(warning.message);
     }
     if let Some(denial) = mutation.denial {
@@ -278,6 +335,21 @@ pub async fn decide(state: &AppState, request: AdmissionRequest) -> Answer {
         }
     }
     answer
+}
+
+/// More than irsa handles ([`mutate::limits`]): admitted unmutated with a warning, or denied
+/// under `--strict`. Nothing of the object reaches the log.
+fn too_large_answer(state: &AppState, too_large: &TooLarge) -> Answer {
+    state.metrics.warning(too_large.as_str());
+    tracing::warn!(reason = %too_large, "admission request over irsa's limits");
+    if state.config.strict {
+        let mut answer = Answer::allow(Outcome::Denied);
+        answer.denial = Some(format!("denied by irsa (--strict): {too_large}"));
+        return answer;
+    }
+    Answer::allow(Outcome::TooLarge).with_warning(format!(
+        "irsa: {too_large}; the pod was admitted WITHOUT IAM credentials"
+    ))
 }
 
 fn not_a_pod(state: &AppState, warning: String) -> Answer {

@@ -24,6 +24,10 @@ pub enum Outcome {
     Denied,
     /// Not a Pod, or a Pod the engine cannot read: allowed unmutated with a warning.
     NotAPod,
+    /// Over irsa's size limits (`mutate::limits`): allowed unmutated with a warning.
+    TooLarge,
+    /// The handler failed (a bug): HTTP 500.
+    Internal,
     /// Not a CREATE of a pod (UPDATE, subresource...): allowed untouched.
     Skipped,
     /// The ServiceAccount is not there (yet) or its lookup failed/timed out: allowed unmutated.
@@ -42,6 +46,8 @@ impl Outcome {
             Outcome::Denied => "denied",
             Outcome::NotAPod => "not_a_pod",
             Outcome::Skipped => "skipped",
+            Outcome::TooLarge => "too_large",
+            Outcome::Internal => "internal_error",
             Outcome::NoServiceAccount => "no_service_account",
             Outcome::BadRequest => "bad_request",
             Outcome::UnsupportedMediaType => "unsupported_media_type",

@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod cache;
+pub mod connections;
 pub mod identities;
 pub mod metrics;
 pub mod reload;
@@ -18,6 +19,7 @@ use anyhow::Context as _;
 
 pub use self::{
     cache::{Lookup, ServiceAccountCache, load_service_accounts_file},
+    connections::ConnectionLimits,
     metrics::Metrics,
     server::{AppState, Options, Running, admin_router, router, start},
 };
@@ -64,6 +66,8 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
         sa_lookup_timeout: args.sa_lookup_timeout,
         identities_file: args.mutation.container_credentials_config.clone(),
         mutation,
+        limits: ConnectionLimits::ADMISSION,
+        admin_limits: ConnectionLimits::ADMIN,
     };
     let mut running = start(opts, cache, metrics).await?;
     let failure = tokio::select! {

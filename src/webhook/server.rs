@@ -12,16 +12,24 @@ use anyhow::Context as _;
 use axum::{
     Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, State},
+    extract::{DefaultBodyLimit, Request, State},
     http::{HeaderMap, StatusCode, header},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use axum_server::{
+    accept::DefaultAcceptor,
+    tls_rustls::{RustlsAcceptor, RustlsConfig},
+};
 use futures::FutureExt as _;
 
+use tokio::sync::Semaphore;
+
 use super::{
-    admission::{self, Answer},
+    admission::{self, BadReview, Step},
     cache::ServiceAccountCache,
+    connections::{Capped, ConnectionLimits},
     identities::WatchedIdentities,
     metrics::{Metrics, Outcome},
     reload,
@@ -29,9 +37,28 @@ use super::{
 };
 use crate::{cli::TlsVersion, mutate::MutationConfig, supervise::Supervisor};
 
-/// Admission bodies carry the object (and `oldObject` on updates); the API server caps an
-/// object at 3 MiB, so 8 MiB never refuses a real review.
-const MAX_BODY: usize = 8 * 1024 * 1024;
+/// The largest request body `POST /mutate` reads (HTTP 413 beyond): a CREATE review carries
+/// one object, which the API server caps at 3 MiB, plus the envelope (user info, options).
+/// Objects over [`crate::mutate::limits::MAX_OBJECT_BYTES`] get an admission answer, not a 413.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Bodies up to this size are decided on the async worker (a normal pod is a few KiB and
+/// answers in microseconds); bigger ones go to the blocking pool, [`HEAVY_CONCURRENCY`] at a
+/// time, so that they neither hold the workers that serve other admissions nor pile up in
+/// memory.
+const INLINE_BODY: usize = 64 * 1024;
+
+/// The request bodies of `/mutate` held in memory at once, over all connections and streams:
+/// each request reserves its `Content-Length` (in [`BODY_UNIT`]s; [`MAX_BODY`] when it does
+/// not say) before its body is read, so thousands of streams with 4 MiB bodies wait instead of
+/// buffering gigabytes. 32 MiB: 8 maximal reviews, or 512 ordinary ones, at a time.
+const BODY_BUDGET: usize = 32 * 1024 * 1024;
+const BODY_UNIT: usize = 64 * 1024;
+
+/// How many big reviews are parsed and decided at once.
+fn heavy_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
+}
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -43,12 +70,52 @@ pub struct AppState {
     pub sa_lookup_timeout: Duration,
 }
 
+/// The admission handler's state: the shared state and the slots for big reviews.
+#[derive(Debug, Clone)]
+struct Admission {
+    state: Arc<AppState>,
+    heavy: Arc<Semaphore>,
+    /// [`BODY_BUDGET`] in [`BODY_UNIT`]s.
+    bodies: Arc<Semaphore>,
+}
+
 /// The admission router (`POST /mutate`), usable in-process with `tower::ServiceExt::oneshot`.
 pub fn router(state: Arc<AppState>) -> Router {
+    let admission = Admission {
+        state,
+        heavy: Arc::new(Semaphore::new(heavy_concurrency())),
+        bodies: Arc::new(Semaphore::new(BODY_BUDGET / BODY_UNIT)),
+    };
     Router::new()
         .route("/mutate", post(mutate))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
+        .route_layer(middleware::from_fn_with_state(
+            admission.clone(),
+            reserve_body,
+        ))
+        .with_state(admission)
+}
+
+/// Holds the request's share of [`BODY_BUDGET`] while its body is read and decided.
+async fn reserve_body(
+    State(admission): State<Admission>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let units = announced
+        .unwrap_or(MAX_BODY)
+        .min(MAX_BODY)
+        .div_ceil(BODY_UNIT)
+        .max(1);
+    let units = u32::try_from(units).unwrap_or(u32::MAX);
+    // The semaphore is never closed; without a permit the request simply goes on.
+    let _reserved = admission.bodies.acquire_many_owned(units).await.ok();
+    next.run(request).await
 }
 
 /// The plain-HTTP admin router.
@@ -60,9 +127,10 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn mutate(State(admission): State<Admission>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
-    let (outcome, response) = answer(&state, &headers, &body).await;
+    let state = admission.state.clone();
+    let (outcome, response) = answer(admission, &headers, body).await;
     let elapsed = started.elapsed();
     state.metrics.request(outcome);
     state
@@ -73,7 +141,7 @@ async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
     response
 }
 
-async fn answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> (Outcome, Response) {
+async fn answer(admission: Admission, headers: &HeaderMap, body: Bytes) -> (Outcome, Response) {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -87,20 +155,83 @@ async fn answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> (Outcome,
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response(),
         );
     }
-    let (api_version, request) = match admission::decode(body) {
-        Ok(decoded) => decoded,
-        Err(err) => {
+    let Admission { state, heavy, .. } = admission;
+    // Held until the answer is encoded: a big review's memory is bounded by the slots.
+    let slot = if body.len() > INLINE_BODY {
+        // The semaphore is never closed, so this is always `Some`.
+        heavy.acquire_owned().await.ok()
+    } else {
+        None
+    };
+    let offload = slot.is_some();
+
+    let st = state.clone();
+    let prepared = run(offload, move || {
+        let (api_version, request) = admission::decode(&body)?;
+        let uid = request.uid.clone();
+        Ok::<_, BadReview>((api_version, uid, admission::prepare(&st, request)))
+    })
+    .await;
+    let (api_version, uid, step) = match prepared {
+        Ok(Ok(prepared)) => prepared,
+        Ok(Err(err)) => {
             tracing::warn!(error = %err, "rejected a malformed AdmissionReview");
             return (
                 Outcome::BadRequest,
                 (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
             );
         }
+        Err(failed) => return failed,
     };
-    let uid = request.uid.clone();
-    let answer: Answer = admission::decide(state, request).await;
-    let body = admission::encode(&api_version, &uid, &answer);
-    (answer.outcome, axum::Json(body).into_response())
+    let answer = match step {
+        Step::Answered(answer) => answer,
+        Step::Pod(pod) => match admission::lookup(&state, &pod).await {
+            Err(answer) => answer,
+            Ok(sa) => {
+                let st = state.clone();
+                match run(offload, move || admission::finish(&st, &pod, &sa)).await {
+                    Ok(answer) => answer,
+                    Err(failed) => return failed,
+                }
+            }
+        },
+    };
+    let outcome = answer.outcome;
+    let response = match run(offload, move || {
+        serde_json::to_vec(&admission::encode(&api_version, &uid, &answer))
+    })
+    .await
+    {
+        Ok(Ok(json)) => (
+            outcome,
+            ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        ),
+        Ok(Err(err)) => internal_error(&err),
+        Err(failed) => failed,
+    };
+    drop(slot);
+    response
+}
+
+/// Runs `work` here, or on the blocking pool when `offload`; a panic there becomes a 500.
+async fn run<T: Send + 'static>(
+    offload: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, (Outcome, Response)> {
+    if !offload {
+        return Ok(work());
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| internal_error(&err))
+}
+
+fn internal_error(err: &dyn std::fmt::Display) -> (Outcome, Response) {
+    tracing::error!(error = %err, "the admission handler failed");
+    (
+        Outcome::Internal,
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response(),
+    )
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
@@ -134,6 +265,10 @@ pub struct Options {
     pub sa_lookup_timeout: Duration,
     pub mutation: MutationConfig,
     pub identities_file: Option<PathBuf>,
+    /// Connection limits of the admission port ([`ConnectionLimits::ADMISSION`]).
+    pub limits: ConnectionLimits,
+    /// Connection limits of the admin port ([`ConnectionLimits::ADMIN`]).
+    pub admin_limits: ConnectionLimits,
 }
 
 /// A started webhook: both listeners bound, background tasks running.
@@ -195,26 +330,27 @@ pub async fn start(
         );
     }
 
-    let admin = tokio::net::TcpListener::bind(opts.metrics_listen)
-        .await
+    let admin = std::net::TcpListener::bind(opts.metrics_listen)
         .with_context(|| format!("cannot listen on --metrics-listen {}", opts.metrics_listen))?;
     let metrics_addr = admin.local_addr()?;
-    let admin_app = admin_router(state.clone());
-    background.spawn("metrics server", async move {
-        axum::serve(admin, admin_app)
-            .await
-            .context("the metrics server stopped")
-    });
+    background.spawn(
+        "metrics server",
+        admin_thread(admin, admin_router(state.clone()), opts.admin_limits)?,
+    );
 
     let listener = std::net::TcpListener::bind(opts.listen)
         .with_context(|| format!("cannot listen on --listen {}", opts.listen))?;
     let addr = listener.local_addr()?;
-    let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(
-        cert.clone(),
-        opts.tls_min_version,
-    )?);
+    let rustls = RustlsConfig::from_config(tls::server_config(cert.clone(), opts.tls_min_version)?);
+    let acceptor = RustlsAcceptor::new(rustls)
+        .handshake_timeout(opts.limits.handshake_timeout)
+        .acceptor(Capped::new(DefaultAcceptor, opts.limits.max_connections));
     let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, rustls)?.handle(handle.clone());
+    let server = opts.limits.apply(
+        axum_server::from_tcp(listener)?
+            .acceptor(acceptor)
+            .handle(handle.clone()),
+    );
     let app = router(state);
     let server = tokio::spawn(async move { server.serve(app.into_make_service()).await });
     tracing::info!(%addr, %metrics_addr, "irsa webhook serving");
@@ -229,6 +365,53 @@ pub async fn start(
         server: Some(server),
         background,
     })
+}
+
+/// Serves the admin port on its own thread and single-threaded runtime, so that `/healthz`
+/// and `/readyz` answer even while every worker of the main runtime is busy. The returned
+/// future ends when that server does; dropping it (the supervisor's shutdown) stops it.
+fn admin_thread(
+    listener: std::net::TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
+    let handle = axum_server::Handle::new();
+    let stop = StopOnDrop(handle.clone());
+    let (done, ended) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("irsa-admin".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|runtime| {
+                    runtime.block_on(async move {
+                        let server = axum_server::from_tcp(listener)?
+                            .acceptor(Capped::new(DefaultAcceptor, limits.max_connections))
+                            .handle(handle);
+                        limits.apply(server).serve(app.into_make_service()).await
+                    })
+                });
+            // Nobody listens any more when the webhook is shutting down.
+            let _ = done.send(served);
+        })
+        .context("cannot start the admin server's thread")?;
+    Ok(async move {
+        let _stop = stop;
+        match ended.await {
+            Ok(served) => served.context("the metrics server stopped"),
+            Err(_) => Err(anyhow::anyhow!("the metrics server's thread panicked")),
+        }
+    })
+}
+
+/// Stops an axum-server when dropped.
+struct StopOnDrop(axum_server::Handle<SocketAddr>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.shutdown();
+    }
 }
 
 impl Running {

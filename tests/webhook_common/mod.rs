@@ -27,7 +27,8 @@ use irsa::{
     cli::TlsVersion,
     mutate::{Identities, MutationConfig, ServiceAccountInfo},
     webhook::{
-        AppState, Metrics, Options, Running, ServiceAccountCache, identities::WatchedIdentities,
+        AppState, ConnectionLimits, Metrics, Options, Running, ServiceAccountCache,
+        identities::WatchedIdentities,
     },
 };
 use kube::client::Body;
@@ -105,6 +106,8 @@ pub fn options(cert: PathBuf, key: PathBuf) -> Options {
         sa_lookup_timeout: Duration::from_secs(30),
         mutation: MutationConfig::default(),
         identities_file: None,
+        limits: ConnectionLimits::ADMISSION,
+        admin_limits: ConnectionLimits::ADMIN,
     }
 }
 
@@ -211,6 +214,16 @@ pub async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
 }
 
 /// The value of one metric line (`name{labels} value`) in the exposition text.
+/// The admin port's `/metrics` text.
+pub async fn metrics_text(addr: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| {

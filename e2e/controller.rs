@@ -258,6 +258,13 @@ impl Fixture {
         );
     }
 
+    /// The controller ran to the end; then everything the test created goes.
+    async fn finish(self, controller: ControllerProcess) {
+        controller.assert_running();
+        drop(controller);
+        self.cleanup().await;
+    }
+
     async fn cleanup(self) {
         let client = self.client();
         for grant in &self.grants {
@@ -360,9 +367,7 @@ async fn binding_is_trusted_then_cleaned_up() {
     )
     .await;
     f.wait_subjects(&role, &[], &controller).await;
-    controller.assert_running();
-    drop(controller);
-    f.cleanup().await;
+    f.finish(controller).await;
 }
 
 /// A ServiceAccount that only carries the role-arn annotation (no binding) is trusted while
@@ -386,9 +391,7 @@ async fn annotated_service_account_is_trusted_only_while_a_grant_allows_it() {
         .await
         .unwrap();
     f.wait_subjects(&role, &[], &controller).await;
-    controller.assert_running();
-    drop(controller);
-    f.cleanup().await;
+    f.finish(controller).await;
 }
 
 /// Moving a binding to another role cleans the old role and trusts the SA on the new one.
@@ -428,9 +431,7 @@ async fn changed_role_arn_cleans_the_old_role() {
     )
     .await;
     assert_eq!(status.role_arn.as_deref(), Some(new.arn.as_str()));
-    controller.assert_running();
-    drop(controller);
-    f.cleanup().await;
+    f.finish(controller).await;
 }
 
 /// Deleting the namespace of a binding removes its subjects from IAM, and the finalizer lets
@@ -466,9 +467,7 @@ async fn deleted_namespace_leaves_iam_and_is_not_blocked() {
         || async { matches!(namespaces.get_opt(&f.ns).await, Ok(None)).then_some(()) },
     )
     .await;
-    controller.assert_running();
-    drop(controller);
-    f.cleanup().await;
+    f.finish(controller).await;
 }
 
 /// A controller restarted with nothing changed reads IAM and writes nothing (counted at the

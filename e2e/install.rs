@@ -78,20 +78,7 @@ fn names(objects: &[Value]) -> Vec<String> {
 async fn crds_established(client: &kube::Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for name in CRDS {
-        support::wait_for(
-            &format!("CRD {name} to be Established"),
-            support::WAIT,
-            None,
-            || async {
-                let crd = api.get_opt(name).await.ok()??;
-                crd.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            },
-        )
-        .await;
+        support::wait_established(&api, name).await;
     }
 }
 

@@ -124,21 +124,26 @@ pub async fn install_crds(client: &kube::Client) {
             .unwrap_or_else(|e| {
                 panic!("applying CRD {name}: {e} (the e2e needs cluster-admin on KUBECONFIG)")
             });
-        wait_for(
-            &format!("CRD {name} to be Established"),
-            WAIT,
-            None,
-            || async {
-                let crd = api.get(&name).await.ok()?;
-                crd.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            },
-        )
-        .await;
+        wait_established(&api, &name).await;
     }
+}
+
+/// Waits (bounded) until the API server serves CRD `name`.
+pub async fn wait_established(api: &Api<CustomResourceDefinition>, name: &str) {
+    wait_for(
+        &format!("CRD {name} to be Established"),
+        WAIT,
+        None,
+        || async {
+            let crd = api.get_opt(name).await.ok()??;
+            crd.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 /// Creates a fresh labelled namespace and returns its name.

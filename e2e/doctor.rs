@@ -297,6 +297,7 @@ fn all_pass_but(failing: &[&str]) -> Vec<(&'static str, &'static str)> {
         "trust-policy",
         "oidc-provider",
         "issuer",
+        "issuer-keys",
         "token",
         "assume",
     ]
@@ -319,7 +320,7 @@ async fn a_trusted_service_account_passes_every_step() {
 
     let (code, report) = case.doctor(&["--service-account", "app", "--assume"]);
     let mut want = all_pass_but(&[]);
-    want[7] = ("assume", "PASS");
+    want[8] = ("assume", "PASS");
     assert_steps(&report, &want);
     assert_eq!((code, &report["ok"]), (0, &json!(true)), "{report:#}");
     assert_eq!(report["roleArn"], role.as_str());

@@ -90,7 +90,7 @@ async fn offline_check_prints_json_and_exits_by_the_verdict() {
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true);
-    assert_eq!(report["checks"].as_array().unwrap().len(), 8);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 9);
 
     let out = run(args("wrong-aud")).await.unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -15,6 +15,7 @@ use common::{
 };
 use http::Method;
 use irsa::doctor::{
+    checks,
     diagnose::{Env, Options, Target, diagnose},
     report::{Report, Status},
     sources,
@@ -28,6 +29,7 @@ const SA_PATH: &str = "/api/v1/namespaces/team-a/serviceaccounts/app";
 const TOKEN_PATH: &str = "/api/v1/namespaces/team-a/serviceaccounts/app/token";
 const IRB_PATH: &str = "/apis/irsa.dev/v1alpha1/namespaces/team-a/iamrolebindings";
 const POD_PATH: &str = "/api/v1/namespaces/team-a/pods/web-0";
+const JWKS_PATH: &str = "/openid/v1/jwks";
 
 struct World {
     aws: TestAws,
@@ -93,8 +95,13 @@ fn empty_bindings() -> Value {
     json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "IAMRoleBindingList", "metadata": {}, "items": []})
 }
 
-/// The routes of a ServiceAccount diagnosis: the SA, its bindings, a fresh token.
+/// The routes of a ServiceAccount diagnosis: the SA, its bindings, a fresh token, and the API
+/// server's JWKS (the key the issuer serves: the public copy is current).
 fn sa_routes(w: &World, sa: Value, token_aud: &str) -> Vec<Route> {
+    sa_routes_with_keys(w, sa, token_aud, SigningKey::jwks(&[&w.key]))
+}
+
+fn sa_routes_with_keys(w: &World, sa: Value, token_aud: &str, api_jwks: Value) -> Vec<Route> {
     let token = w
         .key
         .sign(&sa_claims(&w.issuer.url, NS, SA, token_aud, now() + 600));
@@ -102,6 +109,7 @@ fn sa_routes(w: &World, sa: Value, token_aud: &str) -> Vec<Route> {
         route(Method::GET, SA_PATH, 200, sa),
         route(Method::GET, IRB_PATH, 200, empty_bindings()),
         route(Method::POST, TOKEN_PATH, 201, token_response(&token)),
+        route(Method::GET, JWKS_PATH, 200, api_jwks),
     ]
 }
 
@@ -167,6 +175,7 @@ async fn a_healthy_service_account_passes_every_step_including_a_real_assume() {
             ("trust-policy", Status::Pass),
             ("oidc-provider", Status::Pass),
             ("issuer", Status::Pass),
+            ("issuer-keys", Status::Pass),
             ("token", Status::Pass),
             ("assume", Status::Pass),
         ],
@@ -187,6 +196,37 @@ async fn a_healthy_service_account_passes_every_step_including_a_real_assume() {
         "{calls:?}"
     );
     assert_eq!(calls.get("AssumeRoleWithWebIdentity"), Some(&1));
+}
+
+/// After a signing-key rotation the API server publishes a key the public JWKS lacks: a stale
+/// publish, named with the key and the STS error the tokens it signs get.
+#[tokio::test]
+async fn a_stale_published_jwks_is_named() {
+    let w = world(
+        "doctor-stale",
+        "system:serviceaccount:team-a:app",
+        AUD,
+        &[AUD],
+    )
+    .await;
+    let sa = sa_object(json!({"eks.amazonaws.com/role-arn": w.role_arn}));
+    let rotated = SigningKey::generate("key-2");
+    let api_keys = SigningKey::jwks(&[&w.key, &rotated]);
+    let (env, calls) = env(&w, sa_routes_with_keys(&w, sa, AUD, api_keys));
+    let report = diagnose(&env, &sa_target(), &opts(false)).await;
+    assert!(calls.unexpected().is_empty(), "{:?}", calls.unexpected());
+    let check = report
+        .checks
+        .iter()
+        .find(|c| c.id == "issuer-keys")
+        .unwrap_or_else(|| panic!("{}", report.render_text(false)));
+    assert_eq!(check.status, Status::Fail, "{check:?}");
+    assert!(
+        check.evidence.contains("key-2") && !check.evidence.contains("key-1"),
+        "{check:?}"
+    );
+    assert_eq!(check.sts_error.as_deref(), Some(checks::STS_NO_KEY));
+    assert!(!report.ok);
 }
 
 #[tokio::test]

@@ -534,6 +534,44 @@ pub fn issuer(
     }
 }
 
+/// The id and title of the [`published_keys`] step (also when it is skipped).
+pub const KEYS_ID: &str = "issuer-keys";
+pub const KEYS_TITLE: &str = "Published keys";
+
+/// Every key the API server publishes is also in the JWKS at the issuer URL. After a
+/// signing-key rotation a stale public copy makes STS refuse every token the new key signs.
+pub fn published_keys(api: &JwkSet, public: &JwkSet) -> Check {
+    const ID: &str = KEYS_ID;
+    const TITLE: &str = KEYS_TITLE;
+    let missing: Vec<&str> = api
+        .keys
+        .iter()
+        .filter_map(|k| k.common.key_id.as_deref())
+        .filter(|kid| public.find(kid).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Check::pass(
+            ID,
+            TITLE,
+            format!(
+                "the public JWKS has every key the API server publishes ({})",
+                api.keys.len()
+            ),
+        );
+    }
+    Check::fail(
+        ID,
+        TITLE,
+        format!(
+            "stale publish: the public JWKS lacks the API server's key(s) {missing:?}; tokens \
+             they sign are refused"
+        ),
+        "re-publish the JWKS: `irsa controller --publish-issuer` keeps it in step, or upload \
+         `irsa issuer render` with every --public-key",
+    )
+    .with_sts_error(STS_NO_KEY)
+}
+
 /// The claims the doctor reads from a service-account token.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Claims {

@@ -106,12 +106,13 @@ pub async fn diagnose(env: &Env, target: &Target, opts: &Options) -> Report {
     Report::new(subject_label, role, checks)
 }
 
-const LATER_STEPS: [(&str, &str); 7] = [
+const LATER_STEPS: [(&str, &str); 8] = [
     ("binding", "IAMRoleBinding"),
     ("role", "IAM role"),
     ("trust-policy", "Trust policy"),
     ("oidc-provider", "OIDC provider"),
     ("issuer", "Issuer discovery"),
+    (checks::KEYS_ID, checks::KEYS_TITLE),
     ("token", "Token"),
     ("assume", "AssumeRole"),
 ];
@@ -373,6 +374,11 @@ async fn aws_and_token_steps(
     // 6 + 7: the issuer's documents and the token itself.
     let Ok(issuer) = issuer else {
         checks.push(Check::skip("issuer", "Issuer discovery", "issuer unknown"));
+        checks.push(Check::skip(
+            checks::KEYS_ID,
+            checks::KEYS_TITLE,
+            "issuer unknown",
+        ));
         checks.push(token_failure(&s.token));
         checks.push(Check::skip("assume", "AssumeRole", "no verified token"));
         return;
@@ -385,6 +391,23 @@ async fn aws_and_token_steps(
         jwks.as_ref().map_err(String::as_str),
         kid,
     ));
+    // A self-managed issuer serves a copy of the API server's keys: is it current?
+    checks.push(match (&env.kube, &jwks) {
+        (Some(kube), Ok(public)) => match sources::api_server_jwks(kube).await {
+            Ok(api) => checks::published_keys(&api, public),
+            Err(err) => Check::skip(checks::KEYS_ID, checks::KEYS_TITLE, err),
+        },
+        (None, _) => Check::skip(
+            checks::KEYS_ID,
+            checks::KEYS_TITLE,
+            "offline: no API server to compare with",
+        ),
+        (_, Err(_)) => Check::skip(
+            checks::KEYS_ID,
+            checks::KEYS_TITLE,
+            "no public JWKS to compare",
+        ),
+    });
     checks.push(match (&s.token, &jwks) {
         (Ok(token), Ok(jwks)) => {
             checks::token(token, jwks, &issuer, &s.audience, Some(&s.sub), env.now)

@@ -39,7 +39,7 @@ impl Status {
 #[serde(rename_all = "camelCase")]
 pub struct Check {
     /// Stable machine name: `service-account`, `binding`, `role`, `trust-policy`,
-    /// `oidc-provider`, `issuer`, `token`, `assume`, `pod`.
+    /// `oidc-provider`, `issuer`, `issuer-keys`, `token`, `assume`, `pod`.
     pub id: &'static str,
     pub title: &'static str,
     pub status: Status,

@@ -154,3 +154,16 @@ async fn read_capped(
     }
     Ok(body)
 }
+
+/// The JWKS the API server itself serves (through the API, so external signers count): what
+/// the public copy at the issuer URL must contain.
+pub async fn api_server_jwks(client: &Client) -> Result<JwkSet, String> {
+    let request = http::Request::get("/openid/v1/jwks")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    let text = client
+        .request_text(request)
+        .await
+        .map_err(|e| format!("GET /openid/v1/jwks from the API server: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("the API server's JWKS is not JSON: {e}"))
+}

@@ -458,3 +458,25 @@ fn peek_reads_single_and_list_audiences() {
         (vec!["single".to_string()], Some("k1"))
     );
 }
+
+#[test]
+fn a_stale_publish_is_named_with_the_missing_keys() {
+    let set = |kids: &[&str]| -> JwkSet {
+        serde_json::from_value(json!({"keys": kids.iter().map(|kid| json!({
+            "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+            "x": "WKn-ZIGevcwGIyyrzFoZNBdaq9_TsqzGl96oc0CWuis",
+            "y": "y77t-RvAHRKTsSGdIYUfweuOvwrvDD-Q3Hv5J0fSKbE"
+        })).collect::<Vec<_>>()}))
+        .unwrap()
+    };
+    let api = set(&["new", "old"]);
+    let current = published_keys(&api, &set(&["old", "new", "older"]));
+    assert_eq!(current.status, Status::Pass, "{current:?}");
+    let stale = published_keys(&api, &set(&["old"]));
+    assert_eq!(stale.status, Status::Fail, "{stale:?}");
+    assert!(
+        stale.evidence.contains("\"new\"") && !stale.evidence.contains("\"old\""),
+        "{stale:?}"
+    );
+    assert_eq!(stale.sts_error.as_deref(), Some(STS_NO_KEY));
+}

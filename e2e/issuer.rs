@@ -6,12 +6,20 @@ use serde_json::Value;
 
 use crate::support::{self, run};
 
-async fn get_raw(client: &kube::Client, path: &str) -> Value {
-    let request = http::Request::get(path).body(Vec::new()).unwrap();
-    client
-        .request::<Value>(request)
-        .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+async fn served(client: &kube::Client, path: &str) -> Value {
+    serde_json::from_str(&support::api_text(client, path).await).unwrap()
+}
+
+/// `irsa issuer render --issuer ISSUER --public-key KEY EXTRA...`; panics unless it succeeds.
+fn render(issuer: &str, key: &str, extra: &[&str]) -> String {
+    let args = [
+        &["issuer", "render", "--issuer", issuer, "--public-key", key],
+        extra,
+    ]
+    .concat();
+    let (ok, stdout, stderr) = run(env!("CARGO_BIN_EXE_irsa"), &args, "");
+    assert!(ok, "irsa {}: {stderr}", args.join(" "));
+    stdout
 }
 
 #[tokio::test]
@@ -25,23 +33,11 @@ async fn rendered_documents_equal_what_the_api_server_serves() {
         )
     });
     let client = support::client().await;
-    let served_discovery = get_raw(&client, "/.well-known/openid-configuration").await;
-    let served_jwks = get_raw(&client, "/openid/v1/jwks").await;
+    let served_discovery = served(&client, "/.well-known/openid-configuration").await;
+    let served_jwks = served(&client, "/openid/v1/jwks").await;
     let issuer = served_discovery["issuer"].as_str().unwrap().to_string();
 
-    let (ok, stdout, stderr) = run(
-        env!("CARGO_BIN_EXE_irsa"),
-        &[
-            "issuer",
-            "render",
-            "--issuer",
-            &issuer,
-            "--public-key",
-            &key,
-        ],
-        "",
-    );
-    assert!(ok, "irsa issuer render failed: {stderr}");
+    let stdout = render(&issuer, &key, &[]);
     let rendered: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
         rendered["jwks"], served_jwks,
@@ -51,21 +47,7 @@ async fn rendered_documents_equal_what_the_api_server_serves() {
 
     // --out-dir writes exactly the served bytes' JSON at the served paths.
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(support::unique("issuer"));
-    let (ok, _, stderr) = run(
-        env!("CARGO_BIN_EXE_irsa"),
-        &[
-            "issuer",
-            "render",
-            "--issuer",
-            &issuer,
-            "--public-key",
-            &key,
-            "--out-dir",
-            dir.to_str().unwrap(),
-        ],
-        "",
-    );
-    assert!(ok, "{stderr}");
+    render(&issuer, &key, &["--out-dir", dir.to_str().unwrap()]);
     let file = |rel: &str| -> Value {
         serde_json::from_str(&std::fs::read_to_string(dir.join(rel)).unwrap()).unwrap()
     };

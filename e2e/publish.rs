@@ -13,14 +13,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 
 use crate::identity::RELEASE_NAMESPACE;
-use crate::support::{self, ControllerProcess, WAIT, wait_for};
+use crate::support::{self, ControllerProcess, WAIT, api_text, wait_for};
 
 const STATE: &str = "irsa-issuer-keys";
-
-async fn api_text(client: &kube::Client, path: &str) -> String {
-    let request = http::Request::get(path).body(Vec::new()).unwrap();
-    client.request_text(request).await.unwrap()
-}
 
 async fn object(
     s3: &aws_sdk_s3::Client,

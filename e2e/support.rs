@@ -146,6 +146,15 @@ pub async fn wait_established(api: &Api<CustomResourceDefinition>, name: &str) {
     .await;
 }
 
+/// `GET path` on the API server (a non-resource URL such as the issuer documents), as text.
+pub async fn api_text(client: &kube::Client, path: &str) -> String {
+    let request = http::Request::get(path).body(Vec::new()).unwrap();
+    client
+        .request_text(request)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
 /// Creates a fresh labelled namespace and returns its name.
 pub async fn create_namespace(client: &kube::Client, prefix: &str) -> String {
     let name = unique(prefix);

@@ -77,7 +77,7 @@ impl Case {
         let name = register(&self.client, &config).await;
         self.registrations.push(name);
         for ns in &reg.namespaces {
-            wait_until_mutating(&self.client, ns, "app").await;
+            wait_until_mutating(&self.client, ns, "app", json!({})).await;
         }
     }
 
@@ -169,7 +169,7 @@ async fn skip_labels_and_skip_containers_are_honoured() {
     );
     case.registrations
         .push(register(&case.client, &config).await);
-    wait_until_mutating(&case.client, &ns, "app").await;
+    wait_until_mutating(&case.client, &ns, "app", json!({})).await;
 
     let labels = [
         "irsa.dev/skip",
@@ -492,21 +492,10 @@ async fn strict_opt_in_rejects_labelled_pods_while_down_and_mutates_all_once_up(
     case.registrations
         .push(register(&case.client, &config).await);
     // Each of the three webhooks answers before the test relies on it.
-    wait_until_mutating(&case.client, &ns, "app").await;
-    wait_until_mutating(&case.client, &strict_ns, "app").await;
+    wait_until_mutating(&case.client, &ns, "app", json!({})).await;
+    wait_until_mutating(&case.client, &strict_ns, "app", json!({})).await;
     let labelled = json!({"metadata": {"labels": {"irsa.dev/inject": "true"}}});
-    wait_for("the strict-pods webhook", WAIT, None, || async {
-        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(case.client.clone(), &ns);
-        let probe = serde_json::from_value(pod(&support::unique("probe"), "app", labelled.clone()))
-            .unwrap();
-        let dry_run = PostParams {
-            dry_run: true,
-            ..PostParams::default()
-        };
-        let created = serde_json::to_value(pods.create(&dry_run, &probe).await.ok()?).unwrap();
-        has_token_volume(&created).then_some(())
-    })
-    .await;
+    wait_until_mutating(&case.client, &ns, "app", labelled.clone()).await;
 
     webhook.kill();
     for (namespace, name, extra, webhook_name) in [

@@ -292,11 +292,16 @@ pub async fn create_pod(client: &kube::Client, ns: &str, pod: &Value) -> kube::R
     Ok(serde_json::to_value(created).unwrap())
 }
 
-/// Dry-run creates of a throwaway pod until it comes back mutated: the API server picks up a
-/// new registration asynchronously, so a test waits for it before it relies on it.
-pub async fn wait_until_mutating(client: &kube::Client, ns: &str, service_account: &str) {
-    let probe: Pod =
-        serde_json::from_value(pod(&unique("probe"), service_account, json!({}))).unwrap();
+/// Dry-run creates of a throwaway pod (`extra` merged in, e.g. labels) until it comes back
+/// mutated: the API server picks up a new registration asynchronously, so a test waits for it
+/// before it relies on it.
+pub async fn wait_until_mutating(
+    client: &kube::Client,
+    ns: &str,
+    service_account: &str,
+    extra: Value,
+) {
+    let probe: Pod = serde_json::from_value(pod(&unique("probe"), service_account, extra)).unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let dry_run = PostParams {
         dry_run: true,

@@ -25,20 +25,9 @@ for tool in openssl curl python3; do
     command -v "$tool" >/dev/null || { echo "$tool not found" >&2; exit 1; }
 done
 
-cargo build --release --locked --bin irsa
-BIN=target/release/irsa
-
-WORK=$(mktemp -d)
-PID=""
-cleanup() {
-    if [[ -n "$PID" ]] && kill -0 "$PID" 2>/dev/null; then kill -TERM "$PID"; wait "$PID" || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+bench_setup
 
 cat > "$WORK/serviceaccounts.json" <<'JSON'
 {"apiVersion":"v1","kind":"List","items":[{"metadata":{"namespace":"bench","name":"app","annotations":{"eks.amazonaws.com/role-arn":"arn:aws:iam::111122223333:role/bench-app","irsa.dev/region":"eu-west-1"}}}]}
@@ -79,19 +68,8 @@ open(f"{work}/containers-65000.json", "w").write(json.dumps(review("c65k", conta
 open(f"{work}/object-3.9MB.json", "w").write(json.dumps(review("obj", containers(1), "a" * 3_900_000)))
 PY
 
-"$BIN" webhook --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$MPORT" \
-    --tls-cert-file "$WORK/tls.crt" --tls-key-file "$WORK/tls.key" \
-    --service-accounts-file "$WORK/serviceaccounts.json" --log-format json \
-    2> "$WORK/webhook.log" &
-PID=$!
-for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$MPORT/readyz" >/dev/null 2>&1 && break
-    kill -0 "$PID" 2>/dev/null || { cat "$WORK/webhook.log" >&2; exit 1; }
-    sleep 0.1
-done
-curl -fsS "http://127.0.0.1:$MPORT/readyz" >/dev/null
+bench_start_webhook "$WORK/serviceaccounts.json"
 
-kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$PID/status"; }
 mib() { awk -v v="$1" 'BEGIN { printf "%.1f MiB", v / 1024 }'; }
 reset_peak() { echo 5 > "/proc/$PID/clear_refs" 2>/dev/null || echo "(cannot reset VmHWM: peaks below are since start)" >&2; }
 one() { # file expect -> prints "answer-bytes seconds"; expect: patch | warning
@@ -110,7 +88,7 @@ one() { # file expect -> prints "answer-bytes seconds"; expect: patch | warning
 }
 
 echo
-printf '%-44s %s\n' "idle RSS" "$(mib "$(kb VmRSS)")"
+printf '%-44s %s\n' "idle RSS" "$(mib "$(proc_kb VmRSS)")"
 
 phase() { # label file expect rounds parallel
     local label=$1 file=$2 expect=$3 rounds=$4 parallel=$5 first
@@ -124,10 +102,10 @@ phase() { # label file expect rounds parallel
             wait "${pids[@]}"
         done
     fi
-    local peak; peak=$(kb VmHWM)
+    local peak; peak=$(proc_kb VmHWM)
     sleep 2
     printf '%-44s request %s B, answer %s B in %ss; peak %s, settled %s\n' \
-        "$label" "$(stat -c %s "$file")" "${first% *}" "${first#* }" "$(mib "$peak")" "$(mib "$(kb VmRSS)")"
+        "$label" "$(stat -c %s "$file")" "${first% *}" "${first#* }" "$(mib "$peak")" "$(mib "$(proc_kb VmRSS)")"
 }
 
 phase "largest accepted (1000 containers, <3 MiB) x$ROUNDS" "$WORK/largest.json" patch "$ROUNDS" 1

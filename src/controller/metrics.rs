@@ -122,10 +122,7 @@ impl Metrics {
     }
 
     pub fn issuer_published(&self, outcome: &crate::controller::publish::Outcome) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        self.issuer_last_publish.set(now);
+        self.issuer_last_publish.set(outcome.at);
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.issuer_keys_published
             .set(count(outcome.keys_published));

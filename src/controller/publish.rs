@@ -126,6 +126,8 @@ impl Target {
 /// The documents one pass wants served, and what it changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
+    /// Unix seconds of the pass (the `now` its plan was made for).
+    pub at: i64,
     pub writes: usize,
     pub keys_published: usize,
     pub keys_retired: usize,
@@ -309,7 +311,8 @@ impl Publisher {
             .unwrap_or_default();
         let previous = self.load_state().await?;
         let retention_secs = i64::try_from(self.retention.as_secs()).unwrap_or(i64::MAX);
-        let plan = retention::plan(&previous, &current, now_secs(), retention_secs);
+        let now = now_secs();
+        let plan = retention::plan(&previous, &current, now, retention_secs);
         // With nothing retired, the API server's own bytes; else the union, compact.
         let jwks_out = if plan.retired.is_empty() {
             jwks_text
@@ -338,6 +341,7 @@ impl Publisher {
             self.save_state(&plan.state, &status).await?;
         }
         Ok(Outcome {
+            at: now,
             writes,
             keys_published: plan.state.keys.len(),
             keys_retired: plan.retired.len(),

@@ -9,7 +9,7 @@ use irsa::{
     mutate::{Identities, MutationConfig, ServiceAccountInfo},
     webhook::{
         AppState, Metrics, ServiceAccountCache,
-        admission::{self, Step},
+        review::{self, Step},
         identities::WatchedIdentities,
     },
 };
@@ -62,15 +62,15 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
 
 fuzz_target!(|data: &[u8]| {
     let world = &*WORLD;
-    let Ok((api_version, request)) = admission::decode(data) else {
+    let Ok((api_version, request)) = review::decode(data) else {
         return;
     };
     let uid = request.uid.clone();
-    let Step::Pod(pod) = admission::prepare(&world.state, request) else {
+    let Step::Pod(pod) = review::prepare(&world.state, request) else {
         return;
     };
     for sa in &world.accounts {
-        let answer = admission::finish(&world.state, &pod, sa);
-        let _ = serde_json::to_vec(&admission::encode(&api_version, &uid, &answer));
+        let answer = review::finish(&world.state, &pod, sa);
+        let _ = serde_json::to_vec(&review::encode(&api_version, &uid, &answer));
     }
 });

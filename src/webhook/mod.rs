@@ -1,15 +1,15 @@
 //! `irsa webhook`: the mutating admission webhook (SPEC §2.5–2.6).
 //!
-//! [`server`] serves `POST /mutate` over TLS and the admin port; [`admission`] turns an
+//! [`server`] serves `POST /mutate` over TLS and the admin port; [`review`] turns an
 //! AdmissionReview into a call of the pure engine ([`crate::mutate`]); [`cache`] finds the
 //! ServiceAccount; [`tls`] and [`identities`] keep their files current.
 
-pub mod admission;
 pub mod cache;
 pub mod connections;
 pub mod identities;
 pub mod metrics;
 pub mod reload;
+pub mod review;
 pub mod server;
 pub mod tls;
 

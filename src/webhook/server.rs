@@ -27,12 +27,12 @@ use futures::FutureExt as _;
 use tokio::sync::Semaphore;
 
 use super::{
-    admission::{self, BadReview, Step},
     cache::ServiceAccountCache,
     connections::{Capped, ConnectionLimits},
     identities::WatchedIdentities,
     metrics::{Metrics, Outcome},
     reload,
+    review::{self, BadReview, Step},
     tls::{self, ReloadingCert},
 };
 use crate::{cli::TlsVersion, mutate::MutationConfig, supervise::Supervisor};
@@ -145,7 +145,7 @@ async fn answer(admission: Admission, headers: &HeaderMap, body: Bytes) -> (Outc
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    if !admission::is_json_content_type(content_type) {
+    if !review::is_json_content_type(content_type) {
         let message = format!(
             "Content-Type must be application/json (got {})\n",
             content_type.unwrap_or("none")
@@ -167,9 +167,9 @@ async fn answer(admission: Admission, headers: &HeaderMap, body: Bytes) -> (Outc
 
     let st = state.clone();
     let prepared = run(offload, move || {
-        let (api_version, request) = admission::decode(&body)?;
+        let (api_version, request) = review::decode(&body)?;
         let uid = request.uid.clone();
-        Ok::<_, BadReview>((api_version, uid, admission::prepare(&st, request)))
+        Ok::<_, BadReview>((api_version, uid, review::prepare(&st, request)))
     })
     .await;
     let (api_version, uid, step) = match prepared {
@@ -185,11 +185,11 @@ async fn answer(admission: Admission, headers: &HeaderMap, body: Bytes) -> (Outc
     };
     let answer = match step {
         Step::Answered(answer) => answer,
-        Step::Pod(pod) => match admission::lookup(&state, &pod).await {
+        Step::Pod(pod) => match review::lookup(&state, &pod).await {
             Err(answer) => answer,
             Ok(sa) => {
                 let st = state.clone();
-                match run(offload, move || admission::finish(&st, &pod, &sa)).await {
+                match run(offload, move || review::finish(&st, &pod, &sa)).await {
                     Ok(answer) => answer,
                     Err(failed) => return failed,
                 }
@@ -198,7 +198,7 @@ async fn answer(admission: Admission, headers: &HeaderMap, body: Bytes) -> (Outc
     };
     let outcome = answer.outcome;
     let response = match run(offload, move || {
-        serde_json::to_vec(&admission::encode(&api_version, &uid, &answer))
+        serde_json::to_vec(&review::encode(&api_version, &uid, &answer))
     })
     .await
     {

@@ -8,9 +8,8 @@ use std::sync::{Arc, LazyLock};
 use irsa::{
     mutate::{Identities, MutationConfig, ServiceAccountInfo},
     webhook::{
-        AppState, Metrics, ServiceAccountCache,
-        review::{self, Step},
-        identities::WatchedIdentities,
+        AppState, Metrics, ServiceAccountCache, decide::Step, identities::WatchedIdentities,
+        review,
     },
 };
 use libfuzzer_sys::fuzz_target;
@@ -66,11 +65,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let uid = request.uid.clone();
-    let Step::Pod(pod) = review::prepare(&world.state, request) else {
+    let Step::Pod(pod) = world.state.decider().prepare(request) else {
         return;
     };
     for sa in &world.accounts {
-        let answer = review::finish(&world.state, &pod, sa);
+        let answer = world.state.decider().finish(&pod, sa);
         let _ = serde_json::to_vec(&review::encode(&api_version, &uid, &answer));
     }
 });

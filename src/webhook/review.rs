@@ -1,4 +1,5 @@
-//! AdmissionReview in and out, kept as raw JSON.
+//! The AdmissionReview envelope, PURE: [`decode`] a body, [`encode`] an [`Answer`], and the
+//! [`Outcome`] of one call. No server, no I/O: usable from a fuzzer or a test alone.
 //!
 //! Own envelope types rather than `kube::core::admission`: kube's `AdmissionRequest<K>`
 //! deserializes the object into `K` (for a `DynamicObject`, metadata becomes a typed
@@ -6,17 +7,8 @@
 //! `serde_json::Value` for the object, and serde skips the fields we do not read
 //! (`oldObject`, `userInfo`, ...) without building them.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 use serde_json::{Value, json, value::RawValue};
-
-use super::{
-    cache::{Lookup, MAX_CONCURRENT_FETCHES},
-    metrics::Outcome,
-    server::AppState,
-};
-use crate::mutate::{self, Mode, Refusal, ServiceAccountInfo, TooLarge};
 
 const V1: &str = "admission.k8s.io/v1";
 const V1BETA1: &str = "admission.k8s.io/v1beta1";
@@ -40,7 +32,7 @@ pub struct AdmissionRequest {
     pub namespace: Option<String>,
     pub operation: Option<String>,
     pub sub_resource: Option<String>,
-    /// Kept as text until [`mutate::limits::check_raw`] has seen its size.
+    /// Kept as text until [`crate::mutate::limits::check_raw`] has seen its size.
     pub object: Option<Box<RawValue>>,
 }
 
@@ -89,6 +81,48 @@ pub fn decode(body: &[u8]) -> Result<(String, AdmissionRequest), BadReview> {
     Ok((review.api_version, request))
 }
 
+/// Outcome of one `/mutate` call, the `result` label of `requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Allowed with a patch.
+    Mutated,
+    /// Allowed, nothing to add (no role, opted out, already injected).
+    Unchanged,
+    /// `--strict` denied the pod.
+    Denied,
+    /// Not a Pod, or a Pod the engine cannot read: allowed unmutated with a warning.
+    NotAPod,
+    /// Over irsa's size limits (`mutate::limits`): allowed unmutated with a warning.
+    TooLarge,
+    /// The handler failed (a bug): HTTP 500.
+    Internal,
+    /// Not a CREATE of a pod (UPDATE, subresource...): allowed untouched.
+    Skipped,
+    /// The ServiceAccount is not there (yet) or its lookup failed/timed out: allowed unmutated.
+    NoServiceAccount,
+    /// HTTP 400: the body is not an AdmissionReview.
+    BadRequest,
+    /// HTTP 415.
+    UnsupportedMediaType,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Mutated => "mutated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Denied => "denied",
+            Outcome::NotAPod => "not_a_pod",
+            Outcome::Skipped => "skipped",
+            Outcome::TooLarge => "too_large",
+            Outcome::Internal => "internal_error",
+            Outcome::NoServiceAccount => "no_service_account",
+            Outcome::BadRequest => "bad_request",
+            Outcome::UnsupportedMediaType => "unsupported_media_type",
+        }
+    }
+}
+
 /// The decision for one request, before it becomes JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
@@ -101,7 +135,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn allow(outcome: Outcome) -> Self {
+    pub fn allow(outcome: Outcome) -> Self {
         Self {
             outcome,
             patch: None,
@@ -110,7 +144,7 @@ impl Answer {
         }
     }
 
-    fn with_warning(mut self, warning: String) -> Self {
+    pub fn with_warning(mut self, warning: String) -> Self {
         self.warnings.push(warning);
         self
     }
@@ -144,235 +178,6 @@ pub fn encode(api_version: &str, uid: &str, answer: &Answer) -> Value {
         );
     }
     json!({ "apiVersion": api_version, "kind": "AdmissionReview", "response": response })
-}
-
-/// A Pod CREATE that passed the cheap checks: what the lookup and the engine need.
-#[derive(Debug)]
-pub struct PodRequest {
-    pub namespace: String,
-    pub service_account: String,
-    pub pod: Value,
-}
-
-/// Where [`prepare`] left a request.
-#[derive(Debug)]
-pub enum Step {
-    /// Answered without a ServiceAccount (not a pod, not a CREATE, too large...).
-    Answered(Answer),
-    /// A Pod to look up the ServiceAccount for, then [`finish`].
-    Pod(PodRequest),
-}
-
-/// Decides one admission request: [`prepare`], look up the ServiceAccount, [`finish`].
-pub async fn decide(state: &AppState, request: AdmissionRequest) -> Answer {
-    match prepare(state, request) {
-        Step::Answered(answer) => answer,
-        Step::Pod(pod) => match lookup(state, &pod).await {
-            Ok(sa) => finish(state, &pod, &sa),
-            Err(answer) => answer,
-        },
-    }
-}
-
-/// The CPU half before the lookup: kind and operation, the size limits
-/// ([`mutate::limits`]) on the raw object, then the parse. Synchronous so that the server can
-/// run it off the async workers; its cost is bounded by [`mutate::limits::MAX_OBJECT_BYTES`].
-pub fn prepare(state: &AppState, request: AdmissionRequest) -> Step {
-    if let Some(kind) = &request.kind
-        && !(kind.group.is_empty() && kind.kind == "Pod")
-    {
-        let what = if kind.group.is_empty() {
-            format!("{}/{}", kind.version, kind.kind)
-        } else {
-            format!("{}/{}/{}", kind.group, kind.version, kind.kind)
-        };
-        return Step::Answered(not_a_pod(
-            state,
-            format!(
-                "irsa only mutates Pods; this {what} was admitted unchanged (check the rules of \
-                 the MutatingWebhookConfiguration)"
-            ),
-        ));
-    }
-    if request
-        .operation
-        .as_deref()
-        .is_some_and(|op| op != "CREATE")
-        || request
-            .sub_resource
-            .as_deref()
-            .is_some_and(|s| !s.is_empty())
-    {
-        // Credentials can only be injected at creation; nothing to say about the rest.
-        return Step::Answered(Answer::allow(Outcome::Skipped));
-    }
-    let Some(raw) = request.object else {
-        return Step::Answered(not_a_pod(
-            state,
-            "irsa: the AdmissionReview carries no object; admitted unchanged".into(),
-        ));
-    };
-    if let Err(too_large) = mutate::limits::check_raw(raw.get()) {
-        return Step::Answered(too_large_answer(state, &too_large));
-    }
-    let pod: Value = match serde_json::from_str(raw.get()) {
-        Ok(pod) => pod,
-        // Already valid JSON; only serde's nesting limit can refuse it here.
-        Err(err) => {
-            return Step::Answered(not_a_pod(
-                state,
-                format!("irsa: the object cannot be read ({err}); admitted unchanged"),
-            ));
-        }
-    };
-    drop(raw);
-    let namespace = request
-        .namespace
-        .filter(|ns| !ns.is_empty())
-        .or_else(|| {
-            pod.pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .filter(|ns| !ns.is_empty())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "default".to_string());
-    let service_account = mutate::pod_service_account_name(&pod).to_string();
-    Step::Pod(PodRequest {
-        namespace,
-        service_account,
-        pod,
-    })
-}
-
-/// The ServiceAccount of the pod, or the answer when there is none to use.
-pub async fn lookup(state: &AppState, req: &PodRequest) -> Result<Arc<ServiceAccountInfo>, Answer> {
-    let (namespace, sa_name) = (&req.namespace, &req.service_account);
-    match state.cache.lookup(namespace, sa_name).await {
-        Lookup::Found(sa) => Ok(sa),
-        // The API server's ServiceAccount admission rejects such a pod anyway.
-        Lookup::NotFound => Err(Answer::allow(Outcome::NoServiceAccount)),
-        Lookup::TimedOut => Err(lookup_trouble(
-            state,
-            "sa_lookup_timeout",
-            format!(
-                "ServiceAccount {namespace}/{sa_name} could not be read within {:?}",
-                state.sa_lookup_timeout
-            ),
-        )),
-        Lookup::Failed(err) => Err(lookup_trouble(
-            state,
-            "sa_lookup_failed",
-            format!("ServiceAccount {namespace}/{sa_name} could not be read: {err}"),
-        )),
-        Lookup::Busy => Err(lookup_trouble(
-            state,
-            "sa_lookup_busy",
-            format!(
-                "ServiceAccount {namespace}/{sa_name} is not cached and {MAX_CONCURRENT_FETCHES} \
-                 lookups are already in flight"
-            ),
-        )),
-        // Like an unknown ServiceAccount (the API server refuses such a pod anyway), but said
-        // in the answer: neither the name nor a lookup reaches the logs or the API.
-        Lookup::InvalidName(why) => {
-            state.metrics.warning("invalid_service_account_name");
-            Err(
-                Answer::allow(Outcome::NoServiceAccount).with_warning(format!(
-                    "irsa: {why}; no such ServiceAccount can exist, the pod was admitted without \
-                 IAM credentials"
-                )),
-            )
-        }
-    }
-}
-
-/// The CPU half after the lookup: run the engine, serialize the patch.
-pub fn finish(state: &AppState, req: &PodRequest, sa: &ServiceAccountInfo) -> Answer {
-    let (namespace, sa_name) = (&req.namespace, &req.service_account);
-    let identities = state.identities.current();
-    let mutation = match mutate::mutate(
-        &state.config,
-        &identities,
-        namespace,
-        sa,
-        &req.pod,
-        &mut rand::rng(),
-    ) {
-        Ok(m) => m,
-        Err(Refusal::NotAPod(err)) => {
-            return not_a_pod(
-                state,
-                format!("irsa: {err}; admitted without IAM credentials"),
-            );
-        }
-        Err(Refusal::TooLarge(err)) => return too_large_answer(state, &err),
-    };
-
-    let mut answer = Answer::allow(Outcome::Unchanged);
-    for warning in mutation.warnings {
-        state.metrics.warning(warning.kind.as_str());
-        tracing::warn!(%namespace, service_account = %sa_name, kind = warning.kind.as_str(), "{}", warning.message);
-        answer.warnings.push(warning.message);
-    }
-    if let Some(denial) = mutation.denial {
-        answer.outcome = Outcome::Denied;
-        answer.denial = Some(denial);
-        return answer;
-    }
-    if mutation.mode != Mode::None && !mutation.patch.0.is_empty() {
-        match serde_json::to_vec(&mutation.patch) {
-            Ok(bytes) => {
-                answer.patch = Some(bytes);
-                answer.outcome = Outcome::Mutated;
-                state
-                    .metrics
-                    .mutations
-                    .get_or_create(&[("mode", mutation.mode.as_str())])
-                    .inc();
-            }
-            // Serializing a Vec of JSON values cannot fail; admit unchanged rather than panic.
-            Err(err) => tracing::error!(error = %err, "cannot serialize the patch"),
-        }
-    }
-    answer
-}
-
-/// More than irsa handles ([`mutate::limits`]): admitted unmutated with a warning, or denied
-/// under `--strict`. Nothing of the object reaches the log.
-fn too_large_answer(state: &AppState, too_large: &TooLarge) -> Answer {
-    state.metrics.warning(too_large.as_str());
-    tracing::warn!(reason = %too_large, "admission request over irsa's limits");
-    if state.config.strict {
-        let mut answer = Answer::allow(Outcome::Denied);
-        answer.denial = Some(format!("denied by irsa (--strict): {too_large}"));
-        return answer;
-    }
-    Answer::allow(Outcome::TooLarge).with_warning(format!(
-        "irsa: {too_large}; the pod was admitted WITHOUT IAM credentials"
-    ))
-}
-
-fn not_a_pod(state: &AppState, warning: String) -> Answer {
-    state.metrics.warning("not_a_pod");
-    tracing::warn!("{warning}");
-    Answer::allow(Outcome::NotAPod).with_warning(warning)
-}
-
-/// Our own trouble reading the ServiceAccount: admit without credentials and say so — or,
-/// with `--strict`, deny so that the controller creating the pod retries.
-fn lookup_trouble(state: &AppState, kind: &'static str, problem: String) -> Answer {
-    state.metrics.warning(kind);
-    tracing::warn!("{problem}");
-    if state.config.strict {
-        let mut answer = Answer::allow(Outcome::Denied);
-        answer.denial = Some(format!(
-            "denied by irsa (--strict): {problem}; retry the pod creation"
-        ));
-        return answer;
-    }
-    Answer::allow(Outcome::NoServiceAccount).with_warning(format!(
-        "irsa: {problem}; the pod was admitted WITHOUT IAM credentials (recreate it to get them)"
-    ))
 }
 
 /// `application/json`, with or without parameters (`; charset=utf-8`).

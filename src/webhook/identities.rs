@@ -1,6 +1,7 @@
-//! The container-credentials identities file (`--container-credentials-config`), polled for
-//! changes like the certificate. A file that stops parsing keeps the previous set in force
-//! (reported once it stays broken, see [`super::reload`]).
+//! The container-credentials identities file (`--container-credentials-config`): [`read`] for
+//! `irsa mutate` and the webhook's start, [`WatchedIdentities`] to poll it like the certificate.
+//! A file that stops parsing keeps the previous set in force (reported once it stays broken, see
+//! [`super::reload`]).
 
 use std::{
     path::{Path, PathBuf},
@@ -34,13 +35,8 @@ impl WatchedIdentities {
     }
 
     /// Loads the file once; a missing or invalid file at startup is a configuration error.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read identities file {} (--container-credentials-config): {e}",
-                path.display()
-            )
-        })?;
+    pub fn load(path: &Path) -> Result<Self, IdentitiesFileError> {
+        let bytes = read_bytes(path)?;
         let identities = parse(path, &bytes)?;
         Ok(Self {
             path: Some(path.to_path_buf()),
@@ -83,13 +79,48 @@ impl WatchedIdentities {
     }
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> anyhow::Result<Identities> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| anyhow::anyhow!("identities file {} is not UTF-8: {e}", path.display()))?;
-    Identities::parse(text).map_err(|e| {
-        anyhow::anyhow!(
-            "identities file {}: {e} (expected {{\"identities\":[{{\"namespace\":..,\"serviceAccount\":..}}]}})",
-            path.display()
-        )
+/// Why the identities file cannot be used: one wording for `irsa mutate` and the webhook.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentitiesFileError {
+    #[error("cannot read identities file {} (--container-credentials-config): {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("identities file {} is not UTF-8: {error}", path.display())]
+    NotUtf8 {
+        path: PathBuf,
+        error: std::str::Utf8Error,
+    },
+    #[error(
+        "identities file {}: {error} (expected {{\"identities\":[{{\"namespace\":..,\"serviceAccount\":..}}]}})",
+        path.display()
+    )]
+    Invalid {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
+}
+
+/// Reads and parses the file once.
+pub fn read(path: &Path) -> Result<Identities, IdentitiesFileError> {
+    parse(path, &read_bytes(path)?)
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, IdentitiesFileError> {
+    std::fs::read(path).map_err(|error| IdentitiesFileError::Read {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Identities, IdentitiesFileError> {
+    let text = std::str::from_utf8(bytes).map_err(|error| IdentitiesFileError::NotUtf8 {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    Identities::parse(text).map_err(|error| IdentitiesFileError::Invalid {
+        path: path.to_path_buf(),
+        error,
     })
 }

@@ -5,23 +5,19 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
-
-use arc_swap::ArcSwap;
 
 use super::{
     metrics::Metrics,
-    reload::{ChangeTracker, Verdict},
+    reload::{Reloading, Verdict},
 };
 use crate::mutate::Identities;
 
 #[derive(Debug)]
 pub struct WatchedIdentities {
     path: Option<PathBuf>,
-    current: ArcSwap<Identities>,
-    /// Bytes in force or reported, so a broken file is reported once, not on every poll.
-    tracker: Mutex<ChangeTracker<Vec<u8>>>,
+    current: Reloading<Identities, Vec<u8>>,
 }
 
 impl WatchedIdentities {
@@ -29,8 +25,7 @@ impl WatchedIdentities {
     pub fn fixed(identities: Identities) -> Self {
         Self {
             path: None,
-            current: ArcSwap::from_pointee(identities),
-            tracker: Mutex::new(ChangeTracker::new(Vec::new())),
+            current: Reloading::new(identities, Vec::new()),
         }
     }
 
@@ -40,13 +35,12 @@ impl WatchedIdentities {
         let identities = parse(path, &bytes)?;
         Ok(Self {
             path: Some(path.to_path_buf()),
-            current: ArcSwap::from_pointee(identities),
-            tracker: Mutex::new(ChangeTracker::new(bytes)),
+            current: Reloading::new(identities, bytes),
         })
     }
 
     pub fn current(&self) -> Arc<Identities> {
-        self.current.load_full()
+        self.current.current()
     }
 
     /// Re-reads the file and installs it if it changed and parses; returns whether it did.
@@ -58,14 +52,9 @@ impl WatchedIdentities {
             // Mid-swap or briefly absent: keep the current set and look again next tick.
             return false;
         };
-        let mut tracker = match self.tracker.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        match tracker.observe(bytes, |b| parse(path, b)) {
+        match self.current.offer(bytes, |b| parse(path, b)) {
             Verdict::Install(identities) => {
                 tracing::info!(file = %path.display(), count = identities.len(), "container-credentials identities reloaded");
-                self.current.store(Arc::new(identities));
                 metrics.identities_reloads.inc();
                 true
             }

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use common::moto::{self, ACCOUNT, Fault, TestAws};
 use irsa::arn::RoleArn;
-use irsa::controller::authz::{ALLOWED_NAMESPACES_TAG, GrantSpec};
+use irsa::controller::policy::authz::{ALLOWED_NAMESPACES_TAG, GrantSpec};
 use irsa::controller::aws::{Aws, ConvergeOptions};
-use irsa::controller::desired::{self, BindingInfo, Key, Snapshot, Verdict};
+use irsa::controller::policy::desired::{self, BindingInfo, Key, Snapshot, Verdict};
 use irsa::controller::metrics::Metrics;
-use irsa::controller::roles::{
+use irsa::controller::iam::worker::{
     Outcome, PLACEHOLDER_SID, RoleQueue, RoleSettings, RoleWorker, WorkerOptions, reconcile_role,
 };
 use irsa::trust::{PolicyDocument, statement_sid};
@@ -472,7 +472,7 @@ fn start_worker(
     initial: Snapshot,
 ) -> (
     RoleQueue,
-    Arc<irsa::controller::roles::RoleState>,
+    Arc<irsa::controller::iam::worker::RoleState>,
     Arc<Mutex<Snapshot>>,
     Metrics,
 ) {
@@ -685,10 +685,10 @@ mod kube_side {
     use std::collections::HashMap;
 
     use http::{Request, Response};
-    use irsa::controller::annotate::{MANAGED, OWNER};
-    use irsa::controller::bindings::{self, Context};
-    use irsa::controller::desired::RoleDesired;
-    use irsa::controller::roles::{Msg, RoleReport, RoleState};
+    use irsa::controller::policy::annotate::{MANAGED, OWNER};
+    use irsa::controller::k8s::reconcile::{self as bindings, Context};
+    use irsa::controller::policy::desired::RoleDesired;
+    use irsa::controller::iam::worker::{Msg, RoleReport, RoleState};
     use irsa::crd::{FINALIZER, IAMRoleBinding, IAMRoleBindingSpec};
     use k8s_openapi::api::core::v1::ServiceAccount;
     use kube::client::Body;

@@ -24,9 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use common::moto::{self, ACCOUNT};
 use irsa::controller::aws::{Aws, ConvergeOptions};
-use irsa::controller::desired;
+use irsa::controller::policy::desired;
 use irsa::controller::metrics::Metrics;
-use irsa::controller::roles::{RoleSettings, WorkerOptions};
+use irsa::controller::iam::worker::{RoleSettings, WorkerOptions};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 

@@ -6,17 +6,14 @@
 //! [`bindings`] is the Kubernetes side (finalizer, ServiceAccount annotations, status).
 
 pub mod admin;
-pub mod annotate;
-pub mod authz;
 pub mod aws;
-pub mod bindings;
-pub mod desired;
+pub mod iam;
 pub mod identity;
+pub mod k8s;
 pub mod leader;
 pub mod metrics;
+pub mod policy;
 pub mod publish;
-pub mod roles;
-pub mod status;
 pub mod thumbprint;
 
 use std::collections::HashMap;
@@ -38,8 +35,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use self::aws::{Aws, ConvergeOptions};
-use self::desired::Key;
-use self::roles::{RoleSettings, RoleWorker, SnapshotFn, WorkerOptions};
+use self::iam::worker::{RoleSettings, RoleWorker, SnapshotFn, WorkerOptions};
+use self::k8s::reconcile as bindings;
+use self::policy::desired::{self, Key};
 use crate::cli::ControllerArgs;
 use crate::crd::{IAMRoleBinding, IAMRoleGrant};
 use crate::supervise::Supervisor;

@@ -28,8 +28,8 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use super::aws::{Aws, ConvergeOptions, ProviderSpec};
-use super::desired::{self, Key, RoleDesired, Snapshot};
+use crate::controller::aws::{Aws, ConvergeOptions, ProviderSpec};
+use crate::controller::policy::desired::{self, Key, RoleDesired, Snapshot};
 use crate::arn::RoleArn;
 use crate::trust::{self, CompileInput, Compiled, PolicyDocument, Refusal};
 

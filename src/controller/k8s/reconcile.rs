@@ -1,5 +1,5 @@
 //! The `IAMRoleBinding` reconciler (kube-runtime `Controller`): finalizer, ServiceAccount
-//! annotations, status. The IAM side is the [`RoleWorker`](super::roles::RoleWorker)'s: a
+//! annotations, status. The IAM side is the [`RoleWorker`](crate::controller::iam::worker::RoleWorker)'s: a
 //! binding reconcile only marks its role dirty (when the role's last report has not seen this
 //! generation) and writes the status from the role's latest report; the worker's reports
 //! re-trigger the bindings of each role ([`bindings_of_role`]), so the two meet without loops.
@@ -24,12 +24,12 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use super::annotate::{self, Plan, Wanted};
-use super::desired::{AnnotatedSa, BindingInfo, Key, Snapshot};
-use super::metrics::Metrics;
-use super::roles::{Outcome, RoleQueue, RoleReport, RoleState, Stopped};
-use super::status::{self, AnnotationSummary};
-use crate::controller::authz::GrantSpec;
+use crate::controller::iam::worker::{Outcome, RoleQueue, RoleReport, RoleState, Stopped};
+use crate::controller::metrics::Metrics;
+use crate::controller::policy::annotate::{self, Plan, Wanted};
+use crate::controller::policy::authz::GrantSpec;
+use crate::controller::policy::desired::{AnnotatedSa, BindingInfo, Key, Snapshot};
+use crate::controller::policy::status::{self, AnnotationSummary};
 use crate::crd::{FINALIZER, IAMRoleBinding, IAMRoleGrant};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -500,8 +500,8 @@ impl EventPublisher {
             let was = self.last_verdict.insert(key.clone(), authorized);
             if !authorized
                 && was != Some(false)
-                && let super::desired::Verdict::Denied { reason: why }
-                | super::desired::Verdict::Invalid { reason: why } = verdict
+                && let crate::controller::policy::desired::Verdict::Denied { reason: why }
+                | crate::controller::policy::desired::Verdict::Invalid { reason: why } = verdict
             {
                 self.publish(
                     key,

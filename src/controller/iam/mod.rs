@@ -1,0 +1,3 @@
+//! The IAM side of the controller.
+
+pub mod worker;

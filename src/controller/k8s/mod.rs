@@ -1,0 +1,3 @@
+//! The Kubernetes side of the controller.
+
+pub mod reconcile;

@@ -23,7 +23,7 @@ pub enum Outcome {
     TooLarge(Refusal),
     /// IAM (or the role's current document) failed us.
     Failed {
-        /// [`aws::Error::metric_label`], or `unparseable_policy` / `invalid_role_arn`.
+        /// The AWS error's `metric_label()`, or `unparseable_policy` / `invalid_role_arn`.
         label: &'static str,
         message: String,
         retryable: bool,

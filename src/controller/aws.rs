@@ -30,7 +30,7 @@ use crate::arn::RoleArn;
 
 /// Tag put on OIDC providers the controller creates (value: `--cluster-name`); also the role
 /// tag that restricts `irsa.dev/allowed-namespaces` to one cluster.
-pub const CLUSTER_TAG: &str = super::authz::CLUSTER_TAG;
+pub const CLUSTER_TAG: &str = super::policy::authz::CLUSTER_TAG;
 /// IAM accepts at most 5 thumbprints per provider.
 const MAX_THUMBPRINTS: usize = 5;
 /// Attempts per API call (first try included) of the production config.

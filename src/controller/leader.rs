@@ -27,9 +27,6 @@ use kube::api::PostParams;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 
-/// Name of the controller's Lease (in the namespace given by `--leader-election-namespace`).
-pub const DEFAULT_LEASE_NAME: &str = "irsa-controller";
-
 /// Timings and identity of one candidate. Defaults are client-go's (15 s / 10 s / 2 s).
 #[derive(Debug, Clone)]
 pub struct LeaderConfig {
@@ -61,9 +58,9 @@ impl LeaderConfig {
         }
     }
 
-    /// The controller's election: Lease `lease_name` (`--leader-election-lease-name`,
-    /// default [`DEFAULT_LEASE_NAME`]) in `namespace` (the `--leader-election-namespace` flag)
-    /// or else the client's default namespace (in a pod, the pod's own), with a
+    /// The controller's election: Lease `lease_name` (`--leader-election-lease-name`, default
+    /// [`crate::cli::DEFAULT_LEASE_NAME`]) in `namespace` (the `--leader-election-namespace`
+    /// flag) or else the client's default namespace (in a pod, the pod's own), with a
     /// [`default_identity`] and client-go's timings.
     pub fn for_controller(
         client: &kube::Client,

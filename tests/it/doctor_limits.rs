@@ -1,9 +1,9 @@
 //! Issue 12 #8: `irsa doctor` reads an issuer's discovery document and JWKS with a size cap.
 //! A hostile issuer (an endless JWKS, an announced 100 MB document) gets a clear error naming
-//! the URL and the cap, not the doctor's memory. The issuer is served like
-//! `tests/it/common/issuer.rs` (axum over rustls on 127.0.0.1), with bodies of our choosing.
+//! the URL and the cap, not the doctor's memory. The issuer is served by
+//! `common::issuer::HttpsListener` (axum over rustls on 127.0.0.1), with bodies of our choosing.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use axum::{
     Json, Router,
@@ -15,18 +15,16 @@ use axum::{
 use irsa::doctor::sources::{MAX_ISSUER_DOCUMENT, http_client, issuer_documents};
 use serde_json::json;
 
+use crate::common::issuer::HttpsListener;
+
 /// Serves `/.well-known/openid-configuration` with `discovery` (or the normal document
 /// pointing at `/keys`) and `/keys` with `keys`; returns the issuer URL and its CA.
 async fn issuer(
     discovery: Option<fn() -> axum::response::Response>,
     keys: fn() -> axum::response::Response,
 ) -> (String, String) {
-    irsa::install_crypto_provider();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let url = format!("https://127.0.0.1:{}", addr.port());
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let listener = HttpsListener::bind();
+    let url = listener.url.clone();
     let doc = json!({"issuer": url, "jwks_uri": format!("{url}/keys")});
     let app = Router::new()
         .route(
@@ -39,15 +37,8 @@ async fn issuer(
             }),
         )
         .route("/keys", get(move || async move { keys() }));
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
-        cert.cert.pem().into_bytes(),
-        cert.signing_key.serialize_pem().into_bytes(),
-    )
-    .await
-    .unwrap();
-    let server = axum_server::from_tcp_rustls(listener, tls).unwrap();
-    tokio::spawn(async move { server.serve(app.into_make_service()).await });
-    (url, cert.cert.pem())
+    let ca_pem = listener.serve(app).await;
+    (url, ca_pem)
 }
 
 /// `{"keys": [` and then spaces forever, chunked (no Content-Length).

@@ -15,13 +15,13 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
-# Every test, the `#[ignore]`d cluster tests of e2e/ included, against a local control plane
+# Every test, the `#[ignore]`d cluster tests of tests/it/e2e included, against a local control plane
 # (etcd + kube-apiserver + kube-controller-manager on 127.0.0.1) that lives for this run.
 unit:
 	./scripts/with-control-plane.sh $(CARGO) nextest run --locked --no-fail-fast --run-ignored all
 
 # Regenerate checked-in generated artefacts.
-# The chart ships an identical copy (tests/packaging.rs fails when either drifts).
+# The chart ships an identical copy (tests/it/packaging.rs fails when either drifts).
 crds:
 	$(CARGO) run --quiet -- crd > crds/irsa.dev.yaml
 	cp crds/irsa.dev.yaml charts/irsa/crds/irsa.dev.yaml
@@ -34,9 +34,9 @@ bench:
 bench-webhook:
 	./scripts/bench-webhook.sh
 
-# The cluster tests against the cluster in KUBECONFIG (kind, EKS, ...): see e2e/README.md.
+# The cluster tests against the cluster in KUBECONFIG (kind, EKS, ...): see docs/development.md.
 e2e:
-	IRSA_E2E=1 $(CARGO) nextest run --test e2e --run-ignored all --no-capture
+	IRSA_E2E=1 $(CARGO) nextest run --test it --run-ignored all --no-capture -E 'test(/^e2e::/)'
 
 # The local control plane alone, for running single tests by hand:
 #   make cluster-up && source <(scripts/control-plane.sh env) && cargo nextest run ... ; make cluster-down

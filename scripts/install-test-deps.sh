@@ -13,5 +13,5 @@ command -v moto_server >/dev/null || { echo "moto_server not on PATH after insta
 # The local control plane the cluster tests run against: etcd, kube-apiserver,
 # kube-controller-manager, kubectl and helm built from their Go modules (cached; only the
 # first run builds). scripts/with-control-plane.sh puts that kubectl first on PATH, which
-# tests/packaging.rs also uses for `kubectl kustomize`.
+# tests/it/packaging.rs also uses for `kubectl kustomize`.
 ./scripts/control-plane.sh build

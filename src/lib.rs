@@ -23,6 +23,8 @@ pub mod names;
 pub mod shutdown;
 pub mod supervise;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod trust;
 pub mod webhook;
 

@@ -1,0 +1,22 @@
+//! End-to-end tests against a real cluster and IAM/STS. See docs/development.md.
+//!
+//! Every cluster test is `#[ignore = "needs a cluster: ..."]`: a plain `cargo nextest run`
+//! reports them as skipped, never as passed. `make test` starts a local control plane
+//! (scripts/control-plane.sh) and runs them with `--run-ignored all`; `make e2e` does the same
+//! against the cluster in `KUBECONFIG`. A cluster test that runs without a cluster fails.
+//! The assertion helpers the cluster tests rely on are unit-tested here unconditionally
+//! ([`trust_check`]).
+
+mod controller;
+mod crd;
+mod doctor;
+mod identity;
+mod install;
+mod issuer;
+mod leader;
+mod publish;
+mod rbac;
+mod support;
+mod trust_check;
+mod webhook;
+mod webhook_support;

@@ -1,0 +1,416 @@
+//! `irsa controller --publish-issuer` against the real API server and moto's S3: the objects
+//! equal the API server's documents byte for byte, with the right headers; a steady state
+//! writes nothing; drift is repaired; an issuer that is not the public URL publishes nothing.
+//!
+//! The local API server's issuer is its own URL, so the test names that URL as
+//! `--issuer-public-url` (the check passes) and reads the objects back from moto's S3
+//! (`--issuer-verify-url`), as STS would read them from the bucket.
+
+use std::time::Duration;
+
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+
+use crate::e2e::identity::RELEASE_NAMESPACE;
+use crate::e2e::support::{self, ControllerProcess, WAIT, api_text, wait_for};
+
+const STATE: &str = "irsa-issuer-keys";
+
+async fn object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Option<(String, Option<String>, Option<String>)> {
+    let out = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+    let (content_type, cache) = (
+        out.content_type().map(String::from),
+        out.cache_control().map(String::from),
+    );
+    let body = out.body.collect().await.ok()?.into_bytes();
+    Some((
+        String::from_utf8(body.to_vec()).unwrap(),
+        content_type,
+        cache,
+    ))
+}
+
+async fn versions(s3: &aws_sdk_s3::Client, bucket: &str) -> usize {
+    let out = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    out.versions().len()
+}
+
+async fn state_status(client: &kube::Client) -> Option<String> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), RELEASE_NAMESPACE)
+        .get_opt(STATE)
+        .await
+        .ok()??;
+    cm.data?.get("status").cloned()
+}
+
+/// A versioned bucket (every PutObject is a version: writes can be counted) whose shipped
+/// bucket policy lets anyone read exactly the two objects below `cluster/`, never ACLs.
+async fn public_bucket(sdk: &aws_config::SdkConfig) -> (aws_sdk_s3::Client, String) {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = support::unique("irsa-e2e");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    s3.put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let policy = include_str!("../../../config/iam/issuer-bucket-policy.json")
+        .replace("BUCKET", &bucket)
+        .replace("PREFIX", "cluster");
+    s3.put_bucket_policy()
+        .bucket(&bucket)
+        .policy(policy)
+        .send()
+        .await
+        .unwrap();
+    (s3, bucket)
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
+async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
+    let cluster = support::controller_cluster().await;
+    let client = cluster.client.clone();
+    let (s3, bucket) = public_bucket(&cluster.aws_env.sdk).await;
+    let _ = Api::<ConfigMap>::namespaced(client.clone(), RELEASE_NAMESPACE)
+        .delete(STATE, &Default::default())
+        .await;
+
+    let discovery = api_text(&client, "/.well-known/openid-configuration").await;
+    let jwks = api_text(&client, "/openid/v1/jwks").await;
+    let issuer = serde_json::from_str::<serde_json::Value>(&discovery).unwrap()["issuer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let target = format!("s3://{bucket}/cluster");
+    // The emulator itself (anonymous reads), not the counting proxy in front of it.
+    let verify = format!(
+        "{}/{bucket}/cluster",
+        crate::common::moto::moto().endpoint()
+    );
+    let controller = ControllerProcess::start_with(
+        &cluster,
+        None,
+        "publisher",
+        &[
+            "--publish-issuer",
+            &target,
+            "--issuer-public-url",
+            &issuer,
+            "--issuer-verify-url",
+            &verify,
+            "--issuer-publish-interval",
+            "1s",
+            "--issuer-key-retention",
+            "1h",
+        ],
+    );
+
+    let keys = [
+        "cluster/.well-known/openid-configuration",
+        "cluster/openid/v1/jwks",
+    ];
+    for (key, want) in keys.iter().zip([&discovery, &jwks]) {
+        let (body, content_type, cache) = wait_for(
+            &format!("s3://{bucket}/{key}"),
+            WAIT,
+            Some(&controller),
+            || object(&s3, &bucket, key),
+        )
+        .await;
+        assert_eq!(
+            &body, want,
+            "{key} is the API server's document, byte for byte"
+        );
+        assert_eq!(content_type.as_deref(), Some("application/json"));
+        assert_eq!(cache.as_deref(), Some("max-age=300"));
+    }
+    let status = wait_for("the publisher's status", WAIT, Some(&controller), || {
+        state_status(&client)
+    })
+    .await;
+    assert!(
+        status.starts_with("published 1 key(s)") && !status.contains("did not match"),
+        "published, and the anonymous read-back matched: {status}"
+    );
+
+    // Steady state: several passes (1 s apart) write nothing (every PutObject is a version).
+    assert_eq!(versions(&s3, &bucket).await, 2);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(versions(&s3, &bucket).await, 2, "no write at steady state");
+
+    // Drift made by someone else is repaired.
+    s3.put_object()
+        .bucket(&bucket)
+        .key(keys[1])
+        .body(b"{\"keys\":[]}".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    wait_for(
+        "the JWKS to be repaired",
+        WAIT,
+        Some(&controller),
+        || async {
+            let (body, ..) = object(&s3, &bucket, keys[1]).await?;
+            (body == jwks).then_some(())
+        },
+    )
+    .await;
+    controller.assert_running();
+    drop(controller);
+
+    // An issuer that is not the public URL: nothing is published, and the reason is kept
+    // where the doctor and an operator can read it.
+    let wrong = ControllerProcess::start_with(
+        &cluster,
+        None,
+        "publisher-wrong",
+        &[
+            "--publish-issuer",
+            &format!("s3://{bucket}/wrong"),
+            "--issuer-public-url",
+            "https://oidc.example.com/wrong",
+            "--issuer-publish-interval",
+            "1s",
+        ],
+    );
+    let status = wait_for("the refusal in the status", WAIT, Some(&wrong), || async {
+        state_status(&client)
+            .await
+            .filter(|s| s.starts_with("refused:"))
+    })
+    .await;
+    assert!(
+        status.contains(&issuer) && status.contains("https://oidc.example.com/wrong"),
+        "the refusal names both URLs: {status}"
+    );
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix("wrong/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.key_count(),
+        Some(0),
+        "nothing published for a wrong issuer"
+    );
+    drop(wrong);
+}
+
+/// A control plane of this test's own (scripts/control-plane.sh in a directory of its own),
+/// because its API server restarts; stopped on drop.
+struct OwnPlane {
+    dir: std::path::PathBuf,
+}
+
+impl OwnPlane {
+    fn script(&self, args: &[&str]) {
+        let status = std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/control-plane.sh"
+        ))
+        .args(args)
+        .env("IRSA_CONTROL_PLANE_DIR", &self.dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+        assert!(
+            status.success(),
+            "scripts/control-plane.sh {}: {status}",
+            args.join(" ")
+        );
+    }
+
+    fn up() -> Self {
+        let plane = Self {
+            dir: std::env::temp_dir().join(support::unique("irsa-e2e-plane")),
+        };
+        plane.script(&["up"]);
+        plane
+    }
+
+    fn kubeconfig(&self) -> std::path::PathBuf {
+        self.dir.join("kubeconfig")
+    }
+}
+
+impl Drop for OwnPlane {
+    fn drop(&mut self) {
+        self.script(&["down"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn kids_of(jwks: &str) -> Vec<String> {
+    let doc: serde_json::Value = serde_json::from_str(jwks).unwrap_or_default();
+    doc["keys"]
+        .as_array()
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|k| k["kid"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Rotation on a real API server: restarted with a second verification key (which then
+/// signs), then with the new key alone. The published JWKS holds both, then keeps the old key
+/// until the retention after it was last seen — not before, also across a controller
+/// restart — and then drops it.
+#[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
+async fn a_rotated_key_stays_published_until_its_tokens_expired() {
+    const RETENTION: Duration = Duration::from_secs(60);
+    let settings = support::settings();
+    let plane = OwnPlane::up();
+    let client = support::client_for(&plane.kubeconfig()).await;
+    support::install_crds(&client).await;
+    let issuer = irsa::controller::identity::issuer(&client, None)
+        .await
+        .unwrap();
+    let kubeconfig = crate::e2e::identity::kubeconfig_in(
+        &client,
+        &plane.kubeconfig(),
+        crate::e2e::identity::Component::Controller,
+    )
+    .await;
+    let aws_env = support::aws_env().await;
+    let (s3, bucket) = public_bucket(&aws_env.sdk).await;
+    let target = format!("s3://{bucket}/cluster");
+    let verify = format!(
+        "{}/{bucket}/cluster",
+        crate::common::moto::moto().endpoint()
+    );
+    let public = issuer.url.clone();
+    let cluster = support::ControllerCluster {
+        settings,
+        client: client.clone(),
+        issuer,
+        aws_env,
+        kubeconfig,
+    };
+    let retention = format!("{}s", RETENTION.as_secs());
+    let args = [
+        "--publish-issuer",
+        target.as_str(),
+        "--issuer-public-url",
+        public.as_str(),
+        "--issuer-verify-url",
+        verify.as_str(),
+        "--issuer-publish-interval",
+        "1s",
+        "--issuer-key-retention",
+        retention.as_str(),
+    ];
+    let api_kids = || async { kids_of(&api_text(&client, "/openid/v1/jwks").await) };
+    let published = || async {
+        object(&s3, &bucket, "cluster/openid/v1/jwks")
+            .await
+            .map_or_else(Vec::new, |(body, ..)| kids_of(&body))
+    };
+
+    let controller = ControllerProcess::start_with(&cluster, None, "rotation", &args);
+    let old = api_kids().await;
+    assert_eq!(old.len(), 1, "{old:?}");
+    wait_for(
+        "the first key to be published",
+        WAIT,
+        Some(&controller),
+        || async { (published().await == old).then_some(()) },
+    )
+    .await;
+
+    plane.script(&["rotate-key", "add"]);
+    let both = api_kids().await;
+    assert_eq!(
+        both.len(),
+        2,
+        "the API server publishes both keys: {both:?}"
+    );
+    let new: Vec<String> = both.iter().filter(|k| !old.contains(k)).cloned().collect();
+    wait_for(
+        "both keys to be published",
+        WAIT,
+        Some(&controller),
+        || async {
+            let mut got = published().await;
+            got.sort();
+            let mut want = both.clone();
+            want.sort();
+            (got == want).then_some(())
+        },
+    )
+    .await;
+
+    // The old key leaves the API server; it was last seen by a pass just before this. The
+    // controller's own token was signed by that key and is now refused (in a pod the kubelet
+    // refreshes it): it restarts with a fresh token, which is also the restart in between
+    // that must not drop the retired key early (its state is in the ConfigMap).
+    let last_seen_before = std::time::Instant::now();
+    plane.script(&["rotate-key", "drop"]);
+    assert_eq!(
+        api_kids().await,
+        new,
+        "the API server publishes only the new key"
+    );
+    drop(controller);
+    let cluster = support::ControllerCluster {
+        kubeconfig: crate::e2e::identity::kubeconfig_in(
+            &client,
+            &plane.kubeconfig(),
+            crate::e2e::identity::Component::Controller,
+        )
+        .await,
+        ..cluster
+    };
+    let controller = ControllerProcess::start_with(&cluster, None, "rotation-2", &args);
+    let retained: Vec<String> = new.iter().chain(&old).cloned().collect();
+    wait_for(
+        "the new key first, the old one retained",
+        WAIT,
+        Some(&controller),
+        || async { (published().await == retained).then_some(()) },
+    )
+    .await;
+    let elapsed = last_seen_before.elapsed();
+    assert!(
+        elapsed < RETENTION,
+        "the restarted controller kept the retired key ({elapsed:?} after it was last seen)"
+    );
+
+    wait_for(
+        "the old key to be dropped after the retention",
+        WAIT,
+        Some(&controller),
+        || async { (published().await == new).then_some(()) },
+    )
+    .await;
+    let elapsed = last_seen_before.elapsed();
+    assert!(
+        elapsed + Duration::from_secs(3) >= RETENTION,
+        "dropped only after the retention ({RETENTION:?}), not after {elapsed:?}"
+    );
+    drop(controller);
+}

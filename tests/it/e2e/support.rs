@@ -1,0 +1,484 @@
+//! What every e2e test needs: the cluster settings, a client, the CRDs, a fresh namespace, the
+//! `irsa controller` process, AWS (a local moto by default) and bounded waiting.
+
+use std::fs::File;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::common::merge;
+use crate::common::moto::{self, TestAws};
+use crate::e2e::identity::{self, Component};
+
+/// Label on every namespace the suite creates: `kubectl delete ns -l irsa.dev/e2e=true`
+/// removes what an interrupted run left behind.
+pub const E2E_LABEL: &str = "irsa.dev/e2e";
+
+/// How long the suite waits for the cluster or the controller to do something.
+pub const WAIT: Duration = Duration::from_secs(180);
+
+/// The run's settings. A cluster test that runs without a cluster fails here: it was asked to
+/// run (`--run-ignored`), so a missing cluster is an error, never a pass.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The annotation prefix of the webhook under test and of the controller the suite starts
+    /// (`IRSA_E2E_ANNOTATION_PREFIX`, default the EKS one).
+    pub annotation_prefix: String,
+}
+
+pub fn settings() -> Settings {
+    let kubeconfig = std::env::var_os("KUBECONFIG").filter(|k| !k.is_empty());
+    let enabled = std::env::var("IRSA_E2E").is_ok_and(|v| v == "1");
+    assert!(
+        kubeconfig.is_some() && enabled,
+        "this test needs a cluster: set KUBECONFIG and IRSA_E2E=1 (make e2e), or run make test, \
+         which starts a local control plane"
+    );
+    irsa::install_crypto_provider();
+    let non_empty = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    Settings {
+        annotation_prefix: non_empty("IRSA_E2E_ANNOTATION_PREFIX")
+            .unwrap_or_else(|| irsa::mutate::config::DEFAULT_ANNOTATION_PREFIX.to_string()),
+    }
+}
+
+/// The kubeconfig file the suite runs with (the first of `KUBECONFIG`).
+pub fn admin_kubeconfig() -> PathBuf {
+    let paths = std::env::var_os("KUBECONFIG").expect("KUBECONFIG is set");
+    std::env::split_paths(&paths)
+        .next()
+        .expect("KUBECONFIG names a file")
+}
+
+/// A client for the cluster of the kubeconfig file at `path`.
+pub async fn client_for(path: &std::path::Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    kube::Client::try_from(config).unwrap()
+}
+
+pub async fn client() -> kube::Client {
+    kube::Client::try_default()
+        .await
+        .unwrap_or_else(|e| panic!("cannot build a Kubernetes client from KUBECONFIG: {e}"))
+}
+
+/// A short random suffix so concurrent or repeated runs never collide.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+/// Polls `probe` every second until it yields a value; panics after `limit` naming `what`.
+/// `controller`, when given, is checked on every round so a crashed controller fails the test
+/// at once with its log instead of after the whole wait.
+pub async fn wait_for<T, F, Fut>(
+    what: &str,
+    limit: Duration,
+    controller: Option<&ControllerProcess>,
+    mut probe: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(c) = controller {
+            c.assert_running();
+        }
+        if let Some(found) = probe().await {
+            return found;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Installs (or updates) the CRDs from `crds/` by server-side apply and waits until the API
+/// server serves them.
+pub async fn install_crds(client: &kube::Client) {
+    let yaml = include_str!("../../../crds/irsa.dev.yaml");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).expect("crds/irsa.dev.yaml is YAML");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let pp = PatchParams::apply("irsa-e2e").force();
+    for doc in docs.into_iter().filter(|d| !d.is_null()) {
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .expect("every CRD has a name")
+            .to_string();
+        api.patch(&name, &pp, &Patch::Apply(&doc))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("applying CRD {name}: {e} (the e2e needs cluster-admin on KUBECONFIG)")
+            });
+        wait_established(&api, &name).await;
+    }
+}
+
+/// Waits (bounded) until the API server serves CRD `name`.
+pub async fn wait_established(api: &Api<CustomResourceDefinition>, name: &str) {
+    wait_for(
+        &format!("CRD {name} to be Established"),
+        WAIT,
+        None,
+        || async {
+            let crd = api.get_opt(name).await.ok()??;
+            crd.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// `GET path` on the API server (a non-resource URL such as the issuer documents), as text.
+pub async fn api_text(client: &kube::Client, path: &str) -> String {
+    let request = http::Request::get(path).body(Vec::new()).unwrap();
+    client
+        .request_text(request)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// Creates a fresh labelled namespace and returns its name.
+pub async fn create_namespace(client: &kube::Client, prefix: &str) -> String {
+    let name = unique(prefix);
+    let ns: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": {E2E_LABEL: "true"}}
+    }))
+    .unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+    name
+}
+
+/// Best effort: a failed cleanup must not hide the test's own result.
+pub async fn delete_namespace(client: &kube::Client, name: &str) {
+    if let Err(e) = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::background())
+        .await
+    {
+        println!("note: deleting namespace {name} failed: {e}");
+    }
+}
+
+/// What every controller e2e test starts from: the settings, a client, the CRDs installed,
+/// the issuer the controller will see (`IRSA_E2E_ISSUER_URL`, else the API server's
+/// discovery document) and the AWS side.
+pub struct ControllerCluster {
+    pub settings: Settings,
+    pub client: kube::Client,
+    pub issuer: irsa::controller::identity::Issuer,
+    pub aws_env: AwsEnv,
+    /// The controller's identity: the chart's ServiceAccount with the chart's RBAC.
+    pub kubeconfig: PathBuf,
+}
+
+pub async fn controller_cluster() -> ControllerCluster {
+    let settings = settings();
+    let client = client().await;
+    install_crds(&client).await;
+    let issuer_flag = std::env::var("IRSA_E2E_ISSUER_URL").ok();
+    let issuer = irsa::controller::identity::issuer(&client, issuer_flag.as_deref())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let aws_env = aws_env().await;
+    let kubeconfig = identity::kubeconfig(&client, Component::Controller).await;
+    ControllerCluster {
+        settings,
+        client,
+        issuer,
+        aws_env,
+        kubeconfig,
+    }
+}
+
+/// The AWS side of a test and of the controller it starts.
+///
+/// By default a local moto (IAM/STS emulator) started by this test process, reached through
+/// the counting proxy of `tests/it/common/moto.rs`, so a test can count the IAM calls the
+/// controller makes. With `IRSA_E2E_AWS=env` the test and the controller use the
+/// environment's AWS configuration instead (`AWS_ENDPOINT_URL` for another emulator, or real
+/// AWS with real credentials); call counting is then unavailable.
+pub struct AwsEnv {
+    pub sdk: SdkConfig,
+    /// `--aws-endpoint-url` for the controller, when not real AWS.
+    pub endpoint: Option<String>,
+    /// Extra environment for the controller process.
+    pub child_env: Vec<(&'static str, String)>,
+    /// The local emulator's proxy (call counters), when the test runs one.
+    pub local: Option<TestAws>,
+}
+
+impl AwsEnv {
+    /// The proxy counting the IAM/STS calls that reach the local emulator.
+    pub fn calls(&self) -> &moto::FaultProxy {
+        self.local.as_ref().map(TestAws::faults).unwrap_or_else(|| {
+            panic!("counting IAM calls needs the local emulator (unset IRSA_E2E_AWS)")
+        })
+    }
+}
+
+pub async fn aws_env() -> AwsEnv {
+    if std::env::var("IRSA_E2E_AWS").is_ok_and(|v| v == "env") {
+        return env_aws().await;
+    }
+    let local = moto::test_aws().await;
+    let endpoint = local.faults().endpoint();
+    AwsEnv {
+        sdk: local.sdk_config().clone(),
+        endpoint: Some(endpoint),
+        child_env: vec![
+            ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "moto-test-secret".to_string()),
+            ("AWS_REGION", moto::REGION.to_string()),
+        ],
+        local: Some(local),
+    }
+}
+
+/// The environment's AWS: region (us-east-1 when unset), `AWS_ENDPOINT_URL`, and, against an
+/// emulator with no credentials in the environment, dummy ones (emulators accept any).
+async fn env_aws() -> AwsEnv {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let region = aws_config::meta::region::RegionProviderChain::default_provider()
+        .or_else(Region::new("us-east-1"));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+    let mut child_env = Vec::new();
+    if let Some(url) = &endpoint {
+        loader = loader.endpoint_url(url);
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+            && std::env::var_os("AWS_PROFILE").is_none()
+        {
+            loader = loader.credentials_provider(aws_sdk_iam::config::Credentials::new(
+                "testing", "testing", None, None, "irsa-e2e",
+            ));
+            child_env.push(("AWS_ACCESS_KEY_ID", "testing".to_string()));
+            child_env.push(("AWS_SECRET_ACCESS_KEY", "testing".to_string()));
+        }
+    }
+    let sdk = loader.load().await;
+    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+    {
+        let region = sdk
+            .region()
+            .map_or_else(|| "us-east-1".to_string(), ToString::to_string);
+        child_env.push(("AWS_REGION", region));
+    }
+    AwsEnv {
+        sdk,
+        endpoint,
+        child_env,
+        local: None,
+    }
+}
+
+/// `irsa controller` (the binary cargo built for this test run) as a child process. Killed on
+/// drop; when the test panics, its log is printed.
+pub struct ControllerProcess {
+    child: Mutex<Child>,
+    log: PathBuf,
+}
+
+impl ControllerProcess {
+    /// Starts `irsa controller` named `name` (its `HOSTNAME`, hence the prefix of its
+    /// leader-election identity, and its log file's name), authenticated as the chart's
+    /// controller ServiceAccount. `lease`: elect a leader through the Lease with this name in
+    /// the release namespace (where the chart's Role allows Leases), or run without leader
+    /// election when `None`.
+    pub fn start(cluster: &ControllerCluster, lease: Option<&str>, name: &str) -> Self {
+        Self::start_with(cluster, lease, name, &[])
+    }
+
+    /// [`Self::start`] with `extra` flags.
+    pub fn start_with(
+        cluster: &ControllerCluster,
+        lease: Option<&str>,
+        name: &str,
+        extra: &[&str],
+    ) -> Self {
+        let (settings, aws, issuer_url) =
+            (&cluster.settings, &cluster.aws_env, &cluster.issuer.url);
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "e2e-{name}-{}-{:08x}.log",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let out = File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        let err = out.try_clone().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_irsa"));
+        cmd.args([
+            "controller",
+            "--cluster-name",
+            "e2e",
+            // The issuer the test computes its expectations from, not a second discovery.
+            "--issuer-url",
+            issuer_url,
+            // Any free port: several controllers and test processes may run at once.
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--annotation-prefix",
+            &settings.annotation_prefix,
+        ]);
+        cmd.args(extra);
+        match lease {
+            Some(lease) => cmd.args([
+                "--leader-election",
+                "true",
+                "--leader-election-namespace",
+                identity::RELEASE_NAMESPACE,
+                "--leader-election-lease-name",
+                lease,
+            ]),
+            None => cmd.args(["--leader-election", "false"]),
+        };
+        if let Some(url) = &aws.endpoint {
+            cmd.args(["--aws-endpoint-url", url]);
+        }
+        cmd.envs(aws.child_env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("HOSTNAME", name)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,irsa=debug".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", env!("CARGO_BIN_EXE_irsa")));
+        println!("irsa controller {name} started; log: {}", log.display());
+        Self {
+            child: Mutex::new(child),
+            log,
+        }
+    }
+
+    /// SIGKILL: the process dies without any cleanup, like a node that vanished.
+    pub fn kill(&self) {
+        let mut child = self.child.lock().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM (what Kubernetes sends on a rolling update), without waiting for the exit.
+    pub fn terminate(&self) {
+        let pid = self.child.lock().unwrap().id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success(), "kill -TERM {pid}: {status}");
+    }
+
+    /// Panics with the log if the controller exited.
+    pub fn assert_running(&self) {
+        let status = self.child.lock().unwrap().try_wait().unwrap();
+        if let Some(status) = status {
+            panic!(
+                "irsa controller exited with {status}; log {}:\n{}",
+                self.log.display(),
+                self.log_tail()
+            );
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(200)..].join("\n")
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        if let Ok(mut child) = self.child.lock() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- last lines of the controller log {} ---\n{}",
+                self.log.display(),
+                self.log_tail()
+            );
+        }
+    }
+}
+
+/// The helm CLI the tests use: `IRSA_E2E_HELM` (set by scripts/control-plane.sh to the helm
+/// it built from Go modules), else `helm` on PATH.
+pub fn helm() -> String {
+    std::env::var("IRSA_E2E_HELM")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "helm".into())
+}
+
+/// `helm template RELEASE charts/irsa -n NAMESPACE -f <values>`: the documents a
+/// `helm install` with these values would create (CRDs excluded), parsed.
+pub fn helm_template(release: &str, namespace: &str, values: &Value) -> Vec<Value> {
+    let mut all = json!({"controller": {"clusterName": "e2e"}});
+    merge(&mut all, values.clone());
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/irsa");
+    let (ok, stdout, stderr) = run(
+        &helm(),
+        &["template", release, chart, "-n", namespace, "-f", "-"],
+        &all.to_string(),
+    );
+    assert!(ok, "helm template failed: {stderr}");
+    serde_saphyr::from_multiple::<Value>(&stdout)
+        .unwrap_or_else(|e| panic!("helm template printed no YAML ({e}): {stdout}"))
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+/// Runs `kubectl` with the test run's KUBECONFIG, `stdin` as input.
+pub fn kubectl(args: &[&str], stdin: &str) -> (bool, String, String) {
+    run("kubectl", args, stdin)
+}
+
+/// Runs `program` with `stdin` as input; returns (success, stdout, stderr).
+pub fn run(program: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    let text = stdin.to_string();
+    // Written from a thread: a large input must not deadlock against a full stdout pipe.
+    let writer = std::thread::spawn(move || input.write_all(text.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

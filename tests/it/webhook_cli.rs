@@ -1,0 +1,137 @@
+//! The `irsa webhook` binary itself: flags, bench mode (`--service-accounts-file`), and exit 0
+//! after SIGTERM.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    process::{Command, Stdio},
+};
+
+use crate::common::webhook::*;
+use serde_json::Value;
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn binary_serves_from_a_service_accounts_file_and_exits_0_on_sigterm() {
+    init();
+    let dir = temp_dir("cli");
+    let pair = self_signed();
+    let (cert, key) = write_pair(&dir, &pair);
+    let sas = dir.join("sas.yaml");
+    std::fs::write(
+        &sas,
+        format!(
+            "apiVersion: v1\nkind: List\nitems:\n- metadata:\n    namespace: team-a\n    name: app\n    annotations:\n      eks.amazonaws.com/role-arn: {ROLE}\n"
+        ),
+    )
+    .unwrap();
+    let (listen, metrics) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_irsa"))
+        .args(["webhook", "--listen", &listen.to_string()])
+        .args(["--metrics-listen", &metrics.to_string()])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--service-accounts-file")
+        .arg(&sas)
+        .args(["--aws-default-region", "eu-west-1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    eventually("the webhook is ready", async || {
+        reqwest::get(format!("http://{metrics}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+    })
+    .await;
+    let pod = pod("app");
+    let body: Value = client(&pair.0, listen)
+        .post(url(listen))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&review("admission.k8s.io/v1", "c-1", pod.clone())).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        env_names(&apply_patch(&body, &pod)),
+        [
+            "AWS_DEFAULT_REGION",
+            "AWS_REGION",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE"
+        ]
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// `irsa <args>` with no IRSA_* variable from the caller's environment.
+fn irsa(args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_irsa"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("IRSA_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.args(args).output().unwrap()
+}
+
+#[test]
+fn zero_and_absurd_durations_are_usage_errors() {
+    let webhook = ["webhook", "--tls-cert-file", "/c", "--tls-key-file", "/k"];
+    let controller = ["controller", "--cluster-name", "c"];
+    for (base, flag, value, want) in [
+        (&webhook[..], "--reload-interval", "0", "more than zero"),
+        (&webhook[..], "--reload-interval", "0ms", "more than zero"),
+        (
+            &webhook[..],
+            "--reload-interval",
+            "99999999999999h",
+            "too long",
+        ),
+        (&webhook[..], "--sa-lookup-timeout", "0", "more than zero"),
+        (&webhook[..], "--sa-lookup-timeout", "1h", "too long"),
+        (&controller[..], "--resync-interval", "0s", "more than zero"),
+        (
+            &controller[..],
+            "--resync-interval",
+            "99999999999999999999",
+            "too large",
+        ),
+        (
+            &controller[..],
+            "--resync-interval",
+            "soon",
+            "not a duration",
+        ),
+    ] {
+        let mut args = base.to_vec();
+        args.extend([flag, value]);
+        let out = irsa(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(flag) && err.contains(want),
+            "{flag} {value}: {err}"
+        );
+    }
+}

@@ -18,6 +18,7 @@ mod controller_aws;
 mod controller_reconcile;
 mod controller_run;
 mod doctor;
+mod docs_links;
 mod doctor_limits;
 mod e2e;
 mod packaging;

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use common::moto::{self, ACCOUNT, Fault, TestAws};
 use irsa::arn::RoleArn;
+use irsa::aws::ConvergeOptions;
 use irsa::controller::authz::{ALLOWED_NAMESPACES_TAG, GrantSpec};
-use irsa::controller::aws::{Aws, ConvergeOptions};
 use irsa::controller::desired::{self, BindingInfo, Key, Snapshot, Verdict};
-use irsa::controller::metrics::Metrics;
+use irsa::controller::metrics::{Aws, Metrics};
 use irsa::controller::roles::{
     Outcome, PLACEHOLDER_SID, RoleQueue, RoleSettings, RoleWorker, WorkerOptions, reconcile_role,
 };

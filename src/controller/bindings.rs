@@ -29,6 +29,7 @@ use super::desired::{AnnotatedSa, BindingInfo, Key, Snapshot};
 use super::metrics::Metrics;
 use super::roles::{Outcome, RoleQueue, RoleReport, RoleState, Stopped};
 use super::status::{self, AnnotationSummary};
+use crate::backoff::{Backoff, Jitter};
 use crate::controller::authz::GrantSpec;
 use crate::crd::{FINALIZER, IAMRoleBinding, IAMRoleGrant};
 
@@ -128,8 +129,12 @@ pub fn error_policy(binding: Arc<IAMRoleBinding>, error: &Error, ctx: Arc<Contex
         }
         _ => 1,
     };
-    let base = 5u64.saturating_mul(1 << (n - 1).min(6)).min(300);
-    let wait = Duration::from_millis(rand::random_range(base * 500..=base * 1000));
+    let wait = Backoff {
+        base: Duration::from_secs(5),
+        max: Duration::from_secs(300),
+        jitter: Jitter::Equal,
+    }
+    .delay(n);
     warn!(binding = %binding.name_any(), error = %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
 }

@@ -8,16 +8,13 @@
 pub mod admin;
 pub mod annotate;
 pub mod authz;
-pub mod aws;
 pub mod bindings;
 pub mod desired;
-pub mod identity;
 pub mod leader;
 pub mod metrics;
 pub mod publish;
 pub mod roles;
 pub mod status;
-pub mod thumbprint;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -37,9 +34,10 @@ use kube::{Client, ResourceExt};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use self::aws::{Aws, ConvergeOptions};
 use self::desired::Key;
+use self::metrics::Aws;
 use self::roles::{RoleSettings, RoleWorker, SnapshotFn, WorkerOptions};
+use crate::aws::{self, ConvergeOptions, thumbprint};
 use crate::cli::ControllerArgs;
 use crate::crd::{IAMRoleBinding, IAMRoleGrant};
 use crate::supervise::Supervisor;
@@ -95,7 +93,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
 
     let sdk = aws::load_sdk_config(args.aws_endpoint_url.as_deref()).await;
     let aws = Aws::new(&sdk, metrics.clone());
-    let identity = identity::resolve(
+    let identity = aws::resolve(
         &client,
         args.issuer_url.as_deref(),
         &args.cluster_name,
@@ -120,7 +118,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     };
 
     let settings = RoleSettings {
-        issuer: identity.issuer.url.clone(),
+        issuer: identity.issuer.url.to_string(),
         provider_arn: identity.provider_arn(),
         max_chars: args.trust_policy_max_chars,
         desired: desired::Settings {

@@ -19,6 +19,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use super::metrics::Metrics;
+use crate::issuer::discover::api_server_document;
 use crate::issuer::retention::{self, KeyState};
 use crate::issuer::{DISCOVERY_PATH, JWKS_PATH};
 
@@ -43,7 +44,7 @@ pub enum PublishError {
         api: String,
         public: String,
     },
-    #[error("reading {0} from the API server: {1}")]
+    #[error("reading /{0} from the API server: {1}")]
     Api(&'static str, String),
     #[error("S3 {0} s3://{1}/{2}: {3}")]
     S3(&'static str, String, String, String),
@@ -170,12 +171,7 @@ fn now_secs() -> i64 {
 
 impl Publisher {
     async fn api_text(&self, path: &'static str) -> Result<String, PublishError> {
-        let request = http::Request::get(path)
-            .body(Vec::new())
-            .map_err(|e| PublishError::Api(path, e.to_string()))?;
-        let text = self
-            .kube
-            .request_text(request)
+        let text = api_server_document(&self.kube, path)
             .await
             .map_err(|e| PublishError::Api(path, e.to_string()))?;
         if text.len() > MAX_DOCUMENT_BYTES {
@@ -292,18 +288,18 @@ impl Publisher {
 
     /// One pass; see the module docs.
     pub async fn pass(&self) -> Result<Outcome, PublishError> {
-        let discovery_text = self.api_text("/.well-known/openid-configuration").await?;
+        let discovery_text = self.api_text(DISCOVERY_PATH).await?;
         let discovery: Value = serde_json::from_str(&discovery_text)
-            .map_err(|e| PublishError::Api("/.well-known/openid-configuration", e.to_string()))?;
+            .map_err(|e| PublishError::Api(DISCOVERY_PATH, e.to_string()))?;
         if let Err(e) = check_issuer(&discovery, &self.target) {
             // Best effort: the refusal is visible in the state ConfigMap for the doctor.
             let state = self.load_state().await.unwrap_or_default();
             let _ = self.save_state(&state, &format!("refused: {e}")).await;
             return Err(e);
         }
-        let jwks_text = self.api_text("/openid/v1/jwks").await?;
+        let jwks_text = self.api_text(JWKS_PATH).await?;
         let jwks: Value = serde_json::from_str(&jwks_text)
-            .map_err(|e| PublishError::Api("/openid/v1/jwks", e.to_string()))?;
+            .map_err(|e| PublishError::Api(JWKS_PATH, e.to_string()))?;
         let current = jwks
             .get("keys")
             .and_then(Value::as_array)

@@ -28,9 +28,11 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use super::aws::{Aws, ConvergeOptions, ProviderSpec};
 use super::desired::{self, Key, RoleDesired, Snapshot};
+use super::metrics::Aws;
 use crate::arn::RoleArn;
+use crate::aws::{ConvergeOptions, ProviderSpec};
+use crate::backoff::{Backoff, Jitter};
 use crate::trust::{self, CompileInput, Compiled, PolicyDocument, Refusal};
 
 /// Sid of the statement written when our last subject goes and nothing else is left.
@@ -688,14 +690,12 @@ impl RoleWorker {
             } => {
                 let n = self.failures.entry(report.role.clone()).or_insert(0);
                 *n += 1;
-                let cap = self
-                    .options
-                    .retry_base
-                    .saturating_mul(1 << (*n - 1).min(10))
-                    .min(Duration::from_secs(300));
-                let wait = Duration::from_millis(rand::random_range(
-                    cap.as_millis() as u64 / 2..=cap.as_millis().max(1) as u64,
-                ));
+                let wait = Backoff {
+                    base: self.options.retry_base,
+                    max: Duration::from_secs(300),
+                    jitter: Jitter::Equal,
+                }
+                .delay(*n);
                 warn!(role = %report.role, attempt = *n, retry_in = ?wait, "{message}");
                 let tx = self.tx.clone();
                 let role = report.role.clone();

@@ -11,8 +11,9 @@ use serde_json::Value;
 use super::report::Check;
 use crate::{
     arn::RoleArn,
-    controller::aws::{Error as AwsError, ProviderLookup, RoleTrust},
+    aws::{Error as AwsError, ProviderLookup, RoleTrust},
     crd::{IAMRoleBinding, condition},
+    issuer::url::issuer_host_path,
     mutate::{self, Identities, MutationConfig, ServiceAccountInfo},
     trust::{Claims as IamClaims, PolicyDocument, evaluate, provider_host_path},
 };
@@ -229,7 +230,7 @@ pub fn pod_mutated(
 pub fn oidc_provider(issuer_url: &str, lookup: &ProviderLookup, audience: &str) -> Check {
     const ID: &str = "oidc-provider";
     const TITLE: &str = "OIDC provider";
-    let wanted = issuer_url.strip_prefix("https://").unwrap_or(issuer_url);
+    let wanted = issuer_host_path(issuer_url);
     let Some(provider) = &lookup.provider else {
         let (evidence, fix) = match lookup.near_misses.first() {
             Some(near) => (

@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::{controller::aws::OidcProvider, doctor::report::Status};
+use crate::{aws::OidcProvider, doctor::report::Status};
 
 #[path = "../../../tests/common/oidc.rs"]
 mod oidc;

@@ -4,8 +4,8 @@
 
 /// Tag naming the cluster (its `--cluster-name`): put on the OIDC providers the controller
 /// creates, which is how it recognises them as its own, and read from roles, where it
-/// restricts `irsa.dev/allowed-namespaces` to one cluster. Here, not in the AWS layer or the
-/// controller's policy, because both read it and neither may import the other.
+/// restricts `irsa.dev/allowed-namespaces` to one cluster. Here because both the AWS layer and
+/// the controller's authorization read it, and the AWS layer imports nothing from controller/.
 pub const CLUSTER_TAG: &str = "irsa.dev/cluster";
 
 /// A DNS-1123 label (namespaces): 1 to 63 of `[a-z0-9-]`, starting and ending alphanumeric.

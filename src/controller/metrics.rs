@@ -174,7 +174,7 @@ impl Metrics {
             .inc();
     }
 
-    /// Calls counted so far for one operation and outcome (for tests and the doctor).
+    /// Calls counted so far for one operation and outcome (for tests).
     pub fn iam_call_count(&self, operation: &'static str, outcome: &'static str) -> u64 {
         self.iam_calls
             .get(&IamCallLabels { operation, outcome })

@@ -21,7 +21,7 @@ use tracing::{info, warn};
 use super::metrics::Metrics;
 use crate::issuer::discover::api_server_document;
 use crate::issuer::retention::{self, KeyState};
-use crate::issuer::{DISCOVERY_PATH, JWKS_PATH};
+use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
 
 /// What STS and caches may keep: short, so a rotation is seen within minutes.
 pub const CACHE_CONTROL: &str = "max-age=300";
@@ -120,7 +120,7 @@ impl Target {
 
     /// The `jwks_uri` a correct discovery document names.
     pub fn jwks_uri(&self) -> String {
-        format!("{}/{JWKS_PATH}", self.public_url.trim_end_matches('/'))
+        document_url(&self.public_url, JWKS_PATH)
     }
 }
 
@@ -267,7 +267,7 @@ impl Publisher {
 
     /// Reads `rel` below the verify URL anonymously; `true` when it is `want`.
     async fn verify(&self, rel: &str, want: &str) -> bool {
-        let url = format!("{}/{rel}", self.target.verify_url.trim_end_matches('/'));
+        let url = document_url(&self.target.verify_url, rel);
         let got = async {
             let response = self.http.get(&url).send().await?.error_for_status()?;
             response.text().await

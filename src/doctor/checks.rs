@@ -13,7 +13,7 @@ use crate::{
     arn::RoleArn,
     aws::{Error as AwsError, ProviderLookup, RoleTrust},
     crd::{IAMRoleBinding, condition},
-    issuer::url::issuer_host_path,
+    issuer::{DISCOVERY_PATH, document_url, url::issuer_host_path},
     mutate::{self, Identities, MutationConfig, ServiceAccountInfo},
     trust::{Claims as IamClaims, PolicyDocument, evaluate, provider_host_path},
 };
@@ -463,10 +463,7 @@ pub fn issuer(
 ) -> Check {
     const ID: &str = "issuer";
     const TITLE: &str = "Issuer discovery";
-    let discovery_url = format!(
-        "{}/.well-known/openid-configuration",
-        issuer_url.trim_end_matches('/')
-    );
+    let discovery_url = document_url(issuer_url, DISCOVERY_PATH);
     let doc = match discovery {
         Ok(doc) => doc,
         Err(err) => {

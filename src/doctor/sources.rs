@@ -12,7 +12,7 @@ use kube::{Api, Client, api::PostParams};
 use serde_json::Value;
 
 use crate::issuer::discover::api_server_document;
-use crate::issuer::{DISCOVERY_PATH, JWKS_PATH};
+use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
 use crate::mutate::ServiceAccountInfo;
 
 /// Shortest lifetime the API server grants a TokenRequest.
@@ -95,7 +95,7 @@ pub async fn issuer_documents(
     http: &reqwest::Client,
     issuer_url: &str,
 ) -> (Result<Value, String>, Result<JwkSet, String>) {
-    let url = format!("{}/{DISCOVERY_PATH}", issuer_url.trim_end_matches('/'));
+    let url = document_url(issuer_url, DISCOVERY_PATH);
     let discovery = get_json::<Value>(http, &url).await;
     let jwks = match &discovery {
         Ok(doc) => match doc.get("jwks_uri").and_then(Value::as_str) {

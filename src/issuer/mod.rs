@@ -9,5 +9,5 @@ pub mod keys;
 pub mod retention;
 pub mod url;
 
-pub use documents::{DISCOVERY_PATH, JWKS_PATH, discovery, jwks};
+pub use documents::{DISCOVERY_PATH, JWKS_PATH, discovery, document_url, jwks};
 pub use keys::{Jwk, KeyError, from_pem, key_id};

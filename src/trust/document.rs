@@ -305,6 +305,17 @@ mod tests {
         assert_ne!(statement_sid("ab", "c"), statement_sid("a", "bc"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn issuer_host_path_takes_any_string(s in "\\PC{0,24}", prefix in "(?i:https?:/{0,2})?") {
+            let issuer = format!("{prefix}{s}");
+            let host = issuer_host_path(&issuer);
+            // A suffix of the trimmed input, whatever the input.
+            proptest::prop_assert!(issuer.trim().ends_with(host));
+            let _ = statement_sid(&issuer, "sts.amazonaws.com");
+        }
+    }
+
     #[test]
     fn policy_documents_are_url_decoded_exactly_once() {
         let plain = r#"{"Version":"2012-10-17","Statement":[{"Sid":"a+b %41 é"}]}"#;

@@ -7,7 +7,7 @@ use kube::Api;
 
 use crate::support::{self, ControllerProcess, WAIT, wait_for};
 
-const LEASE: &str = irsa::controller::leader::DEFAULT_LEASE_NAME;
+const LEASE: &str = irsa::cli::DEFAULT_LEASE_NAME;
 
 async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
     let lease = leases.get_opt(name).await.ok()??;

@@ -14,12 +14,14 @@ use std::time::Duration;
 use common::moto::{self, ACCOUNT, Fault, TestAws};
 use irsa::arn::RoleArn;
 use irsa::aws::ConvergeOptions;
-use irsa::controller::authz::{ALLOWED_NAMESPACES_TAG, GrantSpec};
-use irsa::controller::desired::{self, BindingInfo, Key, Snapshot, Verdict};
+use irsa::controller::iam::queue::RoleQueue;
+use irsa::controller::iam::reconcile::{RoleSettings, reconcile_role};
+use irsa::controller::iam::worker::{RoleWorker, WorkerOptions};
 use irsa::controller::metrics::{Aws, Metrics};
-use irsa::controller::roles::{
-    Outcome, PLACEHOLDER_SID, RoleQueue, RoleSettings, RoleWorker, WorkerOptions, reconcile_role,
-};
+use irsa::controller::policy::authz::{ALLOWED_NAMESPACES_TAG, GrantSpec};
+use irsa::controller::policy::desired::{self, BindingInfo, Key, Snapshot, Verdict};
+use irsa::controller::policy::plan::PLACEHOLDER_SID;
+use irsa::controller::policy::report::Outcome;
 use irsa::trust::{PolicyDocument, statement_sid};
 use serde_json::Value;
 
@@ -472,7 +474,7 @@ fn start_worker(
     initial: Snapshot,
 ) -> (
     RoleQueue,
-    Arc<irsa::controller::roles::RoleState>,
+    Arc<irsa::controller::iam::state::RoleState>,
     Arc<Mutex<Snapshot>>,
     Metrics,
 ) {
@@ -685,10 +687,13 @@ mod kube_side {
     use std::collections::HashMap;
 
     use http::{Request, Response};
-    use irsa::controller::annotate::{MANAGED, OWNER};
-    use irsa::controller::bindings::{self, Context};
-    use irsa::controller::desired::RoleDesired;
-    use irsa::controller::roles::{Msg, RoleReport, RoleState};
+    use irsa::controller::iam::queue::Msg;
+    use irsa::controller::iam::state::RoleState;
+    use irsa::controller::k8s::reconcile::{self as bindings, Context};
+    use irsa::controller::k8s::{events, snapshot};
+    use irsa::controller::policy::annotate::{MANAGED, OWNER};
+    use irsa::controller::policy::desired::RoleDesired;
+    use irsa::controller::policy::report::RoleReport;
     use irsa::crd::{FINALIZER, IAMRoleBinding, IAMRoleBindingSpec};
     use k8s_openapi::api::core::v1::ServiceAccount;
     use kube::client::Body;
@@ -1116,7 +1121,7 @@ mod kube_side {
         let mut plain = sa(&[]);
         plain.metadata.name = Some("plain".into());
         sw.apply_watcher_event(&watcher::Event::Apply(plain));
-        let snap = bindings::snapshot(&bs, &ss, &gs, P);
+        let snap = snapshot::snapshot(&bs, &ss, &gs, P);
         assert_eq!(snap.bindings.len(), 1);
         let b = &snap.bindings[0];
         assert!(b.deleting);
@@ -1130,13 +1135,13 @@ mod kube_side {
             "arn:aws:iam::123456789012:role/x"
         );
         // Re-trigger maps: the SA's binding, the role's bindings (spec or previous role).
-        assert_eq!(bindings::bindings_of_sa(&bs, &sa(&[])).len(), 1);
-        assert_eq!(bindings::bindings_of_role(&bs, ROLE).len(), 1);
+        assert_eq!(snapshot::bindings_of_sa(&bs, &sa(&[])).len(), 1);
+        assert_eq!(snapshot::bindings_of_role(&bs, ROLE).len(), 1);
         assert_eq!(
-            bindings::bindings_of_role(&bs, "arn:aws:iam::123456789012:role/old").len(),
+            snapshot::bindings_of_role(&bs, "arn:aws:iam::123456789012:role/old").len(),
             1
         );
-        assert!(bindings::bindings_of_role(&bs, "arn:aws:iam::123456789012:role/x").is_empty());
+        assert!(snapshot::bindings_of_role(&bs, "arn:aws:iam::123456789012:role/x").is_empty());
     }
 
     /// Answers the next request, which must create an Event; returns (reason, type, note).
@@ -1164,7 +1169,7 @@ mod kube_side {
         let (bs, mut bw) = reflector::store::<IAMRoleBinding>();
         bw.apply_watcher_event(&watcher::Event::Apply(the_binding(true, false)));
         let mut events =
-            bindings::EventPublisher::new(Recorder::new(client, Reporter::from("irsa-test")), bs);
+            events::EventPublisher::new(Recorder::new(client, Reporter::from("irsa-test")), bs);
 
         // A write: TrustPolicyUpdated with the numbers.
         let written = report(true);

@@ -24,9 +24,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use common::moto::{self, ACCOUNT};
 use irsa::aws::ConvergeOptions;
-use irsa::controller::desired;
+use irsa::controller::iam::reconcile::RoleSettings;
+use irsa::controller::iam::worker::WorkerOptions;
 use irsa::controller::metrics::{Aws, Metrics};
-use irsa::controller::roles::{RoleSettings, WorkerOptions};
+use irsa::controller::policy::desired;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -341,7 +342,7 @@ async fn shutdown_before_the_first_list_still_returns() {
     let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
     let client = kube::Client::try_from(config).unwrap();
     let (settings, options) = settings(2048);
-    let run = irsa::controller::run_reconcilers(
+    let run = irsa::controller::wiring::run_reconcilers(
         client,
         Aws::new(aws.sdk_config(), Metrics::default()),
         settings,
@@ -401,7 +402,7 @@ async fn start(max_chars: usize) -> Harness {
     let iam = Aws::new(aws.sdk_config(), metrics.clone());
     let (settings, options) = settings(max_chars);
     let ready = Arc::new(AtomicBool::new(false));
-    let controller = tokio::spawn(irsa::controller::run_reconcilers(
+    let controller = tokio::spawn(irsa::controller::wiring::run_reconcilers(
         client,
         iam,
         settings,

@@ -652,16 +652,16 @@ fn assert_least_privilege_rbac(docs: &[Value], prefix: &str) {
     );
 }
 
-/// README.md's RBAC table is exactly [`RBAC`]: the rows between its header and the next blank
-/// line, in order.
+/// docs/operations.md's RBAC table is exactly [`RBAC`]: the rows between its header and the
+/// next blank line, in order.
 #[test]
-fn readme_rbac_table_is_what_the_chart_grants() {
-    let readme = read("README.md");
+fn documented_rbac_table_is_what_the_chart_grants() {
+    let doc = read("docs/operations.md");
     let header = "| role | apiGroup | resource | verbs |";
-    let start = readme
+    let start = doc
         .find(header)
-        .unwrap_or_else(|| panic!("README.md has no RBAC table starting with {header}"));
-    let rows: Vec<&str> = readme[start..]
+        .unwrap_or_else(|| panic!("docs/operations.md has no RBAC table starting with {header}"));
+    let rows: Vec<&str> = doc[start..]
         .lines()
         .skip(2)
         .take_while(|l| l.starts_with('|'))
@@ -674,7 +674,10 @@ fn readme_rbac_table_is_what_the_chart_grants() {
             format!("| {role} | {group} | {resource} | {} |", verbs.join(", "))
         })
         .collect();
-    assert_eq!(rows, want, "README.md's RBAC table matches the chart");
+    assert_eq!(
+        rows, want,
+        "docs/operations.md's RBAC table matches the chart"
+    );
 }
 
 /// The container's args (plus its `IRSA_*` env, the CLI's env spelling of a flag) parsed by

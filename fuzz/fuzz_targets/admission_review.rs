@@ -8,9 +8,8 @@ use std::sync::{Arc, LazyLock};
 use irsa::{
     mutate::{Identities, MutationConfig, ServiceAccountInfo},
     webhook::{
-        AppState, Metrics, ServiceAccountCache,
-        admission::{self, Step},
-        identities::WatchedIdentities,
+        AppState, Metrics, ServiceAccountCache, decide::Step, identities::WatchedIdentities,
+        review,
     },
 };
 use libfuzzer_sys::fuzz_target;
@@ -62,15 +61,15 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
 
 fuzz_target!(|data: &[u8]| {
     let world = &*WORLD;
-    let Ok((api_version, request)) = admission::decode(data) else {
+    let Ok((api_version, request)) = review::decode(data) else {
         return;
     };
     let uid = request.uid.clone();
-    let Step::Pod(pod) = admission::prepare(&world.state, request) else {
+    let Step::Pod(pod) = world.state.decider().prepare(request) else {
         return;
     };
     for sa in &world.accounts {
-        let answer = admission::finish(&world.state, &pod, sa);
-        let _ = serde_json::to_vec(&admission::encode(&api_version, &uid, &answer));
+        let answer = world.state.decider().finish(&pod, sa);
+        let _ = serde_json::to_vec(&review::encode(&api_version, &uid, &answer));
     }
 });

@@ -10,13 +10,20 @@ use crate::{
     cli::{MutateArgs, MutateOutput},
     error::UsageError,
     mutate::{self, Identities, ServiceAccountInfo},
+    webhook::identities::{self, IdentitiesFileError},
 };
 
 pub fn run(args: MutateArgs) -> anyhow::Result<ExitCode> {
     let pod = read_manifest(&args.filename)?;
     let cfg = args.mutation.config();
     let identities = match &args.mutation.container_credentials_config {
-        Some(path) => load_identities(path)?,
+        Some(path) => identities::read(path).map_err(|err| match err {
+            IdentitiesFileError::Read { .. } => anyhow::Error::new(err),
+            // There but wrong: the user's input to fix, like a Pod that is not YAML (exit 2).
+            IdentitiesFileError::NotUtf8 { .. } | IdentitiesFileError::Invalid { .. } => {
+                UsageError::new(err.to_string()).into()
+            }
+        })?,
         None => Identities::default(),
     };
     let sa_manifest = args
@@ -82,14 +89,6 @@ pub fn run(args: MutateArgs) -> anyhow::Result<ExitCode> {
     };
     print!("{out}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reads the identities file of container-credentials mode (also used by the webhook).
-pub fn load_identities(path: &Path) -> anyhow::Result<Identities> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read identities file {}", path.display()))?;
-    Identities::parse(&text)
-        .map_err(|e| UsageError::new(format!("identities file {}: {e}", path.display())).into())
 }
 
 /// A YAML or JSON manifest from a file, or stdin for `-`.

@@ -29,9 +29,6 @@ use tokio::time::Instant;
 
 use crate::backoff::{Backoff, Jitter};
 
-/// Name of the controller's Lease (in the namespace given by `--leader-election-namespace`).
-pub const DEFAULT_LEASE_NAME: &str = "irsa-controller";
-
 /// Timings and identity of one candidate. Defaults are client-go's (15 s / 10 s / 2 s).
 #[derive(Debug, Clone)]
 pub struct LeaderConfig {
@@ -63,9 +60,9 @@ impl LeaderConfig {
         }
     }
 
-    /// The controller's election: Lease `lease_name` (`--leader-election-lease-name`,
-    /// default [`DEFAULT_LEASE_NAME`]) in `namespace` (the `--leader-election-namespace` flag)
-    /// or else the client's default namespace (in a pod, the pod's own), with a
+    /// The controller's election: Lease `lease_name` (`--leader-election-lease-name`, default
+    /// [`crate::cli::DEFAULT_LEASE_NAME`]) in `namespace` (the `--leader-election-namespace`
+    /// flag) or else the client's default namespace (in a pod, the pod's own), with a
     /// [`default_identity`] and client-go's timings.
     pub fn for_controller(
         client: &kube::Client,

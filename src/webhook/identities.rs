@@ -1,26 +1,23 @@
-//! The container-credentials identities file (`--container-credentials-config`), polled for
-//! changes like the certificate. A file that stops parsing keeps the previous set in force
-//! (reported once it stays broken, see [`super::reload`]).
+//! The container-credentials identities file (`--container-credentials-config`): [`read`] for
+//! `irsa mutate` and the webhook's start, [`WatchedIdentities`] to poll it like the certificate.
+//! A file that stops parsing keeps the previous set in force (reported once it stays broken, see
+//! [`super::reload`]).
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
-
-use arc_swap::ArcSwap;
 
 use super::{
     metrics::Metrics,
-    reload::{ChangeTracker, Verdict},
+    reload::{Reloading, Verdict},
 };
 use crate::mutate::Identities;
 
 #[derive(Debug)]
 pub struct WatchedIdentities {
     path: Option<PathBuf>,
-    current: ArcSwap<Identities>,
-    /// Bytes in force or reported, so a broken file is reported once, not on every poll.
-    tracker: Mutex<ChangeTracker<Vec<u8>>>,
+    current: Reloading<Identities, Vec<u8>>,
 }
 
 impl WatchedIdentities {
@@ -28,29 +25,22 @@ impl WatchedIdentities {
     pub fn fixed(identities: Identities) -> Self {
         Self {
             path: None,
-            current: ArcSwap::from_pointee(identities),
-            tracker: Mutex::new(ChangeTracker::new(Vec::new())),
+            current: Reloading::new(identities, Vec::new()),
         }
     }
 
     /// Loads the file once; a missing or invalid file at startup is a configuration error.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read identities file {} (--container-credentials-config): {e}",
-                path.display()
-            )
-        })?;
+    pub fn load(path: &Path) -> Result<Self, IdentitiesFileError> {
+        let bytes = read_bytes(path)?;
         let identities = parse(path, &bytes)?;
         Ok(Self {
             path: Some(path.to_path_buf()),
-            current: ArcSwap::from_pointee(identities),
-            tracker: Mutex::new(ChangeTracker::new(bytes)),
+            current: Reloading::new(identities, bytes),
         })
     }
 
     pub fn current(&self) -> Arc<Identities> {
-        self.current.load_full()
+        self.current.current()
     }
 
     /// Re-reads the file and installs it if it changed and parses; returns whether it did.
@@ -62,14 +52,9 @@ impl WatchedIdentities {
             // Mid-swap or briefly absent: keep the current set and look again next tick.
             return false;
         };
-        let mut tracker = match self.tracker.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        match tracker.observe(bytes, |b| parse(path, b)) {
+        match self.current.offer(bytes, |b| parse(path, b)) {
             Verdict::Install(identities) => {
                 tracing::info!(file = %path.display(), count = identities.len(), "container-credentials identities reloaded");
-                self.current.store(Arc::new(identities));
                 metrics.identities_reloads.inc();
                 true
             }
@@ -83,13 +68,48 @@ impl WatchedIdentities {
     }
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> anyhow::Result<Identities> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| anyhow::anyhow!("identities file {} is not UTF-8: {e}", path.display()))?;
-    Identities::parse(text).map_err(|e| {
-        anyhow::anyhow!(
-            "identities file {}: {e} (expected {{\"identities\":[{{\"namespace\":..,\"serviceAccount\":..}}]}})",
-            path.display()
-        )
+/// Why the identities file cannot be used: one wording for `irsa mutate` and the webhook.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentitiesFileError {
+    #[error("cannot read identities file {} (--container-credentials-config): {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("identities file {} is not UTF-8: {error}", path.display())]
+    NotUtf8 {
+        path: PathBuf,
+        error: std::str::Utf8Error,
+    },
+    #[error(
+        "identities file {}: {error} (expected {{\"identities\":[{{\"namespace\":..,\"serviceAccount\":..}}]}})",
+        path.display()
+    )]
+    Invalid {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
+}
+
+/// Reads and parses the file once.
+pub fn read(path: &Path) -> Result<Identities, IdentitiesFileError> {
+    parse(path, &read_bytes(path)?)
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, IdentitiesFileError> {
+    std::fs::read(path).map_err(|error| IdentitiesFileError::Read {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Identities, IdentitiesFileError> {
+    let text = std::str::from_utf8(bytes).map_err(|error| IdentitiesFileError::NotUtf8 {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    Identities::parse(text).map_err(|error| IdentitiesFileError::Invalid {
+        path: path.to_path_buf(),
+        error,
     })
 }

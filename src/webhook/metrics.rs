@@ -5,6 +5,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use super::review::Outcome;
+
 const LATENCY_BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
@@ -12,48 +14,6 @@ const LATENCY_BUCKETS: [f64; 16] = [
 
 /// One label, `name="value"`; values are always from a small fixed set.
 pub type Label = [(&'static str, &'static str); 1];
-
-/// Outcome of one `/mutate` call, the `result` label of `requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Allowed with a patch.
-    Mutated,
-    /// Allowed, nothing to add (no role, opted out, already injected).
-    Unchanged,
-    /// `--strict` denied the pod.
-    Denied,
-    /// Not a Pod, or a Pod the engine cannot read: allowed unmutated with a warning.
-    NotAPod,
-    /// Over irsa's size limits (`mutate::limits`): allowed unmutated with a warning.
-    TooLarge,
-    /// The handler failed (a bug): HTTP 500.
-    Internal,
-    /// Not a CREATE of a pod (UPDATE, subresource...): allowed untouched.
-    Skipped,
-    /// The ServiceAccount is not there (yet) or its lookup failed/timed out: allowed unmutated.
-    NoServiceAccount,
-    /// HTTP 400: the body is not an AdmissionReview.
-    BadRequest,
-    /// HTTP 415.
-    UnsupportedMediaType,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Mutated => "mutated",
-            Outcome::Unchanged => "unchanged",
-            Outcome::Denied => "denied",
-            Outcome::NotAPod => "not_a_pod",
-            Outcome::Skipped => "skipped",
-            Outcome::TooLarge => "too_large",
-            Outcome::Internal => "internal_error",
-            Outcome::NoServiceAccount => "no_service_account",
-            Outcome::BadRequest => "bad_request",
-            Outcome::UnsupportedMediaType => "unsupported_media_type",
-        }
-    }
-}
 
 #[derive(Debug)]
 pub struct Metrics {

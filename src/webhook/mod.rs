@@ -1,15 +1,17 @@
 //! `irsa webhook`: the mutating admission webhook (SPEC §2.5–2.6).
 //!
-//! [`server`] serves `POST /mutate` over TLS and the admin port; [`admission`] turns an
-//! AdmissionReview into a call of the pure engine ([`crate::mutate`]); [`cache`] finds the
-//! ServiceAccount; [`tls`] and [`identities`] keep their files current.
+//! [`server`] serves `POST /mutate` over TLS and the admin port; [`review`] is the pure
+//! AdmissionReview codec; [`decide`] turns one request into a call of the pure engine
+//! ([`crate::mutate`]); [`cache`] finds the ServiceAccount; [`tls`] and [`identities`] keep
+//! their files current.
 
-pub mod admission;
 pub mod cache;
 pub mod connections;
+pub mod decide;
 pub mod identities;
 pub mod metrics;
 pub mod reload;
+pub mod review;
 pub mod server;
 pub mod tls;
 

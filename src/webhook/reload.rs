@@ -1,9 +1,14 @@
-//! When to act on a watched file's new contents (certificate pair, identities file).
+//! When to act on a watched file's new contents (certificate pair, identities file), and the
+//! [`Reloading`] value that both keep in force.
 //!
 //! Writers are not atomic: a plain rewrite of `tls.crt` then `tls.key` shows a mismatched
 //! pair for an instant, and a JSON file can be caught half-written. So a valid new content is
 //! installed at once, but an invalid one is only reported (log + metric) if it is still there
 //! on the next poll; each distinct broken content is reported once, not on every poll.
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 /// Runs `poll` every `interval`, forever (the certificate pair and the identities file are
 /// both watched this way; a missed tick is not made up for). The caller spawns it into its
@@ -34,22 +39,68 @@ pub enum Verdict<T, E> {
     Reject(E),
 }
 
+/// A value built from a file's contents, swapped in place when new contents parse; readers
+/// never wait for a reload.
 #[derive(Debug)]
-pub struct ChangeTracker<C> {
+pub struct Reloading<T, C> {
+    current: ArcSwap<T>,
+    /// Contents in force or reported, so broken contents are reported once, not on every poll.
+    tracker: Mutex<ChangeTracker<C>>,
+}
+
+impl<T, C: PartialEq> Reloading<T, C> {
+    /// `value`, parsed from `contents`, is in force.
+    pub fn new(value: T, contents: C) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(value),
+            tracker: Mutex::new(ChangeTracker::new(contents)),
+        }
+    }
+
+    pub fn current(&self) -> Arc<T> {
+        self.current.load_full()
+    }
+
+    /// Contents just read: installed when new and valid; the verdict says what happened.
+    pub fn offer<E>(
+        &self,
+        contents: C,
+        parse: impl FnOnce(&C) -> Result<T, E>,
+    ) -> Verdict<Arc<T>, E> {
+        // A poll that panicked left the tracker whole (it only swaps owned values).
+        let mut tracker = match self.tracker.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match tracker.observe(contents, parse) {
+            Verdict::Install(value) => {
+                let value = Arc::new(value);
+                self.current.store(value.clone());
+                Verdict::Install(value)
+            }
+            Verdict::Reject(err) => Verdict::Reject(err),
+            Verdict::Wait => Verdict::Wait,
+            Verdict::Unchanged => Verdict::Unchanged,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ChangeTracker<C> {
     settled: C,
     suspect: Option<C>,
 }
 
 impl<C: PartialEq> ChangeTracker<C> {
     /// `settled`: the contents in force now.
-    pub fn new(settled: C) -> Self {
+    fn new(settled: C) -> Self {
         Self {
             settled,
             suspect: None,
         }
     }
 
-    pub fn observe<T, E>(
+    fn observe<T, E>(
         &mut self,
         contents: C,
         parse: impl FnOnce(&C) -> Result<T, E>,
@@ -108,5 +159,15 @@ mod tests {
         );
         // Back to a good one.
         assert_eq!(t.observe("4", parse), Verdict::Install(4));
+    }
+
+    #[test]
+    fn reloading_keeps_the_value_in_force_until_new_contents_parse() {
+        let r = Reloading::new(1, "1");
+        assert_eq!(r.offer("x", parse), Verdict::Wait);
+        assert_eq!(*r.current(), 1);
+        assert_eq!(r.offer("2", parse), Verdict::Install(Arc::new(2)));
+        assert_eq!(*r.current(), 2);
+        assert_eq!(r.offer("2", parse), Verdict::Unchanged);
     }
 }

@@ -1,5 +1,5 @@
-//! The two HTTP surfaces: `POST /mutate` (TLS) and the plain-HTTP admin port
-//! (`/healthz`, `/readyz`, `/metrics`), plus their lifecycle.
+//! The two HTTP surfaces: `POST /mutate` (TLS, answered by [`super::decide`]) and the
+//! plain-HTTP admin port (`/healthz`, `/readyz`, `/metrics`), plus their lifecycle.
 
 use std::{
     net::SocketAddr,
@@ -27,12 +27,13 @@ use futures::FutureExt as _;
 use tokio::sync::Semaphore;
 
 use super::{
-    admission::{self, BadReview, Step},
     cache::ServiceAccountCache,
     connections::{Capped, ConnectionLimits},
+    decide::{Decider, Step},
     identities::WatchedIdentities,
-    metrics::{Metrics, Outcome},
+    metrics::Metrics,
     reload,
+    review::{self, BadReview, Outcome},
     tls::{self, ReloadingCert},
 };
 use crate::{cli::TlsVersion, mutate::MutationConfig, supervise::Supervisor};
@@ -68,6 +69,19 @@ pub struct AppState {
     pub cache: ServiceAccountCache,
     pub metrics: Arc<Metrics>,
     pub sa_lookup_timeout: Duration,
+}
+
+impl AppState {
+    /// The part of the state that [`super::decide`] reads.
+    pub fn decider(&self) -> Decider<'_> {
+        Decider {
+            config: &self.config,
+            identities: &self.identities,
+            cache: &self.cache,
+            metrics: &self.metrics,
+            sa_lookup_timeout: self.sa_lookup_timeout,
+        }
+    }
 }
 
 /// The admission handler's state: the shared state and the slots for big reviews.
@@ -145,7 +159,7 @@ async fn answer(admission: Admission, headers: &HeaderMap, body: Bytes) -> (Outc
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    if !admission::is_json_content_type(content_type) {
+    if !review::is_json_content_type(content_type) {
         let message = format!(
             "Content-Type must be application/json (got {})\n",
             content_type.unwrap_or("none")
@@ -167,9 +181,9 @@ async fn answer(admission: Admission, headers: &HeaderMap, body: Bytes) -> (Outc
 
     let st = state.clone();
     let prepared = run(offload, move || {
-        let (api_version, request) = admission::decode(&body)?;
+        let (api_version, request) = review::decode(&body)?;
         let uid = request.uid.clone();
-        Ok::<_, BadReview>((api_version, uid, admission::prepare(&st, request)))
+        Ok::<_, BadReview>((api_version, uid, st.decider().prepare(request)))
     })
     .await;
     let (api_version, uid, step) = match prepared {
@@ -185,11 +199,11 @@ async fn answer(admission: Admission, headers: &HeaderMap, body: Bytes) -> (Outc
     };
     let answer = match step {
         Step::Answered(answer) => answer,
-        Step::Pod(pod) => match admission::lookup(&state, &pod).await {
+        Step::Pod(pod) => match state.decider().lookup(&pod).await {
             Err(answer) => answer,
             Ok(sa) => {
                 let st = state.clone();
-                match run(offload, move || admission::finish(&st, &pod, &sa)).await {
+                match run(offload, move || st.decider().finish(&pod, &sa)).await {
                     Ok(answer) => answer,
                     Err(failed) => return failed,
                 }
@@ -198,7 +212,7 @@ async fn answer(admission: Admission, headers: &HeaderMap, body: Bytes) -> (Outc
     };
     let outcome = answer.outcome;
     let response = match run(offload, move || {
-        serde_json::to_vec(&admission::encode(&api_version, &uid, &answer))
+        serde_json::to_vec(&review::encode(&api_version, &uid, &answer))
     })
     .await
     {

@@ -14,7 +14,6 @@ use std::{
     sync::Arc,
 };
 
-use arc_swap::ArcSwap;
 use rustls::{
     ServerConfig,
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
@@ -24,7 +23,7 @@ use rustls::{
 
 use super::{
     metrics::Metrics,
-    reload::{ChangeTracker, Verdict},
+    reload::{Reloading, Verdict},
 };
 use crate::cli::TlsVersion;
 
@@ -64,14 +63,12 @@ struct Contents {
 pub struct ReloadingCert {
     cert_path: PathBuf,
     key_path: PathBuf,
-    current: ArcSwap<CertifiedKey>,
-    /// Contents in force or reported, so a broken pair is reported once.
-    tracker: std::sync::Mutex<ChangeTracker<Contents>>,
+    current: Reloading<CertifiedKey, Contents>,
 }
 
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
+        Some(self.current.current())
     }
 }
 
@@ -84,8 +81,7 @@ impl ReloadingCert {
         Ok(Self {
             cert_path: cert_path.to_path_buf(),
             key_path: key_path.to_path_buf(),
-            current: ArcSwap::from_pointee(key),
-            tracker: std::sync::Mutex::new(ChangeTracker::new(contents)),
+            current: Reloading::new(key, contents),
         })
     }
 
@@ -101,13 +97,11 @@ impl ReloadingCert {
                 return false;
             }
         };
-        let mut tracker = match self.tracker.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        match tracker.observe(contents, |c| parse(&self.cert_path, &self.key_path, c)) {
-            Verdict::Install(key) => {
-                self.current.store(Arc::new(key));
+        match self
+            .current
+            .offer(contents, |c| parse(&self.cert_path, &self.key_path, c))
+        {
+            Verdict::Install(_) => {
                 metrics.cert_reloads.inc();
                 tracing::info!(cert = %self.cert_path.display(), "serving certificate reloaded");
                 true
@@ -127,7 +121,7 @@ impl ReloadingCert {
 
     /// The current end-entity certificate (DER), for tests and logs.
     pub fn current_certificate(&self) -> Option<CertificateDer<'static>> {
-        self.current.load().cert.first().cloned()
+        self.current.current().cert.first().cloned()
     }
 }
 

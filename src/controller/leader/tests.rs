@@ -4,6 +4,7 @@
 //! real time and nothing depends on the machine's speed.
 
 use super::*;
+use crate::cli::DEFAULT_LEASE_NAME;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use kube::client::Body;

@@ -1,8 +1,11 @@
 //! The `IAMRoleBinding` reconciler (kube-runtime `Controller`): finalizer, ServiceAccount
-//! annotations, status. The IAM side is the [`RoleWorker`](super::roles::RoleWorker)'s: a
-//! binding reconcile only marks its role dirty (when the role's last report has not seen this
-//! generation) and writes the status from the role's latest report; the worker's reports
-//! re-trigger the bindings of each role ([`bindings_of_role`]), so the two meet without loops.
+//! annotations, status. The IAM side is the [`RoleWorker`]'s: a binding reconcile only marks
+//! its role dirty (when the role's last report has not seen this generation) and writes the
+//! status from the role's latest report; the worker's reports re-trigger the bindings of each
+//! role ([`bindings_of_role`]), so the two meet without loops.
+//!
+//! [`RoleWorker`]: crate::controller::iam::worker::RoleWorker
+//! [`bindings_of_role`]: crate::controller::k8s::snapshot::bindings_of_role
 //!
 //! Deletion (finalizer `irsa.dev/trust-policy`): the binding's own annotations are removed
 //! from its ServiceAccounts, then the role (and the previous role after a `roleArn` move) is
@@ -15,23 +18,24 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use super::annotate::{self, Plan, Wanted};
-use super::desired::{AnnotatedSa, BindingInfo, Key, Snapshot};
-use super::metrics::Metrics;
-use super::roles::{Outcome, RoleQueue, RoleReport, RoleState, Stopped};
-use super::status::{self, AnnotationSummary};
 use crate::backoff::{Backoff, Jitter};
-use crate::controller::authz::GrantSpec;
-use crate::crd::{FINALIZER, IAMRoleBinding, IAMRoleGrant};
+use crate::controller::iam::queue::{RoleQueue, Stopped};
+use crate::controller::iam::state::RoleState;
+use crate::controller::metrics::Metrics;
+use crate::controller::policy::annotate::{self, Plan, Wanted};
+use crate::controller::policy::desired::Key;
+use crate::controller::policy::report::{Outcome, RoleReport};
+use crate::controller::policy::status::{self, AnnotationSummary};
+use crate::crd::{FINALIZER, IAMRoleBinding};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -349,236 +353,4 @@ async fn cleanup(b: &IAMRoleBinding, ctx: &Context) -> Result<Action> {
     }
     info!(binding = %key, "subjects removed; releasing the finalizer");
     Ok(Action::await_change())
-}
-
-/// Bindings to re-reconcile after `report`: those pointing at the role now or before.
-pub fn bindings_of_role(
-    store: &Store<IAMRoleBinding>,
-    role: &str,
-) -> Vec<ObjectRef<IAMRoleBinding>> {
-    store
-        .state_filter(|b| {
-            b.spec.role_arn == role
-                || b.status
-                    .as_ref()
-                    .and_then(|s| s.role_arn.as_deref())
-                    .is_some_and(|r| r == role)
-        })
-        .iter()
-        .map(|b| ObjectRef::from_obj(b.as_ref()))
-        .collect()
-}
-
-/// Bindings affected by a change of `sa` (they list it, or they annotated it).
-pub fn bindings_of_sa(
-    store: &Store<IAMRoleBinding>,
-    sa: &ServiceAccount,
-) -> Vec<ObjectRef<IAMRoleBinding>> {
-    let ns = sa.namespace().unwrap_or_default();
-    let name = sa.name_any();
-    let owner = sa.annotations().get(annotate::OWNER).cloned();
-    store
-        .state_filter(|b| {
-            b.namespace().as_deref() == Some(ns.as_str())
-                && (b.spec.service_accounts.contains(&name)
-                    || owner.as_deref() == Some(&b.name_any()))
-        })
-        .iter()
-        .map(|b| ObjectRef::from_obj(b.as_ref()))
-        .collect()
-}
-
-/// The snapshot the role worker computes from, read from the reflector stores.
-pub fn snapshot(
-    bindings: &Store<IAMRoleBinding>,
-    service_accounts: &Store<ServiceAccount>,
-    grants: &Store<IAMRoleGrant>,
-    prefix: &str,
-) -> Snapshot {
-    let role_key = format!("{prefix}/role-arn");
-    let audience_key = format!("{prefix}/audience");
-    Snapshot {
-        bindings: bindings
-            .state()
-            .iter()
-            .filter_map(|b| {
-                let namespace = b.namespace()?;
-                Some(BindingInfo {
-                    namespace,
-                    name: b.name_any(),
-                    generation: b.metadata.generation.unwrap_or(0),
-                    role_arn: b.spec.role_arn.clone(),
-                    service_accounts: b.spec.service_accounts.clone(),
-                    audience: b.spec.audience.clone(),
-                    deleting: b.metadata.deletion_timestamp.is_some(),
-                    previous_role_arn: b
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.role_arn.clone())
-                        .filter(|r| *r != b.spec.role_arn),
-                })
-            })
-            .collect(),
-        service_accounts: service_accounts
-            .state()
-            .iter()
-            .filter_map(|sa| {
-                let a = sa.metadata.annotations.as_ref()?;
-                let role = a.get(&role_key).filter(|r| !r.trim().is_empty())?;
-                Some(AnnotatedSa {
-                    namespace: sa.namespace()?,
-                    name: sa.name_any(),
-                    role_arn: role.trim().to_string(),
-                    audience: a.get(&audience_key).cloned(),
-                    managed_by: a.get(annotate::OWNER).cloned(),
-                })
-            })
-            .collect(),
-        grants: grants
-            .state()
-            .iter()
-            .map(|g| (g.name_any(), GrantSpec::from(&g.spec)))
-            .collect(),
-    }
-}
-
-/// Kubernetes Events for what a role reconcile did or refused, on the bindings concerned.
-/// Refusals are published when they start (not on every resync); IAM writes every time.
-pub struct EventPublisher {
-    recorder: Recorder,
-    bindings: Store<IAMRoleBinding>,
-    /// Last outcome kind per role, and last verdict per binding, to publish changes only.
-    last_role: HashMap<String, &'static str>,
-    last_verdict: HashMap<Key, bool>,
-}
-
-/// At most this many bindings get an Event per role reconcile (a role with 500 bindings
-/// would otherwise cost 500 Event writes per IAM write).
-const MAX_EVENTS_PER_REPORT: usize = 20;
-
-impl EventPublisher {
-    pub fn new(recorder: Recorder, bindings: Store<IAMRoleBinding>) -> Self {
-        Self {
-            recorder,
-            bindings,
-            last_role: HashMap::new(),
-            last_verdict: HashMap::new(),
-        }
-    }
-
-    async fn publish(&self, key: &Key, type_: EventType, reason: &str, action: &str, note: String) {
-        let Some(b) = self
-            .bindings
-            .get(&ObjectRef::new(&key.name).within(&key.namespace))
-        else {
-            return;
-        };
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note.chars().take(1000).collect()),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &b.object_ref(&())).await {
-            warn!(binding = %key, error = %e, "could not publish an Event");
-        }
-    }
-
-    pub async fn on_report(&mut self, r: &RoleReport) {
-        use crate::crd::reason;
-        let kind = match &r.outcome {
-            Outcome::Applied { .. } => "applied",
-            Outcome::NoSubjects { .. } => "no_subjects",
-            Outcome::TooLarge(_) => "too_large",
-            Outcome::Failed { .. } => "failed",
-        };
-        let changed = self.last_role.insert(r.role.clone(), kind) != Some(kind);
-        let targets: Vec<&Key> = r
-            .desired
-            .verdicts
-            .keys()
-            .take(MAX_EVENTS_PER_REPORT)
-            .collect();
-        for (key, (_, verdict)) in r.desired.verdicts.iter().take(MAX_EVENTS_PER_REPORT) {
-            let authorized = verdict.is_authorized();
-            let was = self.last_verdict.insert(key.clone(), authorized);
-            if !authorized
-                && was != Some(false)
-                && let super::desired::Verdict::Denied { reason: why }
-                | super::desired::Verdict::Invalid { reason: why } = verdict
-            {
-                self.publish(
-                    key,
-                    EventType::Warning,
-                    reason::NOT_AUTHORIZED,
-                    "Authorize",
-                    why.clone(),
-                )
-                .await;
-            }
-        }
-        match &r.outcome {
-            Outcome::Applied {
-                writes,
-                chars,
-                hand_edited,
-                ..
-            } if *writes > 0 => {
-                let note = format!(
-                    "role {}: trust policy updated ({} subjects of this cluster, {chars}/{} characters){}",
-                    r.role,
-                    r.desired.subject_count(),
-                    r.limit,
-                    if hand_edited.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; {}", hand_edited.join("; "))
-                    }
-                );
-                // The bindings whose subjects the write is about (refused ones got theirs).
-                let trusted: Vec<&Key> = r
-                    .desired
-                    .bindings
-                    .keys()
-                    .take(MAX_EVENTS_PER_REPORT)
-                    .collect();
-                for key in trusted {
-                    self.publish(
-                        key,
-                        EventType::Normal,
-                        "TrustPolicyUpdated",
-                        "UpdateAssumeRolePolicy",
-                        note.clone(),
-                    )
-                    .await;
-                }
-            }
-            Outcome::TooLarge(refusal) if changed => {
-                for key in &targets {
-                    self.publish(
-                        key,
-                        EventType::Warning,
-                        reason::TRUST_POLICY_TOO_LARGE,
-                        "UpdateAssumeRolePolicy",
-                        format!("role {}: {refusal}", r.role),
-                    )
-                    .await;
-                }
-            }
-            Outcome::Failed { message, .. } if changed => {
-                for key in &targets {
-                    self.publish(
-                        key,
-                        EventType::Warning,
-                        reason::IAM_ERROR,
-                        "UpdateAssumeRolePolicy",
-                        message.clone(),
-                    )
-                    .await;
-                }
-            }
-            _ => {}
-        }
-    }
 }

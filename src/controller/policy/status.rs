@@ -7,8 +7,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::desired::{Key, Verdict};
-use super::roles::{Outcome, RoleReport};
+use crate::controller::policy::desired::{Key, Verdict};
+use crate::controller::policy::report::{Outcome, RoleReport};
 use crate::crd::{IAMRoleBindingStatus, condition, reason};
 
 /// What happened to the listed ServiceAccounts' annotations.
@@ -68,7 +68,10 @@ fn trust_condition(input: &Input<'_>) -> (C, C) {
         Verdict::Authorized { via, tag } => {
             let mut how: Vec<String> = via.iter().map(|g| format!("IAMRoleGrant {g}")).collect();
             if *tag {
-                how.push(format!("role tag {}", super::authz::ALLOWED_NAMESPACES_TAG));
+                how.push(format!(
+                    "role tag {}",
+                    crate::controller::policy::authz::ALLOWED_NAMESPACES_TAG
+                ));
             }
             let reason = if via.is_empty() {
                 reason::ROLE_TAG_MATCHED
@@ -277,7 +280,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::controller::desired::RoleDesired;
+    use crate::controller::policy::desired::RoleDesired;
 
     const ROLE: &str = "arn:aws:iam::111122223333:role/r";
 

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::authz::{self, Decision, GrantSpec, Request, Via};
+use crate::controller::policy::authz::{self, Decision, GrantSpec, Request, Via};
 use crate::crd::IAMRoleGrantSpec;
 use crate::trust::Subject;
 

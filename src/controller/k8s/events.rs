@@ -1,0 +1,153 @@
+//! Kubernetes Events on the bindings concerned by each role report (refusals when they start,
+//! every IAM write).
+
+use std::collections::HashMap;
+
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use tracing::warn;
+
+use crate::controller::policy::desired::{Key, Verdict};
+use crate::controller::policy::report::{Outcome, RoleReport};
+use crate::crd::IAMRoleBinding;
+
+/// Kubernetes Events for what a role reconcile did or refused, on the bindings concerned.
+/// Refusals are published when they start (not on every resync); IAM writes every time.
+pub struct EventPublisher {
+    recorder: Recorder,
+    bindings: Store<IAMRoleBinding>,
+    /// Last outcome kind per role, and last verdict per binding, to publish changes only.
+    last_role: HashMap<String, &'static str>,
+    last_verdict: HashMap<Key, bool>,
+}
+
+/// At most this many bindings get an Event per role reconcile (a role with 500 bindings
+/// would otherwise cost 500 Event writes per IAM write).
+const MAX_EVENTS_PER_REPORT: usize = 20;
+
+impl EventPublisher {
+    pub fn new(recorder: Recorder, bindings: Store<IAMRoleBinding>) -> Self {
+        Self {
+            recorder,
+            bindings,
+            last_role: HashMap::new(),
+            last_verdict: HashMap::new(),
+        }
+    }
+
+    async fn publish(&self, key: &Key, type_: EventType, reason: &str, action: &str, note: String) {
+        let Some(b) = self
+            .bindings
+            .get(&ObjectRef::new(&key.name).within(&key.namespace))
+        else {
+            return;
+        };
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &b.object_ref(&())).await {
+            warn!(binding = %key, error = %e, "could not publish an Event");
+        }
+    }
+
+    pub async fn on_report(&mut self, r: &RoleReport) {
+        use crate::crd::reason;
+        let kind = match &r.outcome {
+            Outcome::Applied { .. } => "applied",
+            Outcome::NoSubjects { .. } => "no_subjects",
+            Outcome::TooLarge(_) => "too_large",
+            Outcome::Failed { .. } => "failed",
+        };
+        let changed = self.last_role.insert(r.role.clone(), kind) != Some(kind);
+        let targets: Vec<&Key> = r
+            .desired
+            .verdicts
+            .keys()
+            .take(MAX_EVENTS_PER_REPORT)
+            .collect();
+        for (key, (_, verdict)) in r.desired.verdicts.iter().take(MAX_EVENTS_PER_REPORT) {
+            let authorized = verdict.is_authorized();
+            let was = self.last_verdict.insert(key.clone(), authorized);
+            if !authorized
+                && was != Some(false)
+                && let Verdict::Denied { reason: why } | Verdict::Invalid { reason: why } = verdict
+            {
+                self.publish(
+                    key,
+                    EventType::Warning,
+                    reason::NOT_AUTHORIZED,
+                    "Authorize",
+                    why.clone(),
+                )
+                .await;
+            }
+        }
+        match &r.outcome {
+            Outcome::Applied {
+                writes,
+                chars,
+                hand_edited,
+                ..
+            } if *writes > 0 => {
+                let note = format!(
+                    "role {}: trust policy updated ({} subjects of this cluster, {chars}/{} characters){}",
+                    r.role,
+                    r.desired.subject_count(),
+                    r.limit,
+                    if hand_edited.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {}", hand_edited.join("; "))
+                    }
+                );
+                // The bindings whose subjects the write is about (refused ones got theirs).
+                let trusted: Vec<&Key> = r
+                    .desired
+                    .bindings
+                    .keys()
+                    .take(MAX_EVENTS_PER_REPORT)
+                    .collect();
+                for key in trusted {
+                    self.publish(
+                        key,
+                        EventType::Normal,
+                        "TrustPolicyUpdated",
+                        "UpdateAssumeRolePolicy",
+                        note.clone(),
+                    )
+                    .await;
+                }
+            }
+            Outcome::TooLarge(refusal) if changed => {
+                for key in &targets {
+                    self.publish(
+                        key,
+                        EventType::Warning,
+                        reason::TRUST_POLICY_TOO_LARGE,
+                        "UpdateAssumeRolePolicy",
+                        format!("role {}: {refusal}", r.role),
+                    )
+                    .await;
+                }
+            }
+            Outcome::Failed { message, .. } if changed => {
+                for key in &targets {
+                    self.publish(
+                        key,
+                        EventType::Warning,
+                        reason::IAM_ERROR,
+                        "UpdateAssumeRolePolicy",
+                        message.clone(),
+                    )
+                    .await;
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! How the controller's parts are started and joined: one named function per task. Tasks that
+//! run until shutdown are spawned into a [`Supervisor`] (`spawn_*`), so that one ending on its
+//! own fails the process; the binding `Controller`, the issuer publisher and the leader
+//! elector are futures their caller drives, as each decides when the others stop.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, warn};
+
+use crate::controller::iam::queue::RoleQueue;
+use crate::controller::iam::reconcile::RoleSettings;
+use crate::controller::iam::state::RoleState;
+use crate::controller::iam::worker::{RoleWorker, SnapshotFn, WorkerOptions};
+use crate::controller::k8s::events::EventPublisher;
+use crate::controller::k8s::reconcile::{self as bindings, Context};
+use crate::controller::k8s::snapshot::{self, bindings_of_role, bindings_of_sa, strip_sa};
+use crate::controller::leader::{self, LeaderConfig};
+use crate::controller::metrics::{Aws, Metrics};
+use crate::controller::policy::desired::{self, Key, Snapshot};
+use crate::controller::policy::report::RoleReport;
+use crate::controller::{admin, publish};
+use crate::crd::{IAMRoleBinding, IAMRoleGrant};
+use crate::supervise::Supervisor;
+
+/// How long in-flight binding reconciles may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Spawns the admin port (metrics, health, readiness); it serves standbys too. Binding the
+/// address fails here, before anything else starts.
+pub async fn spawn_admin_server(
+    tasks: &mut Supervisor,
+    addr: SocketAddr,
+    registry: Registry,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    tasks.spawn(
+        "metrics server",
+        admin::serve(addr, Arc::new(registry), ready).await?,
+    );
+    Ok(())
+}
+
+/// The issuer publisher, when `--publish-issuer` is set.
+pub fn publisher(
+    args: &crate::cli::PublishArgs,
+    client: &Client,
+    sdk: &aws_config::SdkConfig,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<publish::Publisher>> {
+    let Some(url) = &args.publish_issuer else {
+        return Ok(None);
+    };
+    let region = sdk
+        .region()
+        .map_or_else(|| "us-east-1".to_string(), ToString::to_string);
+    let target = publish::Target::parse(
+        url,
+        args.issuer_public_url.as_deref(),
+        args.issuer_verify_url.as_deref(),
+        &region,
+    )
+    .map_err(|e| crate::error::UsageError::new(e.to_string()))?;
+    let mut s3 = aws_sdk_s3::config::Builder::from(sdk);
+    if sdk.endpoint_url().is_some() {
+        // An emulator or a private endpoint: buckets by path, not by host name.
+        s3 = s3.force_path_style(true);
+    }
+    info!(bucket = %target.bucket, prefix = %target.prefix, public = %target.public_url,
+          "publishing the issuer documents");
+    Ok(Some(publish::Publisher {
+        kube: client.clone(),
+        s3: aws_sdk_s3::Client::from_conf(s3.build()),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("building the HTTP client for the issuer read-back")?,
+        target,
+        retention: args.issuer_key_retention,
+        state: (
+            client.default_namespace().to_string(),
+            args.issuer_state_configmap.clone(),
+        ),
+        metrics: metrics.clone(),
+    }))
+}
+
+/// Everything that writes (IAM, SA annotations, status, the issuer documents): the work only
+/// the leader does.
+pub struct ElectedWork {
+    pub client: Client,
+    pub aws: Aws,
+    pub settings: RoleSettings,
+    pub options: WorkerOptions,
+    /// `--annotation-prefix`.
+    pub prefix: String,
+    pub metrics: Metrics,
+    /// Raised once the caches have synced.
+    pub ready: Arc<AtomicBool>,
+    /// The issuer publisher and its `--issuer-publish-interval`.
+    pub publisher: Option<(publish::Publisher, Duration)>,
+}
+
+impl ElectedWork {
+    /// Runs the reconcilers (and the publisher) until `stop` turns true. Dropping it stops all
+    /// of it (the tasks live in a Supervisor), which is what losing a Lease needs.
+    async fn run(self, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let reconcilers = run_reconcilers(
+            self.client,
+            self.aws,
+            self.settings,
+            self.options,
+            self.prefix,
+            self.metrics,
+            self.ready,
+            stopped(stop.clone()),
+        );
+        let Some((publisher, interval)) = self.publisher else {
+            return reconcilers.await;
+        };
+        // Whichever ends first ends the elected work: a failed reconciler takes the process
+        // down (and a pass cut short is simply redone by the next leader).
+        tokio::select! {
+            r = reconcilers => r,
+            r = publisher.run(interval, stopped(stop)) => r,
+        }
+    }
+}
+
+/// Runs `work` while this replica leads (`election`; at once and alone without it) until a
+/// shutdown signal, or until a task of `outer` ends on its own (then with that as the error).
+/// Either way `work` is stopped the graceful way and the Lease released before `outer` stops.
+pub async fn run_until_shutdown(
+    client: Client,
+    election: Option<LeaderConfig>,
+    work: ElectedWork,
+    mut outer: Supervisor,
+    is_leader: Gauge,
+    standby_ready: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    // One stop signal for everything below: SIGTERM, or a task of `outer` ending.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let work = {
+        let stop = stop_rx.clone();
+        move || work.run(stop)
+    };
+    let mut main: Pin<Box<dyn Future<Output = anyhow::Result<()>>>> = match election {
+        Some(cfg) => Box::pin(leader::run_until_shutdown(
+            client,
+            cfg,
+            is_leader,
+            standby_ready,
+            stopped(stop_rx),
+            work,
+        )),
+        None => Box::pin(async move {
+            is_leader.set(1);
+            let result = work().await;
+            is_leader.set(0);
+            result
+        }),
+    };
+    // A task that ends on its own inside `work` makes `work` fail, which releases the Lease;
+    // one of `outer` stops `work` the graceful way first (the Lease is released too).
+    let mut failure = None;
+    let mut stopping = false;
+    let result = loop {
+        tokio::select! {
+            result = &mut main => break result,
+            () = crate::shutdown::signal(), if !stopping => {
+                stopping = true;
+                let _ = stop_tx.send(true);
+            }
+            ended = outer.failed(), if failure.is_none() => {
+                tracing::error!(error = %ended, "a part of the controller stopped; releasing the Lease and exiting so that it is restarted");
+                failure = Some(ended);
+                stopping = true;
+                let _ = stop_tx.send(true);
+            }
+        }
+    };
+    outer.shutdown().await;
+    result?;
+    if let Some(ended) = failure {
+        return Err(ended.into());
+    }
+    Ok(())
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// A watch-stream inspector that raises `flag` once the first complete list is in the store.
+fn on_init_done<K>(
+    flag: Arc<AtomicBool>,
+) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) {
+    move |event| {
+        if let Ok(watcher::Event::InitDone) = event {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The Events recorder of the controller.
+fn recorder(client: &Client) -> Recorder {
+    Recorder::new(client.clone(), Reporter::from("irsa-controller"))
+}
+
+/// The three reflector stores and the annotation prefix: what a [`Snapshot`] is read from.
+#[derive(Clone)]
+struct Stores {
+    bindings: Store<IAMRoleBinding>,
+    service_accounts: Store<ServiceAccount>,
+    grants: Store<IAMRoleGrant>,
+    prefix: String,
+}
+
+impl Stores {
+    fn snapshot(&self) -> Snapshot {
+        snapshot::snapshot(
+            &self.bindings,
+            &self.service_accounts,
+            &self.grants,
+            &self.prefix,
+        )
+    }
+}
+
+/// What the watch tasks share: the stores they read, the IAM worker's queue and reports, and
+/// the channel that re-triggers binding reconciles.
+#[derive(Clone)]
+struct Handles {
+    stores: Stores,
+    queue: RoleQueue,
+    roles: Arc<RoleState>,
+    triggers: mpsc::UnboundedSender<ObjectRef<IAMRoleBinding>>,
+}
+
+/// Wires the watches, the IAM worker and the binding `Controller`; returns `Ok` once
+/// `shutdown` resolves and the reconcilers are done, and an error naming the task as soon as
+/// one of its long-running tasks ends on its own (the caller releases the Lease and exits).
+/// Dropping it stops everything: every task it spawned lives in a [`Supervisor`] it owns.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_reconcilers(
+    client: Client,
+    aws: Aws,
+    settings: RoleSettings,
+    options: WorkerOptions,
+    prefix: String,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    // Each cache reports its first complete list through a flag set on the watcher's InitDone
+    // (not Store::wait_until_ready: kube-runtime 5 wakes only the most recent waiter of a
+    // store, and the Controller's runner already waits on the bindings store).
+    let synced: [Arc<AtomicBool>; 3] = Default::default();
+    let (binding_store, binding_writer) = reflector::store::<IAMRoleBinding>();
+    let binding_stream = watcher(
+        Api::<IAMRoleBinding>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(binding_writer)
+    .inspect(on_init_done(synced[0].clone()))
+    .applied_objects();
+    let controller = Controller::for_stream(binding_stream, binding_store.clone());
+    let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
+    let (grant_store, grant_writer) = reflector::store::<IAMRoleGrant>();
+    let stores = Stores {
+        bindings: binding_store,
+        service_accounts: sa_store,
+        grants: grant_store,
+        prefix,
+    };
+
+    let snapshot: SnapshotFn = {
+        let stores = stores.clone();
+        Arc::new(move || stores.snapshot())
+    };
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (report_tx, report_rx) = mpsc::unbounded_channel();
+    let (worker, queue, state) = RoleWorker::new(aws, settings.clone(), options, snapshot);
+    let worker = worker.with_reports(report_tx).wait_for(ready_rx);
+    let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<ObjectRef<IAMRoleBinding>>();
+    let handles = Handles {
+        stores: stores.clone(),
+        queue: queue.clone(),
+        roles: state.clone(),
+        triggers: trigger_tx,
+    };
+
+    let mut tasks = Supervisor::new();
+    spawn_iam_worker(&mut tasks, worker);
+    spawn_service_account_watch(&mut tasks, &client, &handles, sa_writer, synced[1].clone());
+    spawn_grant_watch(
+        &mut tasks,
+        &client,
+        &handles,
+        grant_writer,
+        synced[2].clone(),
+        settings.desired.clone(),
+    );
+    spawn_report_handler(&mut tasks, &client, &handles, report_rx);
+    spawn_cache_sync(&mut tasks, synced, ready, ready_tx);
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: recorder(&client),
+        metrics,
+        queue,
+        roles: state,
+        service_accounts: stores.service_accounts,
+        prefix: stores.prefix,
+        failures: Default::default(),
+    });
+    let shutdown = futures::FutureExt::shared(shutdown);
+    let reconcilers = binding_controller(controller, trigger_rx, shutdown.clone(), ctx);
+    // kube-runtime's graceful shutdown finishes in-flight reconciles, but a runner still
+    // waiting for its store's first list (a SIGTERM right after winning the Lease) never
+    // finishes: the watch was cut before the list arrived. Bound the wait.
+    let grace = async {
+        shutdown.await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let result = tokio::select! {
+        () = reconcilers => Ok(()),
+        ended = tasks.failed() => {
+            tracing::error!(error = %ended, "a controller task stopped; stopping the reconcilers");
+            Err(ended.into())
+        }
+        () = grace => {
+            warn!("the binding reconcilers did not stop within {SHUTDOWN_GRACE:?} of shutdown; stopping them");
+            Ok(())
+        }
+    };
+    tasks.shutdown().await;
+    result
+}
+
+/// The IAM worker: debounced passes over dirty roles, and the periodic resync.
+fn spawn_iam_worker(tasks: &mut Supervisor, worker: RoleWorker) {
+    tasks.spawn("IAM worker", async move {
+        worker.run().await;
+        Ok(())
+    });
+}
+
+/// ServiceAccounts: keep the store; re-trigger bindings listing them; mark their roles.
+fn spawn_service_account_watch(
+    tasks: &mut Supervisor,
+    client: &Client,
+    handles: &Handles,
+    writer: reflector::store::Writer<ServiceAccount>,
+    synced: Arc<AtomicBool>,
+) {
+    let h = handles.clone();
+    let role_key = format!("{}/role-arn", h.stores.prefix);
+    let stream = watcher(
+        Api::<ServiceAccount>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(strip_sa)
+    .reflect(writer)
+    .inspect(on_init_done(synced))
+    .touched_objects();
+    tasks.spawn("ServiceAccount watch", async move {
+        futures::pin_mut!(stream);
+        while let Some(item) = stream.next().await {
+            let sa = match item {
+                Ok(sa) => sa,
+                Err(e) => {
+                    warn!(error = %e, "ServiceAccount watch error; retrying");
+                    continue;
+                }
+            };
+            for r in bindings_of_sa(&h.stores.bindings, &sa) {
+                let _ = h.triggers.send(r);
+            }
+            if let Some(role) = sa.annotations().get(&role_key) {
+                h.queue.mark(role.trim());
+            }
+            let key = Key::new(&sa.namespace().unwrap_or_default(), &sa.name_any());
+            for role in h.roles.roles_trusting_sa(&key) {
+                h.queue.mark(&role);
+            }
+        }
+        Ok(())
+    });
+}
+
+/// Grants: any change may change any verdict; mark every known role.
+fn spawn_grant_watch(
+    tasks: &mut Supervisor,
+    client: &Client,
+    handles: &Handles,
+    writer: reflector::store::Writer<IAMRoleGrant>,
+    synced: Arc<AtomicBool>,
+    manage: desired::Settings,
+) {
+    let h = handles.clone();
+    let stream = watcher(
+        Api::<IAMRoleGrant>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .inspect(on_init_done(synced))
+    .touched_objects();
+    tasks.spawn("IAMRoleGrant watch", async move {
+        futures::pin_mut!(stream);
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                warn!(error = %e, "IAMRoleGrant watch error; retrying");
+                continue;
+            }
+            let snap = h.stores.snapshot();
+            for role in desired::roles(&snap, &manage)
+                .into_iter()
+                .chain(h.roles.roles())
+            {
+                h.queue.mark(&role);
+            }
+        }
+        Ok(())
+    });
+}
+
+/// Role reports: Events, and re-trigger the bindings of the role so their status follows.
+fn spawn_report_handler(
+    tasks: &mut Supervisor,
+    client: &Client,
+    handles: &Handles,
+    mut reports: mpsc::UnboundedReceiver<Arc<RoleReport>>,
+) {
+    let mut events = EventPublisher::new(recorder(client), handles.stores.bindings.clone());
+    let (bs, tx) = (handles.stores.bindings.clone(), handles.triggers.clone());
+    tasks.spawn("role reports", async move {
+        while let Some(report) = reports.recv().await {
+            for r in bindings_of_role(&bs, &report.role) {
+                let _ = tx.send(r);
+            }
+            events.on_report(&report).await;
+        }
+        Ok(())
+    });
+}
+
+/// Ready once every cache has its initial list: then the first resync may remove subjects.
+fn spawn_cache_sync(
+    tasks: &mut Supervisor,
+    synced: [Arc<AtomicBool>; 3],
+    ready: Arc<AtomicBool>,
+    worker_ready: oneshot::Sender<()>,
+) {
+    tasks.spawn_finite("cache sync", async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        while !synced.iter().all(|s| s.load(Ordering::Relaxed)) {
+            tick.tick().await;
+        }
+        info!("caches synced");
+        ready.store(true, Ordering::Relaxed);
+        let _ = worker_ready.send(());
+        Ok(())
+    });
+}
+
+/// The binding `Controller`: reconciles on binding changes and on `triggers` (ServiceAccount
+/// changes, role reports) until `shutdown`, after which in-flight reconciles finish.
+fn binding_controller(
+    controller: Controller<IAMRoleBinding>,
+    triggers: mpsc::UnboundedReceiver<ObjectRef<IAMRoleBinding>>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    ctx: Arc<Context>,
+) -> impl Future<Output = ()> {
+    let triggers = futures::stream::unfold(triggers, |mut rx| async move {
+        rx.recv().await.map(|r| (r, rx))
+    });
+    controller
+        .reconcile_on(triggers)
+        .graceful_shutdown_on(shutdown)
+        .run(bindings::reconcile, bindings::error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "binding reconcile");
+            }
+        })
+}

@@ -10,6 +10,8 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 pub mod arn;
+pub mod aws;
+pub mod backoff;
 pub mod cli;
 pub mod commands;
 pub mod controller;

@@ -1,5 +1,12 @@
-//! PURE: Kubernetes object names (DNS-1123), as the API server validates them. A name that
-//! fails these can exist in no cluster, so no lookup or log line needs it.
+//! PURE: Kubernetes object names (DNS-1123), as the API server validates them (a name that
+//! fails these can exist in no cluster, so no lookup or log line needs it), and the names
+//! irsa itself puts on objects that several modules share.
+
+/// Tag naming the cluster (its `--cluster-name`): put on the OIDC providers the controller
+/// creates, which is how it recognises them as its own, and read from roles, where it
+/// restricts `irsa.dev/allowed-namespaces` to one cluster. Here because both the AWS layer and
+/// the controller's authorization read it, and the AWS layer imports nothing from controller/.
+pub const CLUSTER_TAG: &str = "irsa.dev/cluster";
 
 /// A DNS-1123 label (namespaces): 1 to 63 of `[a-z0-9-]`, starting and ending alphanumeric.
 pub fn is_dns1123_label(s: &str) -> bool {

@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use irsa::issuer::url::issuer_host_path;
 use irsa::trust::{
     Claims, CompileInput, DEFAULT_MAX_CHARS, PolicyDocument, Subject, compile, evaluate,
-    issuer_host_path,
 };
 use libfuzzer_sys::fuzz_target;
 

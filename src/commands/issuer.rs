@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::UsageError;
 use crate::cli::{IssuerArgs, IssuerCommand, IssuerRenderArgs};
-use crate::{issuer, trust};
+use crate::issuer::{self, url::IssuerUrl};
 
 pub fn run(args: IssuerArgs) -> anyhow::Result<ExitCode> {
     match args.command {
@@ -20,8 +20,7 @@ pub fn run(args: IssuerArgs) -> anyhow::Result<ExitCode> {
 
 fn render(args: &IssuerRenderArgs) -> anyhow::Result<ExitCode> {
     let url = args.issuer.as_str();
-    let host = url.strip_prefix("https://").unwrap_or_default();
-    if !trust::is_issuer_host_path(host) {
+    if IssuerUrl::parse(url).is_err() {
         return Err(UsageError::new(format!(
             "--issuer {url:?} is not an https issuer URL like https://BUCKET.s3.REGION.amazonaws.com/CLUSTER \
              (STS only fetches https; no query or fragment)"

@@ -12,12 +12,13 @@ use std::{
 use crate::{
     cli::TrustPolicyArgs,
     error::UsageError,
+    issuer::url::{is_issuer_host_path, issuer_host_path},
     trust::{self, CompileInput, Compiled, PolicyDocument, Subject},
 };
 
 pub fn run(args: TrustPolicyArgs) -> anyhow::Result<ExitCode> {
-    let host = trust::issuer_host_path(&args.issuer);
-    if !trust::is_issuer_host_path(host) {
+    let host = issuer_host_path(&args.issuer);
+    if !is_issuer_host_path(host) {
         return Err(UsageError::new(format!(
             "--issuer {:?} is not an issuer URL like https://oidc.eks.eu-west-1.amazonaws.com/id/ABC",
             args.issuer
@@ -161,7 +162,7 @@ fn read_document(path: &Path) -> anyhow::Result<PolicyDocument> {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use crate::trust::is_issuer_host_path;
+    use crate::issuer::url::{is_issuer_host_path, issuer_host_path};
     use crate::trust::{self, CompileInput, Subject};
 
     proptest::proptest! {
@@ -175,8 +176,8 @@ mod tests {
                 "[ \t]*https://[a-zé.:/-]{0,16}[ \t]*",
             ],
         ) {
-            let host = trust::issuer_host_path(&issuer);
-            if trust::is_issuer_host_path(host) {
+            let host = issuer_host_path(&issuer);
+            if is_issuer_host_path(host) {
                 let desired = BTreeMap::from([(
                     "sts.amazonaws.com".to_string(),
                     BTreeSet::from([Subject::new("a", "b").unwrap()]),

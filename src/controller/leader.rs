@@ -27,6 +27,8 @@ use kube::api::PostParams;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 
+use crate::backoff::{Backoff, Jitter};
+
 /// Timings and identity of one candidate. Defaults are client-go's (15 s / 10 s / 2 s).
 #[derive(Debug, Clone)]
 pub struct LeaderConfig {
@@ -312,11 +314,12 @@ impl Elector {
                     self.cfg.renew_deadline
                 ),
             }
-            let jitter = self
-                .cfg
-                .retry_period
-                .mul_f64((JITTER_FACTOR - 1.0) * rand::random::<f64>());
-            tokio::time::sleep(self.cfg.retry_period + jitter).await;
+            let period = Backoff {
+                base: self.cfg.retry_period,
+                max: self.cfg.retry_period,
+                jitter: Jitter::Over(JITTER_FACTOR - 1.0),
+            };
+            tokio::time::sleep(period.delay(1)).await;
         }
     }
 

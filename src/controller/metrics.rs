@@ -1,7 +1,8 @@
 //! The controller's Prometheus metrics (prefix `irsa_controller_`).
 //!
-//! Cheap to clone (every metric is an `Arc` inside), so the IAM adapter, the reconcilers and
-//! the HTTP handler that encodes them share one set.
+//! Cheap to clone (every metric is an `Arc` inside), so the AWS client (which reports its
+//! calls here as a [`CallObserver`]), the reconcilers and the HTTP handler that encodes them
+//! share one set.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -9,12 +10,17 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::aws::CallObserver;
+
+/// The AWS client as the controller holds it: every IAM/STS call counted in [`Metrics`].
+pub type Aws = crate::aws::Aws<Metrics>;
+
 /// Labels of `irsa_controller_iam_calls_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IamCallLabels {
     /// The IAM/STS API action, e.g. `UpdateAssumeRolePolicy`.
     pub operation: &'static str,
-    /// `success`, or the error's [`crate::controller::aws::Error::metric_label`].
+    /// `success`, or the error's [`crate::aws::Error::metric_label`].
     pub outcome: &'static str,
 }
 
@@ -121,7 +127,7 @@ impl Metrics {
         );
     }
 
-    pub fn issuer_published(&self, outcome: &crate::controller::publish::Outcome) {
+    pub fn issuer_published(&self, outcome: &super::publish::Outcome) {
         self.issuer_last_publish.set(outcome.at);
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.issuer_keys_published
@@ -168,11 +174,17 @@ impl Metrics {
             .inc();
     }
 
-    /// Calls counted so far for one operation and outcome (for tests and the doctor).
+    /// Calls counted so far for one operation and outcome (for tests).
     pub fn iam_call_count(&self, operation: &'static str, outcome: &'static str) -> u64 {
         self.iam_calls
             .get(&IamCallLabels { operation, outcome })
             .map_or(0, |c| c.get())
+    }
+}
+
+impl CallObserver for Metrics {
+    fn observe(&self, operation: &'static str, outcome: &'static str) {
+        self.count_iam_call(operation, outcome);
     }
 }
 

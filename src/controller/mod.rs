@@ -3,18 +3,16 @@
 //! [`run`] reads the flags, resolves the cluster's identity and hands over to [`wiring`].
 //! The work is split by side: [`k8s`] (bindings, stores, Events) marks roles for [`iam`]
 //! (queue, worker, role reconcile) and reads its reports; both decide through [`policy`],
-//! which is pure. The AWS adapters are [`aws`], [`identity`] and [`thumbprint`].
+//! which is pure. AWS is reached through [`crate::aws`] (as [`metrics::Aws`], counting every
+//! call), the issuer through [`crate::issuer::discover`].
 
 pub mod admin;
-pub mod aws;
 pub mod iam;
-pub mod identity;
 pub mod k8s;
 pub mod leader;
 pub mod metrics;
 pub mod policy;
 pub mod publish;
-pub mod thumbprint;
 pub mod wiring;
 
 use std::process::ExitCode;
@@ -27,11 +25,12 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use tracing::{info, warn};
 
-use self::aws::{Aws, ConvergeOptions};
 use self::iam::reconcile::RoleSettings;
 use self::iam::worker::WorkerOptions;
+use self::metrics::Aws;
 use self::policy::desired;
 use self::wiring::ElectedWork;
+use crate::aws::{self, ConvergeOptions, thumbprint};
 use crate::cli::ControllerArgs;
 use crate::crd::{IAMRoleBinding, IAMRoleGrant};
 use crate::supervise::Supervisor;
@@ -86,7 +85,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
 
     let sdk = aws::load_sdk_config(args.aws_endpoint_url.as_deref()).await;
     let aws = Aws::new(&sdk, metrics.clone());
-    let identity = identity::resolve(
+    let identity = aws::resolve(
         &client,
         args.issuer_url.as_deref(),
         &args.cluster_name,
@@ -111,7 +110,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     };
 
     let settings = RoleSettings {
-        issuer: identity.issuer.url.clone(),
+        issuer: identity.issuer.url.to_string(),
         provider_arn: identity.provider_arn(),
         max_chars: args.trust_policy_max_chars,
         desired: desired::Settings {

@@ -19,8 +19,9 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use super::metrics::Metrics;
+use crate::issuer::discover::api_server_document;
 use crate::issuer::retention::{self, KeyState};
-use crate::issuer::{DISCOVERY_PATH, JWKS_PATH};
+use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
 
 /// What STS and caches may keep: short, so a rotation is seen within minutes.
 pub const CACHE_CONTROL: &str = "max-age=300";
@@ -43,7 +44,7 @@ pub enum PublishError {
         api: String,
         public: String,
     },
-    #[error("reading {0} from the API server: {1}")]
+    #[error("reading /{0} from the API server: {1}")]
     Api(&'static str, String),
     #[error("S3 {0} s3://{1}/{2}: {3}")]
     S3(&'static str, String, String, String),
@@ -119,7 +120,7 @@ impl Target {
 
     /// The `jwks_uri` a correct discovery document names.
     pub fn jwks_uri(&self) -> String {
-        format!("{}/{JWKS_PATH}", self.public_url.trim_end_matches('/'))
+        document_url(&self.public_url, JWKS_PATH)
     }
 }
 
@@ -170,12 +171,7 @@ fn now_secs() -> i64 {
 
 impl Publisher {
     async fn api_text(&self, path: &'static str) -> Result<String, PublishError> {
-        let request = http::Request::get(path)
-            .body(Vec::new())
-            .map_err(|e| PublishError::Api(path, e.to_string()))?;
-        let text = self
-            .kube
-            .request_text(request)
+        let text = api_server_document(&self.kube, path)
             .await
             .map_err(|e| PublishError::Api(path, e.to_string()))?;
         if text.len() > MAX_DOCUMENT_BYTES {
@@ -271,7 +267,7 @@ impl Publisher {
 
     /// Reads `rel` below the verify URL anonymously; `true` when it is `want`.
     async fn verify(&self, rel: &str, want: &str) -> bool {
-        let url = format!("{}/{rel}", self.target.verify_url.trim_end_matches('/'));
+        let url = document_url(&self.target.verify_url, rel);
         let got = async {
             let response = self.http.get(&url).send().await?.error_for_status()?;
             response.text().await
@@ -292,18 +288,18 @@ impl Publisher {
 
     /// One pass; see the module docs.
     pub async fn pass(&self) -> Result<Outcome, PublishError> {
-        let discovery_text = self.api_text("/.well-known/openid-configuration").await?;
+        let discovery_text = self.api_text(DISCOVERY_PATH).await?;
         let discovery: Value = serde_json::from_str(&discovery_text)
-            .map_err(|e| PublishError::Api("/.well-known/openid-configuration", e.to_string()))?;
+            .map_err(|e| PublishError::Api(DISCOVERY_PATH, e.to_string()))?;
         if let Err(e) = check_issuer(&discovery, &self.target) {
             // Best effort: the refusal is visible in the state ConfigMap for the doctor.
             let state = self.load_state().await.unwrap_or_default();
             let _ = self.save_state(&state, &format!("refused: {e}")).await;
             return Err(e);
         }
-        let jwks_text = self.api_text("/openid/v1/jwks").await?;
+        let jwks_text = self.api_text(JWKS_PATH).await?;
         let jwks: Value = serde_json::from_str(&jwks_text)
-            .map_err(|e| PublishError::Api("/openid/v1/jwks", e.to_string()))?;
+            .map_err(|e| PublishError::Api(JWKS_PATH, e.to_string()))?;
         let current = jwks
             .get("keys")
             .and_then(Value::as_array)

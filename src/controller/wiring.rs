@@ -23,7 +23,6 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use crate::controller::aws::Aws;
 use crate::controller::iam::queue::RoleQueue;
 use crate::controller::iam::reconcile::RoleSettings;
 use crate::controller::iam::state::RoleState;
@@ -32,7 +31,7 @@ use crate::controller::k8s::events::EventPublisher;
 use crate::controller::k8s::reconcile::{self as bindings, Context};
 use crate::controller::k8s::snapshot::{self, bindings_of_role, bindings_of_sa, strip_sa};
 use crate::controller::leader::{self, LeaderConfig};
-use crate::controller::metrics::Metrics;
+use crate::controller::metrics::{Aws, Metrics};
 use crate::controller::policy::desired::{self, Key, Snapshot};
 use crate::controller::policy::report::RoleReport;
 use crate::controller::{admin, publish};

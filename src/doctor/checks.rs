@@ -11,8 +11,9 @@ use serde_json::Value;
 use super::report::Check;
 use crate::{
     arn::RoleArn,
-    controller::aws::{Error as AwsError, ProviderLookup, RoleTrust},
+    aws::{Error as AwsError, ProviderLookup, RoleTrust},
     crd::{IAMRoleBinding, condition},
+    issuer::{DISCOVERY_PATH, document_url, url::issuer_host_path},
     mutate::{self, Identities, MutationConfig, ServiceAccountInfo},
     trust::{Claims as IamClaims, PolicyDocument, evaluate, provider_host_path},
 };
@@ -229,7 +230,7 @@ pub fn pod_mutated(
 pub fn oidc_provider(issuer_url: &str, lookup: &ProviderLookup, audience: &str) -> Check {
     const ID: &str = "oidc-provider";
     const TITLE: &str = "OIDC provider";
-    let wanted = issuer_url.strip_prefix("https://").unwrap_or(issuer_url);
+    let wanted = issuer_host_path(issuer_url);
     let Some(provider) = &lookup.provider else {
         let (evidence, fix) = match lookup.near_misses.first() {
             Some(near) => (
@@ -462,10 +463,7 @@ pub fn issuer(
 ) -> Check {
     const ID: &str = "issuer";
     const TITLE: &str = "Issuer discovery";
-    let discovery_url = format!(
-        "{}/.well-known/openid-configuration",
-        issuer_url.trim_end_matches('/')
-    );
+    let discovery_url = document_url(issuer_url, DISCOVERY_PATH);
     let doc = match discovery {
         Ok(doc) => doc,
         Err(err) => {

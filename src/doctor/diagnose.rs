@@ -11,12 +11,9 @@ use super::{
 };
 use crate::{
     arn::RoleArn,
-    controller::{
-        aws::{Aws, ProviderLookup, provider_arn},
-        identity,
-        metrics::Metrics,
-    },
+    aws::{Aws, ProviderLookup},
     crd::IAMRoleBinding,
+    issuer::{discover, url::IssuerUrl},
     mutate::{self, Identities, MutationConfig},
 };
 
@@ -295,17 +292,17 @@ async fn aws_and_token_steps(
     let issuer = match (&opts.issuer_url, &peeked, &env.kube) {
         (Some(url), _, _) => Ok(url.clone()),
         (None, Ok((claims, _)), _) => Ok(claims.iss.clone()),
-        (None, Err(_), Some(kube)) => identity::discover_issuer(kube)
+        (None, Err(_), Some(kube)) => discover::discover_issuer(kube)
             .await
             .map_err(|e| e.to_string()),
         (None, Err(err), None) => Err(err.clone()),
     };
 
-    let aws = match (trust_file, &env.aws) {
-        (None, Some(sdk)) => Some(Aws::new(sdk, Metrics::default())),
-        _ => None,
-    };
-    let lookup = match (&aws, &issuer) {
+    // The doctor counts no calls: its report says what each one answered.
+    let client = env.aws.as_ref().map(|sdk| Aws::new(sdk, ()));
+    // IAM is not asked when a trust policy file replaces the role.
+    let aws = client.as_ref().filter(|_| trust_file.is_none());
+    let lookup = match (aws, &issuer) {
         (Some(aws), Ok(issuer)) => Some(aws.find_oidc_provider(issuer).await),
         _ => None,
     };
@@ -316,12 +313,14 @@ async fn aws_and_token_steps(
             })),
             _,
         ) => Some(p.arn.clone()),
-        (_, Ok(issuer)) => provider_arn(&s.role_arn.partition, &s.role_arn.account, issuer).ok(),
+        (_, Ok(issuer)) => IssuerUrl::parse(issuer)
+            .ok()
+            .map(|url| url.provider_arn(&s.role_arn.partition, &s.role_arn.account)),
         _ => None,
     };
 
     // 3 + 4: the role and its trust policy.
-    let document = match (trust_file, &aws) {
+    let document = match (trust_file, aws) {
         (Some((doc, source)), _) => {
             checks.push(Check::skip(
                 "role",
@@ -417,7 +416,7 @@ async fn aws_and_token_steps(
     });
 
     // 8: the real call, only when asked.
-    checks.push(match (&s.token, opts.assume, &env.aws) {
+    checks.push(match (&s.token, opts.assume, &client) {
         (_, false, _) => Check::skip(
             "assume",
             "AssumeRole",
@@ -425,7 +424,7 @@ async fn aws_and_token_steps(
         ),
         (Err(_), true, _) => Check::skip("assume", "AssumeRole", "no token"),
         (_, true, None) => Check::skip("assume", "AssumeRole", "no AWS configuration"),
-        (Ok(token), true, Some(sdk)) => assume(sdk, &s.role_arn, token).await,
+        (Ok(token), true, Some(client)) => assume(client, &s.role_arn, token).await,
     });
 }
 
@@ -441,46 +440,25 @@ fn token_failure(token: &Result<String, String>) -> Check {
     }
 }
 
-async fn assume(sdk: &SdkConfig, role_arn: &RoleArn, token: &str) -> Check {
-    let sts = aws_sdk_sts::Client::new(sdk);
-    let result = sts
-        .assume_role_with_web_identity()
-        .role_arn(role_arn.to_string())
-        .role_session_name("irsa-doctor")
-        .web_identity_token(token)
-        .duration_seconds(900)
-        .send()
-        .await;
-    match result {
-        Ok(out) => {
-            let who = out
-                .assumed_role_user()
-                .map(|u| u.arn().to_string())
-                .unwrap_or_else(|| role_arn.to_string());
-            let expires = out
-                .credentials()
-                .map(|c| c.expiration().to_string())
-                .unwrap_or_else(|| "unknown".into());
-            Check::pass(
-                "assume",
-                "AssumeRole",
-                format!("assumed {who}, credentials expire {expires}"),
-            )
-        }
-        Err(err) => {
-            use aws_sdk_sts::error::ProvideErrorMetadata;
-            let code = err.code().unwrap_or("error");
-            let message = err
-                .message()
-                .map(str::to_string)
-                .unwrap_or_else(|| err.to_string());
-            Check::fail(
-                "assume",
-                "AssumeRole",
-                format!("{code}: {message}"),
-                "fix the failures above; this is the error the pod gets",
-            )
-            .with_sts_error(format!("{code}: {message}"))
-        }
+async fn assume(aws: &Aws, role_arn: &RoleArn, token: &str) -> Check {
+    match aws
+        .assume_role_with_web_identity(role_arn, token, "irsa-doctor")
+        .await
+    {
+        Ok(assumed) => Check::pass(
+            "assume",
+            "AssumeRole",
+            format!(
+                "assumed {}, credentials expire {}",
+                assumed.arn, assumed.expires
+            ),
+        ),
+        Err(rejection) => Check::fail(
+            "assume",
+            "AssumeRole",
+            rejection.to_string(),
+            "fix the failures above; this is the error the pod gets",
+        )
+        .with_sts_error(rejection.to_string()),
     }
 }

@@ -13,9 +13,9 @@ use anyhow::Context;
 
 use self::diagnose::{Env, Options, Target};
 use crate::{
+    aws::load_sdk_config,
     cli::{DoctorArgs, ReportFormat},
     commands::read_input,
-    controller::aws::load_sdk_config,
     error::UsageError,
 };
 

@@ -11,6 +11,8 @@ use k8s_openapi::api::{
 use kube::{Api, Client, api::PostParams};
 use serde_json::Value;
 
+use crate::issuer::discover::api_server_document;
+use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
 use crate::mutate::ServiceAccountInfo;
 
 /// Shortest lifetime the API server grants a TokenRequest.
@@ -93,10 +95,7 @@ pub async fn issuer_documents(
     http: &reqwest::Client,
     issuer_url: &str,
 ) -> (Result<Value, String>, Result<JwkSet, String>) {
-    let url = format!(
-        "{}/.well-known/openid-configuration",
-        issuer_url.trim_end_matches('/')
-    );
+    let url = document_url(issuer_url, DISCOVERY_PATH);
     let discovery = get_json::<Value>(http, &url).await;
     let jwks = match &discovery {
         Ok(doc) => match doc.get("jwks_uri").and_then(Value::as_str) {
@@ -158,12 +157,8 @@ async fn read_capped(
 /// The JWKS the API server itself serves (through the API, so external signers count): what
 /// the public copy at the issuer URL must contain.
 pub async fn api_server_jwks(client: &Client) -> Result<JwkSet, String> {
-    let request = http::Request::get("/openid/v1/jwks")
-        .body(Vec::new())
-        .map_err(|e| e.to_string())?;
-    let text = client
-        .request_text(request)
+    let text = api_server_document(client, JWKS_PATH)
         .await
-        .map_err(|e| format!("GET /openid/v1/jwks from the API server: {e}"))?;
+        .map_err(|e| format!("GET /{JWKS_PATH} from the API server: {e}"))?;
     serde_json::from_str(&text).map_err(|e| format!("the API server's JWKS is not JSON: {e}"))
 }

@@ -10,6 +10,12 @@ pub const DISCOVERY_PATH: &str = ".well-known/openid-configuration";
 /// Where the keys live below the issuer URL (the discovery document's `jwks_uri`).
 pub const JWKS_PATH: &str = "openid/v1/jwks";
 
+/// The URL of `document` ([`DISCOVERY_PATH`], [`JWKS_PATH`]) served below `base` (an issuer,
+/// or where its copy is read back): one `/` between them, whether `base` ends with one or not.
+pub fn document_url(base: &str, document: &str) -> String {
+    format!("{}/{document}", base.trim_end_matches('/'))
+}
+
 /// The discovery document for `issuer` (used verbatim: it must equal the tokens' `iss` byte
 /// for byte) whose keys are `keys`.
 pub fn discovery(issuer: &str, keys: &[Jwk]) -> Value {
@@ -18,7 +24,7 @@ pub fn discovery(issuer: &str, keys: &[Jwk]) -> Value {
     algs.dedup();
     json!({
         "issuer": issuer,
-        "jwks_uri": format!("{}/{JWKS_PATH}", issuer.trim_end_matches('/')),
+        "jwks_uri": document_url(issuer, JWKS_PATH),
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algs,

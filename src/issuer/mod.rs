@@ -1,9 +1,13 @@
-//! The token side of a self-managed cluster: the OpenID discovery document and JWKS that STS
-//! reads at the issuer URL to verify a pod's token. Pure: PEM keys in, documents out.
+//! The issuer layer: the issuer URL and its one `host/path` rule ([`url`], pure), the token
+//! side of a self-managed cluster — the OpenID discovery document and JWKS that STS reads at
+//! the issuer URL to verify a pod's token ([`documents`], [`keys`], [`retention`]: pure, PEM
+//! keys in, documents out) — and the API server's own view of them ([`discover`], I/O).
 
+pub mod discover;
 pub mod documents;
 pub mod keys;
 pub mod retention;
+pub mod url;
 
-pub use documents::{DISCOVERY_PATH, JWKS_PATH, discovery, jwks};
+pub use documents::{DISCOVERY_PATH, JWKS_PATH, discovery, document_url, jwks};
 pub use keys::{Jwk, KeyError, from_pem, key_id};

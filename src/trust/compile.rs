@@ -8,8 +8,10 @@ use std::{
 
 use serde_json::{Map, Value, json};
 
+use crate::issuer::url::issuer_host_path;
+
 use super::{
-    document::{PolicyDocument, issuer_host_path, statement_sid},
+    document::{PolicyDocument, statement_sid},
     subject::Subject,
 };
 

@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use crate::issuer::url::issuer_host_path;
+
 /// The policy language version every document we create declares.
 pub const POLICY_VERSION: &str = "2012-10-17";
 
@@ -52,22 +54,13 @@ impl PolicyDocument {
     /// (`AssumeRolePolicyDocument` is URL-encoded, RFC 3986: `%7B%22Version%22...`).
     pub fn parse(text: &str) -> Result<Self, ParseError> {
         let trimmed = text.trim();
-        if trimmed.starts_with('{') {
-            return Self::from_json(trimmed);
-        }
-        let decoded = percent_encoding::percent_decode_str(trimmed)
-            .decode_utf8()
-            .map_err(|_| ParseError::UrlEncoding)?;
-        match Self::from_json(&decoded) {
+        let decoded = decode_policy_document(trimmed)?;
+        match Self::from_json(decoded.trim()) {
             // Form encoding (`+` for a space) is not what IAM emits, but tools that re-encode
             // the document with a form encoder do: a `+` can only stand for whitespace where
             // it breaks the JSON, so retrying with spaces cannot change a parseable document.
-            Err(ParseError::Json(_)) if trimmed.contains('+') => {
-                let spaced = trimmed.replace('+', "%20");
-                let decoded = percent_encoding::percent_decode_str(&spaced)
-                    .decode_utf8()
-                    .map_err(|_| ParseError::UrlEncoding)?;
-                Self::from_json(&decoded)
+            Err(ParseError::Json(_)) if !is_plain_json(trimmed) && trimmed.contains('+') => {
+                Self::from_json(&decode_policy_document(&trimmed.replace('+', "%20"))?)
             }
             other => other,
         }
@@ -155,6 +148,26 @@ impl fmt::Display for PolicyDocument {
     }
 }
 
+/// A policy document's JSON text from plain JSON or from GetRole's URL-encoded
+/// `AssumeRolePolicyDocument` (RFC 3986: `%20` for a space, `+` stays `+`; the SDK hands it
+/// over as received). Decoded exactly once: a document is a JSON object, so plain text starts
+/// with `{` (after whitespace), and an encoded one never does (`{` is always escaped). Text
+/// that some emulator or proxy already decoded is therefore returned as it is — the exact
+/// bytes, so a `%41` inside a string stays `%41`.
+pub fn decode_policy_document(text: &str) -> Result<String, ParseError> {
+    if is_plain_json(text) {
+        return Ok(text.to_string());
+    }
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ParseError::UrlEncoding)
+}
+
+fn is_plain_json(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+}
+
 /// IAM's size rule: "IAM doesn't count white space when calculating the size of a policy".
 /// We count the Unicode scalar values (characters, not bytes — IAM's quota is in characters)
 /// of the compact JSON serialization that are not JSON whitespace (space, tab, LF, CR). The
@@ -184,39 +197,6 @@ impl std::io::Write for CharCounter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// The issuer as IAM's condition keys and provider ARNs spell it: the URL without its
-/// `https://` scheme (`oidc.eks.eu-west-1.amazonaws.com/id/ABC`). Nothing else is changed:
-/// a trailing slash or upper-case letters are part of the issuer IAM compares byte-for-byte,
-/// so normalising them here would hide exactly the mismatch users need to see.
-pub fn issuer_host_path(issuer: &str) -> &str {
-    let s = issuer.trim();
-    for scheme in ["https://", "http://"] {
-        // `get` and `split_at_checked`, not `s[..n]`: byte `n` of an arbitrary issuer can
-        // fall inside a multi-byte character (`https:/é`), where slicing panics.
-        if let Some((head, rest)) = s.split_at_checked(scheme.len())
-            && head.eq_ignore_ascii_case(scheme)
-        {
-            return rest;
-        }
-    }
-    s
-}
-
-/// Whether `host_path` (the issuer without its scheme) names a host: not empty, no
-/// whitespace, control character, quote or backslash, no query or fragment (an OIDC issuer
-/// has neither), no second scheme, and not a mangled scheme such as `https:/x` or `https:x`
-/// (which would put `https:` where IAM expects the host).
-pub fn is_issuer_host_path(host_path: &str) -> bool {
-    let host = host_path.split('/').next().unwrap_or_default();
-    let lower = host_path.to_ascii_lowercase();
-    !host.is_empty()
-        && !host_path
-            .contains(|c: char| c.is_whitespace() || c.is_control() || "\"\\?#".contains(c))
-        && !host_path.contains("://")
-        && !lower.starts_with("https:")
-        && !lower.starts_with("http:")
 }
 
 /// The `Sid` of the statement this crate owns for (issuer, audience): `Irsa` followed by the
@@ -325,36 +305,6 @@ mod tests {
         assert_ne!(statement_sid("ab", "c"), statement_sid("a", "bc"));
     }
 
-    #[test]
-    fn issuer_host_path_strips_only_the_scheme() {
-        assert_eq!(
-            issuer_host_path("https://oidc.example.com/id/X"),
-            "oidc.example.com/id/X"
-        );
-        assert_eq!(
-            issuer_host_path("HTTPS://oidc.example.com"),
-            "oidc.example.com"
-        );
-        assert_eq!(
-            issuer_host_path("oidc.example.com/id/X/"),
-            "oidc.example.com/id/X/"
-        );
-        assert_eq!(
-            issuer_host_path(" https://Oidc.Example.com "),
-            "Oidc.Example.com"
-        );
-    }
-
-    #[test]
-    fn issuer_host_path_never_splits_a_character() {
-        // Byte 7 or 8 of these falls inside `é` (two bytes): slicing there used to panic.
-        assert_eq!(issuer_host_path("https:/é"), "https:/é");
-        assert_eq!(issuer_host_path("http://é"), "é");
-        assert_eq!(issuer_host_path("oidc.exé.com/id/1"), "oidc.exé.com/id/1");
-        assert_eq!(issuer_host_path("https://oidc.exé.com"), "oidc.exé.com");
-        assert_eq!(issuer_host_path("ééééé"), "ééééé");
-    }
-
     proptest::proptest! {
         #[test]
         fn issuer_host_path_takes_any_string(s in "\\PC{0,24}", prefix in "(?i:https?:/{0,2})?") {
@@ -363,6 +313,35 @@ mod tests {
             // A suffix of the trimmed input, whatever the input.
             proptest::prop_assert!(issuer.trim().ends_with(host));
             let _ = statement_sid(&issuer, "sts.amazonaws.com");
+        }
+    }
+
+    #[test]
+    fn policy_documents_are_url_decoded_exactly_once() {
+        let plain = r#"{"Version":"2012-10-17","Statement":[{"Sid":"a+b %41 é"}]}"#;
+        // RFC 3986 encoding as IAM does it: `+` and `%` escaped, `/` kept.
+        let encoded = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Sid%22%3A%22a%2Bb%20%2541%20%C3%A9%22%7D%5D%7D";
+        assert_eq!(decode_policy_document(encoded).unwrap(), plain);
+        // Already plain (an emulator or proxy decoded it): untouched, `%41` stays.
+        assert_eq!(decode_policy_document(plain).unwrap(), plain);
+        assert!(decode_policy_document("%7B%FF%7D").is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever a policy contains, IAM's RFC 3986 encoding (Python's `quote`, which keeps
+        /// only unreserved characters and `/`) decodes back to the same bytes.
+        #[test]
+        fn any_encoded_document_decodes_to_itself(body in "\\PC*") {
+            const IAM: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+                .remove(b'/')
+                .remove(b'-')
+                .remove(b'_')
+                .remove(b'.')
+                .remove(b'~');
+            let doc = format!("{{\"Statement\":[{{\"Sid\":{body:?}}}]}}");
+            let encoded = percent_encoding::utf8_percent_encode(&doc, IAM).to_string();
+            proptest::prop_assert_eq!(decode_policy_document(&encoded).unwrap(), doc.clone());
+            proptest::prop_assert_eq!(decode_policy_document(&doc).unwrap(), doc);
         }
     }
 

@@ -5,9 +5,11 @@ use std::{collections::BTreeMap, fmt};
 
 use serde_json::Value;
 
+use crate::issuer::url::issuer_host_path;
+
 use super::{
     compile::WEB_IDENTITY_ACTION,
-    document::{PolicyDocument, issuer_host_path, provider_host_path},
+    document::{PolicyDocument, provider_host_path},
     glob,
     subject::SUBJECT_PREFIX,
 };

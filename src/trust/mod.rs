@@ -3,7 +3,8 @@
 //!
 //! # The API
 //!
-//! - [`PolicyDocument::parse`] reads a document as JSON or in `GetRole`'s URL-encoded form.
+//! - [`PolicyDocument::parse`] reads a document as JSON or in `GetRole`'s URL-encoded form
+//!   ([`decode_policy_document`], which the AWS layer also uses to keep IAM's exact text).
 //!   Statements stay raw JSON, so statements we do not own are written back unchanged.
 //!   [`PolicyDocument::chars`] is IAM's size ([`iam_chars`]: characters of the minified
 //!   form, whitespace excluded).
@@ -18,8 +19,8 @@
 //!   with these [`Claims`] from this provider?" as a [`Decision`] `{ allowed, matched_sid,
 //!   reasons }`, the reasons worded for humans (`sub is system:serviceaccount:team-a:app,
 //!   trust allows only system:serviceaccount:team-a:api (StringEquals on <issuer>:sub)`).
-//! - [`issuer_host_path`] (issuer URL → `host/path` as IAM keys use it),
-//!   [`provider_host_path`] (provider ARN → `host/path`), [`statement_sid`].
+//! - [`provider_host_path`] (provider ARN → `host/path`), [`statement_sid`]; the issuer
+//!   URL → `host/path` rule is [`crate::issuer::url`]'s.
 //!
 //! # The statements we own
 //!
@@ -61,8 +62,8 @@ mod subject;
 pub use self::{
     compile::{CompileInput, Compiled, HandEdit, Refusal, WEB_IDENTITY_ACTION, compile},
     document::{
-        DEFAULT_MAX_CHARS, POLICY_VERSION, ParseError, PolicyDocument, iam_chars,
-        is_issuer_host_path, issuer_host_path, provider_host_path, statement_sid,
+        DEFAULT_MAX_CHARS, POLICY_VERSION, ParseError, PolicyDocument, decode_policy_document,
+        iam_chars, provider_host_path, statement_sid,
     },
     evaluate::{Claims, Decision, evaluate},
     subject::{SUBJECT_PREFIX, Subject, SubjectError},

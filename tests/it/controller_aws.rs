@@ -3,8 +3,9 @@
 
 use crate::common::moto::{self, ACCOUNT, Fault, TestAws};
 use irsa::arn::RoleArn;
-use irsa::controller::aws::{Aws, CLUSTER_TAG, ConvergeOptions, Error, ProviderSpec, RoleTrust};
-use irsa::controller::metrics::Metrics;
+use irsa::aws::{ConvergeOptions, Error, ProviderSpec, RoleTrust};
+use irsa::controller::metrics::{Aws, Metrics};
+use irsa::names::CLUSTER_TAG;
 
 const STS_AUD: &str = "sts.amazonaws.com";
 
@@ -397,10 +398,7 @@ async fn persistent_throttling_surfaces_as_a_retryable_error_and_writes_nothing(
         .unwrap()
         .assume_role_policy_document()
         .unwrap();
-    assert_eq!(
-        irsa::controller::aws::decode_policy_document(doc).unwrap(),
-        FOREIGN
-    );
+    assert_eq!(irsa::trust::decode_policy_document(doc).unwrap(), FOREIGN);
 }
 
 #[tokio::test]
@@ -414,7 +412,7 @@ async fn cluster_identity_names_the_provider_arn_iam_creates() {
     >();
     let client = kube::Client::new(svc, "default");
     let issuer = unique_issuer();
-    let id = irsa::controller::identity::resolve(&client, Some(&issuer), "blue", &iam)
+    let id = irsa::aws::resolve(&client, Some(&issuer), "blue", &iam)
         .await
         .unwrap();
     assert_eq!(

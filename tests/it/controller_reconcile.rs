@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use crate::common::moto::{self, ACCOUNT, Fault, TestAws};
 use irsa::arn::RoleArn;
-use irsa::controller::aws::{Aws, ConvergeOptions};
+use irsa::aws::ConvergeOptions;
 use irsa::controller::iam::queue::RoleQueue;
 use irsa::controller::iam::reconcile::{RoleSettings, reconcile_role};
 use irsa::controller::iam::worker::{RoleWorker, WorkerOptions};
-use irsa::controller::metrics::Metrics;
+use irsa::controller::metrics::{Aws, Metrics};
 use irsa::controller::policy::authz::{ALLOWED_NAMESPACES_TAG, GrantSpec};
 use irsa::controller::policy::desired::{self, BindingInfo, Key, Snapshot, Verdict};
 use irsa::controller::policy::plan::PLACEHOLDER_SID;

@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 
 use crate::arn::RoleArn;
-use crate::controller::aws::{Aws, ConvergeOptions};
+use crate::aws::ConvergeOptions;
+use crate::controller::metrics::Aws;
 use crate::controller::policy::desired::{self, RoleDesired, Snapshot};
 use crate::controller::policy::plan::{self, PlanError};
 use crate::controller::policy::report::{Outcome, RoleReport};

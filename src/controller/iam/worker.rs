@@ -12,10 +12,12 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::controller::aws::{Aws, ProviderSpec};
+use crate::aws::ProviderSpec;
+use crate::backoff::{Backoff, Jitter};
 use crate::controller::iam::queue::{Msg, RoleQueue};
 use crate::controller::iam::reconcile::{RoleSettings, reconcile_role};
 use crate::controller::iam::state::RoleState;
+use crate::controller::metrics::Aws;
 use crate::controller::policy::desired::{self, Snapshot};
 use crate::controller::policy::report::{Outcome, RoleReport};
 
@@ -276,14 +278,12 @@ impl RoleWorker {
             } => {
                 let n = self.failures.entry(report.role.clone()).or_insert(0);
                 *n += 1;
-                let cap = self
-                    .options
-                    .retry_base
-                    .saturating_mul(1 << (*n - 1).min(10))
-                    .min(Duration::from_secs(300));
-                let wait = Duration::from_millis(rand::random_range(
-                    cap.as_millis() as u64 / 2..=cap.as_millis().max(1) as u64,
-                ));
+                let wait = Backoff {
+                    base: self.options.retry_base,
+                    max: Duration::from_secs(300),
+                    jitter: Jitter::Equal,
+                }
+                .delay(*n);
                 warn!(role = %report.role, attempt = *n, retry_in = ?wait, "{message}");
                 let queue = self.queue.clone();
                 let role = report.role.clone();

@@ -27,6 +27,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
+use crate::backoff::{Backoff, Jitter};
 use crate::controller::iam::queue::{RoleQueue, Stopped};
 use crate::controller::iam::state::RoleState;
 use crate::controller::metrics::Metrics;
@@ -132,8 +133,12 @@ pub fn error_policy(binding: Arc<IAMRoleBinding>, error: &Error, ctx: Arc<Contex
         }
         _ => 1,
     };
-    let base = 5u64.saturating_mul(1 << (n - 1).min(6)).min(300);
-    let wait = Duration::from_millis(rand::random_range(base * 500..=base * 1000));
+    let wait = Backoff {
+        base: Duration::from_secs(5),
+        max: Duration::from_secs(300),
+        jitter: Jitter::Equal,
+    }
+    .delay(n);
     warn!(binding = %binding.name_any(), error = %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
 }

@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 
 use wildmatch::WildMatch;
 
+use crate::names::CLUSTER_TAG;
+
 /// Role tag listing the namespaces (globs, comma-separated) allowed to bind the role.
 pub const ALLOWED_NAMESPACES_TAG: &str = "irsa.dev/allowed-namespaces";
-/// Role tag restricting [`ALLOWED_NAMESPACES_TAG`] to one cluster.
-pub const CLUSTER_TAG: &str = "irsa.dev/cluster";
 /// How many non-matching grants a denial explains before summarising the rest.
 const MAX_EXPLAINED_GRANTS: usize = 5;
 

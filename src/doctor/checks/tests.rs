@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::testing::oidc::{SigningKey, now, sa_claims};
-use crate::{controller::aws::OidcProvider, doctor::report::Status};
+use crate::{aws::OidcProvider, doctor::report::Status};
 
 const ISSUER: &str = "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC";
 const ARN: &str = "arn:aws:iam::111122223333:role/app";

@@ -339,7 +339,7 @@ pub struct TestAws {
 impl TestAws {
     /// Region us-east-1, static test credentials, endpoint = this test's proxy, standard
     /// retries with short backoff (the code under test may switch the mode to adaptive, as
-    /// `irsa::controller::aws` does) and [`ATTEMPT_TIMEOUT`].
+    /// `irsa::aws` does) and [`ATTEMPT_TIMEOUT`].
     pub fn sdk_config(&self) -> &SdkConfig {
         &self.sdk
     }

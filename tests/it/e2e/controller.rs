@@ -4,8 +4,7 @@
 //! a foreign statement in every role survives everything byte for byte.
 
 use irsa::arn::RoleArn;
-use irsa::controller::aws::Aws;
-use irsa::controller::metrics::Metrics;
+use irsa::controller::metrics::{Aws, Metrics};
 use irsa::crd::{IAMRoleBinding, IAMRoleBindingSpec, IAMRoleGrant, IAMRoleGrantSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::Api;

@@ -14,8 +14,7 @@
 
 use std::process::Command;
 
-use irsa::controller::aws::Aws;
-use irsa::controller::metrics::Metrics;
+use irsa::controller::metrics::{Aws, Metrics};
 use irsa::crd::{IAMRoleBinding, IAMRoleBindingSpec, IAMRoleGrant, IAMRoleGrantSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};

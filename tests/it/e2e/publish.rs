@@ -287,9 +287,7 @@ async fn a_rotated_key_stays_published_until_its_tokens_expired() {
     let plane = OwnPlane::up();
     let client = support::client_for(&plane.kubeconfig()).await;
     support::install_crds(&client).await;
-    let issuer = irsa::controller::identity::issuer(&client, None)
-        .await
-        .unwrap();
+    let issuer = irsa::issuer::discover::issuer(&client, None).await.unwrap();
     let kubeconfig = crate::e2e::identity::kubeconfig_in(
         &client,
         &plane.kubeconfig(),

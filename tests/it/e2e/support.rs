@@ -187,7 +187,7 @@ pub async fn delete_namespace(client: &kube::Client, name: &str) {
 pub struct ControllerCluster {
     pub settings: Settings,
     pub client: kube::Client,
-    pub issuer: irsa::controller::identity::Issuer,
+    pub issuer: irsa::issuer::discover::Issuer,
     pub aws_env: AwsEnv,
     /// The controller's identity: the chart's ServiceAccount with the chart's RBAC.
     pub kubeconfig: PathBuf,
@@ -198,7 +198,7 @@ pub async fn controller_cluster() -> ControllerCluster {
     let client = client().await;
     install_crds(&client).await;
     let issuer_flag = std::env::var("IRSA_E2E_ISSUER_URL").ok();
-    let issuer = irsa::controller::identity::issuer(&client, issuer_flag.as_deref())
+    let issuer = irsa::issuer::discover::issuer(&client, issuer_flag.as_deref())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let aws_env = aws_env().await;

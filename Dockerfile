@@ -6,7 +6,7 @@
 ARG RUST_VERSION=1.95
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
-# Everything Cargo.toml names (benches, tests, e2e targets) must exist for the manifest to
+# Everything Cargo.toml names (benches, the `it` test target) must exist for the manifest to
 # load; .dockerignore keeps target/ and .git out.
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -65,14 +65,14 @@ chart:
 	python3 scripts/helm-chart.py render charts/irsa --values '$(CHART_VALUES)'
 
 # Coverage-guided fuzzing (fuzz/, cargo-fuzz on nightly): each target for FUZZ_SECONDS,
-# printing executions per target and whether any crashed. See README "Fuzzing".
+# printing executions per target and whether any crashed. See docs/development.md "Fuzzing".
 .PHONY: fuzz
 FUZZ_SECONDS ?= 60
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/fuzz.sh
 
 # Memory price of one review: peak and settled RSS of the webhook for the largest review it
-# accepts and for over-limit ones (release build, 127.0.0.1 only). See README.
+# accepts and for over-limit ones (release build, 127.0.0.1 only). See docs/development.md "Webhook memory".
 .PHONY: bench-rss
 bench-rss:
 	./scripts/bench-rss.sh

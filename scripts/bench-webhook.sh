@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load benchmark of `irsa webhook` (issue 3 / SPEC §7), all on 127.0.0.1, stops by itself.
+# Load benchmark of `irsa webhook` (docs/design.md §7), all on 127.0.0.1, stops by itself.
 #
 # Builds the release binary, makes a self-signed certificate (openssl), starts the webhook in
 # its test/bench mode (`--service-accounts-file`: ServiceAccounts from a file, no Kubernetes),

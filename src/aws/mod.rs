@@ -131,7 +131,7 @@ fn issuer_url(issuer: &str) -> Result<IssuerUrl> {
     })
 }
 
-/// Everything the reconcilers need to know about "this cluster" (SPEC §4.1): its issuer, and
+/// Everything the reconcilers need to know about "this cluster" (docs/design.md §4.1): its issuer, and
 /// the account and partition the controller's credentials belong to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterIdentity {

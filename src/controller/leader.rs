@@ -1,5 +1,5 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, so that of several controller replicas
-//! exactly one writes to IAM (SPEC §4.5). kube-runtime has no elector, so this is a small port
+//! exactly one writes to IAM (docs/design.md §4.5). kube-runtime has no elector, so this is a small port
 //! of client-go's `leaderelection` package with the same semantics:
 //!
 //! - A candidate takes the Lease when it does not exist, when its holder released it (empty

@@ -1,4 +1,4 @@
-//! The controller: reconciles the IAM OIDC provider and role trust policies (SPEC §4).
+//! The controller: reconciles the IAM OIDC provider and role trust policies (docs/design.md §4).
 //!
 //! [`run`] reads the flags, resolves the cluster's identity and hands over to [`wiring`].
 //! The work is split by side: [`k8s`] (bindings, stores, Events) marks roles for [`iam`]

@@ -4,7 +4,7 @@
 //!
 //! The issuer is `--issuer-url` when given (used byte-for-byte, no request made), otherwise
 //! the `issuer` of the API server's `/.well-known/openid-configuration`. Either way it must be
-//! an [`IssuerUrl`] (SPEC §4.1); oddities that are legal but often unintended (trailing `/`,
+//! an [`IssuerUrl`] (docs/design.md §4.1); oddities that are legal but often unintended (trailing `/`,
 //! upper-case host) come back as warnings.
 
 use serde::Deserialize;
@@ -127,15 +127,10 @@ pub async fn issuer(client: &kube::Client, flag: Option<&str>) -> Result<Issuer>
 mod tests {
     use super::*;
     use futures::FutureExt;
-    use http::{Request, Response, StatusCode};
+    use http::{Response, StatusCode};
     use kube::client::Body;
 
-    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-    fn mock_client() -> (kube::Client, Handle) {
-        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        (kube::Client::new(svc, "default"), handle)
-    }
+    use crate::testing::kube_api::{ApiHandle as Handle, mock_client};
 
     /// Answers the next API request after checking it is the discovery GET.
     async fn answer_discovery(mut handle: Handle, status: StatusCode, body: &str) {

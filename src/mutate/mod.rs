@@ -1,4 +1,4 @@
-//! PURE: what the webhook injects into a Pod (SPEC §2.1–2.4), as a JSON patch. No I/O.
+//! PURE: what the webhook injects into a Pod (docs/design.md §2.1–2.4), as a JSON patch. No I/O.
 //!
 //! The Pod stays raw JSON from input to patch: the engine only reads it and emits `add`
 //! operations, so unknown fields survive, and a second run over its own output finds
@@ -351,7 +351,7 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
-    /// The env vars and mounts to append to one container (SPEC §2.2).
+    /// The env vars and mounts to append to one container (docs/design.md §2.2).
     fn container_additions(&self, container: &Value, s: &Settings) -> (Vec<Value>, Vec<Value>) {
         let env = pod::names(container, "env");
         let has = |n: &str| env.contains(&n);

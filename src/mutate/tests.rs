@@ -1,4 +1,4 @@
-//! One case per rule of SPEC §2.1–2.4, each asserting the resulting pod; then properties.
+//! One case per rule of docs/design.md §2.1–2.4, each asserting the resulting pod; then properties.
 
 use proptest::prelude::*;
 use rand::{SeedableRng, rngs::StdRng};

@@ -1,5 +1,5 @@
 //! PURE: IAM policy documents, the trust-policy compiler and the condition evaluator
-//! (SPEC §4.3 and §5). No I/O: the controller and the doctor bring the documents and claims.
+//! (docs/design.md §4.3 and §5). No I/O: the controller and the doctor bring the documents and claims.
 //!
 //! # The API
 //!

@@ -8,7 +8,7 @@
 //! is the same reflector pattern (the watcher's Init/InitApply/InitDone events buffered and
 //! swapped atomically) over a per-namespace `name -> Option<Arc<info>>` map: an unannotated
 //! ServiceAccount costs its name and a pointer, so memory grows with *annotated*
-//! ServiceAccounts (SPEC §7).
+//! ServiceAccounts (docs/design.md §7).
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},

@@ -1,4 +1,4 @@
-//! `irsa webhook`: the mutating admission webhook (SPEC §2.5–2.6).
+//! `irsa webhook`: the mutating admission webhook (docs/design.md §2.5–2.6).
 //!
 //! [`server`] serves `POST /mutate` over TLS and the admin port; [`review`] is the pure
 //! AdmissionReview codec; [`decide`] turns one request into a call of the pure engine

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+use crate::testing::kube_api::{ApiHandle as Handle, json_response, mock_client};
+
 type Reply = tower_test::mock::SendResponse<Response<Body>>;
 
 const LEASE_PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/irsa/leases/irsa-controller";
@@ -20,11 +21,6 @@ const LEASES_PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/irsa/leases";
 
 fn cfg() -> LeaderConfig {
     LeaderConfig::new("irsa", DEFAULT_LEASE_NAME, "me")
-}
-
-fn mock_client() -> (kube::Client, Handle) {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (kube::Client::new(svc, "default"), handle)
 }
 
 /// One request as the API server saw it.
@@ -57,13 +53,7 @@ async fn next_call(handle: &mut Handle) -> Call {
 }
 
 fn respond(send: Reply, status: StatusCode, body: &Value) {
-    send.send_response(
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(Body::from(serde_json::to_vec(body).unwrap()))
-            .unwrap(),
-    );
+    send.send_response(json_response(status, body.clone()));
 }
 
 fn status(code: u16, reason: &str) -> Value {

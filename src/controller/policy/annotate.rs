@@ -23,7 +23,7 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    /// The annotations of SPEC §3.1 under `prefix`.
+    /// The annotations of docs/design.md §3.1 under `prefix`.
     pub fn for_binding(
         binding: &str,
         prefix: &str,

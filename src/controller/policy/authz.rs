@@ -1,4 +1,4 @@
-//! PURE: may this cluster make role R trust ServiceAccount ns/sa? (SPEC §3.2)
+//! PURE: may this cluster make role R trust ServiceAccount ns/sa? (docs/design.md §3.2)
 //!
 //! Editing a trust policy is a privilege, so the answer is "no" unless one of:
 //! - an `IAMRoleGrant` (cluster-scoped, so only cluster admins write them) whose namespace,

@@ -1,5 +1,5 @@
 //! PURE: from a snapshot of the cluster (bindings, annotated ServiceAccounts, grants) and a
-//! role's tags, what this cluster wants that role to trust (SPEC §4.3).
+//! role's tags, what this cluster wants that role to trust (docs/design.md §4.3).
 //!
 //! Rules, decided here once so the reconcilers and the status agree:
 //! - A binding is one request: it is authorized only when every ServiceAccount it lists is

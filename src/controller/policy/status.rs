@@ -1,4 +1,4 @@
-//! PURE: the `IAMRoleBinding` status (SPEC §3.1) from the role's latest report and the
+//! PURE: the `IAMRoleBinding` status (docs/design.md §3.1) from the role's latest report and the
 //! ServiceAccount annotation result.
 //!
 //! `lastTransitionTime` moves only when a condition's `status` changes, so recomputing an

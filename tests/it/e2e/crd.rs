@@ -356,7 +356,7 @@ async fn delete_grant(client: &kube::Client, name: &str) {
         .await;
 }
 
-/// The objects of the README and SPEC, at the edges of what the schema allows, are accepted
+/// The objects of the README and docs/design.md, at the edges of what the schema allows, are accepted
 /// as they are, with the schema's defaults filled in.
 #[tokio::test]
 #[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
@@ -431,7 +431,7 @@ fn ready_condition(binding: &IAMRoleBinding) -> Option<(String, String)> {
 }
 
 /// `kubectl get irb` (the short name resolved through discovery) prints ROLE,
-/// SERVICEACCOUNTS, READY, REASON, AGE as the SPEC documents; `kubectl get iamrolegrants`
+/// SERVICEACCOUNTS, READY, REASON, AGE as docs/design.md documents; `kubectl get iamrolegrants`
 /// prints NAMESPACES, ROLES, AGE. The table is the API server's (additionalPrinterColumns).
 #[tokio::test]
 #[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]

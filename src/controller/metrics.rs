@@ -127,20 +127,6 @@ impl Metrics {
         );
     }
 
-    pub fn issuer_published(&self, outcome: &super::publish::Outcome) {
-        self.issuer_last_publish.set(outcome.at);
-        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        self.issuer_keys_published
-            .set(count(outcome.keys_published));
-        self.issuer_keys_pending_removal
-            .set(count(outcome.keys_retired));
-        self.issuer_writes
-            .inc_by(u64::try_from(outcome.writes).unwrap_or(u64::MAX));
-        if !outcome.verified {
-            self.issuer_drift.inc();
-        }
-    }
-
     pub fn issuer_publish_failed(&self, error: &'static str) {
         self.issuer_publish_errors
             .get_or_create(&ErrorLabels {

@@ -135,6 +135,26 @@ pub struct Outcome {
     pub verified: bool,
 }
 
+impl Outcome {
+    /// What a pass that published (or found everything current) shows on /metrics.
+    fn record(&self, metrics: &Metrics) {
+        metrics.issuer_last_publish.set(self.at);
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        metrics
+            .issuer_keys_published
+            .set(count(self.keys_published));
+        metrics
+            .issuer_keys_pending_removal
+            .set(count(self.keys_retired));
+        metrics
+            .issuer_writes
+            .inc_by(u64::try_from(self.writes).unwrap_or(u64::MAX));
+        if !self.verified {
+            metrics.issuer_drift.inc();
+        }
+    }
+}
+
 pub struct Publisher {
     pub kube: kube::Client,
     pub s3: aws_sdk_s3::Client,
@@ -354,7 +374,7 @@ impl Publisher {
         tokio::pin!(stop);
         loop {
             match self.pass().await {
-                Ok(outcome) => self.metrics.issuer_published(&outcome),
+                Ok(outcome) => outcome.record(&self.metrics),
                 Err(e) => {
                     warn!(error = %e, "issuer publishing failed");
                     self.metrics.issuer_publish_failed(e.metric_label());

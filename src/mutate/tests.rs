@@ -5,20 +5,10 @@ use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
 use super::*;
+use crate::testing::fixtures::service_account as sa;
 
 const ARN: &str = "arn:aws:iam::111122223333:role/app";
 const TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
-
-fn sa(annotations: &[(&str, &str)]) -> ServiceAccountInfo {
-    ServiceAccountInfo {
-        namespace: "team-a".into(),
-        name: "app".into(),
-        annotations: annotations
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
-}
 
 fn with_role() -> ServiceAccountInfo {
     sa(&[("eks.amazonaws.com/role-arn", ARN)])

@@ -18,6 +18,7 @@ use irsa::controller::policy::authz::{ALLOWED_NAMESPACES_TAG, GrantSpec};
 use irsa::controller::policy::desired::{self, BindingInfo, Key, Snapshot, Verdict};
 use irsa::controller::policy::plan::PLACEHOLDER_SID;
 use irsa::controller::policy::report::Outcome;
+use irsa::testing::fixtures::binding;
 use irsa::trust::{PolicyDocument, statement_sid};
 use serde_json::Value;
 
@@ -120,19 +121,6 @@ fn subs(list: &[&str]) -> Vec<String> {
     list.iter()
         .map(|s| format!("system:serviceaccount:{s}"))
         .collect()
-}
-
-fn binding(ns: &str, name: &str, role: &str, sas: &[&str]) -> BindingInfo {
-    BindingInfo {
-        namespace: ns.into(),
-        name: name.into(),
-        generation: 1,
-        role_arn: role.into(),
-        service_accounts: sas.iter().map(|s| s.to_string()).collect(),
-        audience: None,
-        deleting: false,
-        previous_role_arn: None,
-    }
 }
 
 /// A grant for every role of the test account, namespaces `team-*`.

@@ -311,6 +311,7 @@ pub fn for_role(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::fixtures::binding;
 
     const ROLE: &str = "arn:aws:iam::111122223333:role/team-a-s3";
     const OTHER: &str = "arn:aws:iam::111122223333:role/other";
@@ -321,19 +322,6 @@ mod tests {
             cluster: "blue".into(),
             default_audience: STS.into(),
             manage_annotated: true,
-        }
-    }
-
-    fn binding(ns: &str, name: &str, role: &str, sas: &[&str]) -> BindingInfo {
-        BindingInfo {
-            namespace: ns.into(),
-            name: name.into(),
-            generation: 1,
-            role_arn: role.into(),
-            service_accounts: sas.iter().map(|s| s.to_string()).collect(),
-            audience: None,
-            deleting: false,
-            previous_role_arn: None,
         }
     }
 

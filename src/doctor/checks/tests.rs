@@ -1,22 +1,12 @@
 use serde_json::json;
 
 use super::*;
+use crate::testing::fixtures::service_account as sa;
 use crate::testing::oidc::{SigningKey, now, sa_claims};
 use crate::{aws::OidcProvider, doctor::report::Status};
 
 const ISSUER: &str = "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC";
 const ARN: &str = "arn:aws:iam::111122223333:role/app";
-
-fn sa(annotations: &[(&str, &str)]) -> ServiceAccountInfo {
-    ServiceAccountInfo {
-        namespace: "team-a".into(),
-        name: "app".into(),
-        annotations: annotations
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
-}
 
 fn check_sa(s: Option<&ServiceAccountInfo>) -> (Check, Option<SaFacts>) {
     service_account("team-a", "app", s, "eks.amazonaws.com", "sts.amazonaws.com")

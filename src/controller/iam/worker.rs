@@ -30,7 +30,7 @@ pub struct WorkerOptions {
     pub resync: Duration,
     /// Roles reconciled concurrently in one pass.
     pub concurrency: usize,
-    /// First retry delay of a retryable failure (doubles per failure, full jitter, max 5m).
+    /// First retry delay of a retryable failure (doubles per failure, equal jitter: half fixed, half random; max 5m).
     pub retry_base: Duration,
     /// `--manage-oidc-provider`.
     pub manage_oidc_provider: bool,

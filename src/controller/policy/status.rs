@@ -126,10 +126,8 @@ fn trust_condition(input: &Input<'_>) -> (C, C) {
             ),
             None => {
                 let n = report.desired.subject_count();
-                let provider = report
-                    .provider_arn
-                    .split_once(":oidc-provider/")
-                    .map_or(report.provider_arn.as_str(), |(_, p)| p);
+                let provider = crate::trust::provider_host_path(&report.provider_arn)
+                    .unwrap_or(&report.provider_arn);
                 (
                     condition::TRUST_POLICY_APPLIED,
                     "True",

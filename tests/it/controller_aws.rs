@@ -406,11 +406,7 @@ async fn cluster_identity_names_the_provider_arn_iam_creates() {
     let aws = moto::test_aws().await;
     let iam = adapter(&aws);
     // --issuer-url given: the (mocked) API server is never asked.
-    let (svc, _api) = tower_test::mock::pair::<
-        http::Request<kube::client::Body>,
-        http::Response<kube::client::Body>,
-    >();
-    let client = kube::Client::new(svc, "default");
+    let (client, _api) = irsa::testing::kube_api::mock_client();
     let issuer = unique_issuer();
     let id = irsa::aws::resolve(&client, Some(&issuer), "blue", &iam)
         .await

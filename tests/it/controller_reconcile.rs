@@ -679,6 +679,7 @@ mod kube_side {
     use irsa::controller::policy::desired::RoleDesired;
     use irsa::controller::policy::report::RoleReport;
     use irsa::crd::{FINALIZER, IAMRoleBinding, IAMRoleBindingSpec};
+    use irsa::testing::kube_api::mock_client;
     use k8s_openapi::api::core::v1::ServiceAccount;
     use kube::client::Body;
     use kube::runtime::events::{Recorder, Reporter};
@@ -778,8 +779,7 @@ mod kube_side {
     }
 
     fn fixture(sas: Vec<ServiceAccount>, reports: Vec<Arc<RoleReport>>) -> Fixture {
-        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let client = kube::Client::new(svc, "default");
+        let (client, handle) = mock_client();
         let (store, mut writer): (Store<ServiceAccount>, _) = reflector::store();
         for s in sas {
             writer.apply_watcher_event(&watcher::Event::Apply(s));
@@ -1059,8 +1059,7 @@ mod kube_side {
 
     #[tokio::test]
     async fn startup_fails_with_a_hint_when_the_crds_are_missing() {
-        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let client = kube::Client::new(svc, "default");
+        let (client, mut handle) = mock_client();
         let check = tokio::spawn(async move { irsa::controller::check_crds(&client).await });
         let (req, send) = handle.next_request().await.unwrap();
         assert_eq!(req.uri().path(), "/apis/irsa.dev/v1alpha1/iamrolebindings");
@@ -1148,8 +1147,7 @@ mod kube_side {
 
     #[tokio::test]
     async fn iam_writes_and_refusals_become_events_on_the_bindings() {
-        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let client = kube::Client::new(svc, "default");
+        let (client, mut handle) = mock_client();
         let (bs, mut bw) = reflector::store::<IAMRoleBinding>();
         bw.apply_watcher_event(&watcher::Event::Apply(the_binding(true, false)));
         let mut events =

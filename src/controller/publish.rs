@@ -6,18 +6,26 @@
 //! and `jwks_uri` are exactly the public URL; plan the JWKS with
 //! [`crate::issuer::retention`] (retired keys kept until their tokens expired; the state in a
 //! ConfigMap); write each object only when S3 holds other bytes (so drift made by someone
-//! else is repaired and steady state writes nothing); then read both back the way STS does,
-//! with an anonymous GET of the public (or `--issuer-verify-url`) URL.
+//! else is repaired); then read both back the way STS does, with an anonymous GET of the
+//! public (or `--issuer-verify-url`) URL.
+//!
+//! At steady state a pass writes nothing, neither to S3 nor to the state ConfigMap: the key
+//! state changes only with the API server's keys, the `status` text holds no timestamp, and
+//! the ConfigMap is patched only when either differs from what was loaded. A refusal is
+//! written to that `status`, and when it is new there (not on every pass, nor again after a
+//! restart) it is also a Warning Event `IssuerPublishRefused` on the ConfigMap.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::primitives::ByteStream;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Api;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{EventType, Recorder};
+use kube::{Api, Resource};
 use serde_json::Value;
 use tracing::{info, warn};
 
+use super::k8s::events::publish_on;
 use super::metrics::Metrics;
 use crate::issuer::discover::api_server_document;
 use crate::issuer::retention::{self, KeyState};
@@ -27,6 +35,8 @@ use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
 pub const CACHE_CONTROL: &str = "max-age=300";
 const STATE_KEY: &str = "keys.json";
 const STATUS_KEY: &str = "status";
+/// The Event reason of a refused publish (issuer or `jwks_uri` not the public URL).
+pub const REFUSED_REASON: &str = "IssuerPublishRefused";
 /// Both documents are kilobytes; anything far larger is not ours to copy.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 
@@ -163,6 +173,16 @@ pub struct Publisher {
     pub retention: Duration,
     pub state: (String, String),
     pub metrics: Metrics,
+    /// Events on the state ConfigMap (a refused publish).
+    pub recorder: Recorder,
+}
+
+/// The state ConfigMap's two keys as loaded, so that a pass writes only what changed.
+#[derive(Debug)]
+struct Stored {
+    state: KeyState,
+    state_text: Option<String>,
+    status: Option<String>,
 }
 
 /// Checks that the API server's discovery document names the public URL exactly.
@@ -204,29 +224,46 @@ impl Publisher {
         Api::namespaced(self.kube.clone(), &self.state.0)
     }
 
-    async fn load_state(&self) -> Result<KeyState, PublishError> {
-        let err = |e: String| PublishError::State(format!("{}/{}", self.state.0, self.state.1), e);
+    fn state_error(&self, e: impl ToString) -> PublishError {
+        PublishError::State(format!("{}/{}", self.state.0, self.state.1), e.to_string())
+    }
+
+    async fn load(&self) -> Result<Stored, PublishError> {
         let cm = self
             .state_api()
             .get_opt(&self.state.1)
             .await
-            .map_err(|e| err(e.to_string()))?;
-        match cm
-            .and_then(|c| c.data)
-            .and_then(|d| d.get(STATE_KEY).cloned())
-        {
-            None => Ok(KeyState::default()),
-            Some(text) => serde_json::from_str(&text).map_err(|e| err(e.to_string())),
-        }
+            .map_err(|e| self.state_error(e))?;
+        let mut data = cm.and_then(|c| c.data).unwrap_or_default();
+        let (state_text, status) = (data.remove(STATE_KEY), data.remove(STATUS_KEY));
+        let state = match &state_text {
+            None => KeyState::default(),
+            Some(text) => serde_json::from_str(text).map_err(|e| self.state_error(e))?,
+        };
+        Ok(Stored {
+            state,
+            state_text,
+            status,
+        })
     }
 
-    async fn save_state(&self, state: &KeyState, status: &str) -> Result<(), PublishError> {
-        let err = |e: String| PublishError::State(format!("{}/{}", self.state.0, self.state.1), e);
-        let text = serde_json::to_string(state).map_err(|e| err(e.to_string()))?;
+    /// Patches the state ConfigMap unless it already holds exactly `state_text` and `status`;
+    /// returns the ConfigMap when it wrote.
+    async fn save(
+        &self,
+        stored: &Stored,
+        state_text: String,
+        status: String,
+    ) -> Result<Option<ConfigMap>, PublishError> {
+        if stored.state_text.as_ref() == Some(&state_text)
+            && stored.status.as_ref() == Some(&status)
+        {
+            return Ok(None);
+        }
         let patch = serde_json::json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": self.state.1},
-            "data": {STATE_KEY: text, STATUS_KEY: status}
+            "data": {STATE_KEY: state_text, STATUS_KEY: status}
         });
         self.state_api()
             .patch(
@@ -235,8 +272,39 @@ impl Publisher {
                 &Patch::Apply(&patch),
             )
             .await
-            .map(|_| ())
-            .map_err(|e| err(e.to_string()))
+            .map(Some)
+            .map_err(|e| self.state_error(e))
+    }
+
+    /// Keeps the refusal in the ConfigMap's `status` for the doctor and an operator, and
+    /// publishes it as an Event when it is new there. Best effort: the refusal itself is
+    /// the pass's error (log and metric).
+    async fn report_refusal(&self, refusal: &PublishError) {
+        let written = async {
+            let stored = self.load().await?;
+            let state_text = match &stored.state_text {
+                Some(text) => text.clone(),
+                None => serde_json::to_string(&stored.state).map_err(|e| self.state_error(e))?,
+            };
+            self.save(&stored, state_text, format!("refused: {refusal}"))
+                .await
+        }
+        .await;
+        match written {
+            Ok(Some(cm)) => {
+                publish_on(
+                    &self.recorder,
+                    &cm.object_ref(&()),
+                    EventType::Warning,
+                    REFUSED_REASON,
+                    "PublishIssuer",
+                    &refusal.to_string(),
+                )
+                .await;
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "could not record the refusal in the state ConfigMap"),
+        }
     }
 
     async fn s3_get(&self, key: &str) -> Result<Option<Vec<u8>>, PublishError> {
@@ -312,9 +380,7 @@ impl Publisher {
         let discovery: Value = serde_json::from_str(&discovery_text)
             .map_err(|e| PublishError::Api(DISCOVERY_PATH, e.to_string()))?;
         if let Err(e) = check_issuer(&discovery, &self.target) {
-            // Best effort: the refusal is visible in the state ConfigMap for the doctor.
-            let state = self.load_state().await.unwrap_or_default();
-            let _ = self.save_state(&state, &format!("refused: {e}")).await;
+            self.report_refusal(&e).await;
             return Err(e);
         }
         let jwks_text = self.api_text(JWKS_PATH).await?;
@@ -325,10 +391,10 @@ impl Publisher {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let previous = self.load_state().await?;
+        let stored = self.load().await?;
         let retention_secs = i64::try_from(self.retention.as_secs()).unwrap_or(i64::MAX);
         let now = now_secs();
-        let plan = retention::plan(&previous, &current, now, retention_secs);
+        let plan = retention::plan(&stored.state, &current, now, retention_secs);
         // With nothing retired, the API server's own bytes; else the union, compact.
         let jwks_out = if plan.retired.is_empty() {
             jwks_text
@@ -353,9 +419,9 @@ impl Publisher {
                 "; the public copy did not match"
             }
         );
-        if plan.state != previous || writes > 0 {
-            self.save_state(&plan.state, &status).await?;
-        }
+        // Compared as text: a state in the previous version's format is rewritten once.
+        let state_text = serde_json::to_string(&plan.state).map_err(|e| self.state_error(e))?;
+        self.save(&stored, state_text, status).await?;
         Ok(Outcome {
             at: now,
             writes,

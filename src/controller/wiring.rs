@@ -97,6 +97,7 @@ pub fn publisher(
             args.issuer_state_configmap.clone(),
         ),
         metrics: metrics.clone(),
+        recorder: recorder(client),
     }))
 }
 

@@ -1,8 +1,9 @@
 //! Kubernetes Events on the bindings concerned by each role report (refusals when they start,
-//! every IAM write).
+//! every IAM write), and [`publish_on`] for any other object (the issuer publisher's).
 
 use std::collections::HashMap;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -20,6 +21,30 @@ pub struct EventPublisher {
     /// Last outcome kind per role, and last verdict per binding, to publish changes only.
     last_role: HashMap<String, &'static str>,
     last_verdict: HashMap<Key, bool>,
+}
+
+/// One Event about `regarding`, its note cut to 1000 characters; a failure is only logged.
+pub async fn publish_on(
+    recorder: &Recorder,
+    regarding: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, regarding).await {
+        let kind = regarding.kind.as_deref().unwrap_or_default();
+        let namespace = regarding.namespace.as_deref().unwrap_or_default();
+        let name = regarding.name.as_deref().unwrap_or_default();
+        warn!(object = %format_args!("{kind} {namespace}/{name}"), error = %e, "could not publish an Event");
+    }
 }
 
 /// At most this many bindings get an Event per role reconcile (a role with 500 bindings
@@ -43,16 +68,15 @@ impl EventPublisher {
         else {
             return;
         };
-        let event = Event {
+        publish_on(
+            &self.recorder,
+            &b.object_ref(&()),
             type_,
-            reason: reason.into(),
-            note: Some(note.chars().take(1000).collect()),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &b.object_ref(&())).await {
-            warn!(binding = %key, error = %e, "could not publish an Event");
-        }
+            reason,
+            action,
+            &note,
+        )
+        .await;
     }
 
     pub async fn on_report(&mut self, r: &RoleReport) {

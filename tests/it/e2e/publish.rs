@@ -1,6 +1,7 @@
 //! `irsa controller --publish-issuer` against the real API server and moto's S3: the objects
 //! equal the API server's documents byte for byte, with the right headers; a steady state
-//! writes nothing; drift is repaired; an issuer that is not the public URL publishes nothing.
+//! writes nothing (to S3 nor to the state ConfigMap); drift is repaired; an issuer that is
+//! not the public URL publishes nothing and is reported (status, one Warning Event).
 //!
 //! The local API server's issuer is its own URL, so the test names that URL as
 //! `--issuer-public-url` (the check passes) and reads the objects back from moto's S3
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 
 use crate::e2e::identity::RELEASE_NAMESPACE;
@@ -45,12 +47,40 @@ async fn versions(s3: &aws_sdk_s3::Client, bucket: &str) -> usize {
     out.versions().len()
 }
 
-async fn state_status(client: &kube::Client) -> Option<String> {
-    let cm = Api::<ConfigMap>::namespaced(client.clone(), RELEASE_NAMESPACE)
+async fn state(client: &kube::Client) -> Option<ConfigMap> {
+    Api::<ConfigMap>::namespaced(client.clone(), RELEASE_NAMESPACE)
         .get_opt(STATE)
         .await
-        .ok()??;
-    cm.data?.get("status").cloned()
+        .ok()?
+}
+
+async fn state_status(client: &kube::Client) -> Option<String> {
+    state(client).await?.data?.get("status").cloned()
+}
+
+/// The state ConfigMap's resourceVersion: it changes with every write.
+async fn state_version(client: &kube::Client) -> String {
+    state(client)
+        .await
+        .and_then(|cm| cm.metadata.resource_version)
+        .expect("the state ConfigMap exists")
+}
+
+/// The `IssuerPublishRefused` Events on this state ConfigMap (by uid: not an earlier run's).
+async fn refusal_events(client: &kube::Client) -> Vec<Event> {
+    let uid = state(client).await.and_then(|cm| cm.metadata.uid);
+    let events = Api::<Event>::namespaced(client.clone(), RELEASE_NAMESPACE)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    events
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(irsa::controller::publish::REFUSED_REASON)
+                && e.regarding.as_ref().and_then(|r| r.uid.clone()) == uid
+        })
+        .collect()
 }
 
 /// A versioned bucket (every PutObject is a version: writes can be counted) whose shipped
@@ -153,10 +183,17 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
         "published, and the anonymous read-back matched: {status}"
     );
 
-    // Steady state: several passes (1 s apart) write nothing (every PutObject is a version).
+    // Steady state: several passes (1 s apart) write nothing (every PutObject is a version),
+    // and leave the state ConfigMap alone (its resourceVersion would move with a patch).
     assert_eq!(versions(&s3, &bucket).await, 2);
+    let state_before = state_version(&client).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(versions(&s3, &bucket).await, 2, "no write at steady state");
+    assert_eq!(
+        state_version(&client).await,
+        state_before,
+        "no ConfigMap write at steady state"
+    );
 
     // Drift made by someone else is repaired.
     s3.put_object()
@@ -203,6 +240,28 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
     assert!(
         status.contains(&issuer) && status.contains("https://oidc.example.com/wrong"),
         "the refusal names both URLs: {status}"
+    );
+    let events = wait_for("the refusal Event", WAIT, Some(&wrong), || async {
+        Some(refusal_events(&client).await).filter(|e| !e.is_empty())
+    })
+    .await;
+    let note = events[0].note.clone().unwrap_or_default();
+    assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+    assert!(
+        note.contains(&issuer) && note.contains("https://oidc.example.com/wrong"),
+        "the Event names both URLs: {note}"
+    );
+    // Further refused passes (1 s apart) neither rewrite the status nor repeat the Event (a
+    // repeat would be a second Event or a series on this one).
+    let refused_version = state_version(&client).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(state_version(&client).await, refused_version);
+    let events = refusal_events(&client).await;
+    assert_eq!(events.len(), 1, "one Event per refusal: {events:?}");
+    assert!(
+        events[0].series.is_none(),
+        "published once: {:?}",
+        events[0].series
     );
     let listed = s3
         .list_objects_v2()
@@ -277,8 +336,9 @@ fn kids_of(jwks: &str) -> Vec<String> {
 
 /// Rotation on a real API server: restarted with a second verification key (which then
 /// signs), then with the new key alone. The published JWKS holds both, then keeps the old key
-/// until the retention after it was last seen — not before, also across a controller
-/// restart — and then drops it.
+/// until the retention after it was retired (the first pass that missed it, so never before
+/// the retention after the API server dropped it), also across a controller restart, and then
+/// drops it.
 #[tokio::test]
 #[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
 async fn a_rotated_key_stays_published_until_its_tokens_expired() {
@@ -362,11 +422,11 @@ async fn a_rotated_key_stays_published_until_its_tokens_expired() {
     )
     .await;
 
-    // The old key leaves the API server; it was last seen by a pass just before this. The
-    // controller's own token was signed by that key and is now refused (in a pod the kubelet
+    // The old key leaves the API server; the first pass after this retires it, so its
+    // retention runs from no earlier than now. The controller's own token was signed by that key and is now refused (in a pod the kubelet
     // refreshes it): it restarts with a fresh token, which is also the restart in between
     // that must not drop the retired key early (its state is in the ConfigMap).
-    let last_seen_before = std::time::Instant::now();
+    let dropped_before = std::time::Instant::now();
     plane.script(&["rotate-key", "drop"]);
     assert_eq!(
         api_kids().await,
@@ -392,10 +452,10 @@ async fn a_rotated_key_stays_published_until_its_tokens_expired() {
         || async { (published().await == retained).then_some(()) },
     )
     .await;
-    let elapsed = last_seen_before.elapsed();
+    let elapsed = dropped_before.elapsed();
     assert!(
         elapsed < RETENTION,
-        "the restarted controller kept the retired key ({elapsed:?} after it was last seen)"
+        "the restarted controller kept the retired key ({elapsed:?} after the API server dropped it)"
     );
 
     wait_for(
@@ -405,7 +465,7 @@ async fn a_rotated_key_stays_published_until_its_tokens_expired() {
         || async { (published().await == new).then_some(()) },
     )
     .await;
-    let elapsed = last_seen_before.elapsed();
+    let elapsed = dropped_before.elapsed();
     assert!(
         elapsed + Duration::from_secs(3) >= RETENTION,
         "dropped only after the retention ({RETENTION:?}), not after {elapsed:?}"

@@ -346,11 +346,7 @@ pub struct PublishArgs {
 
     /// ConfigMap (in the controller's namespace) that remembers when each key was seen, so a
     /// restart neither drops a retired key early nor keeps it forever.
-    #[arg(
-        long,
-        env = "IRSA_ISSUER_STATE_CONFIGMAP",
-        default_value = "irsa-issuer-keys"
-    )]
+    #[arg(long, env = "IRSA_ISSUER_STATE_CONFIGMAP", default_value = crate::controller::publish::STATE_CONFIGMAP)]
     pub issuer_state_configmap: String,
 }
 
@@ -414,6 +410,10 @@ pub struct DoctorArgs {
     /// Audience assumed when the SA has no `<prefix>/audience`.
     #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = mutate::config::DEFAULT_AUDIENCE)]
     pub token_audience: String,
+
+    /// Namespace of irsa controller, where its issuer publisher keeps its status.
+    #[arg(long, env = "IRSA_IRSA_NAMESPACE", default_value = "irsa-system")]
+    pub irsa_namespace: String,
 }
 
 #[derive(Debug, Args)]

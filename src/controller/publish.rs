@@ -34,7 +34,12 @@ use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
 /// What STS and caches may keep: short, so a rotation is seen within minutes.
 pub const CACHE_CONTROL: &str = "max-age=300";
 const STATE_KEY: &str = "keys.json";
-const STATUS_KEY: &str = "status";
+/// The state ConfigMap's default name (`--issuer-state-configmap`), where `irsa doctor` looks.
+pub const STATE_CONFIGMAP: &str = "irsa-issuer-keys";
+/// The state ConfigMap's key holding the last pass's outcome, for the doctor and an operator.
+pub const STATUS_KEY: &str = "status";
+/// How that status starts when the publisher refused to publish.
+pub const REFUSED_PREFIX: &str = "refused: ";
 /// The Event reason of a refused publish (issuer or `jwks_uri` not the public URL).
 pub const REFUSED_REASON: &str = "IssuerPublishRefused";
 /// Both documents are kilobytes; anything far larger is not ours to copy.
@@ -286,7 +291,7 @@ impl Publisher {
                 Some(text) => text.clone(),
                 None => serde_json::to_string(&stored.state).map_err(|e| self.state_error(e))?,
             };
-            self.save(&stored, state_text, format!("refused: {refusal}"))
+            self.save(&stored, state_text, format!("{REFUSED_PREFIX}{refusal}"))
                 .await
         }
         .await;

@@ -12,6 +12,7 @@ use super::report::Check;
 use crate::{
     arn::RoleArn,
     aws::{Error as AwsError, ProviderLookup, RoleTrust},
+    controller::publish::REFUSED_PREFIX,
     crd::{IAMRoleBinding, condition},
     issuer::{DISCOVERY_PATH, document_url, url::issuer_host_path},
     mutate::{self, Identities, MutationConfig, ServiceAccountInfo},
@@ -536,9 +537,55 @@ pub fn issuer(
 pub const KEYS_ID: &str = "issuer-keys";
 pub const KEYS_TITLE: &str = "Published keys";
 
+/// What the doctor found of the issuer publisher (`irsa controller --publish-issuer`): the
+/// status it keeps in its state ConfigMap (`configmap` is `namespace/name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublisherStatus {
+    /// The ConfigMap holds this status (`None`: no pass has finished yet).
+    Reported {
+        configmap: String,
+        status: Option<String>,
+    },
+    /// No such ConfigMap: the issuer's documents are published some other way.
+    NotInUse { configmap: String },
+    /// The ConfigMap could not be read (often RBAC: the doctor's user may not get it).
+    Unreadable { configmap: String, error: String },
+}
+
+impl PublisherStatus {
+    /// One clause for a check's evidence.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Reported {
+                configmap,
+                status: Some(status),
+            } => format!("the issuer publisher's status (ConfigMap {configmap}): {status}"),
+            Self::Reported {
+                configmap,
+                status: None,
+            } => format!(
+                "the issuer publisher's ConfigMap {configmap} has no status yet (no pass finished)"
+            ),
+            Self::NotInUse { configmap } => format!(
+                "no issuer publisher in use (no ConfigMap {configmap}; pass --irsa-namespace if \
+                 irsa controller runs elsewhere)"
+            ),
+            Self::Unreadable { configmap, error } => format!(
+                "the issuer publisher's status is unknown: cannot read ConfigMap {configmap} \
+                 ({error})"
+            ),
+        }
+    }
+
+    fn refused(&self) -> bool {
+        matches!(self, Self::Reported { status: Some(s), .. } if s.starts_with(REFUSED_PREFIX))
+    }
+}
+
 /// Every key the API server publishes is also in the JWKS at the issuer URL. After a
 /// signing-key rotation a stale public copy makes STS refuse every token the new key signs.
-pub fn published_keys(api: &JwkSet, public: &JwkSet) -> Check {
+/// The publisher's status only explains: whether it runs or not, the keys decide.
+pub fn published_keys(api: &JwkSet, public: &JwkSet, publisher: &PublisherStatus) -> Check {
     const ID: &str = KEYS_ID;
     const TITLE: &str = KEYS_TITLE;
     let missing: Vec<&str> = api
@@ -548,24 +595,45 @@ pub fn published_keys(api: &JwkSet, public: &JwkSet) -> Check {
         .filter(|kid| public.find(kid).is_none())
         .collect();
     if missing.is_empty() {
+        let current = format!(
+            "the public JWKS has every key the API server publishes ({})",
+            api.keys.len()
+        );
+        // Current today, but the next rotation will not be published: worth a line, not a
+        // warning (the public copy may rightly come from elsewhere).
         return Check::pass(
             ID,
             TITLE,
-            format!(
-                "the public JWKS has every key the API server publishes ({})",
-                api.keys.len()
-            ),
+            if publisher.refused() {
+                format!("{current}; {}", publisher.describe())
+            } else {
+                current
+            },
         );
     }
+    let fix = match publisher {
+        _ if publisher.refused() => {
+            "the publisher refuses to publish: fix what its status says (it publishes on its \
+             next pass)"
+        }
+        PublisherStatus::Reported { .. } => {
+            "check that irsa controller (--publish-issuer) runs and is the leader, and that the \
+             public URL serves what it writes (a CDN may cache the old JWKS)"
+        }
+        PublisherStatus::NotInUse { .. } | PublisherStatus::Unreadable { .. } => {
+            "re-publish the JWKS: `irsa controller --publish-issuer` keeps it in step, or upload \
+             `irsa issuer render` with every --public-key"
+        }
+    };
     Check::fail(
         ID,
         TITLE,
         format!(
             "stale publish: the public JWKS lacks the API server's key(s) {missing:?}; tokens \
-             they sign are refused"
+             they sign are refused; {}",
+            publisher.describe()
         ),
-        "re-publish the JWKS: `irsa controller --publish-issuer` keeps it in step, or upload \
-         `irsa issuer render` with every --public-key",
+        fix,
     )
     .with_sts_error(STS_NO_KEY)
 }

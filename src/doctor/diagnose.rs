@@ -43,6 +43,8 @@ pub struct Options {
     pub default_audience: String,
     pub issuer_url: Option<String>,
     pub assume: bool,
+    /// Where irsa controller runs: its issuer publisher's status explains a stale JWKS.
+    pub irsa_namespace: String,
 }
 
 /// The outside world the doctor reads from. `kube` is needed for every target but `Token`;
@@ -390,21 +392,27 @@ async fn aws_and_token_steps(
         jwks.as_ref().map_err(String::as_str),
         kid,
     ));
-    // A self-managed issuer serves a copy of the API server's keys: is it current?
-    checks.push(match (&env.kube, &jwks) {
-        (Some(kube), Ok(public)) => match sources::api_server_jwks(kube).await {
-            Ok(api) => checks::published_keys(&api, public),
-            Err(err) => Check::skip(checks::KEYS_ID, checks::KEYS_TITLE, err),
-        },
-        (None, _) => Check::skip(
+    // A self-managed issuer serves a copy of the API server's keys: is it current? If irsa
+    // publishes it, its publisher's status says why not.
+    checks.push(match &env.kube {
+        Some(kube) => {
+            let publisher = sources::publisher_status(kube, &opts.irsa_namespace).await;
+            match &jwks {
+                Ok(public) => match sources::api_server_jwks(kube).await {
+                    Ok(api) => checks::published_keys(&api, public, &publisher),
+                    Err(err) => Check::skip(checks::KEYS_ID, checks::KEYS_TITLE, err),
+                },
+                Err(_) => Check::skip(
+                    checks::KEYS_ID,
+                    checks::KEYS_TITLE,
+                    format!("no public JWKS to compare; {}", publisher.describe()),
+                ),
+            }
+        }
+        None => Check::skip(
             checks::KEYS_ID,
             checks::KEYS_TITLE,
             "offline: no API server to compare with",
-        ),
-        (_, Err(_)) => Check::skip(
-            checks::KEYS_ID,
-            checks::KEYS_TITLE,
-            "no public JWKS to compare",
         ),
     });
     checks.push(match (&s.token, &jwks) {

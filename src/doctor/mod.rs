@@ -60,6 +60,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         default_audience: args.token_audience.clone(),
         issuer_url: args.issuer_url.clone(),
         assume: args.assume,
+        irsa_namespace: args.irsa_namespace.clone(),
     };
     let report = diagnose::diagnose(&env, &target, &opts).await;
     match args.output {

@@ -6,11 +6,13 @@ use std::time::Duration;
 use jsonwebtoken::jwk::JwkSet;
 use k8s_openapi::api::{
     authentication::v1::{TokenRequest, TokenRequestSpec},
-    core::v1::{Pod, ServiceAccount},
+    core::v1::{ConfigMap, Pod, ServiceAccount},
 };
 use kube::{Api, Client, api::PostParams};
 use serde_json::Value;
 
+use super::checks::PublisherStatus;
+use crate::controller::publish::{STATE_CONFIGMAP, STATUS_KEY};
 use crate::issuer::discover::api_server_document;
 use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
 use crate::mutate::ServiceAccountInfo;
@@ -161,4 +163,22 @@ pub async fn api_server_jwks(client: &Client) -> Result<JwkSet, String> {
         .await
         .map_err(|e| format!("GET /{JWKS_PATH} from the API server: {e}"))?;
     serde_json::from_str(&text).map_err(|e| format!("the API server's JWKS is not JSON: {e}"))
+}
+
+/// The issuer publisher's status from its state ConfigMap in `namespace` (by its default
+/// name). Never an error: a missing or forbidden ConfigMap is itself what the doctor reports.
+pub async fn publisher_status(client: &Client, namespace: &str) -> PublisherStatus {
+    let configmap = format!("{namespace}/{STATE_CONFIGMAP}");
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    match api.get_opt(STATE_CONFIGMAP).await {
+        Ok(Some(cm)) => PublisherStatus::Reported {
+            configmap,
+            status: cm.data.and_then(|mut data| data.remove(STATUS_KEY)),
+        },
+        Ok(None) => PublisherStatus::NotInUse { configmap },
+        Err(err) => PublisherStatus::Unreadable {
+            configmap,
+            error: err.to_string(),
+        },
+    }
 }

@@ -29,6 +29,8 @@ const TOKEN_PATH: &str = "/api/v1/namespaces/team-a/serviceaccounts/app/token";
 const IRB_PATH: &str = "/apis/irsa.dev/v1alpha1/namespaces/team-a/iamrolebindings";
 const POD_PATH: &str = "/api/v1/namespaces/team-a/pods/web-0";
 const JWKS_PATH: &str = "/openid/v1/jwks";
+const IRSA_NS: &str = "irsa-system";
+const PUBLISHER_PATH: &str = "/api/v1/namespaces/irsa-system/configmaps/irsa-issuer-keys";
 
 struct World {
     aws: TestAws,
@@ -94,8 +96,9 @@ fn empty_bindings() -> Value {
     json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "IAMRoleBindingList", "metadata": {}, "items": []})
 }
 
-/// The routes of a ServiceAccount diagnosis: the SA, its bindings, a fresh token, and the API
-/// server's JWKS (the key the issuer serves: the public copy is current).
+/// The routes of a ServiceAccount diagnosis: the SA, its bindings, a fresh token, the API
+/// server's JWKS (the key the issuer serves: the public copy is current), and no issuer
+/// publisher.
 fn sa_routes(w: &World, sa: Value, token_aud: &str) -> Vec<Route> {
     sa_routes_with_keys(w, sa, token_aud, SigningKey::jwks(&[&w.key]))
 }
@@ -109,6 +112,12 @@ fn sa_routes_with_keys(w: &World, sa: Value, token_aud: &str, api_jwks: Value) -
         route(Method::GET, IRB_PATH, 200, empty_bindings()),
         route(Method::POST, TOKEN_PATH, 201, token_response(&token)),
         route(Method::GET, JWKS_PATH, 200, api_jwks),
+        route(
+            Method::GET,
+            PUBLISHER_PATH,
+            404,
+            not_found("configmaps", "irsa-issuer-keys"),
+        ),
     ]
 }
 
@@ -130,6 +139,7 @@ fn opts(assume: bool) -> Options {
         default_audience: AUD.into(),
         issuer_url: None,
         assume,
+        irsa_namespace: IRSA_NS.into(),
     }
 }
 
@@ -198,7 +208,8 @@ async fn a_healthy_service_account_passes_every_step_including_a_real_assume() {
 }
 
 /// After a signing-key rotation the API server publishes a key the public JWKS lacks: a stale
-/// publish, named with the key and the STS error the tokens it signs get.
+/// publish, named with the key, the STS error the tokens it signs get, and why the issuer
+/// publisher did not publish it (its status, read from its state ConfigMap).
 #[tokio::test]
 async fn a_stale_published_jwks_is_named() {
     let w = world(
@@ -211,7 +222,18 @@ async fn a_stale_published_jwks_is_named() {
     let sa = sa_object(json!({"eks.amazonaws.com/role-arn": w.role_arn}));
     let rotated = SigningKey::generate("key-2");
     let api_keys = SigningKey::jwks(&[&w.key, &rotated]);
-    let (env, calls) = env(&w, sa_routes_with_keys(&w, sa, AUD, api_keys));
+    let refusal = "refused: the API server's issuer is \"https://kube.internal\" but ...";
+    let mut routes = sa_routes_with_keys(&w, sa, AUD, api_keys);
+    routes.retain(|r| r.path != PUBLISHER_PATH);
+    routes.push(route(
+        Method::GET,
+        PUBLISHER_PATH,
+        200,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "irsa-issuer-keys", "namespace": IRSA_NS},
+               "data": {"keys.json": "{}", "status": refusal}}),
+    ));
+    let (env, calls) = env(&w, routes);
     let report = diagnose(&env, &sa_target(), &opts(false)).await;
     assert!(calls.unexpected().is_empty(), "{:?}", calls.unexpected());
     let check = report
@@ -222,6 +244,12 @@ async fn a_stale_published_jwks_is_named() {
     assert_eq!(check.status, Status::Fail, "{check:?}");
     assert!(
         check.evidence.contains("key-2") && !check.evidence.contains("key-1"),
+        "{check:?}"
+    );
+    assert!(
+        check.evidence.ends_with(&format!(
+            "the issuer publisher's status (ConfigMap {IRSA_NS}/irsa-issuer-keys): {refusal}"
+        )),
         "{check:?}"
     );
     assert_eq!(check.sts_error.as_deref(), Some(checks::STS_NO_KEY));

@@ -446,24 +446,106 @@ fn peek_reads_single_and_list_audiences() {
     );
 }
 
+fn key_set(kids: &[&str]) -> JwkSet {
+    serde_json::from_value(json!({"keys": kids.iter().map(|kid| json!({
+        "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+        "x": "WKn-ZIGevcwGIyyrzFoZNBdaq9_TsqzGl96oc0CWuis",
+        "y": "y77t-RvAHRKTsSGdIYUfweuOvwrvDD-Q3Hv5J0fSKbE"
+    })).collect::<Vec<_>>()}))
+    .unwrap()
+}
+
+const CM: &str = "irsa-system/irsa-issuer-keys";
+
+fn reported(status: &str) -> PublisherStatus {
+    PublisherStatus::Reported {
+        configmap: CM.into(),
+        status: Some(status.into()),
+    }
+}
+
 #[test]
 fn a_stale_publish_is_named_with_the_missing_keys() {
-    let set = |kids: &[&str]| -> JwkSet {
-        serde_json::from_value(json!({"keys": kids.iter().map(|kid| json!({
-            "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
-            "x": "WKn-ZIGevcwGIyyrzFoZNBdaq9_TsqzGl96oc0CWuis",
-            "y": "y77t-RvAHRKTsSGdIYUfweuOvwrvDD-Q3Hv5J0fSKbE"
-        })).collect::<Vec<_>>()}))
-        .unwrap()
+    let api = key_set(&["new", "old"]);
+    let none = PublisherStatus::NotInUse {
+        configmap: CM.into(),
     };
-    let api = set(&["new", "old"]);
-    let current = published_keys(&api, &set(&["old", "new", "older"]));
+    let current = published_keys(&api, &key_set(&["old", "new", "older"]), &none);
     assert_eq!(current.status, Status::Pass, "{current:?}");
-    let stale = published_keys(&api, &set(&["old"]));
+    assert!(!current.evidence.contains("publisher"), "{current:?}");
+    let stale = published_keys(&api, &key_set(&["old"]), &none);
     assert_eq!(stale.status, Status::Fail, "{stale:?}");
     assert!(
         stale.evidence.contains("\"new\"") && !stale.evidence.contains("\"old\""),
         "{stale:?}"
     );
+    // Said plainly: nothing of irsa publishes this JWKS, so the fix is to publish it.
+    assert!(
+        stale
+            .evidence
+            .ends_with(&format!("no issuer publisher in use (no ConfigMap {CM}; pass --irsa-namespace if irsa controller runs elsewhere)")),
+        "{stale:?}"
+    );
+    assert!(stale.fix.as_deref().unwrap().contains("irsa issuer render"));
     assert_eq!(stale.sts_error.as_deref(), Some(STS_NO_KEY));
+}
+
+#[test]
+fn a_stale_publish_names_the_publishers_status() {
+    let (api, stale) = (key_set(&["new", "old"]), key_set(&["old"]));
+    let refusal = "refused: the API server's issuer is \"https://a\" but ...";
+    let refused = published_keys(&api, &stale, &reported(refusal));
+    assert_eq!(refused.status, Status::Fail, "{refused:?}");
+    assert!(
+        refused.evidence.ends_with(&format!(
+            "the issuer publisher's status (ConfigMap {CM}): {refusal}"
+        )),
+        "{refused:?}"
+    );
+    assert!(
+        refused.fix.as_deref().unwrap().contains("refuses"),
+        "{refused:?}"
+    );
+
+    let behind = published_keys(
+        &api,
+        &stale,
+        &reported("published 1 key(s), 0 retired key(s) kept"),
+    );
+    assert!(behind.evidence.contains("published 1 key(s)"), "{behind:?}");
+    assert!(
+        behind.fix.as_deref().unwrap().contains("is the leader"),
+        "{behind:?}"
+    );
+
+    // RBAC may hide the ConfigMap: the step says so, and still judges the keys alone.
+    let forbidden = PublisherStatus::Unreadable {
+        configmap: CM.into(),
+        error: "configmaps \"irsa-issuer-keys\" is forbidden".into(),
+    };
+    let hidden = published_keys(&api, &stale, &forbidden);
+    assert_eq!(hidden.status, Status::Fail, "{hidden:?}");
+    assert!(
+        hidden.evidence.contains("cannot read ConfigMap") && hidden.evidence.contains("forbidden"),
+        "{hidden:?}"
+    );
+    for publisher in [
+        forbidden,
+        PublisherStatus::NotInUse {
+            configmap: CM.into(),
+        },
+    ] {
+        let current = published_keys(&api, &api, &publisher);
+        assert_eq!(current.status, Status::Pass, "{current:?}");
+    }
+
+    // Current today but refusing: still a pass (the keys decide), with the refusal named.
+    let current = published_keys(&api, &api, &reported(refusal));
+    assert_eq!(current.status, Status::Pass, "{current:?}");
+    assert!(current.evidence.contains(refusal), "{current:?}");
+    let fresh = PublisherStatus::Reported {
+        configmap: CM.into(),
+        status: None,
+    };
+    assert!(fresh.describe().contains("no status yet"), "{fresh:?}");
 }

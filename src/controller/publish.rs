@@ -29,6 +29,7 @@ use super::k8s::events::publish_on;
 use super::metrics::Metrics;
 use crate::issuer::discover::api_server_document;
 use crate::issuer::retention::{self, KeyState};
+use crate::issuer::url::{InvalidIssuerUrl, IssuerUrl};
 use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
 
 /// What STS and caches may keep: short, so a rotation is seen within minutes.
@@ -49,6 +50,8 @@ const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 pub enum PublishError {
     #[error("--publish-issuer {0:?} is not s3://BUCKET[/PREFIX]")]
     BadTarget(String),
+    #[error("--issuer-public-url: {0}")]
+    BadPublicUrl(#[from] InvalidIssuerUrl),
     #[error(
         "the API server's {field} is {api:?} but the documents would be served at {public:?}; \
          nothing is published until they are equal byte for byte (set the API server's \
@@ -70,7 +73,7 @@ pub enum PublishError {
 impl PublishError {
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Self::BadTarget(_) => "bad_target",
+            Self::BadTarget(_) | Self::BadPublicUrl(_) => "bad_target",
             Self::IssuerMismatch { .. } => "issuer_mismatch",
             Self::Api(..) => "api",
             Self::S3(..) => "s3",
@@ -93,6 +96,8 @@ pub struct Target {
 
 impl Target {
     /// `s3://BUCKET[/PREFIX]`; the public URL defaults to the bucket's regional HTTPS URL.
+    /// A given public URL must be a valid issuer URL: the API server's issuer can never equal
+    /// an invalid one, so it is a startup error rather than a refusal on every pass.
     pub fn parse(
         s3_url: &str,
         public_url: Option<&str>,
@@ -115,7 +120,10 @@ impl Target {
         } else {
             format!("https://{bucket}.s3.{region}.amazonaws.com/{prefix}")
         };
-        let public_url = public_url.map_or(default_public, str::to_string);
+        let public_url = match public_url {
+            Some(url) => IssuerUrl::parse(url)?.as_str().to_string(),
+            None => default_public,
+        };
         let verify_url = verify_url.map_or_else(|| public_url.clone(), str::to_string);
         Ok(Self {
             bucket: bucket.to_string(),
@@ -483,6 +491,30 @@ mod tests {
         for bad in ["https://b/x", "s3://", "s3://UPPER/x", "s3://a/x", "bucket"] {
             assert!(Target::parse(bad, None, None, "r").is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_bad_public_url_is_a_startup_error_naming_the_flag() {
+        for bad in [
+            "http://oidc.example.com",
+            "oidc.example.com",
+            "https://oidc.example.com/x?y=1",
+            "https://",
+        ] {
+            let err = Target::parse("s3://bucket/c", Some(bad), None, "r").unwrap_err();
+            assert!(
+                matches!(err, PublishError::BadPublicUrl(_)),
+                "{bad}: {err:?}"
+            );
+            let message = err.to_string();
+            assert!(
+                message.starts_with("--issuer-public-url: ") && message.contains(bad),
+                "{message}"
+            );
+        }
+        // Legal oddities are the user's to choose: byte for byte, not normalised.
+        let slash = Target::parse("s3://bucket", Some("https://O.example.com/"), None, "r");
+        assert_eq!(slash.unwrap().public_url, "https://O.example.com/");
     }
 
     #[test]

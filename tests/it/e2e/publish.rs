@@ -263,6 +263,18 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
         "published once: {:?}",
         events[0].series
     );
+    // The doctor reads that status: the public JWKS here is the API server's own (current), so
+    // the step passes, naming the refusal that will leave the next rotation unpublished.
+    let keys_step = doctor_keys_step(&cluster).await;
+    assert_eq!(keys_step["status"], "PASS", "{keys_step:#}");
+    assert!(
+        keys_step["evidence"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!(
+                "(ConfigMap {RELEASE_NAMESPACE}/{STATE}): {status}"
+            ))),
+        "the doctor names the publisher's status: {keys_step:#}"
+    );
     let listed = s3
         .list_objects_v2()
         .bucket(&bucket)
@@ -276,6 +288,51 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
         "nothing published for a wrong issuer"
     );
     drop(wrong);
+}
+
+/// `irsa doctor` (the built binary) for a ServiceAccount of a role that need not exist: its
+/// "Published keys" step, which compares the JWKS at the issuer URL with the API server's.
+async fn doctor_keys_step(cluster: &support::ControllerCluster) -> serde_json::Value {
+    let sa = support::unique("publish-doctor");
+    crate::e2e::webhook_support::create_service_account(
+        &cluster.client,
+        "default",
+        &sa,
+        serde_json::json!({"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/none"}),
+    )
+    .await;
+    let aws = &cluster.aws_env;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_irsa"));
+    cmd.args([
+        "doctor",
+        "-n",
+        "default",
+        "-o",
+        "json",
+        "--service-account",
+        &sa,
+    ])
+    .args(["--irsa-namespace", RELEASE_NAMESPACE])
+    .envs(aws.child_env.iter().map(|(k, v)| (*k, v.as_str())));
+    if let Some(url) = &aws.endpoint {
+        cmd.args(["--aws-endpoint-url", url]);
+    }
+    // The local control plane's issuer is the API server, behind its own CA.
+    if let Some(ca) = std::env::var_os("IRSA_E2E_CLUSTER_CA").filter(|c| !c.is_empty()) {
+        cmd.arg("--issuer-ca-file").arg(ca);
+    }
+    let out = cmd.output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    report["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["id"] == "issuer-keys"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no issuer-keys step: {report:#}"))
 }
 
 /// A control plane of this test's own (scripts/control-plane.sh in a directory of its own),

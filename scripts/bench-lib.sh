@@ -5,7 +5,7 @@
 
 bench_setup() {
     cargo build --release --locked --bin irsa
-    BIN=target/release/irsa
+    BIN=${CARGO_TARGET_DIR:-target}/release/irsa
     WORK=$(mktemp -d)
     PID=""
     trap bench_cleanup EXIT

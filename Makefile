@@ -34,6 +34,12 @@ bench:
 bench-webhook:
 	./scripts/bench-webhook.sh
 
+# `irsa webhook` beside the floor server of benches/floor.rs, in one run: instructions per
+# request under callgrind (h2 and HTTP/1.1) and RSS. See docs/development.md "Benchmarks".
+.PHONY: bench-floor
+bench-floor:
+	./scripts/bench-floor.sh
+
 # The cluster tests against the cluster in KUBECONFIG (kind, EKS, ...): see docs/development.md.
 e2e:
 	IRSA_E2E=1 $(CARGO) nextest run --test it --run-ignored all --no-capture -E 'test(/^e2e::/)'

@@ -5,7 +5,7 @@
 
 bench_setup() {
     cargo build --release --locked --bin irsa
-    BIN=target/release/irsa
+    BIN=${CARGO_TARGET_DIR:-target}/release/irsa
     WORK=$(mktemp -d)
     PID=""
     trap bench_cleanup EXIT
@@ -19,14 +19,17 @@ bench_cleanup() {
     rm -rf "$WORK"
 }
 
-# bench_start_webhook SERVICE_ACCOUNTS_FILE: starts the webhook, waits (10 s at most) for /readyz.
+# bench_start_webhook SERVICE_ACCOUNTS_FILE [WRAPPER...]: starts the webhook (under WRAPPER,
+# e.g. valgrind, if given), waits (60 s at most: valgrind starts it slowly) for /readyz.
 bench_start_webhook() {
-    "$BIN" webhook --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$MPORT" \
+    local sa_file=$1
+    shift
+    "$@" "$BIN" webhook --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$MPORT" \
         --tls-cert-file "$WORK/tls.crt" --tls-key-file "$WORK/tls.key" \
-        --service-accounts-file "$1" --log-format json \
+        --service-accounts-file "$sa_file" --log-format json \
         2> "$WORK/webhook.log" &
     PID=$!
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 600); do
         curl -fsS "http://127.0.0.1:$MPORT/readyz" >/dev/null 2>&1 && break
         kill -0 "$PID" 2>/dev/null || { cat "$WORK/webhook.log" >&2; exit 1; }
         sleep 0.1

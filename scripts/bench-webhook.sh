@@ -41,24 +41,21 @@ awk -v n="$N_SA" 'BEGIN {
     printf "\n]}\n"
 }' > "$WORK/serviceaccounts.json"
 
-# A realistic review: a Deployment's pod with an init container, a sidecar, env, probes,
-# resources, volumes and the usual managed metadata (about 4 KB).
-cat > "$WORK/review.json" <<'JSON'
-{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"requestKind":{"group":"","version":"v1","kind":"Pod"},"requestResource":{"group":"","version":"v1","resource":"pods"},"namespace":"bench","operation":"CREATE","userInfo":{"username":"system:serviceaccount:kube-system:replicaset-controller","uid":"3f2a1c9e-0000-4000-8000-000000000001","groups":["system:serviceaccounts","system:serviceaccounts:kube-system","system:authenticated"]},"object":{"kind":"Pod","apiVersion":"v1","metadata":{"generateName":"api-7d9f8b6c5d-","namespace":"bench","creationTimestamp":null,"labels":{"app.kubernetes.io/name":"api","app.kubernetes.io/part-of":"shop","pod-template-hash":"7d9f8b6c5d"},"annotations":{"kubectl.kubernetes.io/default-container":"api","prometheus.io/scrape":"true","prometheus.io/port":"9102"},"ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"api-7d9f8b6c5d","uid":"9b1e2d3c-0000-4000-8000-000000000002","controller":true,"blockOwnerDeletion":true}],"managedFields":[{"manager":"kube-controller-manager","operation":"Update","apiVersion":"v1","time":"2026-11-23T06:00:00Z","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:generateName":{},"f:labels":{".":{},"f:app.kubernetes.io/name":{},"f:pod-template-hash":{}}}}}]},"spec":{"volumes":[{"name":"config","configMap":{"name":"api-config","defaultMode":420}},{"name":"kube-api-access-abcde","projected":{"sources":[{"serviceAccountToken":{"expirationSeconds":3607,"path":"token"}},{"configMap":{"name":"kube-root-ca.crt","items":[{"key":"ca.crt","path":"ca.crt"}]}},{"downwardAPI":{"items":[{"path":"namespace","fieldRef":{"apiVersion":"v1","fieldPath":"metadata.namespace"}}]}}],"defaultMode":420}}],"initContainers":[{"name":"migrate","image":"registry.example.com/shop/api:1.42.0","command":["/app/migrate","--wait"],"env":[{"name":"DATABASE_URL","valueFrom":{"secretKeyRef":{"name":"api-db","key":"url"}}}],"resources":{"limits":{"memory":"128Mi"},"requests":{"cpu":"50m","memory":"64Mi"}},"volumeMounts":[{"name":"kube-api-access-abcde","readOnly":true,"mountPath":"/var/run/secrets/kubernetes.io/serviceaccount"}],"terminationMessagePath":"/dev/termination-log","terminationMessagePolicy":"File","imagePullPolicy":"IfNotPresent"}],"containers":[{"name":"api","image":"registry.example.com/shop/api:1.42.0","args":["--listen=:8080","--metrics=:9102"],"ports":[{"name":"http","containerPort":8080,"protocol":"TCP"},{"name":"metrics","containerPort":9102,"protocol":"TCP"}],"env":[{"name":"LOG_LEVEL","value":"info"},{"name":"POD_NAME","valueFrom":{"fieldRef":{"apiVersion":"v1","fieldPath":"metadata.name"}}},{"name":"GOMAXPROCS","valueFrom":{"resourceFieldRef":{"resource":"limits.cpu","divisor":"0"}}}],"resources":{"limits":{"cpu":"2","memory":"512Mi"},"requests":{"cpu":"250m","memory":"256Mi"}},"volumeMounts":[{"name":"config","mountPath":"/etc/api"},{"name":"kube-api-access-abcde","readOnly":true,"mountPath":"/var/run/secrets/kubernetes.io/serviceaccount"}],"livenessProbe":{"httpGet":{"path":"/healthz","port":8080,"scheme":"HTTP"},"initialDelaySeconds":5,"timeoutSeconds":1,"periodSeconds":10,"successThreshold":1,"failureThreshold":3},"readinessProbe":{"httpGet":{"path":"/readyz","port":8080,"scheme":"HTTP"},"timeoutSeconds":1,"periodSeconds":5,"successThreshold":1,"failureThreshold":3},"terminationMessagePath":"/dev/termination-log","terminationMessagePolicy":"File","imagePullPolicy":"IfNotPresent","securityContext":{"allowPrivilegeEscalation":false,"readOnlyRootFilesystem":true,"runAsNonRoot":true,"capabilities":{"drop":["ALL"]}}},{"name":"envoy","image":"envoyproxy/envoy:v1.31.0","args":["-c","/etc/envoy/envoy.yaml"],"resources":{"limits":{"memory":"128Mi"},"requests":{"cpu":"50m","memory":"64Mi"}},"volumeMounts":[{"name":"kube-api-access-abcde","readOnly":true,"mountPath":"/var/run/secrets/kubernetes.io/serviceaccount"}],"terminationMessagePath":"/dev/termination-log","terminationMessagePolicy":"File","imagePullPolicy":"IfNotPresent"}],"restartPolicy":"Always","terminationGracePeriodSeconds":30,"dnsPolicy":"ClusterFirst","serviceAccountName":"app","serviceAccount":"app","securityContext":{"runAsUser":10001,"fsGroup":10001,"seccompProfile":{"type":"RuntimeDefault"}},"affinity":{"podAntiAffinity":{"preferredDuringSchedulingIgnoredDuringExecution":[{"weight":100,"podAffinityTerm":{"labelSelector":{"matchLabels":{"app.kubernetes.io/name":"api"}},"topologyKey":"kubernetes.io/hostname"}}]}},"schedulerName":"default-scheduler","tolerations":[{"key":"node.kubernetes.io/not-ready","operator":"Exists","effect":"NoExecute","tolerationSeconds":300},{"key":"node.kubernetes.io/unreachable","operator":"Exists","effect":"NoExecute","tolerationSeconds":300}],"priority":0,"enableServiceLinks":true,"preemptionPolicy":"PreemptLowerPriority"},"status":{}},"oldObject":null,"dryRun":false,"options":{"kind":"CreateOptions","apiVersion":"meta.k8s.io/v1"}}}
-JSON
-
+# A realistic review (benches/data/review-5k.json): a Deployment's pod with an init container,
+# a sidecar, env, probes, resources, volumes and the usual managed metadata (about 5 KB).
+REVIEW=benches/data/review-5k.json
 
 bench_start_webhook "$WORK/serviceaccounts.json"
 
 # Sanity: the review is mutated (a patch comes back).
-curl -fsS -k --http2 -H 'content-type: application/json' --data-binary "@$WORK/review.json" \
+curl -fsS -k --http2 -H 'content-type: application/json' --data-binary "@$REVIEW" \
     "https://127.0.0.1:$PORT/mutate" | grep -q '"patchType":"JSONPatch"' \
     || { echo "the benchmark review was not mutated" >&2; exit 1; }
 
 sleep 1
 IDLE_RSS_KB=$(proc_kb VmRSS)
 
-H2="h2load -H content-type:application/json -d $WORK/review.json"
+H2="h2load -H content-type:application/json -d $REVIEW"
 URL="https://127.0.0.1:$PORT/mutate"
 
 echo "== warm-up"
@@ -103,7 +100,7 @@ set -e
 PID=""
 
 echo
-echo "== irsa webhook benchmark ($(nproc) cores, $N_SA ServiceAccounts, $(wc -c < "$WORK/review.json")-byte review)"
+echo "== irsa webhook benchmark ($(nproc) cores, $N_SA ServiceAccounts, $(wc -c < "$REVIEW")-byte review)"
 printf "throughput at saturation:      %s req/s\n" "$SAT_RPS"
 printf "at 1000 req/s (client side):   p50 %s ms, p99 %s ms over %s requests\n" "$P50" "$P99" "$N"
 printf "at 1000 req/s (server side):   p50 <= %s ms, p99 <= %s ms (histogram buckets); %s%% under 1 ms\n" "$SERVER_P50" "$SERVER_P99" "$SERVER_UNDER_1MS"

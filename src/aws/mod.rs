@@ -169,7 +169,8 @@ pub async fn resolve<O: CallObserver>(
         return Err(IdentityError::NoClusterName);
     }
     let issuer = discover::issuer(client, issuer_flag).await?;
-    for w in &issuer.warnings {
+    // Legal but often unintended spellings (upper-case host, trailing `/`).
+    for w in issuer.url.warnings() {
         tracing::warn!("{w}");
     }
     let me = aws.caller_identity().await?;
@@ -193,7 +194,6 @@ mod tests {
             issuer: Issuer {
                 url: IssuerUrl::parse("https://oidc.eks.cn-north-1.amazonaws.com.cn/id/X").unwrap(),
                 source: IssuerSource::Flag,
-                warnings: vec![],
             },
             account: "111122223333".into(),
             partition: "aws-cn".into(),

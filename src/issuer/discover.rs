@@ -67,8 +67,6 @@ pub struct Issuer {
     /// Exactly as tokens carry it in `iss`.
     pub url: IssuerUrl,
     pub source: IssuerSource,
-    /// Legal but suspicious details, for a log line / Event.
-    pub warnings: Vec<String>,
 }
 
 impl Issuer {
@@ -116,11 +114,7 @@ pub async fn issuer(client: &kube::Client, flag: Option<&str>) -> Result<Issuer>
         origin: source,
         why: e.why,
     })?;
-    Ok(Issuer {
-        warnings: url.warnings(),
-        url,
-        source,
-    })
+    Ok(Issuer { url, source })
 }
 
 #[cfg(test)]
@@ -161,10 +155,10 @@ mod tests {
             Issuer {
                 url: IssuerUrl::parse("https://oidc.eks.eu-west-1.amazonaws.com/id/ABC").unwrap(),
                 source: IssuerSource::Discovery,
-                warnings: vec![],
             }
         );
         assert_eq!(got.host_path(), "oidc.eks.eu-west-1.amazonaws.com/id/ABC");
+        assert!(got.url.warnings().is_empty());
     }
 
     #[tokio::test]
@@ -175,7 +169,7 @@ mod tests {
             .unwrap();
         assert_eq!(got.url.as_str(), "https://issuer.example.com/cluster/");
         assert_eq!(got.source, IssuerSource::Flag);
-        assert_eq!(got.warnings.len(), 1, "{:?}", got.warnings);
+        assert_eq!(got.url.warnings().len(), 1, "{:?}", got.url.warnings());
         // Nothing was sent to the API server.
         assert!(handle.next_request().now_or_never().is_none());
     }

@@ -346,7 +346,7 @@ pub struct PublishArgs {
 
     /// ConfigMap (in the controller's namespace) that remembers when each key was seen, so a
     /// restart neither drops a retired key early nor keeps it forever.
-    #[arg(long, env = "IRSA_ISSUER_STATE_CONFIGMAP", default_value = crate::controller::publish::STATE_CONFIGMAP)]
+    #[arg(long, env = "IRSA_ISSUER_STATE_CONFIGMAP", default_value = crate::issuer::retention::STATE_CONFIGMAP)]
     pub issuer_state_configmap: String,
 }
 

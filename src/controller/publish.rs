@@ -28,19 +28,12 @@ use tracing::{info, warn};
 use super::k8s::events::publish_on;
 use super::metrics::Metrics;
 use crate::issuer::discover::api_server_document;
-use crate::issuer::retention::{self, KeyState};
+use crate::issuer::retention::{self, KeyState, REFUSED_PREFIX, STATE_KEY, STATUS_KEY};
 use crate::issuer::url::{InvalidIssuerUrl, IssuerUrl};
 use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
 
 /// What STS and caches may keep: short, so a rotation is seen within minutes.
 pub const CACHE_CONTROL: &str = "max-age=300";
-const STATE_KEY: &str = "keys.json";
-/// The state ConfigMap's default name (`--issuer-state-configmap`), where `irsa doctor` looks.
-pub const STATE_CONFIGMAP: &str = "irsa-issuer-keys";
-/// The state ConfigMap's key holding the last pass's outcome, for the doctor and an operator.
-pub const STATUS_KEY: &str = "status";
-/// How that status starts when the publisher refused to publish.
-pub const REFUSED_PREFIX: &str = "refused: ";
 /// The Event reason of a refused publish (issuer or `jwks_uri` not the public URL).
 pub const REFUSED_REASON: &str = "IssuerPublishRefused";
 /// Both documents are kilobytes; anything far larger is not ours to copy.

@@ -12,9 +12,8 @@ use super::report::Check;
 use crate::{
     arn::RoleArn,
     aws::{Error as AwsError, ProviderLookup, RoleTrust},
-    controller::publish::REFUSED_PREFIX,
     crd::{IAMRoleBinding, condition},
-    issuer::{DISCOVERY_PATH, document_url, url::issuer_host_path},
+    issuer::{DISCOVERY_PATH, document_url, retention::REFUSED_PREFIX, url::issuer_host_path},
     mutate::{self, Identities, MutationConfig, ServiceAccountInfo},
     trust::{Claims as IamClaims, PolicyDocument, evaluate, provider_host_path},
 };

@@ -12,8 +12,8 @@ use kube::{Api, Client, api::PostParams};
 use serde_json::Value;
 
 use super::checks::PublisherStatus;
-use crate::controller::publish::{STATE_CONFIGMAP, STATUS_KEY};
 use crate::issuer::discover::api_server_document;
+use crate::issuer::retention::{STATE_CONFIGMAP, STATUS_KEY};
 use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
 use crate::mutate::ServiceAccountInfo;
 

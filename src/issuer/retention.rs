@@ -16,6 +16,17 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// The state ConfigMap's default name (`--issuer-state-configmap`), where `irsa doctor` looks.
+/// Its layout is here, beside the state it holds, because the publisher writes it and the
+/// doctor reads it.
+pub const STATE_CONFIGMAP: &str = "irsa-issuer-keys";
+/// The state ConfigMap's key holding the [`KeyState`] as JSON.
+pub const STATE_KEY: &str = "keys.json";
+/// The state ConfigMap's key holding the last pass's outcome, for the doctor and an operator.
+pub const STATUS_KEY: &str = "status";
+/// How that status starts when the publisher refused to publish.
+pub const REFUSED_PREFIX: &str = "refused: ";
+
 /// One key the API server published, and when (unix seconds).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", from = "StoredRecord")]

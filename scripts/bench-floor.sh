@@ -35,12 +35,9 @@ REQUESTS=${BENCH_REQUESTS:-2000}
 WARM=${BENCH_WARM:-200}
 REVIEW=benches/data/review-5k.json
 
-for tool in h2load valgrind openssl curl; do
-    command -v "$tool" >/dev/null || { echo "$tool not found (h2load: apt-get install -y nghttp2-client)" >&2; exit 1; }
-done
-
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
+bench_require h2load valgrind openssl curl
 bench_setup
 FLOOR=$(cargo bench --locked --bench floor --no-run --message-format=json-render-diagnostics \
     | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)

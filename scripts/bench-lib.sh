@@ -1,7 +1,20 @@
-# Sourced by the webhook benchmarks (bench-webhook.sh, bench-rss.sh): the release binary, a
-# work directory removed on exit (the webhook stopped first), a self-signed certificate for
-# 127.0.0.1, `irsa webhook` started in its file mode and waited for, and /proc readings.
+# Sourced by the webhook benchmarks (bench-webhook.sh, bench-rss.sh, bench-floor.sh): the tools
+# they need, the release binary, a work directory removed on exit (the webhook stopped first),
+# a self-signed certificate for 127.0.0.1, `irsa webhook` started in its file mode and waited
+# for, and /proc readings.
 # Expects PORT and MPORT to be set.
+
+# bench_require TOOL...: exits naming the first tool not on PATH (and the package of h2load).
+bench_require() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null && continue
+        local hint=""
+        [[ $tool == h2load ]] && hint=" (apt-get install -y nghttp2-client)"
+        echo "$tool not found$hint" >&2
+        exit 1
+    done
+}
 
 bench_setup() {
     cargo build --release --locked --bin irsa

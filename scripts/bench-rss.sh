@@ -21,12 +21,9 @@ PORT=${BENCH_PORT:-18444}
 MPORT=${BENCH_METRICS_PORT:-19091}
 ROUNDS=${BENCH_RSS_ROUNDS:-10}
 
-for tool in openssl curl python3; do
-    command -v "$tool" >/dev/null || { echo "$tool not found" >&2; exit 1; }
-done
-
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
+bench_require openssl curl python3
 bench_setup
 
 cat > "$WORK/serviceaccounts.json" <<'JSON'

@@ -19,12 +19,9 @@ MPORT=${BENCH_METRICS_PORT:-19090}
 SECONDS_PER_RUN=${BENCH_SECONDS:-15}
 N_SA=${BENCH_SERVICE_ACCOUNTS:-10000}
 
-command -v h2load >/dev/null || { echo "h2load not found: apt-get install -y nghttp2-client" >&2; exit 1; }
-command -v openssl >/dev/null || { echo "openssl not found" >&2; exit 1; }
-command -v curl >/dev/null || { echo "curl not found" >&2; exit 1; }
-
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
+bench_require h2load openssl curl
 bench_setup
 
 # N_SA ServiceAccounts over 100 namespaces, every tenth with a role; the benchmarked pod runs

@@ -311,6 +311,12 @@ pub struct ControllerArgs {
     #[arg(long, env = "IRSA_METRICS_LISTEN", default_value = "0.0.0.0:9091")]
     pub metrics_listen: SocketAddr,
 
+    /// Watch pods and report those whose ServiceAccount has a role but that carry no
+    /// credentials (Warning Event, log, irsa_controller_uninjected_pods); needs list/watch
+    /// on pods. Pods in kube-system and the controller's own namespace are not watched.
+    #[arg(long, env = "IRSA_DETECT_UNINJECTED_PODS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub detect_uninjected_pods: bool,
+
     #[command(flatten)]
     pub publish: PublishArgs,
 }

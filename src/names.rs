@@ -8,6 +8,10 @@
 /// the controller's authorization read it, and the AWS layer imports nothing from controller/.
 pub const CLUSTER_TAG: &str = "irsa.dev/cluster";
 
+/// Reason of the controller's Warning Event on a pod whose ServiceAccount has a role but that
+/// carries no credentials; the doctor looks for it.
+pub const POD_NOT_INJECTED: &str = "PodNotInjected";
+
 /// A DNS-1123 label (namespaces): 1 to 63 of `[a-z0-9-]`, starting and ending alphanumeric.
 pub fn is_dns1123_label(s: &str) -> bool {
     s.len() <= 63 && is_label_chars(s)

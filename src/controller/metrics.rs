@@ -44,6 +44,12 @@ pub struct RoleLabels {
     pub role: String,
 }
 
+/// Labels of `irsa_controller_uninjected_pods`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
     /// IAM/STS calls as the controller made them (one per API call after the SDK's own
@@ -65,6 +71,9 @@ pub struct Metrics {
     /// Passes whose anonymous read of the public copy did not match what was published.
     pub issuer_drift: Counter,
     pub issuer_publish_errors: Family<ErrorLabels, Counter>,
+    /// Pods whose ServiceAccount has a role but that carry no credentials, by namespace; only
+    /// the leader counts (a namespace without any has no series).
+    pub uninjected_pods: Family<NamespaceLabels, Gauge>,
 }
 
 impl Metrics {
@@ -125,6 +134,23 @@ impl Metrics {
             "Issuer publishing passes that failed, by error",
             self.issuer_publish_errors.clone(),
         );
+        registry.register(
+            "irsa_controller_uninjected_pods",
+            "Pods whose ServiceAccount has a role but that carry no AWS credentials (the webhook did not mutate them), by namespace",
+            self.uninjected_pods.clone(),
+        );
+    }
+
+    /// Sets the uninjected count of `namespace`; zero removes the series.
+    pub fn set_uninjected(&self, namespace: &str, count: i64) {
+        let labels = NamespaceLabels {
+            namespace: namespace.to_string(),
+        };
+        if count == 0 {
+            self.uninjected_pods.remove(&labels);
+        } else {
+            self.uninjected_pods.get_or_create(&labels).set(count);
+        }
     }
 
     pub fn issuer_publish_failed(&self, error: &'static str) {

@@ -138,6 +138,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         metrics,
         ready: ready.clone(),
         publisher: publisher.map(|p| (p, args.publish.issuer_publish_interval)),
+        pods: args
+            .detect_uninjected_pods
+            .then(|| k8s::pods::Settings::excluding(client.default_namespace())),
     };
     let election = args.leader_election.then(|| {
         leader::LeaderConfig::for_controller(

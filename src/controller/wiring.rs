@@ -28,6 +28,7 @@ use crate::controller::iam::reconcile::RoleSettings;
 use crate::controller::iam::state::RoleState;
 use crate::controller::iam::worker::{RoleWorker, SnapshotFn, WorkerOptions};
 use crate::controller::k8s::events::EventPublisher;
+use crate::controller::k8s::pods::{self, PodWatch};
 use crate::controller::k8s::reconcile::{self as bindings, Context};
 use crate::controller::k8s::snapshot::{self, bindings_of_role, bindings_of_sa, strip_sa};
 use crate::controller::leader::{self, LeaderConfig};
@@ -115,6 +116,8 @@ pub struct ElectedWork {
     pub ready: Arc<AtomicBool>,
     /// The issuer publisher and its `--issuer-publish-interval`.
     pub publisher: Option<(publish::Publisher, Duration)>,
+    /// The pod watch, unless `--detect-uninjected-pods false`.
+    pub pods: Option<pods::Settings>,
 }
 
 impl ElectedWork {
@@ -129,6 +132,7 @@ impl ElectedWork {
             self.prefix,
             self.metrics,
             self.ready,
+            self.pods,
             stopped(stop.clone()),
         );
         let Some((publisher, interval)) = self.publisher else {
@@ -244,14 +248,16 @@ impl Stores {
     }
 }
 
-/// What the watch tasks share: the stores they read, the IAM worker's queue and reports, and
-/// the channel that re-triggers binding reconciles.
+/// What the watch tasks share: the stores they read, the IAM worker's queue and reports, the
+/// channel that re-triggers binding reconciles and the one naming changed ServiceAccounts to
+/// the pod watch (a send fails harmlessly when it is off).
 #[derive(Clone)]
 struct Handles {
     stores: Stores,
     queue: RoleQueue,
     roles: Arc<RoleState>,
     triggers: mpsc::UnboundedSender<ObjectRef<IAMRoleBinding>>,
+    service_account_changes: mpsc::UnboundedSender<Key>,
 }
 
 /// Wires the watches, the IAM worker and the binding `Controller`; returns `Ok` once
@@ -267,6 +273,7 @@ pub async fn run_reconcilers(
     prefix: String,
     metrics: Metrics,
     ready: Arc<AtomicBool>,
+    pods: Option<pods::Settings>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     // Each cache reports its first complete list through a flag set on the watcher's InitDone
@@ -301,11 +308,13 @@ pub async fn run_reconcilers(
     let (worker, queue, state) = RoleWorker::new(aws, settings.clone(), options, snapshot);
     let worker = worker.with_reports(report_tx).wait_for(ready_rx);
     let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<ObjectRef<IAMRoleBinding>>();
+    let (sa_changes_tx, sa_changes_rx) = mpsc::unbounded_channel();
     let handles = Handles {
         stores: stores.clone(),
         queue: queue.clone(),
         roles: state.clone(),
         triggers: trigger_tx,
+        service_account_changes: sa_changes_tx,
     };
 
     let mut tasks = Supervisor::new();
@@ -320,6 +329,18 @@ pub async fn run_reconcilers(
         settings.desired.clone(),
     );
     spawn_report_handler(&mut tasks, &client, &handles, report_rx);
+    if let Some(settings) = pods {
+        let watch = PodWatch {
+            client: client.clone(),
+            settings,
+            service_accounts: stores.service_accounts.clone(),
+            prefix: stores.prefix.clone(),
+            metrics: metrics.clone(),
+            recorder: recorder(&client),
+        };
+        let sa_synced = synced[1].clone();
+        tasks.spawn("Pod watch", watch.run(sa_synced, sa_changes_rx));
+    }
     spawn_cache_sync(&mut tasks, synced, ready, ready_tx);
 
     let ctx = Arc::new(Context {
@@ -403,6 +424,7 @@ fn spawn_service_account_watch(
             for role in h.roles.roles_trusting_sa(&key) {
                 h.queue.mark(&role);
             }
+            let _ = h.service_account_changes.send(key);
         }
         Ok(())
     });

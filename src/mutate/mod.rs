@@ -32,6 +32,19 @@ pub const POD_IDENTITY_LABEL: &str = "eks.amazonaws.com/pod-identity";
 /// Pod label opting a pod out (the webhook configuration's objectSelector also uses them).
 pub const SKIP_LABEL: &str = "irsa.dev/skip";
 pub const EKS_SKIP_LABEL: &str = "eks.amazonaws.com/skip-pod-identity-webhook";
+/// The variables that make a container "already configured" in IRSA mode, and in
+/// container-credentials mode: a container with any of them carries credentials.
+pub const IRSA_IDENTITY_ENV: [&str; 2] = ["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"];
+pub const CC_IDENTITY_ENV: [&str; 2] = [
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+];
+
+/// True when the pod's labels opt it out of injection: the webhook leaves it untouched.
+pub fn opted_out(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(SKIP_LABEL).map(String::as_str) == Some("true")
+        || labels.get(EKS_SKIP_LABEL).is_some_and(|v| v != "false")
+}
 
 /// What the engine needs of a ServiceAccount: the webhook's cache keeps exactly this.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -127,10 +140,8 @@ pub fn mutate<R: Rng + ?Sized>(
 ) -> Result<Mutation, Refusal> {
     let view = PodView::new(pod)?;
     let labels = view.string_map("labels");
-    let opted_out = labels.get(SKIP_LABEL).map(String::as_str) == Some("true")
-        || labels.get(EKS_SKIP_LABEL).is_some_and(|v| v != "false");
     let mut warnings = Vec::new();
-    if opted_out {
+    if opted_out(&labels) {
         return Ok(Mutation::unchanged(warnings));
     }
 
@@ -225,7 +236,7 @@ impl<'a> Plan<'a> {
                 TOKEN_FILE_NAME,
             ),
             mount_path: &cfg.mount_path,
-            identity_names: ["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"],
+            identity_names: IRSA_IDENTITY_ENV,
             identity_env,
             label: None,
         }
@@ -248,10 +259,7 @@ impl<'a> Plan<'a> {
             volume_name: &cc.volume_name,
             volume: token_volume(&cc.volume_name, &cc.audience, expiration, &cc.token_path),
             mount_path: &cc.mount_path,
-            identity_names: [
-                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-            ],
+            identity_names: CC_IDENTITY_ENV,
             identity_env: vec![
                 ("AWS_CONTAINER_CREDENTIALS_FULL_URI", cc.full_uri.clone()),
                 (

@@ -346,6 +346,7 @@ async fn shutdown_before_the_first_list_still_returns() {
         P.into(),
         Metrics::default(),
         Arc::new(AtomicBool::new(false)),
+        None,
         std::future::ready(()),
     );
     let ended = tokio::time::timeout(Duration::from_secs(60), run).await;
@@ -406,6 +407,7 @@ async fn start(max_chars: usize) -> Harness {
         P.into(),
         metrics.clone(),
         ready.clone(),
+        None,
         std::future::pending(),
     ));
     until("caches synced", || ready.load(Ordering::Relaxed)).await;

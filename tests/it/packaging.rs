@@ -588,6 +588,7 @@ const RBAC: &[(&str, &str, &str, &[&str])] = &[
         &["create", "patch"],
     ),
     ("controller", "", "events", &["create", "patch"]),
+    ("controller", "", "pods", &["get", "list", "watch"]),
     (
         "controller-leader-election",
         "coordination.k8s.io",
@@ -1392,6 +1393,7 @@ fn exported_metrics() -> BTreeSet<String> {
     cm.reconcile_failed("binding", "x");
     cm.set_trust_chars("role", 1);
     cm.issuer_publish_failed("x");
+    cm.set_uninjected("ns", 1);
     cm.iam_calls
         .get_or_create(&irsa::controller::metrics::IamCallLabels {
             operation: "GetRole",

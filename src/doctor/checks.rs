@@ -8,7 +8,7 @@ use jsonwebtoken::{DecodingKey, Validation, jwk::JwkSet};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::report::Check;
+use super::report::{Check, Status};
 use crate::{
     arn::RoleArn,
     aws::{Error as AwsError, ProviderLookup, RoleTrust},
@@ -223,6 +223,25 @@ pub fn pod_mutated(
             .with_sts_error(STS_NO_WEB_IDENTITY)
         }
     }
+}
+
+/// The `--pod` check, its evidence completed with the controller's `PodNotInjected` Event on
+/// the pod (`event`: its note, or why the Events could not be read) when the pod lacks its
+/// credentials: the operator sees whether the controller noticed, and what it concluded.
+pub fn with_controller_event(mut check: Check, event: Result<Option<String>, String>) -> Check {
+    if check.status != Status::Fail {
+        return check;
+    }
+    let reason = crate::names::POD_NOT_INJECTED;
+    let detail = match event {
+        Ok(Some(note)) => format!("the controller reported it (Event {reason}): {note}"),
+        Ok(None) => format!(
+            "no {reason} Event from the controller on it (its pod detection off, or not run yet)"
+        ),
+        Err(err) => format!("the controller's {reason} Events could not be read: {err}"),
+    };
+    check.evidence = format!("{}; {detail}", check.evidence);
+    check
 }
 
 /// Step 5: an IAM OIDC provider exists for the exact issuer and lists the audience.

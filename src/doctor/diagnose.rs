@@ -6,7 +6,7 @@ use kube::{Api, Client};
 
 use super::{
     checks,
-    report::{Check, Report},
+    report::{Check, Report, Status},
     sources,
 };
 use crate::{
@@ -241,13 +241,17 @@ async fn cluster_subject(
             audience: opts.default_audience.clone(),
             ..Default::default()
         };
-        checks.push(checks::pod_mutated(
-            pod,
-            namespace,
-            sa,
-            &cfg,
-            &Identities::default(),
-        ));
+        let check = checks::pod_mutated(pod, namespace, sa, &cfg, &Identities::default());
+        let event = match (
+            &check.status,
+            pod.pointer("/metadata/uid").and_then(|u| u.as_str()),
+        ) {
+            (Status::Fail, Some(uid)) => {
+                sources::pod_not_injected_event(kube, namespace, uid).await
+            }
+            _ => Ok(None),
+        };
+        checks.push(checks::with_controller_event(check, event));
     }
     let facts = facts?;
     let bindings = Api::<IAMRoleBinding>::namespaced(kube.clone(), namespace)

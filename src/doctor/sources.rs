@@ -6,9 +6,12 @@ use std::time::Duration;
 use jsonwebtoken::jwk::JwkSet;
 use k8s_openapi::api::{
     authentication::v1::{TokenRequest, TokenRequestSpec},
-    core::v1::{ConfigMap, Pod, ServiceAccount},
+    core::v1::{ConfigMap, Event, Pod, ServiceAccount},
 };
-use kube::{Api, Client, api::PostParams};
+use kube::{
+    Api, Client,
+    api::{ListParams, PostParams},
+};
 use serde_json::Value;
 
 use super::checks::PublisherStatus;
@@ -16,6 +19,7 @@ use crate::issuer::discover::api_server_document;
 use crate::issuer::retention::{STATE_CONFIGMAP, STATUS_KEY};
 use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
 use crate::mutate::ServiceAccountInfo;
+use crate::names::POD_NOT_INJECTED;
 
 /// Shortest lifetime the API server grants a TokenRequest.
 const TOKEN_SECONDS: i64 = 600;
@@ -46,6 +50,27 @@ pub async fn pod(client: &Client, namespace: &str, name: &str) -> Result<Option<
         .map_err(|e| format!("cannot read Pod {namespace}/{name}: {e}"))?;
     pod.map(|p| serde_json::to_value(p).map_err(|e| e.to_string()))
         .transpose()
+}
+
+/// The note of the newest `PodNotInjected` Event the controller published on the pod `uid`.
+pub async fn pod_not_injected_event(
+    client: &Client,
+    namespace: &str,
+    uid: &str,
+) -> Result<Option<String>, String> {
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let fields = format!("involvedObject.uid={uid},reason={POD_NOT_INJECTED}");
+    let events = api
+        .list(&ListParams::default().fields(&fields))
+        .await
+        .map_err(|e| format!("cannot list Events in {namespace}: {e}"))?;
+    let newest = events.items.into_iter().max_by_key(|e| {
+        e.event_time
+            .as_ref()
+            .map(|t| t.0)
+            .or(e.last_timestamp.as_ref().map(|t| t.0))
+    });
+    Ok(newest.and_then(|e| e.message))
 }
 
 /// A fresh token for the ServiceAccount with the given audience (TokenRequest API).

@@ -549,3 +549,44 @@ fn a_stale_publish_names_the_publishers_status() {
     };
     assert!(fresh.describe().contains("no status yet"), "{fresh:?}");
 }
+
+#[test]
+fn an_uninjected_pod_names_the_controllers_event() {
+    let cfg = MutationConfig::default();
+    let ids = Identities::default();
+    let role = sa(&[("eks.amazonaws.com/role-arn", ARN)]);
+    let bare = json!({"metadata": {"name": "web-0"}, "spec": {"containers": [{"name": "app"}]}});
+    let failed = || pod_mutated(&bare, "team-a", &role, &cfg, &ids);
+    let check = with_controller_event(
+        failed(),
+        Ok(Some("Pod team-a/web-0 carries no AWS credentials".into())),
+    );
+    assert_eq!(check.status, Status::Fail);
+    assert!(
+        check.evidence.ends_with(
+            "; the controller reported it (Event PodNotInjected): Pod team-a/web-0 carries no AWS credentials"
+        ),
+        "{}",
+        check.evidence
+    );
+    let check = with_controller_event(failed(), Ok(None));
+    assert!(
+        check.evidence.contains("no PodNotInjected Event"),
+        "{}",
+        check.evidence
+    );
+    let check = with_controller_event(failed(), Err("forbidden".into()));
+    assert!(
+        check.evidence.ends_with("could not be read: forbidden"),
+        "{}",
+        check.evidence
+    );
+    // A pod that is fine is left as it is.
+    let opted_out = json!({"metadata": {"name": "w", "labels": {"irsa.dev/skip": "true"}}, "spec": {"containers": []}});
+    let check = pod_mutated(&opted_out, "team-a", &role, &cfg, &ids);
+    let evidence = check.evidence.clone();
+    assert_eq!(
+        with_controller_event(check, Ok(Some("x".into()))).evidence,
+        evidence
+    );
+}

@@ -182,33 +182,8 @@ impl Case {
         json!({format!("{}/role-arn", self.prefix()): role_arn})
     }
 
-    /// `irsa doctor -n <ns> -o json ARGS` with the test's AWS endpoint and credentials and the
-    /// cluster's CA; returns the exit code and the report.
     fn doctor(&self, args: &[&str]) -> (i32, Value) {
-        let aws = &self.cluster.aws_env;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_irsa"));
-        cmd.args(["doctor", "-n", &self.ns, "-o", "json"])
-            .args(["--annotation-prefix", self.prefix()])
-            .args(args);
-        if let Some(url) = &aws.endpoint {
-            cmd.args(["--aws-endpoint-url", url]);
-        }
-        // The local control plane's CA; a cluster whose issuer has a public certificate
-        // (EKS) needs none.
-        if let Some(ca) = std::env::var_os("IRSA_E2E_CLUSTER_CA").filter(|c| !c.is_empty()) {
-            cmd.arg("--issuer-ca-file").arg(ca);
-        }
-        cmd.envs(aws.child_env.iter().map(|(k, v)| (*k, v.as_str())));
-        println!("$ irsa doctor -n {} -o json {}", self.ns, args.join(" "));
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", env!("CARGO_BIN_EXE_irsa")));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        println!("{stdout}");
-        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-        let report = serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("the doctor printed no JSON report ({e}): {stdout}"));
-        (out.status.code().expect("the doctor exited"), report)
+        doctor(&self.cluster, &self.ns, args)
     }
 
     /// A role trusting ServiceAccount `sa` of the namespace with the default audience.
@@ -689,4 +664,33 @@ async fn a_binding_made_ready_by_the_controller_passes_every_step() {
         .delete(&grant.name_any(), &DeleteParams::default())
         .await;
     case.finish().await;
+}
+
+/// `irsa doctor -n <ns> -o json ARGS` with the cluster's AWS endpoint and credentials, its
+/// annotation prefix and CA; returns the exit code and the report.
+pub fn doctor(cluster: &ControllerCluster, ns: &str, args: &[&str]) -> (i32, Value) {
+    let aws = &cluster.aws_env;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_irsa"));
+    cmd.args(["doctor", "-n", ns, "-o", "json"])
+        .args(["--annotation-prefix", &cluster.settings.annotation_prefix])
+        .args(args);
+    if let Some(url) = &aws.endpoint {
+        cmd.args(["--aws-endpoint-url", url]);
+    }
+    // The local control plane's CA; a cluster whose issuer has a public certificate
+    // (EKS) needs none.
+    if let Some(ca) = std::env::var_os("IRSA_E2E_CLUSTER_CA").filter(|c| !c.is_empty()) {
+        cmd.arg("--issuer-ca-file").arg(ca);
+    }
+    cmd.envs(aws.child_env.iter().map(|(k, v)| (*k, v.as_str())));
+    println!("$ irsa doctor -n {ns} -o json {}", args.join(" "));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", env!("CARGO_BIN_EXE_irsa")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("the doctor printed no JSON report ({e}): {stdout}"));
+    (out.status.code().expect("the doctor exited"), report)
 }

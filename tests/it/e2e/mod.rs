@@ -18,5 +18,6 @@ mod publish;
 mod rbac;
 mod support;
 mod trust_check;
+mod uninjected;
 mod webhook;
 mod webhook_support;

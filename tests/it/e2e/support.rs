@@ -299,6 +299,8 @@ async fn env_aws() -> AwsEnv {
 pub struct ControllerProcess {
     child: Mutex<Child>,
     log: PathBuf,
+    /// Its admin port's `/metrics`.
+    pub metrics_url: String,
 }
 
 impl ControllerProcess {
@@ -327,6 +329,7 @@ impl ControllerProcess {
         ));
         let out = File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
         let err = out.try_clone().unwrap();
+        let admin = format!("127.0.0.1:{}", crate::e2e::webhook_support::free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_irsa"));
         cmd.args([
             "controller",
@@ -335,9 +338,9 @@ impl ControllerProcess {
             // The issuer the test computes its expectations from, not a second discovery.
             "--issuer-url",
             issuer_url,
-            // Any free port: several controllers and test processes may run at once.
+            // A free port: several controllers and test processes may run at once.
             "--metrics-listen",
-            "127.0.0.1:0",
+            &admin,
             "--log-format",
             "json",
             "--annotation-prefix",
@@ -375,6 +378,7 @@ impl ControllerProcess {
         Self {
             child: Mutex::new(child),
             log,
+            metrics_url: format!("http://{admin}/metrics"),
         }
     }
 

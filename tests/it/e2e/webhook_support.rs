@@ -21,7 +21,7 @@ use crate::e2e::support::{WAIT, helm_template, unique, wait_for};
 pub const ROLE_ARN: &str = "arn:aws:iam::111122223333:role/irsa-e2e-webhook";
 pub const TOKEN_VOLUME: &str = irsa::mutate::config::TOKEN_VOLUME_NAME;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -1,0 +1,208 @@
+//! The controller reports pods that were not injected (issue 15, item 2): the webhook is
+//! registered with `failurePolicy: Ignore` and then stopped, a pod of an annotated
+//! ServiceAccount is admitted unmutated, and the controller (a local process under the chart's
+//! RBAC) gives it a `PodNotInjected` Warning Event and counts it in
+//! `irsa_controller_uninjected_pods`; `irsa doctor --pod` names the Event; a deleted pod is
+//! no longer counted. A pod created before its ServiceAccount got the role is found when the
+//! annotation arrives. Pods stay Pending (no kubelet), which changes nothing here.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Pod, ServiceAccount};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+use crate::e2e::doctor::doctor;
+use crate::e2e::identity::{self, Component};
+use crate::e2e::support::{self, ControllerProcess, WAIT, wait_for};
+use crate::e2e::webhook_support::{
+    ROLE_ARN, Registration, WebhookProcess, assert_untouched, chart_registration, create_pod,
+    create_service_account, pod, register, unregister, wait_until_mutating,
+};
+
+/// How long the controller may take to report a pod once it is running: one watch event and
+/// one Event write, so seconds; the bound leaves room for a loaded 2-core machine.
+const REPORT_WITHIN: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
+async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_doctor() {
+    let cluster = support::controller_cluster().await;
+    let client = cluster.client.clone();
+    let prefix = cluster.settings.annotation_prefix.clone();
+    let ns = support::create_namespace(&client, "irsa-e2e-uninjected").await;
+    let role_key = format!("{prefix}/role-arn");
+    create_service_account(&client, &ns, "app", json!({&role_key: ROLE_ARN})).await;
+    create_service_account(&client, &ns, "late", json!({})).await;
+
+    // The webhook, registered the chart's way with Ignore, answering; then gone.
+    let kubeconfig = identity::kubeconfig(&client, Component::Webhook).await;
+    let webhook = WebhookProcess::start(&kubeconfig, "uninjected", &[]).await;
+    let mut reg = Registration::new(&[&ns]);
+    reg.failure_policy = "Ignore";
+    let registration = register(
+        &client,
+        &chart_registration(&reg, &webhook.url, &webhook.cert),
+    )
+    .await;
+    wait_until_mutating(&client, &ns, "app", json!({})).await;
+    webhook.kill();
+
+    // Not the IAM side under test: annotated ServiceAccounts are left to themselves.
+    let controller = ControllerProcess::start_with(
+        &cluster,
+        None,
+        "uninjected",
+        &["--manage-annotated-serviceaccounts", "false"],
+    );
+    let http = reqwest::Client::new();
+    let count = |body: &str| uninjected_count(body, &ns);
+    wait_for(
+        "the controller to lead",
+        WAIT,
+        Some(&controller),
+        || async {
+            let body = scrape(&http, &controller.metrics_url).await?;
+            body.contains("irsa_controller_is_leader 1").then_some(())
+        },
+    )
+    .await;
+
+    let stored = create_pod(&client, &ns, &pod("web-0", "app", json!({})))
+        .await
+        .unwrap();
+    assert_untouched(&stored);
+    // Opted out, and of a ServiceAccount with no role yet: neither is reported.
+    create_pod(
+        &client,
+        &ns,
+        &pod(
+            "skipped",
+            "app",
+            json!({"metadata": {"labels": {"irsa.dev/skip": "true"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    create_pod(&client, &ns, &pod("old-0", "late", json!({})))
+        .await
+        .unwrap();
+
+    let note = wait_for(
+        "the PodNotInjected Event on web-0",
+        REPORT_WITHIN,
+        Some(&controller),
+        || not_injected_note(&client, &ns, "web-0"),
+    )
+    .await;
+    for part in [
+        format!("Pod {ns}/web-0"),
+        format!("ServiceAccount {ns}/app"),
+        ROLE_ARN.to_string(),
+        "failurePolicy Ignore".to_string(),
+    ] {
+        assert!(note.contains(&part), "the Event names {part}: {note}");
+    }
+    wait_for(
+        "irsa_controller_uninjected_pods to count web-0",
+        REPORT_WITHIN,
+        Some(&controller),
+        || async { (count(&scrape(&http, &controller.metrics_url).await?) == 1).then_some(()) },
+    )
+    .await;
+
+    let (_, report) = doctor(&cluster, &ns, &["--pod", "web-0"]);
+    let check = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["id"] == "pod"))
+        .unwrap_or_else(|| panic!("the doctor has a pod check: {report}"))
+        .clone();
+    assert_eq!(check["status"], "fail", "{check}");
+    let evidence = check["evidence"].as_str().unwrap();
+    assert!(
+        evidence.contains("the controller reported it (Event PodNotInjected)")
+            && evidence.contains(&format!("Pod {ns}/web-0")),
+        "the doctor names the controller's Event: {evidence}"
+    );
+
+    // The role arrives after old-0 was created: old-0 is found and reported as such.
+    Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .patch(
+            "late",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {&role_key: ROLE_ARN}}})),
+        )
+        .await
+        .unwrap();
+    let note = wait_for(
+        "the PodNotInjected Event on old-0",
+        REPORT_WITHIN,
+        Some(&controller),
+        || not_injected_note(&client, &ns, "old-0"),
+    )
+    .await;
+    assert!(
+        note.contains("created before the ServiceAccount got the role"),
+        "{note}"
+    );
+    wait_for(
+        "two uninjected pods counted",
+        REPORT_WITHIN,
+        Some(&controller),
+        || async { (count(&scrape(&http, &controller.metrics_url).await?) == 2).then_some(()) },
+    )
+    .await;
+
+    // Deleted pods are no longer counted (and the namespace's series goes away at zero).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    for name in ["web-0", "old-0"] {
+        pods.delete(name, &DeleteParams::default().grace_period(0))
+            .await
+            .unwrap();
+    }
+    wait_for(
+        "the deleted pods to be uncounted",
+        REPORT_WITHIN,
+        Some(&controller),
+        || async { (count(&scrape(&http, &controller.metrics_url).await?) == 0).then_some(()) },
+    )
+    .await;
+    controller.assert_running();
+
+    unregister(&client, &registration).await;
+    support::delete_namespace(&client, &ns).await;
+}
+
+async fn scrape(http: &reqwest::Client, url: &str) -> Option<String> {
+    http.get(url).send().await.ok()?.text().await.ok()
+}
+
+/// The gauge's value for `namespace` (0 when it has no series).
+fn uninjected_count(metrics: &str, namespace: &str) -> i64 {
+    let series = format!("irsa_controller_uninjected_pods{{namespace=\"{namespace}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// The message of the controller's `PodNotInjected` Event on pod `name`, once there is one.
+async fn not_injected_note(client: &kube::Client, ns: &str, name: &str) -> Option<String> {
+    let fields = format!("involvedObject.name={name},reason=PodNotInjected");
+    let events = Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().fields(&fields))
+        .await
+        .ok()?;
+    let event = events.items.into_iter().next()?;
+    assert_eq!(event.type_.as_deref(), Some("Warning"), "{event:?}");
+    event.message
+}
+
+#[test]
+fn the_gauge_is_read_per_namespace() {
+    let text = "irsa_controller_uninjected_pods{namespace=\"a\"} 3\nirsa_controller_uninjected_pods{namespace=\"ab\"} 1\n";
+    assert_eq!(uninjected_count(text, "a"), 3);
+    assert_eq!(uninjected_count(text, "ab"), 1);
+    assert_eq!(uninjected_count(text, "b"), 0);
+}

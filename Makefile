@@ -82,3 +82,9 @@ fuzz:
 .PHONY: bench-rss
 bench-rss:
 	./scripts/bench-rss.sh
+
+# Memory of the controller's pod watch at 0, 10k and 100k pods on a local control plane
+# (release build, 127.0.0.1 only). See docs/development.md "Controller memory with many pods".
+.PHONY: bench-pods-rss
+bench-pods-rss:
+	./scripts/bench-pods-rss.sh

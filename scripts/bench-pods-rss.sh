@@ -15,7 +15,8 @@
 #
 # Knobs (env): BENCH_PODS (100000), BENCH_NAMESPACES (10), BENCH_UNINJECTED_EVERY (100),
 # BENCH_PARALLEL (6 kubectl create processes), BENCH_METRICS_PORT (19191), BENCH_MOTO_PORT
-# (15123), IRSA_CONTROL_PLANE_DIR (the plane's state directory).
+# (15123), BENCH_IRSA_BIN (a release binary to use instead of building one),
+# IRSA_CONTROL_PLANE_DIR (the plane's state directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,10 +37,14 @@ for tool in kubectl moto_server python3 curl; do
     command -v "$tool" >/dev/null || { echo "$tool not found" >&2; exit 1; }
 done
 
-cargo build --release --locked --bin irsa
 WORK=$(mktemp -d)
-# A copy: a shared target directory may get another checkout's binary meanwhile.
-cp "${CARGO_TARGET_DIR:-target}/release/irsa" "$WORK/irsa"
+if [[ -n "${BENCH_IRSA_BIN:-}" ]]; then
+    cp "$BENCH_IRSA_BIN" "$WORK/irsa"
+else
+    cargo build --release --locked --bin irsa
+    # A copy: a shared target directory may get another checkout's binary meanwhile.
+    cp "${CARGO_TARGET_DIR:-target}/release/irsa" "$WORK/irsa"
+fi
 BIN=$WORK/irsa
 "$BIN" controller --help | grep -q -- --detect-uninjected-pods ||
     { echo "$BIN has no pod watch (--detect-uninjected-pods)" >&2; exit 1; }
@@ -54,7 +59,8 @@ trap cleanup EXIT
 
 moto_server -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
 MOTO=$!
-kubectl apply --server-side -f crds/ >/dev/null
+kubectl apply --server-side -f crds/irsa.dev.yaml >/dev/null
+kubectl wait --for condition=established --timeout=60s crd/iamrolebindings.irsa.dev crd/iamrolegrants.irsa.dev >/dev/null
 for i in $(seq 0 $((NAMESPACES - 1))); do
     kubectl create namespace "bench-$i" >/dev/null
     kubectl -n "bench-$i" create serviceaccount app >/dev/null

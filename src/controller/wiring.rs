@@ -330,16 +330,15 @@ pub async fn run_reconcilers(
     );
     spawn_report_handler(&mut tasks, &client, &handles, report_rx);
     if let Some(settings) = pods {
-        let watch = PodWatch {
-            client: client.clone(),
+        spawn_pod_watch(
+            &mut tasks,
+            &client,
+            &stores,
+            &metrics,
             settings,
-            service_accounts: stores.service_accounts.clone(),
-            prefix: stores.prefix.clone(),
-            metrics: metrics.clone(),
-            recorder: recorder(&client),
-        };
-        let sa_synced = synced[1].clone();
-        tasks.spawn("Pod watch", watch.run(sa_synced, sa_changes_rx));
+            synced[1].clone(),
+            sa_changes_rx,
+        );
     }
     spawn_cache_sync(&mut tasks, synced, ready, ready_tx);
 
@@ -428,6 +427,28 @@ fn spawn_service_account_watch(
         }
         Ok(())
     });
+}
+
+/// Pods (`--detect-uninjected-pods`): judged against the ServiceAccount store once it has
+/// synced (`sa_synced`), re-judged on the ServiceAccount changes the watch above names.
+fn spawn_pod_watch(
+    tasks: &mut Supervisor,
+    client: &Client,
+    stores: &Stores,
+    metrics: &Metrics,
+    settings: pods::Settings,
+    sa_synced: Arc<AtomicBool>,
+    changes: mpsc::UnboundedReceiver<Key>,
+) {
+    let watch = PodWatch {
+        client: client.clone(),
+        settings,
+        service_accounts: stores.service_accounts.clone(),
+        prefix: stores.prefix.clone(),
+        metrics: metrics.clone(),
+        recorder: recorder(client),
+    };
+    tasks.spawn("Pod watch", watch.run(sa_synced, changes));
 }
 
 /// Grants: any change may change any verdict; mark every known role.

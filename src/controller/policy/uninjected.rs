@@ -89,9 +89,12 @@ pub enum Cause {
 
 impl Cause {
     /// For a pod seen by the watch: created after `watching_since`, it met the role.
+    /// Creation times are whole seconds (rounded down), so the start is too: a pod created
+    /// after it is never taken for an older one.
     pub fn of_watched(created: Option<Timestamp>, watching_since: Timestamp) -> Self {
+        let since_second = watching_since.as_second();
         match created {
-            Some(created) if created >= watching_since => Cause::AdmittedUnmutated,
+            Some(created) if created.as_second() >= since_second => Cause::AdmittedUnmutated,
             _ => Cause::Unknown,
         }
     }

@@ -118,7 +118,7 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
         .and_then(|c| c.iter().find(|c| c["id"] == "pod"))
         .unwrap_or_else(|| panic!("the doctor has a pod check: {report}"))
         .clone();
-    assert_eq!(check["status"], "fail", "{check}");
+    assert_eq!(check["status"], "FAIL", "{check}");
     let evidence = check["evidence"].as_str().unwrap();
     assert!(
         evidence.contains("the controller reported it (Event PodNotInjected)")

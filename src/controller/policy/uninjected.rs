@@ -358,10 +358,16 @@ mod tests {
 
     #[test]
     fn pods_created_after_the_watch_started_met_the_role() {
-        let since: Timestamp = "2026-12-03T10:00:00Z".parse().unwrap();
+        let since: Timestamp = "2026-12-03T10:00:00.700Z".parse().unwrap();
         let before: Timestamp = "2026-12-03T09:59:59Z".parse().unwrap();
         assert_eq!(
             Cause::of_watched(Some(since), since),
+            Cause::AdmittedUnmutated
+        );
+        // Created 0.3 s after the start, stored as 10:00:00.
+        let same_second: Timestamp = "2026-12-03T10:00:00Z".parse().unwrap();
+        assert_eq!(
+            Cause::of_watched(Some(same_second), since),
             Cause::AdmittedUnmutated
         );
         assert_eq!(Cause::of_watched(Some(before), since), Cause::Unknown);

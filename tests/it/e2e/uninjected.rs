@@ -56,14 +56,12 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
         "uninjected",
         &["--manage-annotated-serviceaccounts", "false"],
     );
-    let http = reqwest::Client::new();
-    let count = |body: &str| uninjected_count(body, &ns);
     wait_for(
         "the controller to lead",
         WAIT,
         Some(&controller),
         || async {
-            let body = scrape(&http, &controller.metrics_url).await?;
+            let body = scrape(&controller.metrics_url).await?;
             body.contains("irsa_controller_is_leader 1").then_some(())
         },
     )
@@ -89,13 +87,7 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
         .await
         .unwrap();
 
-    let note = wait_for(
-        "the PodNotInjected Event on web-0",
-        REPORT_WITHIN,
-        Some(&controller),
-        || not_injected_note(&client, &ns, "web-0"),
-    )
-    .await;
+    let note = wait_for_note(&controller, &client, &ns, "web-0").await;
     for part in [
         format!("Pod {ns}/web-0"),
         format!("ServiceAccount {ns}/app"),
@@ -104,13 +96,7 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
     ] {
         assert!(note.contains(&part), "the Event names {part}: {note}");
     }
-    wait_for(
-        "irsa_controller_uninjected_pods to count web-0",
-        REPORT_WITHIN,
-        Some(&controller),
-        || async { (count(&scrape(&http, &controller.metrics_url).await?) == 1).then_some(()) },
-    )
-    .await;
+    wait_for_count(&controller, &ns, 1).await;
 
     let (_, report) = doctor(&cluster, &ns, &["--pod", "web-0"]);
     let check = report["checks"]
@@ -135,24 +121,12 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
         )
         .await
         .unwrap();
-    let note = wait_for(
-        "the PodNotInjected Event on old-0",
-        REPORT_WITHIN,
-        Some(&controller),
-        || not_injected_note(&client, &ns, "old-0"),
-    )
-    .await;
+    let note = wait_for_note(&controller, &client, &ns, "old-0").await;
     assert!(
         note.contains("created before the ServiceAccount got the role"),
         "{note}"
     );
-    wait_for(
-        "two uninjected pods counted",
-        REPORT_WITHIN,
-        Some(&controller),
-        || async { (count(&scrape(&http, &controller.metrics_url).await?) == 2).then_some(()) },
-    )
-    .await;
+    wait_for_count(&controller, &ns, 2).await;
 
     // Deleted pods are no longer counted (and the namespace's series goes away at zero).
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -161,21 +135,38 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
             .await
             .unwrap();
     }
-    wait_for(
-        "the deleted pods to be uncounted",
-        REPORT_WITHIN,
-        Some(&controller),
-        || async { (count(&scrape(&http, &controller.metrics_url).await?) == 0).then_some(()) },
-    )
-    .await;
+    wait_for_count(&controller, &ns, 0).await;
     controller.assert_running();
 
     unregister(&client, &registration).await;
     support::delete_namespace(&client, &ns).await;
 }
 
-async fn scrape(http: &reqwest::Client, url: &str) -> Option<String> {
-    http.get(url).send().await.ok()?.text().await.ok()
+async fn scrape(url: &str) -> Option<String> {
+    reqwest::get(url).await.ok()?.text().await.ok()
+}
+
+/// Waits (at most [`REPORT_WITHIN`]) until the controller counts `n` uninjected pods in `ns`.
+async fn wait_for_count(controller: &ControllerProcess, ns: &str, n: i64) {
+    let what = format!("irsa_controller_uninjected_pods to count {n} in {ns}");
+    wait_for(&what, REPORT_WITHIN, Some(controller), || async {
+        (uninjected_count(&scrape(&controller.metrics_url).await?, ns) == n).then_some(())
+    })
+    .await;
+}
+
+/// Waits (at most [`REPORT_WITHIN`]) for the controller's Event on pod `name`; its message.
+async fn wait_for_note(
+    controller: &ControllerProcess,
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> String {
+    let what = format!("the PodNotInjected Event on {ns}/{name}");
+    wait_for(&what, REPORT_WITHIN, Some(controller), || {
+        not_injected_note(client, ns, name)
+    })
+    .await
 }
 
 /// The gauge's value for `namespace` (0 when it has no series).

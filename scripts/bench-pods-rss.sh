@@ -76,7 +76,7 @@ start_controller() {
         --metrics-listen "127.0.0.1:$MPORT" --log-format json >"$WORK/controller.log" 2>&1 &
     PID=$!
     local start=$SECONDS
-    until grep -q '"pod watch synced"' "$WORK/controller.log"; do
+    until grep -qs '"pod watch synced"' "$WORK/controller.log"; do
         kill -0 "$PID" 2>/dev/null || { tail -20 "$WORK/controller.log" >&2; exit 1; }
         sleep 0.2
     done

@@ -16,6 +16,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 
+use crate::issuer::{DISCOVERY_PATH, document_url};
+
 /// Which roots verify the issuer's chain.
 #[derive(Debug, Clone, Default)]
 pub enum Roots {
@@ -63,6 +65,60 @@ pub fn chain_thumbprint(chain: &[CertificateDer<'_>]) -> Option<String> {
     chain.last().map(|c| sha1_hex(c))
 }
 
+/// The thumbprints IAM may verify against: the issuer host's, and the JWKS host's when the
+/// issuer's discovery document points elsewhere (IAM checks the certificate of the host that
+/// serves the keys). The JWKS host is read from the discovery document served at the issuer
+/// URL, as STS reads it, over a connection verified against the same `roots`.
+pub async fn issuer_thumbprints(issuer: &str, roots: &Roots, timeout: Duration) -> Vec<Thumbprint> {
+    let mut out = vec![fetch(issuer, roots, timeout).await];
+    match tokio::time::timeout(timeout, jwks_uri(issuer, roots)).await {
+        Ok(Ok(uri)) if origin(&uri) != origin(issuer) => {
+            out.push(fetch(&uri, roots, timeout).await);
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(why)) => out.push(Thumbprint::Unavailable(format!(
+            "no thumbprint for the JWKS host of issuer {issuer}: {why}; only the issuer \
+             host's is kept"
+        ))),
+        Err(_) => out.push(Thumbprint::Unavailable(format!(
+            "no thumbprint for the JWKS host of issuer {issuer}: its discovery document did \
+             not arrive within {timeout:?}; only the issuer host's is kept"
+        ))),
+    }
+    out
+}
+
+/// Scheme, host and port: what one TLS certificate covers.
+fn origin(url: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+}
+
+/// The `jwks_uri` of the discovery document served at `issuer`.
+async fn jwks_uri(issuer: &str, roots: &Roots) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Discovery {
+        jwks_uri: String,
+    }
+    let url = document_url(issuer, DISCOVERY_PATH);
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(client_config(recording_verifier(roots)?)?)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let discovery: Discovery = async {
+        http.get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+    }
+    .await
+    .map_err(|e| format!("GET {url}: {e}"))?;
+    Ok(discovery.jwks_uri)
+}
+
 /// Connects to the issuer's host over TLS and returns the thumbprint of what it presents.
 pub async fn fetch(issuer: &str, roots: &Roots, timeout: Duration) -> Thumbprint {
     match tokio::time::timeout(timeout, fetch_inner(issuer, roots)).await {
@@ -78,17 +134,12 @@ pub async fn fetch(issuer: &str, roots: &Roots, timeout: Duration) -> Thumbprint
     }
 }
 
-async fn fetch_inner(issuer: &str, roots: &Roots) -> Result<String, String> {
-    let url = reqwest::Url::parse(issuer).map_err(|e| format!("not a URL: {e}"))?;
-    if url.scheme() != "https" {
-        return Err("not an https URL".into());
-    }
-    let host = url.host_str().ok_or("URL has no host")?.to_string();
-    let port = url.port_or_known_default().unwrap_or(443);
+/// A verifier for `roots` that records the chain it verified.
+fn recording_verifier(roots: &Roots) -> Result<Arc<RecordingVerifier>, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let inner: Arc<dyn ServerCertVerifier> = match roots {
         Roots::Platform => Arc::new(
-            rustls_platform_verifier::Verifier::new(provider.clone())
+            rustls_platform_verifier::Verifier::new(provider)
                 .map_err(|e| format!("loading the platform's trust store: {e}"))?,
         ),
         Roots::Only(certs) => {
@@ -98,24 +149,37 @@ async fn fetch_inner(issuer: &str, roots: &Roots) -> Result<String, String> {
                     .add(c.clone())
                     .map_err(|e| format!("bad root certificate: {e}"))?;
             }
-            rustls::client::WebPkiServerVerifier::builder_with_provider(
-                Arc::new(store),
-                provider.clone(),
-            )
-            .build()
-            .map_err(|e| format!("building the verifier: {e}"))?
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
+                .build()
+                .map_err(|e| format!("building the verifier: {e}"))?
         }
     };
-    let recorder = Arc::new(RecordingVerifier {
+    Ok(Arc::new(RecordingVerifier {
         inner,
         chain: Mutex::new(Vec::new()),
-    });
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(recorder.clone())
-        .with_no_client_auth();
+    }))
+}
+
+fn client_config(verifier: Arc<RecordingVerifier>) -> Result<rustls::ClientConfig, String> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .dangerous()
+    .with_custom_certificate_verifier(verifier)
+    .with_no_client_auth())
+}
+
+async fn fetch_inner(issuer: &str, roots: &Roots) -> Result<String, String> {
+    let url = reqwest::Url::parse(issuer).map_err(|e| format!("not a URL: {e}"))?;
+    if url.scheme() != "https" {
+        return Err("not an https URL".into());
+    }
+    let host = url.host_str().ok_or("URL has no host")?.to_string();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let recorder = recording_verifier(roots)?;
+    let config = client_config(recorder.clone())?;
     // IP-literal issuers are valid (tests, some on-prem setups); the URL parser already
     // stripped the brackets of IPv6 hosts.
     let server_name = ServerName::try_from(host.clone())
@@ -193,6 +257,7 @@ mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     use rustls::pki_types::PrivateKeyDer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn sha1_known_vector() {
@@ -241,6 +306,16 @@ mod tests {
 
     /// Serves TLS handshakes with `chain` on a free port until the test ends.
     async fn serve(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> u16 {
+        serve_document(chain, key, None).await
+    }
+
+    /// As [`serve`], answering every HTTP/1.1 request with `document` when given, `PORT` in it
+    /// replaced by the port served.
+    async fn serve_document(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        document: Option<String>,
+    ) -> u16 {
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
@@ -252,11 +327,31 @@ mod tests {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        let document = document.map(|d| d.replace("PORT", &port.to_string()));
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
+                let document = document.clone();
                 tokio::spawn(async move {
-                    let _ = acceptor.accept(tcp).await;
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Some(body) = document else { return };
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.ends_with(b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(response.as_bytes()).await;
+                    let _ = tls.shutdown().await;
                 });
             }
         });
@@ -292,6 +387,48 @@ mod tests {
         let t = fetch(&format!("https://127.0.0.1:{port}"), &roots, T).await;
         assert_eq!(t, Thumbprint::Sha1(sha1_hex(&pki.intermediate)));
         assert_eq!(t.value().map(str::len), Some(40));
+    }
+
+    /// A private CA, the discovery document on one host and the keys on another: both hosts'
+    /// thumbprints, each its own chain's top. Keys on the issuer's own origin add none.
+    #[tokio::test]
+    async fn the_jwks_host_is_pinned_too_when_it_is_another_host() {
+        crate::install_crypto_provider();
+        let (issuer_pki, jwks_pki) = (pki(), pki());
+        let roots = Roots::Only(vec![issuer_pki.root.clone(), jwks_pki.root.clone()]);
+        let jwks_port = serve(
+            vec![jwks_pki.leaf.clone(), jwks_pki.intermediate.clone()],
+            jwks_pki.leaf_key.clone_key(),
+        )
+        .await;
+        let discovery =
+            |jwks_uri: &str| Some(format!(r#"{{"issuer":"x","jwks_uri":"{jwks_uri}"}}"#));
+        let issuer_port = serve_document(
+            vec![issuer_pki.leaf.clone(), issuer_pki.intermediate.clone()],
+            issuer_pki.leaf_key.clone_key(),
+            discovery(&format!("https://127.0.0.1:{jwks_port}/keys")),
+        )
+        .await;
+        let issuer = format!("https://127.0.0.1:{issuer_port}/id/ABC");
+        assert_eq!(
+            issuer_thumbprints(&issuer, &roots, T).await,
+            vec![
+                Thumbprint::Sha1(sha1_hex(&issuer_pki.intermediate)),
+                Thumbprint::Sha1(sha1_hex(&jwks_pki.intermediate)),
+            ]
+        );
+
+        let self_served = serve_document(
+            vec![issuer_pki.leaf.clone(), issuer_pki.intermediate.clone()],
+            issuer_pki.leaf_key.clone_key(),
+            discovery("https://127.0.0.1:PORT/openid/v1/jwks"),
+        )
+        .await;
+        let issuer = format!("https://127.0.0.1:{self_served}");
+        assert_eq!(
+            issuer_thumbprints(&issuer, &roots, T).await,
+            vec![Thumbprint::Sha1(sha1_hex(&issuer_pki.intermediate))]
+        );
     }
 
     #[tokio::test]

@@ -45,6 +45,8 @@ pub struct Options {
     pub assume: bool,
     /// Where irsa controller runs: its issuer publisher's status explains a stale JWKS.
     pub irsa_namespace: String,
+    /// The publisher's state ConfigMap there (the controller's `--issuer-state-configmap`).
+    pub issuer_state_configmap: String,
 }
 
 /// The outside world the doctor reads from. `kube` is needed for every target but `Token`;
@@ -396,7 +398,9 @@ async fn aws_and_token_steps(
     // publishes it, its publisher's status says why not.
     checks.push(match &env.kube {
         Some(kube) => {
-            let publisher = sources::publisher_status(kube, &opts.irsa_namespace).await;
+            let publisher =
+                sources::publisher_status(kube, &opts.irsa_namespace, &opts.issuer_state_configmap)
+                    .await;
             match &jwks {
                 Ok(public) => match sources::api_server_jwks(kube).await {
                     Ok(api) => checks::published_keys(&api, public, &publisher),

@@ -61,6 +61,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         issuer_url: args.issuer_url.clone(),
         assume: args.assume,
         irsa_namespace: args.irsa_namespace.clone(),
+        issuer_state_configmap: args.issuer_state_configmap.clone(),
     };
     let report = diagnose::diagnose(&env, &target, &opts).await;
     match args.output {

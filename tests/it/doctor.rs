@@ -30,7 +30,9 @@ const IRB_PATH: &str = "/apis/irsa.dev/v1alpha1/namespaces/team-a/iamrolebinding
 const POD_PATH: &str = "/api/v1/namespaces/team-a/pods/web-0";
 const JWKS_PATH: &str = "/openid/v1/jwks";
 const IRSA_NS: &str = "irsa-system";
-const PUBLISHER_PATH: &str = "/api/v1/namespaces/irsa-system/configmaps/irsa-issuer-keys";
+/// Not the default name: the doctor looks where `--issuer-state-configmap` says.
+const STATE_CONFIGMAP: &str = "blue-issuer-keys";
+const PUBLISHER_PATH: &str = "/api/v1/namespaces/irsa-system/configmaps/blue-issuer-keys";
 
 struct World {
     aws: TestAws,
@@ -116,7 +118,7 @@ fn sa_routes_with_keys(w: &World, sa: Value, token_aud: &str, api_jwks: Value) -
             Method::GET,
             PUBLISHER_PATH,
             404,
-            not_found("configmaps", "irsa-issuer-keys"),
+            not_found("configmaps", STATE_CONFIGMAP),
         ),
     ]
 }
@@ -140,6 +142,7 @@ fn opts(assume: bool) -> Options {
         issuer_url: None,
         assume,
         irsa_namespace: IRSA_NS.into(),
+        issuer_state_configmap: STATE_CONFIGMAP.into(),
     }
 }
 
@@ -230,7 +233,7 @@ async fn a_stale_published_jwks_is_named() {
         PUBLISHER_PATH,
         200,
         json!({"apiVersion": "v1", "kind": "ConfigMap",
-               "metadata": {"name": "irsa-issuer-keys", "namespace": IRSA_NS},
+               "metadata": {"name": STATE_CONFIGMAP, "namespace": IRSA_NS},
                "data": {"keys.json": "{}", "status": refusal}}),
     ));
     let (env, calls) = env(&w, routes);
@@ -248,7 +251,7 @@ async fn a_stale_published_jwks_is_named() {
     );
     assert!(
         check.evidence.ends_with(&format!(
-            "the issuer publisher's status (ConfigMap {IRSA_NS}/irsa-issuer-keys): {refusal}"
+            "the issuer publisher's status (ConfigMap {IRSA_NS}/{STATE_CONFIGMAP}): {refusal}"
         )),
         "{check:?}"
     );

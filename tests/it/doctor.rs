@@ -210,9 +210,10 @@ async fn a_healthy_service_account_passes_every_step_including_a_real_assume() {
     assert_eq!(calls.get("AssumeRoleWithWebIdentity"), Some(&1));
 }
 
-/// After a signing-key rotation the API server publishes a key the public JWKS lacks: a stale
-/// publish, named with the key, the STS error the tokens it signs get, and why the issuer
-/// publisher did not publish it (its status, read from its state ConfigMap).
+/// After a signing-key rotation the API server publishes a key the public JWKS lacks and signs
+/// with it: the token's `kid` is missing from the JWKS at the issuer URL (the issuer step), a
+/// stale publish, named with the key, the STS error the tokens it signs get, and why the
+/// issuer publisher did not publish it (its status, read from its state ConfigMap).
 #[tokio::test]
 async fn a_stale_published_jwks_is_named() {
     let w = world(
@@ -227,7 +228,9 @@ async fn a_stale_published_jwks_is_named() {
     let api_keys = SigningKey::jwks(&[&w.key, &rotated]);
     let refusal = "refused: the API server's issuer is \"https://kube.internal\" but ...";
     let mut routes = sa_routes_with_keys(&w, sa, AUD, api_keys);
-    routes.retain(|r| r.path != PUBLISHER_PATH);
+    let token = rotated.sign(&sa_claims(&w.issuer.url, NS, SA, AUD, now() + 600));
+    routes.retain(|r| r.path != PUBLISHER_PATH && r.path != TOKEN_PATH);
+    routes.push(route(Method::POST, TOKEN_PATH, 201, token_response(&token)));
     routes.push(route(
         Method::GET,
         PUBLISHER_PATH,
@@ -256,6 +259,15 @@ async fn a_stale_published_jwks_is_named() {
         "{check:?}"
     );
     assert_eq!(check.sts_error.as_deref(), Some(checks::STS_NO_KEY));
+    let issuer_step = report.checks.iter().find(|c| c.id == "issuer").unwrap();
+    assert_eq!(issuer_step.status, Status::Fail, "{issuer_step:?}");
+    assert!(
+        issuer_step
+            .evidence
+            .contains("the token's key id \"key-2\" is not in the JWKS"),
+        "{issuer_step:?}"
+    );
+    assert_eq!(issuer_step.sts_error.as_deref(), Some(checks::STS_NO_KEY));
     assert!(!report.ok);
 }
 

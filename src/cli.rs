@@ -421,6 +421,12 @@ pub struct DoctorArgs {
     #[arg(long, env = "IRSA_IRSA_NAMESPACE", default_value = "irsa-system")]
     pub irsa_namespace: String,
 
+    /// Also check this MutatingWebhookConfiguration (the chart's is `irsa-webhook`): its
+    /// caBundle against the certificate served now, its ready endpoints, and a dry-run pod of
+    /// the ServiceAccount through it (needs create on pods; nothing is stored).
+    #[arg(long, env = "IRSA_WEBHOOK_CONFIGURATION")]
+    pub webhook_configuration: Option<String>,
+
     /// The issuer publisher's state ConfigMap there (the controller's flag of the same name).
     #[arg(long, env = "IRSA_ISSUER_STATE_CONFIGMAP", default_value = crate::issuer::retention::STATE_CONFIGMAP)]
     pub issuer_state_configmap: String,

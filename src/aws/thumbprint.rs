@@ -8,25 +8,13 @@
 //! The chain is verified (platform roots, or the roots given) before it is trusted: pinning a
 //! certificate a man in the middle presented would silently break every pod's AssumeRole.
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use tokio::net::TcpStream;
+use rustls::pki_types::CertificateDer;
 
 use crate::issuer::{DISCOVERY_PATH, document_url};
-
-/// Which roots verify the issuer's chain.
-#[derive(Debug, Clone, Default)]
-pub enum Roots {
-    /// The operating system's trust store (production).
-    #[default]
-    Platform,
-    /// Only these CA certificates (tests, private issuers).
-    Only(Vec<CertificateDer<'static>>),
-}
+use crate::tls_probe;
+pub use crate::tls_probe::Roots;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Thumbprint {
@@ -103,7 +91,7 @@ async fn jwks_uri(issuer: &str, roots: &Roots) -> Result<String, String> {
     }
     let url = document_url(issuer, DISCOVERY_PATH);
     let http = reqwest::Client::builder()
-        .use_preconfigured_tls(client_config(recording_verifier(roots)?)?)
+        .use_preconfigured_tls(tls_probe::client_config(roots)?)
         .build()
         .map_err(|e| e.to_string())?;
     let discovery: Discovery = async {
@@ -134,122 +122,17 @@ pub async fn fetch(issuer: &str, roots: &Roots, timeout: Duration) -> Thumbprint
     }
 }
 
-/// A verifier for `roots` that records the chain it verified.
-fn recording_verifier(roots: &Roots) -> Result<Arc<RecordingVerifier>, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let inner: Arc<dyn ServerCertVerifier> = match roots {
-        Roots::Platform => Arc::new(
-            rustls_platform_verifier::Verifier::new(provider)
-                .map_err(|e| format!("loading the platform's trust store: {e}"))?,
-        ),
-        Roots::Only(certs) => {
-            let mut store = rustls::RootCertStore::empty();
-            for c in certs {
-                store
-                    .add(c.clone())
-                    .map_err(|e| format!("bad root certificate: {e}"))?;
-            }
-            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
-                .build()
-                .map_err(|e| format!("building the verifier: {e}"))?
-        }
-    };
-    Ok(Arc::new(RecordingVerifier {
-        inner,
-        chain: Mutex::new(Vec::new()),
-    }))
-}
-
-fn client_config(verifier: Arc<RecordingVerifier>) -> Result<rustls::ClientConfig, String> {
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .dangerous()
-    .with_custom_certificate_verifier(verifier)
-    .with_no_client_auth())
-}
-
 async fn fetch_inner(issuer: &str, roots: &Roots) -> Result<String, String> {
     let url = reqwest::Url::parse(issuer).map_err(|e| format!("not a URL: {e}"))?;
     if url.scheme() != "https" {
         return Err("not an https URL".into());
     }
-    let host = url.host_str().ok_or("URL has no host")?.to_string();
+    let host = url.host_str().ok_or("URL has no host")?;
     let port = url.port_or_known_default().unwrap_or(443);
-    let recorder = recording_verifier(roots)?;
-    let config = client_config(recorder.clone())?;
-    // IP-literal issuers are valid (tests, some on-prem setups); the URL parser already
-    // stripped the brackets of IPv6 hosts.
-    let server_name = ServerName::try_from(host.clone())
-        .map_err(|e| format!("{host:?} is not a valid TLS server name: {e}"))?;
-    let tcp = TcpStream::connect((host.as_str(), port))
+    let chain = tls_probe::handshake(host, port, host, roots)
         .await
-        .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| format!("TLS handshake with {host}:{port}: {e}"))?;
-    let chain = recorder
-        .chain
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+        .map_err(|e| e.to_string())?;
     chain_thumbprint(&chain).ok_or_else(|| "the server presented no certificate".into())
-}
-
-/// Delegates every decision to `inner` and remembers the chain the server presented.
-#[derive(Debug)]
-struct RecordingVerifier {
-    inner: Arc<dyn ServerCertVerifier>,
-    chain: Mutex<Vec<CertificateDer<'static>>>,
-}
-
-impl ServerCertVerifier for RecordingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
-        *self.chain.lock().unwrap_or_else(PoisonError::into_inner) = std::iter::once(end_entity)
-            .chain(intermediates)
-            .map(|c| c.clone().into_owned())
-            .collect();
-        Ok(verified)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }
 
 #[cfg(test)]
@@ -257,6 +140,7 @@ mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     use rustls::pki_types::PrivateKeyDer;
+    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]

@@ -6,6 +6,7 @@ pub mod checks;
 pub mod diagnose;
 pub mod report;
 pub mod sources;
+pub mod webhook;
 
 use std::{io::IsTerminal, process::ExitCode};
 
@@ -62,6 +63,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         assume: args.assume,
         irsa_namespace: args.irsa_namespace.clone(),
         issuer_state_configmap: args.issuer_state_configmap.clone(),
+        webhook_configuration: args.webhook_configuration.clone(),
     };
     let report = diagnose::diagnose(&env, &target, &opts).await;
     match args.output {

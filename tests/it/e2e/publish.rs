@@ -312,38 +312,15 @@ async fn doctor_keys_step(cluster: &support::ControllerCluster) -> serde_json::V
         serde_json::json!({"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/none"}),
     )
     .await;
-    let aws = &cluster.aws_env;
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_irsa"));
-    cmd.args([
-        "doctor",
+    let (_, report) = cluster.aws_env.doctor(&[
         "-n",
         "default",
-        "-o",
-        "json",
         "--service-account",
         &sa,
-    ])
-    .args(["--irsa-namespace", RELEASE_NAMESPACE])
-    .envs(aws.child_env.iter().map(|(k, v)| (*k, v.as_str())));
-    if let Some(url) = &aws.endpoint {
-        cmd.args(["--aws-endpoint-url", url]);
-    }
-    // The local control plane's issuer is the API server, behind its own CA.
-    if let Some(ca) = std::env::var_os("IRSA_E2E_CLUSTER_CA").filter(|c| !c.is_empty()) {
-        cmd.arg("--issuer-ca-file").arg(ca);
-    }
-    let out = cmd.output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON report ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    report["checks"]
-        .as_array()
-        .and_then(|checks| checks.iter().find(|c| c["id"] == "issuer-keys"))
-        .cloned()
-        .unwrap_or_else(|| panic!("no issuer-keys step: {report:#}"))
+        "--irsa-namespace",
+        RELEASE_NAMESPACE,
+    ]);
+    support::doctor_step(&report, "issuer-keys").clone()
 }
 
 /// A control plane of this test's own (scripts/control-plane.sh in a directory of its own),

@@ -221,6 +221,7 @@ pub fn missing_injection(
 mod tests {
     use super::*;
     use crate::doctor::report::Status;
+    use crate::testing::fixtures::service_account as sa;
     use serde_json::json;
 
     fn entry(served: Served, ready: Option<Result<usize, String>>) -> WebhookEntry {
@@ -231,17 +232,6 @@ mod tests {
             ca_bundle: Ok(1),
             served,
             ready_endpoints: ready,
-        }
-    }
-
-    fn sa(annotations: &[(&str, &str)]) -> ServiceAccountInfo {
-        ServiceAccountInfo {
-            namespace: "team-a".into(),
-            name: "app".into(),
-            annotations: annotations
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
         }
     }
 

@@ -48,6 +48,21 @@ async fn set_ca_bundle(client: &kube::Client, name: &str, ca_bundle: &str) {
         .unwrap();
 }
 
+/// The webhook steps once the API server has picked up the change (asynchronously) and the
+/// dry-run pod comes back unmutated.
+async fn once_unmutated(aws: &support::AwsEnv, ns: &str, config: &str) -> (Value, Value) {
+    wait_for(
+        "the doctor to see the dry-run pod unmutated",
+        WAIT,
+        None,
+        || async {
+            let (step, dry_run) = webhook_steps(aws, ns, config);
+            (dry_run["status"] == "FAIL").then_some((step, dry_run))
+        },
+    )
+    .await
+}
+
 fn says(step: &Value, status: &str, fragment: &str) -> bool {
     step["status"] == status
         && step["evidence"]
@@ -97,16 +112,7 @@ async fn the_doctor_checks_the_webhook_and_dry_runs_a_pod_through_it() {
 
     // Someone else's CA in the caBundle: the API server's calls fail, and Ignore hides it.
     set_ca_bundle(&client, &config, &TestCert::new().ca_bundle()).await;
-    let (step, dry_run) = wait_for(
-        "the doctor to see the dry-run pod unmutated",
-        WAIT,
-        None,
-        || async {
-            let (step, dry_run) = webhook_steps(&aws, &ns, &config);
-            (dry_run["status"] == "FAIL").then_some((step, dry_run))
-        },
-    )
-    .await;
+    let (step, dry_run) = once_unmutated(&aws, &ns, &config).await;
     assert!(
         says(&step, "FAIL", "does not verify against the caBundle")
             && says(&step, "FAIL", "admitted unmutated, silently"),
@@ -118,16 +124,7 @@ async fn the_doctor_checks_the_webhook_and_dry_runs_a_pod_through_it() {
     set_ca_bundle(&client, &config, &webhook.cert.ca_bundle()).await;
     wait_until_mutating(&client, &ns, "app", json!({})).await;
     webhook.kill();
-    let (step, dry_run) = wait_for(
-        "the doctor to see the dry-run pod unmutated",
-        WAIT,
-        None,
-        || async {
-            let (step, dry_run) = webhook_steps(&aws, &ns, &config);
-            (dry_run["status"] == "FAIL").then_some((step, dry_run))
-        },
-    )
-    .await;
+    let (step, dry_run) = once_unmutated(&aws, &ns, &config).await;
     assert!(says(&step, "WARN", "not reachable from here"), "{step:#}");
     assert!(says(&dry_run, "FAIL", "came back unmutated"), "{dry_run:#}");
 

@@ -13,9 +13,8 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use crate::e2e::doctor::doctor;
 use crate::e2e::identity::{self, Component};
-use crate::e2e::support::{self, ControllerProcess, WAIT, wait_for};
+use crate::e2e::support::{self, ControllerProcess, WAIT, doctor_step, wait_for};
 use crate::e2e::webhook_support::{
     ROLE_ARN, Registration, WebhookProcess, assert_untouched, chart_registration, create_pod,
     create_service_account, pod, register, unregister, wait_until_mutating,
@@ -98,12 +97,11 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
     }
     wait_for_count(&controller, &ns, 1).await;
 
-    let (_, report) = doctor(&cluster, &ns, &["--pod", "web-0"]);
-    let check = report["checks"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["id"] == "pod"))
-        .unwrap_or_else(|| panic!("the doctor has a pod check: {report}"))
-        .clone();
+    let (_, report) =
+        cluster
+            .aws_env
+            .doctor(&["-n", &ns, "--annotation-prefix", &prefix, "--pod", "web-0"]);
+    let check = doctor_step(&report, "pod");
     assert_eq!(check["status"], "FAIL", "{check}");
     let evidence = check["evidence"].as_str().unwrap();
     assert!(

@@ -191,39 +191,31 @@ pub fn pod_mutated(
     }
     // With no role (and no Pod Identity), the webhook injects nothing: an untouched pod is
     // then "complete" without having anything, which is no reason to say PASS.
-    let probe = serde_json::json!({"spec": {"containers": [{"name": "probe"}]}});
-    let injects = mutate::mutate(cfg, identities, namespace, sa, &probe, &mut rand::rng())
-        .is_ok_and(|m| !m.patch.0.is_empty());
-    if !injects {
-        return Check::skip(
+    match webhook::missing_injection(cfg, identities, namespace, sa, pod) {
+        None => Check::skip(
             ID,
             TITLE,
             format!(
                 "the webhook injects nothing for ServiceAccount {namespace}/{} as it is annotated now, so pod {namespace}/{name} has nothing to lack",
                 sa.name
             ),
-        );
-    }
-    match mutate::mutate(cfg, identities, namespace, sa, pod, &mut rand::rng()) {
-        Err(err) => Check::fail(ID, TITLE, err.to_string(), "check the pod manifest"),
-        Ok(m) if m.patch.0.is_empty() => Check::pass(
+        ),
+        Some(Err(err)) => Check::fail(ID, TITLE, err, "check the pod manifest"),
+        Some(Ok(missing)) if missing.is_empty() => Check::pass(
             ID,
             TITLE,
             format!(
                 "pod {namespace}/{name} has the token volume, mount and AWS variables in every container"
             ),
         ),
-        Ok(m) => {
-            let missing: Vec<String> = m.patch.0.iter().map(|op| op.path().to_string()).collect();
-            Check::fail(
-                ID,
-                TITLE,
-                format!("pod {namespace}/{name} lacks what the webhook injects ({} missing: {})", missing.len(), missing.join(", ")),
-                "the pod was created before its ServiceAccount was annotated or while the webhook was unavailable: \
-                 recreate it (kubectl rollout restart deployment/<name>, or delete the pod)",
-            )
-            .with_sts_error(STS_NO_WEB_IDENTITY)
-        }
+        Some(Ok(missing)) => Check::fail(
+            ID,
+            TITLE,
+            format!("pod {namespace}/{name} lacks what the webhook injects ({} missing: {})", missing.len(), missing.join(", ")),
+            "the pod was created before its ServiceAccount was annotated or while the webhook was unavailable: \
+             recreate it (kubectl rollout restart deployment/<name>, or delete the pod)",
+        )
+        .with_sts_error(STS_NO_WEB_IDENTITY),
     }
 }
 

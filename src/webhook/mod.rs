@@ -12,6 +12,7 @@ pub mod identities;
 pub mod metrics;
 pub mod reload;
 pub mod review;
+pub mod selftls;
 pub mod server;
 pub mod tls;
 
@@ -19,13 +20,17 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 
+pub use self::selftls::SelfTls;
 pub use self::{
     cache::{Lookup, ServiceAccountCache, load_service_accounts_file},
     connections::ConnectionLimits,
     metrics::Metrics,
-    server::{AppState, Options, Running, admin_router, router, start},
+    server::{AppState, CertSource, Options, Running, admin_router, router, start},
 };
-use crate::cli::WebhookArgs;
+use crate::{
+    cli::{TlsMode, WebhookArgs},
+    error::UsageError,
+};
 
 /// In-flight admission requests get this long after SIGTERM. The API server gives up on a
 /// webhook after at most 30s (10s by default), and the chart's terminationGracePeriodSeconds
@@ -35,6 +40,18 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
     let mutation = args.mutation.config();
     let metrics = Arc::new(Metrics::new());
+    // Built once, by the first part that needs it (the cache, self-managed TLS, or both).
+    let client = tokio::sync::OnceCell::new();
+    let client = || async {
+        client
+            .get_or_try_init(|| async {
+                kube::Client::try_default().await.context(
+                    "cannot build a Kubernetes client (in-cluster service account or KUBECONFIG)",
+                )
+            })
+            .await
+            .cloned()
+    };
     let cache = match &args.service_accounts_file {
         Some(path) => {
             let accounts = load_service_accounts_file(path)?;
@@ -45,23 +62,38 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
             );
             ServiceAccountCache::fixed(accounts, &mutation.annotation_prefix, metrics.clone())
         }
-        None => {
-            let client = kube::Client::try_default().await.context(
-                "cannot build a Kubernetes client (in-cluster service account or KUBECONFIG)",
-            )?;
-            ServiceAccountCache::kube(
-                client,
-                &mutation.annotation_prefix,
-                args.sa_lookup_timeout,
-                metrics.clone(),
-            )
+        None => ServiceAccountCache::kube(
+            client().await?,
+            &mutation.annotation_prefix,
+            args.sa_lookup_timeout,
+            metrics.clone(),
+        ),
+    };
+    let (tls, self_tls) = match args.tls_mode {
+        TlsMode::File => {
+            let (Some(cert), Some(key)) = (args.tls_cert_file, args.tls_key_file) else {
+                return Err(UsageError::new(
+                    "--tls-mode file needs --tls-cert-file and --tls-key-file",
+                )
+                .into());
+            };
+            (CertSource::Files { cert, key }, None)
+        }
+        TlsMode::SelfManaged => {
+            let config = selftls::Config::from_args(&args.self_tls)?;
+            let managed = SelfTls::new(client().await?, config, metrics.clone());
+            // No certificate, no server: wait for the first one (or for SIGTERM).
+            let cert = tokio::select! {
+                cert = managed.bootstrap() => cert,
+                () = crate::shutdown::signal() => return Ok(ExitCode::SUCCESS),
+            };
+            (CertSource::Managed(cert.clone()), Some(managed.run(cert)))
         }
     };
     let opts = Options {
         listen: args.listen,
         metrics_listen: args.metrics_listen,
-        tls_cert_file: args.tls_cert_file,
-        tls_key_file: args.tls_key_file,
+        tls,
         tls_min_version: args.tls_min_version,
         reload_interval: args.reload_interval,
         shutdown_grace: SHUTDOWN_GRACE,
@@ -72,9 +104,21 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
         admin_limits: ConnectionLimits::ADMIN,
     };
     let mut running = start(opts, cache, metrics).await?;
+    // The self-managed TLS loop runs beside the server; like its background tasks, it only
+    // ends on a failure.
+    let self_tls = async {
+        match self_tls {
+            Some(managed) => match managed.await {
+                Ok(()) => anyhow::anyhow!("the self-managed TLS loop stopped"),
+                Err(err) => err,
+            },
+            None => std::future::pending().await,
+        }
+    };
     let failure = tokio::select! {
         () = crate::shutdown::signal() => None,
         err = running.failed() => Some(err),
+        err = self_tls => Some(err),
     };
     if let Some(err) = &failure {
         tracing::error!(

@@ -775,7 +775,10 @@ fn assert_chart_invariants(docs: &[Value]) -> (Deployment, MutatingWebhookConfig
                 i32::from(args.metrics_listen.port()),
                 container_port(&webhook, "metrics")
             );
-            assert!(args.tls_cert_file.starts_with("/etc/irsa/tls"));
+            assert!(
+                args.tls_cert_file
+                    .is_some_and(|f| f.starts_with("/etc/irsa/tls"))
+            );
         }
         other => panic!("webhook Deployment runs {other:?}"),
     }

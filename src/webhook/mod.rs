@@ -80,6 +80,12 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
             (CertSource::Files { cert, key }, None)
         }
         TlsMode::SelfManaged => {
+            if args.tls_cert_file.is_some() || args.tls_key_file.is_some() {
+                return Err(UsageError::new(
+                    "--tls-cert-file/--tls-key-file are for --tls-mode file; with --tls-mode self the certificate lives in --tls-secret",
+                )
+                .into());
+            }
             let config = selftls::Config::from_args(&args.self_tls)?;
             let managed = SelfTls::new(client().await?, config, metrics.clone());
             // No certificate, no server: wait for the first one (or for SIGTERM).

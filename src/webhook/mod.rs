@@ -16,7 +16,7 @@ pub mod selftls;
 pub mod server;
 pub mod tls;
 
-use std::{process::ExitCode, sync::Arc, time::Duration};
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 
@@ -37,7 +37,33 @@ use crate::{
 /// is 30s, so 20s drains every request that can still matter.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
+/// The certificate source the flags ask for.
+enum TlsChoice {
+    Files { cert: PathBuf, key: PathBuf },
+    SelfManaged(selftls::Config),
+}
+
+/// Checked before anything starts: clap's `required_if_eq` does not see `--tls-mode`'s default.
+fn tls_choice(args: &WebhookArgs) -> Result<TlsChoice, UsageError> {
+    match (args.tls_mode, &args.tls_cert_file, &args.tls_key_file) {
+        (TlsMode::File, Some(cert), Some(key)) => Ok(TlsChoice::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (TlsMode::File, ..) => Err(UsageError::new(
+            "--tls-cert-file and --tls-key-file are required (or --tls-mode self)",
+        )),
+        (TlsMode::SelfManaged, None, None) => {
+            selftls::Config::from_args(&args.self_tls).map(TlsChoice::SelfManaged)
+        }
+        (TlsMode::SelfManaged, ..) => Err(UsageError::new(
+            "--tls-cert-file/--tls-key-file are for --tls-mode file; with --tls-mode self the certificate lives in --tls-secret",
+        )),
+    }
+}
+
 pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
+    let tls = tls_choice(&args)?;
     let mutation = args.mutation.config();
     let metrics = Arc::new(Metrics::new());
     // Built once, by the first part that needs it (the cache, self-managed TLS, or both).
@@ -69,24 +95,9 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
             metrics.clone(),
         ),
     };
-    let (tls, self_tls) = match args.tls_mode {
-        TlsMode::File => {
-            let (Some(cert), Some(key)) = (args.tls_cert_file, args.tls_key_file) else {
-                return Err(UsageError::new(
-                    "--tls-mode file needs --tls-cert-file and --tls-key-file",
-                )
-                .into());
-            };
-            (CertSource::Files { cert, key }, None)
-        }
-        TlsMode::SelfManaged => {
-            if args.tls_cert_file.is_some() || args.tls_key_file.is_some() {
-                return Err(UsageError::new(
-                    "--tls-cert-file/--tls-key-file are for --tls-mode file; with --tls-mode self the certificate lives in --tls-secret",
-                )
-                .into());
-            }
-            let config = selftls::Config::from_args(&args.self_tls)?;
+    let (tls, self_tls) = match tls {
+        TlsChoice::Files { cert, key } => (CertSource::Files { cert, key }, None),
+        TlsChoice::SelfManaged(config) => {
             let managed = SelfTls::new(client().await?, config, metrics.clone());
             // No certificate, no server: wait for the first one (or for SIGTERM).
             let cert = tokio::select! {
@@ -141,5 +152,62 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
             tracing::info!("irsa webhook stopped");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn choice(flags: &[&str]) -> Result<TlsChoice, String> {
+        let argv = ["irsa", "webhook"].iter().chain(flags);
+        let Command::Webhook(args) = Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        else {
+            unreachable!("parsed as `irsa webhook`")
+        };
+        tls_choice(&args).map_err(|e| e.to_string())
+    }
+
+    const SELF: [&str; 10] = [
+        "--tls-mode",
+        "self",
+        "--tls-secret",
+        "s",
+        "--tls-secret-namespace",
+        "ns",
+        "--webhook-configuration",
+        "w",
+        "--tls-dns-name",
+        "svc.ns.svc,127.0.0.1",
+    ];
+
+    #[test]
+    fn the_tls_flags_are_checked_before_anything_starts() {
+        let files = ["--tls-cert-file", "c", "--tls-key-file", "k"];
+        assert!(matches!(choice(&files), Ok(TlsChoice::Files { .. })));
+        let err = choice(&[]).err().unwrap_or_default();
+        assert!(err.contains("--tls-cert-file"), "{err}");
+
+        let Ok(TlsChoice::SelfManaged(config)) = choice(&SELF) else {
+            panic!("{:?}", choice(&SELF).err())
+        };
+        assert_eq!(config.names, vec!["127.0.0.1", "svc.ns.svc"]);
+        assert_eq!(config.interval, Duration::from_secs(10));
+        let with_files: Vec<&str> = SELF.iter().chain(&files).copied().collect();
+        assert!(choice(&with_files).is_err(), "files with --tls-mode self");
+        let short_ca: Vec<&str> = SELF
+            .iter()
+            .chain(&["--tls-ca-validity", "1h", "--tls-cert-validity", "2h"])
+            .copied()
+            .collect();
+        let err = choice(&short_ca).err().unwrap_or_default();
+        assert!(err.contains("--tls-cert-validity"), "{err}");
+        let err = choice(&SELF[..8]).err().unwrap_or_default();
+        assert!(err.contains("--tls-dns-name"), "{err}");
     }
 }

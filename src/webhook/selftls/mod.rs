@@ -414,11 +414,10 @@ impl SelfTls {
             tracing::info!(%secret, dropped, "expired CAs removed from the bundle");
         }
         count("ca_dropped", dropped);
-        if plan.new_ca {
-            let not_after = after.cas.last().map(|ca| ca.validity.not_after);
+        if let (true, Some(ca)) = (plan.new_ca, after.cas.last()) {
             tracing::info!(
                 %secret,
-                not_after = ?not_after.map(humantime::format_rfc3339_seconds),
+                not_after = %humantime::format_rfc3339_seconds(ca.validity.not_after),
                 trusted_cas = after.cas.len(),
                 "created a CA and added it to the bundle"
             );

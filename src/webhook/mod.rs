@@ -3,7 +3,8 @@
 //! [`server`] serves `POST /mutate` over TLS and the admin port; [`review`] is the pure
 //! AdmissionReview codec; [`decide`] turns one request into a call of the pure engine
 //! ([`crate::mutate`]); [`cache`] finds the ServiceAccount; [`tls`] and [`identities`] keep
-//! their files current.
+//! their files current; [`selftls`] manages the webhook's own CA, certificate and caBundle
+//! (`--tls-mode self`).
 
 pub mod cache;
 pub mod connections;

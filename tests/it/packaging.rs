@@ -678,15 +678,19 @@ fn documented_rbac_table_is_what_the_chart_grants() {
 
 /// The container's args (plus its `IRSA_*` env, the CLI's env spelling of a flag) parsed by
 /// the real CLI: the manifests can only pass flags the binary accepts.
-fn parse_cli(deploy: &Deployment) -> Sub {
-    let spec = deploy
+fn pod_spec(deploy: &Deployment) -> &PodSpec {
+    deploy
         .spec
         .as_ref()
         .unwrap()
         .template
         .spec
         .as_ref()
-        .unwrap();
+        .unwrap()
+}
+
+fn parse_cli(deploy: &Deployment) -> Sub {
+    let spec = pod_spec(deploy);
     let c = &spec.containers[0];
     let mut argv = vec!["irsa".to_string()];
     argv.extend(c.args.clone().unwrap_or_default());
@@ -704,14 +708,7 @@ fn parse_cli(deploy: &Deployment) -> Sub {
 }
 
 fn container_port(deploy: &Deployment, name: &str) -> i32 {
-    let spec = deploy
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
+    let spec = pod_spec(deploy);
     spec.containers[0]
         .ports
         .as_ref()
@@ -723,14 +720,7 @@ fn container_port(deploy: &Deployment, name: &str) -> i32 {
 }
 
 fn tls_secret_name(deploy: &Deployment) -> String {
-    let spec = deploy
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
+    let spec = pod_spec(deploy);
     spec.volumes
         .as_ref()
         .unwrap()
@@ -1008,14 +998,7 @@ fn chart_self_mode_lets_the_webhook_manage_its_secret_and_ca_bundle() {
     }
 
     let webhook: Deployment = find(&docs, "Deployment", "irsa-webhook");
-    let pod = webhook
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
+    let pod = pod_spec(&webhook);
     assert!(
         !pod.volumes
             .iter()

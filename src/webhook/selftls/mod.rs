@@ -122,6 +122,11 @@ pub enum Error {
     Conflict(String),
 }
 
+/// 409 Conflict: the object changed since it was read (or, on create, exists by now).
+fn is_conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 409)
+}
+
 /// The self-managed TLS loop of one replica.
 #[derive(Debug, Clone)]
 pub struct SelfTls {
@@ -306,14 +311,15 @@ impl SelfTls {
             .map(|(k, v)| (k, ByteString(v)))
             .collect();
         let secret_name = self.secret_name();
-        let conflict = |source: kube::Error| match &source {
-            kube::Error::Api(status) if status.code == 409 => {
+        let conflict = |source: kube::Error| {
+            if is_conflict(&source) {
                 Error::Conflict(format!("Secret {secret_name}"))
+            } else {
+                Error::Secret {
+                    secret: secret_name.clone(),
+                    source,
+                }
             }
-            _ => Error::Secret {
-                secret: secret_name.clone(),
-                source,
-            },
         };
         match existing {
             Some(mut secret) => {
@@ -342,18 +348,20 @@ impl SelfTls {
                     data: Some(data),
                     ..Secret::default()
                 };
-                match self.secrets.create(&PostParams::default(), &secret).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 409 => {
-                        return Err(Error::Conflict(format!("Secret {secret_name}")));
-                    }
-                    Err(source) => {
-                        return Err(Error::CreateSecret {
-                            secret: secret_name,
-                            source,
-                        });
-                    }
-                }
+                // 409 here: another replica created it first.
+                self.secrets
+                    .create(&PostParams::default(), &secret)
+                    .await
+                    .map_err(|source| {
+                        if is_conflict(&source) {
+                            Error::Conflict(format!("Secret {secret_name}"))
+                        } else {
+                            Error::CreateSecret {
+                                secret: secret_name.clone(),
+                                source,
+                            }
+                        }
+                    })?;
             }
         }
         Ok(())
@@ -376,14 +384,15 @@ impl SelfTls {
         self.configurations
             .replace(&name, &PostParams::default(), &configuration)
             .await
-            .map_err(|source| match &source {
-                kube::Error::Api(status) if status.code == 409 => {
+            .map_err(|source| {
+                if is_conflict(&source) {
                     Error::Conflict(format!("MutatingWebhookConfiguration {name}"))
+                } else {
+                    Error::Configuration {
+                        name: name.clone(),
+                        source,
+                    }
                 }
-                _ => Error::Configuration {
-                    name: name.clone(),
-                    source,
-                },
             })?;
         if plan.repairs > 0 {
             self.metrics.tls_repairs.inc_by(plan.repairs as u64);

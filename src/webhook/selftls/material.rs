@@ -18,7 +18,7 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use x509_parser::{certificate::X509Certificate, extensions::GeneralName};
 
-use super::plan::{self, Current, Leaf, Plan, Policy, Signer, Validity};
+use super::plan::{self, Bundle, Current, Leaf, Plan, Policy, Signer, Validity};
 
 pub const TLS_CRT: &str = "tls.crt";
 pub const TLS_KEY: &str = "tls.key";
@@ -141,7 +141,12 @@ impl Material {
     }
 
     /// What the planner looks at; `webhooks`: each webhook entry's caBundle.
-    pub fn current(&self, webhooks: &[Option<Vec<u8>>], names: &[String]) -> Current {
+    pub fn current(
+        &self,
+        webhooks: &[Option<Vec<u8>>],
+        names: &[String],
+        now: SystemTime,
+    ) -> Current {
         let bundle = self.bundle();
         Current {
             cas: self.cas.iter().map(|ca| ca.validity).collect(),
@@ -149,7 +154,7 @@ impl Material {
             published_since: self.published_since,
             webhooks: webhooks
                 .iter()
-                .map(|b| !bundle.is_empty() && b.as_deref() == Some(bundle.as_bytes()))
+                .map(|b| compare(b.as_deref().unwrap_or_default(), &bundle, now))
                 .collect(),
             names: names.to_vec(),
         }
@@ -200,6 +205,33 @@ impl Material {
             serving,
             published_since: plan.published_since,
         })
+    }
+}
+
+/// A webhook's caBundle against ours (both PEM) at `now`: equal; incomplete (nothing but our
+/// CAs and expired ones, as when another replica is rolling a change out); or holding a live
+/// CA that is not ours.
+fn compare(theirs: &[u8], ours: &str, now: SystemTime) -> Bundle {
+    if !ours.is_empty() && theirs == ours.as_bytes() {
+        return Bundle::Ours;
+    }
+    let ours: Vec<CertificateDer<'_>> = CertificateDer::pem_slice_iter(ours.as_bytes())
+        .flatten()
+        .collect();
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(theirs).collect();
+    match certs {
+        // Text that is no certificate at all (PEM parsing skips it) is not ours either.
+        Ok(certs) if certs.is_empty() && theirs.iter().any(|b| !b.is_ascii_whitespace()) => {
+            Bundle::Foreign
+        }
+        Ok(certs)
+            if certs
+                .iter()
+                .all(|c| ours.contains(c) || read_validity(c).is_some_and(|v| v.expired(now))) =>
+        {
+            Bundle::Incomplete
+        }
+        _ => Bundle::Foreign,
     }
 }
 
@@ -438,7 +470,7 @@ mod tests {
     fn a_first_plan_carried_out_reads_back_as_the_same_state() {
         let now = SystemTime::now();
         let empty = Material::default();
-        let current = empty.current(&[None], &names());
+        let current = empty.current(&[None], &names(), now);
         let p = plan(&current, &policy(), now);
         let made = empty.apply(&p, &policy(), &names(), now).unwrap();
         assert_eq!(made.cas.len(), 1);
@@ -454,8 +486,8 @@ mod tests {
 
         // Published on every webhook: nothing more to do.
         let bundle = Some(read.bundle().into_bytes());
-        let current = read.current(&[bundle], &names());
-        assert_eq!(current.webhooks, vec![true]);
+        let current = read.current(&[bundle], &names(), now);
+        assert_eq!(current.webhooks, vec![Bundle::Ours]);
         let p = plan(&current, &policy(), now);
         assert_eq!(p.issue, None);
         assert_eq!(p.published_since, Some(now));
@@ -466,7 +498,11 @@ mod tests {
         let t0 = SystemTime::now();
         let first = Material::default()
             .apply(
-                &plan(&Material::default().current(&[], &names()), &policy(), t0),
+                &plan(
+                    &Material::default().current(&[], &names(), t0),
+                    &policy(),
+                    t0,
+                ),
                 &policy(),
                 &names(),
                 t0,
@@ -474,7 +510,7 @@ mod tests {
             .unwrap();
         // 2/3 into the CA's life: a successor.
         let t1 = t0 + Duration::from_secs(2100);
-        let current = first.current(&[Some(first.bundle().into_bytes())], &names());
+        let current = first.current(&[Some(first.bundle().into_bytes())], &names(), t1);
         let p = plan(&current, &policy(), t1);
         assert!(p.new_ca);
         let second = round_trip(&first.apply(&p, &policy(), &names(), t1).unwrap());
@@ -484,13 +520,59 @@ mod tests {
         // Published, and past the overlap: the new CA signs.
         let mut published = second.clone();
         published.published_since = Some(t1);
-        let current = published.current(&[Some(published.bundle().into_bytes())], &names());
         let t2 = t1 + Duration::from_secs(11);
+        let current = published.current(&[Some(published.bundle().into_bytes())], &names(), t2);
         let p = plan(&current, &policy(), t2);
         assert_eq!(p.issue, Some((Signer::Existing(1), Reissue::NewerCa)));
         let third = round_trip(&published.apply(&p, &policy(), &names(), t2).unwrap());
         assert_eq!(third.serving.as_ref().unwrap().leaf.issuer, Some(1));
         assert_eq!(third.bundle(), second.bundle(), "the bundle is unchanged");
+    }
+
+    #[test]
+    fn a_ca_bundle_is_ours_incomplete_or_foreign() {
+        let now = SystemTime::now();
+        let one = Material::default()
+            .apply(
+                &plan(
+                    &Material::default().current(&[], &names(), now),
+                    &policy(),
+                    now,
+                ),
+                &policy(),
+                &names(),
+                now,
+            )
+            .unwrap();
+        let mut two = one.clone();
+        two.cas.push(issue_ca(&policy(), now).unwrap());
+        assert_eq!(
+            compare(two.bundle().as_bytes(), &two.bundle(), now),
+            Bundle::Ours
+        );
+        assert_eq!(compare(b"", &two.bundle(), now), Bundle::Incomplete);
+        // Another replica's rotation in flight: the old bundle, a part of the new one.
+        assert_eq!(
+            compare(one.bundle().as_bytes(), &two.bundle(), now),
+            Bundle::Incomplete
+        );
+        // After the old CA left ours, a bundle still holding it is not ours.
+        let newest = Material {
+            cas: two.cas[1..].to_vec(),
+            ..Material::default()
+        };
+        assert_eq!(
+            compare(two.bundle().as_bytes(), &newest.bundle(), now),
+            Bundle::Foreign
+        );
+        // ... unless that CA has expired (another replica dropping it right now).
+        let later = now + Duration::from_secs(3001);
+        assert_eq!(
+            compare(two.bundle().as_bytes(), &newest.bundle(), later),
+            Bundle::Incomplete
+        );
+        assert_eq!(compare(b"garbage", &two.bundle(), now), Bundle::Foreign);
+        assert_eq!(compare(b"x", "", now), Bundle::Foreign);
     }
 
     #[test]

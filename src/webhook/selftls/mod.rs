@@ -239,20 +239,23 @@ impl SelfTls {
     /// One check at `now`: read, plan, write. Returns the serving pair in force after it.
     pub async fn check(&self, now: SystemTime) -> Result<Contents, Error> {
         let secret_name = self.secret_name();
-        let secret = self
-            .secrets
-            .get_opt(&self.config.secret)
-            .await
-            .map_err(|source| Error::Secret {
-                secret: secret_name.clone(),
-                source,
-            })?;
+        // The configuration first: writes go to the Secret first, so a configuration that
+        // already shows another replica's new bundle is never paired with the Secret from
+        // before it (which would look like someone else's change and be reverted).
         let configuration = self
             .configurations
             .get_opt(&self.config.configuration)
             .await
             .map_err(|source| Error::Configuration {
                 name: self.config.configuration.clone(),
+                source,
+            })?;
+        let secret = self
+            .secrets
+            .get_opt(&self.config.secret)
+            .await
+            .map_err(|source| Error::Secret {
+                secret: secret_name.clone(),
                 source,
             })?;
         if configuration.is_none() {
@@ -281,7 +284,7 @@ impl SelfTls {
             .flat_map(|c| c.webhooks.iter().flatten())
             .map(|w| w.client_config.ca_bundle.as_ref().map(|b| b.0.clone()))
             .collect();
-        let current = material.current(&bundles, &self.config.names);
+        let current = material.current(&bundles, &self.config.names, now);
         let plan = plan::plan(&current, &self.config.policy, now);
 
         let material = if plan.secret_changes(&current) {

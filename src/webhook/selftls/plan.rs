@@ -68,10 +68,22 @@ pub struct Current {
     pub leaf: Option<Leaf>,
     /// Since when every webhook of the configuration has carried this bundle.
     pub published_since: Option<SystemTime>,
-    /// Per webhook entry of the configuration: does its caBundle equal the Secret's bundle?
-    pub webhooks: Vec<bool>,
+    /// Per webhook entry of the configuration: what its caBundle holds.
+    pub webhooks: Vec<Bundle>,
     /// The names the serving certificate must carry, normalised and sorted.
     pub names: Vec<String>,
+}
+
+/// A webhook entry's caBundle, compared with the Secret's bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bundle {
+    /// Exactly the Secret's bundle.
+    Ours,
+    /// None, or only some of the Secret's CAs: a configuration just created or rendered
+    /// without one, or a rotation another replica is rolling out right now.
+    Incomplete,
+    /// A CA the Secret does not hold: someone else changed it.
+    Foreign,
 }
 
 /// Which CA signs a new serving certificate.
@@ -118,7 +130,8 @@ pub struct Plan {
     pub published_since: Option<SystemTime>,
     /// Webhook entries (by index) whose caBundle must be set to the new bundle.
     pub patch: Vec<usize>,
-    /// How many of [`Plan::patch`] are repairs: entries someone else changed.
+    /// How many of [`Plan::patch`] are repairs: entries whose caBundle someone else changed
+    /// (completing an incomplete one is none).
     pub repairs: usize,
 }
 
@@ -150,13 +163,17 @@ pub fn plan(current: &Current, policy: &Policy, now: SystemTime) -> Plan {
 
     // Which webhooks need the bundle, and whether it counts as published after this check.
     let patch: Vec<usize> = (0..current.webhooks.len())
-        .filter(|&i| bundle_changes || current.webhooks.get(i) == Some(&false))
+        .filter(|&i| bundle_changes || current.webhooks.get(i) != Some(&Bundle::Ours))
         .collect();
     let repairs = if current.cas.is_empty() {
-        // The first bundle: the configuration had none of ours to keep.
+        // The first bundle: whatever the configuration trusted was not ours.
         0
     } else {
-        current.webhooks.iter().filter(|ok| !**ok).count()
+        current
+            .webhooks
+            .iter()
+            .filter(|b| **b == Bundle::Foreign)
+            .count()
     };
     let published_since = if patch.is_empty() && !current.webhooks.is_empty() {
         current.published_since.or(Some(now))
@@ -252,7 +269,7 @@ mod tests {
                 names: names(),
             }),
             published_since: Some(t(0)),
-            webhooks: vec![true, true],
+            webhooks: vec![Bundle::Ours, Bundle::Ours],
             names: names(),
         }
     }
@@ -270,7 +287,7 @@ mod tests {
             cas: vec![],
             leaf: None,
             published_since: None,
-            webhooks: vec![false, false, false],
+            webhooks: vec![Bundle::Incomplete, Bundle::Incomplete, Bundle::Foreign],
             names: names(),
         };
         let p = plan(&current, &policy(), t(0));
@@ -310,10 +327,10 @@ mod tests {
     #[test]
     fn a_changed_ca_bundle_is_repaired_and_counted() {
         let mut current = settled();
-        current.webhooks = vec![true, false];
+        current.webhooks = vec![Bundle::Ours, Bundle::Foreign, Bundle::Incomplete];
         let p = plan(&current, &policy(), t(30));
-        assert_eq!(p.patch, vec![1]);
-        assert_eq!(p.repairs, 1);
+        assert_eq!(p.patch, vec![1, 2]);
+        assert_eq!(p.repairs, 1, "an incomplete caBundle is set, not repaired");
         assert!(!p.new_ca && p.issue.is_none());
         assert_eq!(
             p.published_since, None,
@@ -408,7 +425,7 @@ mod tests {
             names: names(),
         });
         current.published_since = Some(t(201));
-        current.webhooks = vec![false, true];
+        current.webhooks = vec![Bundle::Foreign, Bundle::Ours];
         let p = plan(&current, &policy(), t(250));
         assert_eq!(p.patch, vec![0]);
         assert_eq!(p.published_since, None);

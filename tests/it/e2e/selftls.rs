@@ -12,6 +12,7 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 
+use crate::common::webhook::metric;
 use crate::e2e::identity::{self, RELEASE_NAMESPACE};
 use crate::e2e::support::{self, helm_template, unique, wait_for};
 use crate::e2e::webhook_support::{
@@ -28,6 +29,9 @@ struct Case {
     configuration: String,
     ns: String,
     webhook: WebhookProcess,
+    /// How to start another replica of the same release.
+    kubeconfig: std::path::PathBuf,
+    args: Vec<String>,
 }
 
 impl Case {
@@ -65,7 +69,7 @@ impl Case {
         let sa = format!("{release}-webhook");
         let kubeconfig = identity::kubeconfig_of(&client, &support::admin_kubeconfig(), &sa).await;
         let configuration = format!("{release}-webhook");
-        let mut args = vec![
+        let args: Vec<String> = [
             "--tls-mode",
             "self",
             "--tls-secret",
@@ -76,9 +80,12 @@ impl Case {
             &configuration,
             "--tls-dns-name",
             "127.0.0.1",
-        ];
-        args.extend(flags);
-        let webhook = WebhookProcess::start_without_files(&kubeconfig, release, &args).await;
+        ]
+        .iter()
+        .chain(flags)
+        .map(ToString::to_string)
+        .collect();
+        let webhook = replica(&kubeconfig, release, &args).await;
 
         let ns = support::create_namespace(&client, "irsa-e2e-selftls").await;
         let prefix = support::settings().annotation_prefix;
@@ -95,7 +102,14 @@ impl Case {
             configuration,
             ns,
             webhook,
+            kubeconfig,
+            args,
         }
+    }
+
+    /// Another replica of the same release (same Secret and configuration, its own ports).
+    async fn replica(&self, name: &str) -> WebhookProcess {
+        replica(&self.kubeconfig, name, &self.args).await
     }
 
     /// Registers the chart's tls.mode=self configuration (failurePolicy Fail, no caBundle)
@@ -150,6 +164,11 @@ impl Case {
     }
 }
 
+async fn replica(kubeconfig: &std::path::Path, name: &str, args: &[String]) -> WebhookProcess {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    WebhookProcess::start_without_files(kubeconfig, name, &args).await
+}
+
 /// The PEM certificates of a bundle.
 fn certificates(bundle: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(bundle);
@@ -196,6 +215,12 @@ async fn a_ca_bundle_someone_changed_is_restored_and_pods_are_mutated_again() {
     )
     .await;
     println!("caBundle restored {:?} after the change", changed.elapsed());
+    let metrics = case.webhook.metrics().await;
+    assert_eq!(
+        metric(&metrics, "irsa_webhook_tls_ca_bundle_repairs_total"),
+        1.0,
+        "the one repair is counted; filling in the empty caBundle was none: {metrics}"
+    );
 
     wait_until_mutating(&case.client, &case.ns, "app", json!({})).await;
     let stored = create_pod(&case.client, &case.ns, &pod("after", "app", json!({})))
@@ -224,6 +249,9 @@ async fn certificate_and_ca_rotate_while_every_admission_succeeds() {
     )
     .await;
     case.register().await;
+    // A second replica races the first for every write (the API server calls the first one):
+    // optimistic concurrency, no leader election.
+    let second = case.replica("irsa-e2e-selftls-rotate-2").await;
     let (first_ca, _) = case.bundles().await;
     let first_cas = certificates(&first_ca);
 
@@ -280,6 +308,34 @@ async fn certificate_and_ca_rotate_while_every_admission_succeeds() {
     assert!(
         bundles.iter().all(|b| *b == last_ca),
         "the caBundles are the Secret's"
+    );
+    let (mut created, mut issued) = (0.0, 0.0);
+    for (name, replica) in [("first", &case.webhook), ("second", &second)] {
+        replica.assert_running();
+        let metrics = replica.metrics().await;
+        assert_eq!(
+            metric(&metrics, "irsa_webhook_tls_check_errors_total"),
+            0.0,
+            "{name} replica: {metrics}"
+        );
+        assert_eq!(
+            metric(&metrics, "irsa_webhook_tls_ca_bundle_repairs_total"),
+            0.0,
+            "{name} replica took a rotation for a foreign change: {metrics}"
+        );
+        created += metric(
+            &metrics,
+            r#"irsa_webhook_tls_rotations_total{kind="ca_created"}"#,
+        );
+        issued += metric(
+            &metrics,
+            r#"irsa_webhook_tls_rotations_total{kind="certificate_issued"}"#,
+        );
+    }
+    println!("between both replicas: {created} CAs created, {issued} certificates issued");
+    assert!(
+        created >= 3.0,
+        "the CA rotated at least twice: {created} created"
     );
     case.finish().await;
 }

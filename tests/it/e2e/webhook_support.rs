@@ -148,6 +148,12 @@ impl WebhookProcess {
         .await;
     }
 
+    /// The text of its `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let url = self.readyz.replace("/readyz", "/metrics");
+        reqwest::get(&url).await.unwrap().text().await.unwrap()
+    }
+
     /// SIGKILL and wait: the API server's calls then get "connection refused".
     pub fn kill(&self) {
         let mut child = self.child.lock().unwrap();

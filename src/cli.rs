@@ -335,6 +335,12 @@ pub struct ControllerArgs {
     #[arg(long, env = "IRSA_MANAGE_OIDC_PROVIDER", default_value_t = true, action = clap::ArgAction::Set)]
     pub manage_oidc_provider: bool,
 
+    /// PEM CA certificate(s) of a self-managed issuer served under a private CA: the chain is
+    /// verified against these (instead of the system's roots) before its thumbprint is kept on
+    /// the OIDC provider.
+    #[arg(long, env = "IRSA_ISSUER_CA_FILE")]
+    pub issuer_ca_file: Option<PathBuf>,
+
     /// Also trust ServiceAccounts that are only annotated (no IAMRoleBinding).
     #[arg(long, env = "IRSA_MANAGE_ANNOTATED_SERVICEACCOUNTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub manage_annotated_serviceaccounts: bool,
@@ -479,6 +485,16 @@ pub struct DoctorArgs {
     /// Namespace of irsa controller, where its issuer publisher keeps its status.
     #[arg(long, env = "IRSA_IRSA_NAMESPACE", default_value = "irsa-system")]
     pub irsa_namespace: String,
+
+    /// Also check this MutatingWebhookConfiguration (the chart's is `irsa-webhook`): its
+    /// caBundle against the certificate served now, its ready endpoints, and a dry-run pod of
+    /// the ServiceAccount through it (needs create on pods; nothing is stored).
+    #[arg(long, env = "IRSA_WEBHOOK_CONFIGURATION")]
+    pub webhook_configuration: Option<String>,
+
+    /// The issuer publisher's state ConfigMap there (the controller's flag of the same name).
+    #[arg(long, env = "IRSA_ISSUER_STATE_CONFIGMAP", default_value = crate::issuer::retention::STATE_CONFIGMAP)]
+    pub issuer_state_configmap: String,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,7 @@ pub mod supervise;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod tls_probe;
 pub mod trust;
 pub mod webhook;
 

@@ -48,8 +48,9 @@ pub struct ProviderSpec {
     pub issuer: String,
     /// Every audience in use; added when missing, never removed.
     pub client_ids: Vec<String>,
-    /// SHA-1 hex of the issuer's top CA certificate, when it could be computed.
-    pub thumbprint: Option<String>,
+    /// SHA-1 hex of the top CA certificate of the issuer host and of the JWKS host (see
+    /// [`super::thumbprint::issuer_thumbprints`]), those that could be computed.
+    pub thumbprints: Vec<String>,
     /// `--cluster-name`, the value of the `irsa.dev/cluster` tag on a created provider.
     pub cluster: String,
 }
@@ -157,7 +158,7 @@ impl<O: CallObserver> Aws<O> {
             .create_open_id_connect_provider()
             .url(&spec.issuer)
             .set_client_id_list(Some(sorted_unique(&spec.client_ids)))
-            .set_thumbprint_list(spec.thumbprint.clone().map(|t| vec![t]))
+            .set_thumbprint_list(merged_thumbprints(&[], &spec.thumbprints))
             .tags(tag)
             .send()
             .await
@@ -205,34 +206,26 @@ impl<O: CallObserver> Aws<O> {
         Ok(added)
     }
 
-    /// Puts `thumbprint` first in the provider's list unless present; keeps the others (up to
-    /// IAM's 5) since they may be pins someone else relies on. Returns whether it wrote.
-    pub async fn update_thumbprint(
+    /// Puts the wanted thumbprints the provider lacks first in its list, keeping the others
+    /// (up to IAM's 5): they may be pins someone else relies on. Returns the list when it
+    /// wrote one.
+    pub async fn update_thumbprints(
         &self,
         provider: &OidcProvider,
-        thumbprint: &str,
-    ) -> Result<bool> {
+        wanted: &[String],
+    ) -> Result<Option<Vec<String>>> {
         const OP: &str = "UpdateOpenIDConnectProviderThumbprint";
-        let thumbprint = thumbprint.to_ascii_lowercase();
-        if provider
-            .thumbprints
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(&thumbprint))
-        {
-            return Ok(false);
-        }
-        let list: Vec<String> = std::iter::once(thumbprint)
-            .chain(provider.thumbprints.iter().cloned())
-            .take(MAX_THUMBPRINTS)
-            .collect();
+        let Some(list) = merged_thumbprints(&provider.thumbprints, wanted) else {
+            return Ok(None);
+        };
         let result = self
             .iam
             .update_open_id_connect_provider_thumbprint()
             .open_id_connect_provider_arn(&provider.arn)
-            .set_thumbprint_list(Some(list))
+            .set_thumbprint_list(Some(list.clone()))
             .send()
             .await
-            .map(|_| true)
+            .map(|_| Some(list))
             .map_err(|e| classify("iam", OP, &format!("OIDC provider {}", provider.arn), e));
         self.count(OP, &result);
         result
@@ -268,13 +261,12 @@ impl<O: CallObserver> Aws<O> {
         };
         let added_client_ids = self.add_client_ids(&provider, &spec.client_ids).await?;
         provider.client_ids.extend(added_client_ids.iter().cloned());
-        let mut thumbprint_updated = false;
-        if let Some(t) = &spec.thumbprint {
-            thumbprint_updated = self.update_thumbprint(&provider, t).await?;
-            if thumbprint_updated {
-                provider.thumbprints.insert(0, t.to_ascii_lowercase());
-                provider.thumbprints.truncate(MAX_THUMBPRINTS);
-            }
+        let updated = self
+            .update_thumbprints(&provider, &spec.thumbprints)
+            .await?;
+        let thumbprint_updated = updated.is_some();
+        if let Some(list) = updated {
+            provider.thumbprints = list;
         }
         if created {
             info!(arn = %provider.arn, "created OIDC provider");
@@ -289,6 +281,24 @@ impl<O: CallObserver> Aws<O> {
     }
 }
 
+/// The provider's thumbprint list with every `wanted` one in it, or `None` when it already
+/// has them all (compared without case: IAM stores what it was given). Wanted ones go first
+/// so that IAM's limit of 5 drops someone else's oldest pin rather than ours.
+fn merged_thumbprints(current: &[String], wanted: &[String]) -> Option<Vec<String>> {
+    let has = |list: &[String], t: &str| list.iter().any(|c| c.eq_ignore_ascii_case(t));
+    if wanted.iter().all(|t| has(current, t)) {
+        return None;
+    }
+    let mut list: Vec<String> = Vec::new();
+    for t in wanted.iter().chain(current) {
+        if !has(&list, t) {
+            list.push(t.to_ascii_lowercase());
+        }
+    }
+    list.truncate(MAX_THUMBPRINTS);
+    Some(list)
+}
+
 fn sorted_unique(ids: &[String]) -> Vec<String> {
     let mut v = ids.to_vec();
     v.sort();
@@ -299,6 +309,39 @@ fn sorted_unique(ids: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn thumbprints_are_added_first_and_never_removed_below_the_limit() {
+        let (a, b, c) = ("a".repeat(40), "b".repeat(40), "c".repeat(40));
+        // Nothing wanted, or all present in any case: no write.
+        assert_eq!(merged_thumbprints(&strings(&[&a]), &[]), None);
+        assert_eq!(
+            merged_thumbprints(&strings(&[&a, &b]), &strings(&[&b.to_uppercase(), &a])),
+            None
+        );
+        // The issuer host's and the JWKS host's, new: both first, the old pin kept.
+        assert_eq!(
+            merged_thumbprints(&strings(&[&c]), &strings(&[&a, &b])),
+            Some(strings(&[&a, &b, &c]))
+        );
+        // One of two missing: added, nothing duplicated.
+        assert_eq!(
+            merged_thumbprints(&strings(&[&a, &c]), &strings(&[&a, &b])),
+            Some(strings(&[&a, &b, &c]))
+        );
+        // Created with none.
+        assert_eq!(merged_thumbprints(&[], &[]), None);
+        // At IAM's limit the oldest foreign pin goes, never a wanted one.
+        let full: Vec<String> = (0..5).map(|i| format!("{i}").repeat(40)).collect();
+        let merged = merged_thumbprints(&full, &strings(&[&a, &b])).unwrap();
+        assert_eq!(merged.len(), MAX_THUMBPRINTS);
+        assert_eq!(&merged[..2], &strings(&[&a, &b])[..]);
+        assert_eq!(&merged[2..], &full[..3]);
+    }
 
     #[test]
     fn ownership_is_the_cluster_tag() {

@@ -8,23 +8,13 @@
 //! The chain is verified (platform roots, or the roots given) before it is trusted: pinning a
 //! certificate a man in the middle presented would silently break every pod's AssumeRole.
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use tokio::net::TcpStream;
+use rustls::pki_types::CertificateDer;
 
-/// Which roots verify the issuer's chain.
-#[derive(Debug, Clone, Default)]
-pub enum Roots {
-    /// The operating system's trust store (production).
-    #[default]
-    Platform,
-    /// Only these CA certificates (tests, private issuers).
-    Only(Vec<CertificateDer<'static>>),
-}
+use crate::issuer::{DISCOVERY_PATH, document_url};
+use crate::tls_probe;
+pub use crate::tls_probe::Roots;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Thumbprint {
@@ -63,6 +53,60 @@ pub fn chain_thumbprint(chain: &[CertificateDer<'_>]) -> Option<String> {
     chain.last().map(|c| sha1_hex(c))
 }
 
+/// The thumbprints IAM may verify against: the issuer host's, and the JWKS host's when the
+/// issuer's discovery document points elsewhere (IAM checks the certificate of the host that
+/// serves the keys). The JWKS host is read from the discovery document served at the issuer
+/// URL, as STS reads it, over a connection verified against the same `roots`.
+pub async fn issuer_thumbprints(issuer: &str, roots: &Roots, timeout: Duration) -> Vec<Thumbprint> {
+    let mut out = vec![fetch(issuer, roots, timeout).await];
+    match tokio::time::timeout(timeout, jwks_uri(issuer, roots)).await {
+        Ok(Ok(uri)) if origin(&uri) != origin(issuer) => {
+            out.push(fetch(&uri, roots, timeout).await);
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(why)) => out.push(Thumbprint::Unavailable(format!(
+            "no thumbprint for the JWKS host of issuer {issuer}: {why}; only the issuer \
+             host's is kept"
+        ))),
+        Err(_) => out.push(Thumbprint::Unavailable(format!(
+            "no thumbprint for the JWKS host of issuer {issuer}: its discovery document did \
+             not arrive within {timeout:?}; only the issuer host's is kept"
+        ))),
+    }
+    out
+}
+
+/// Scheme, host and port: what one TLS certificate covers.
+fn origin(url: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+}
+
+/// The `jwks_uri` of the discovery document served at `issuer`.
+async fn jwks_uri(issuer: &str, roots: &Roots) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Discovery {
+        jwks_uri: String,
+    }
+    let url = document_url(issuer, DISCOVERY_PATH);
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(tls_probe::client_config(roots)?)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let discovery: Discovery = async {
+        http.get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+    }
+    .await
+    .map_err(|e| format!("GET {url}: {e}"))?;
+    Ok(discovery.jwks_uri)
+}
+
 /// Connects to the issuer's host over TLS and returns the thumbprint of what it presents.
 pub async fn fetch(issuer: &str, roots: &Roots, timeout: Duration) -> Thumbprint {
     match tokio::time::timeout(timeout, fetch_inner(issuer, roots)).await {
@@ -83,109 +127,12 @@ async fn fetch_inner(issuer: &str, roots: &Roots) -> Result<String, String> {
     if url.scheme() != "https" {
         return Err("not an https URL".into());
     }
-    let host = url.host_str().ok_or("URL has no host")?.to_string();
+    let host = url.host_str().ok_or("URL has no host")?;
     let port = url.port_or_known_default().unwrap_or(443);
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let inner: Arc<dyn ServerCertVerifier> = match roots {
-        Roots::Platform => Arc::new(
-            rustls_platform_verifier::Verifier::new(provider.clone())
-                .map_err(|e| format!("loading the platform's trust store: {e}"))?,
-        ),
-        Roots::Only(certs) => {
-            let mut store = rustls::RootCertStore::empty();
-            for c in certs {
-                store
-                    .add(c.clone())
-                    .map_err(|e| format!("bad root certificate: {e}"))?;
-            }
-            rustls::client::WebPkiServerVerifier::builder_with_provider(
-                Arc::new(store),
-                provider.clone(),
-            )
-            .build()
-            .map_err(|e| format!("building the verifier: {e}"))?
-        }
-    };
-    let recorder = Arc::new(RecordingVerifier {
-        inner,
-        chain: Mutex::new(Vec::new()),
-    });
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(recorder.clone())
-        .with_no_client_auth();
-    // IP-literal issuers are valid (tests, some on-prem setups); the URL parser already
-    // stripped the brackets of IPv6 hosts.
-    let server_name = ServerName::try_from(host.clone())
-        .map_err(|e| format!("{host:?} is not a valid TLS server name: {e}"))?;
-    let tcp = TcpStream::connect((host.as_str(), port))
+    let chain = tls_probe::handshake(host, port, host, roots)
         .await
-        .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| format!("TLS handshake with {host}:{port}: {e}"))?;
-    let chain = recorder
-        .chain
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+        .map_err(|e| e.to_string())?;
     chain_thumbprint(&chain).ok_or_else(|| "the server presented no certificate".into())
-}
-
-/// Delegates every decision to `inner` and remembers the chain the server presented.
-#[derive(Debug)]
-struct RecordingVerifier {
-    inner: Arc<dyn ServerCertVerifier>,
-    chain: Mutex<Vec<CertificateDer<'static>>>,
-}
-
-impl ServerCertVerifier for RecordingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
-        *self.chain.lock().unwrap_or_else(PoisonError::into_inner) = std::iter::once(end_entity)
-            .chain(intermediates)
-            .map(|c| c.clone().into_owned())
-            .collect();
-        Ok(verified)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }
 
 #[cfg(test)]
@@ -193,6 +140,8 @@ mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     use rustls::pki_types::PrivateKeyDer;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn sha1_known_vector() {
@@ -241,6 +190,16 @@ mod tests {
 
     /// Serves TLS handshakes with `chain` on a free port until the test ends.
     async fn serve(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> u16 {
+        serve_document(chain, key, None).await
+    }
+
+    /// As [`serve`], answering every HTTP/1.1 request with `document` when given, `PORT` in it
+    /// replaced by the port served.
+    async fn serve_document(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        document: Option<String>,
+    ) -> u16 {
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
@@ -252,11 +211,31 @@ mod tests {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        let document = document.map(|d| d.replace("PORT", &port.to_string()));
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
+                let document = document.clone();
                 tokio::spawn(async move {
-                    let _ = acceptor.accept(tcp).await;
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Some(body) = document else { return };
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.ends_with(b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(response.as_bytes()).await;
+                    let _ = tls.shutdown().await;
                 });
             }
         });
@@ -292,6 +271,48 @@ mod tests {
         let t = fetch(&format!("https://127.0.0.1:{port}"), &roots, T).await;
         assert_eq!(t, Thumbprint::Sha1(sha1_hex(&pki.intermediate)));
         assert_eq!(t.value().map(str::len), Some(40));
+    }
+
+    /// A private CA, the discovery document on one host and the keys on another: both hosts'
+    /// thumbprints, each its own chain's top. Keys on the issuer's own origin add none.
+    #[tokio::test]
+    async fn the_jwks_host_is_pinned_too_when_it_is_another_host() {
+        crate::install_crypto_provider();
+        let (issuer_pki, jwks_pki) = (pki(), pki());
+        let roots = Roots::Only(vec![issuer_pki.root.clone(), jwks_pki.root.clone()]);
+        let jwks_port = serve(
+            vec![jwks_pki.leaf.clone(), jwks_pki.intermediate.clone()],
+            jwks_pki.leaf_key.clone_key(),
+        )
+        .await;
+        let discovery =
+            |jwks_uri: &str| Some(format!(r#"{{"issuer":"x","jwks_uri":"{jwks_uri}"}}"#));
+        let issuer_port = serve_document(
+            vec![issuer_pki.leaf.clone(), issuer_pki.intermediate.clone()],
+            issuer_pki.leaf_key.clone_key(),
+            discovery(&format!("https://127.0.0.1:{jwks_port}/keys")),
+        )
+        .await;
+        let issuer = format!("https://127.0.0.1:{issuer_port}/id/ABC");
+        assert_eq!(
+            issuer_thumbprints(&issuer, &roots, T).await,
+            vec![
+                Thumbprint::Sha1(sha1_hex(&issuer_pki.intermediate)),
+                Thumbprint::Sha1(sha1_hex(&jwks_pki.intermediate)),
+            ]
+        );
+
+        let self_served = serve_document(
+            vec![issuer_pki.leaf.clone(), issuer_pki.intermediate.clone()],
+            issuer_pki.leaf_key.clone_key(),
+            discovery("https://127.0.0.1:PORT/openid/v1/jwks"),
+        )
+        .await;
+        let issuer = format!("https://127.0.0.1:{self_served}");
+        assert_eq!(
+            issuer_thumbprints(&issuer, &roots, T).await,
+            vec![Thumbprint::Sha1(sha1_hex(&issuer_pki.intermediate))]
+        );
     }
 
     #[tokio::test]

@@ -23,14 +23,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use kube::Client;
 use kube::api::{Api, ListParams};
-use tracing::{info, warn};
+use tracing::info;
 
 use self::iam::reconcile::RoleSettings;
 use self::iam::worker::WorkerOptions;
 use self::metrics::Aws;
 use self::policy::desired;
 use self::wiring::ElectedWork;
-use crate::aws::{self, ConvergeOptions, thumbprint};
+use crate::aws::{self, ConvergeOptions};
 use crate::cli::ControllerArgs;
 use crate::crd::{IAMRoleBinding, IAMRoleGrant};
 use crate::supervise::Supervisor;
@@ -70,6 +70,7 @@ fn crd_answer(crd: &str, result: Result<(), kube::Error>) -> anyhow::Result<()> 
 /// `irsa controller`: setup (Kubernetes client, CRDs, admin port, AWS, cluster identity,
 /// settings), then the elected work until SIGTERM or a failed task.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
+    let issuer_roots = wiring::issuer_roots(args.issuer_ca_file.as_deref())?;
     let client = Client::try_default()
         .await
         .context("cannot build a Kubernetes client (in-cluster service account or KUBECONFIG)")?;
@@ -94,19 +95,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     .await?;
     info!(issuer = %identity.issuer.url, account = %identity.account,
           provider = %identity.provider_arn(), "cluster identity");
-    let thumbprint = if args.manage_oidc_provider {
-        let t = thumbprint::fetch(
-            &identity.issuer.url,
-            &thumbprint::Roots::Platform,
-            Duration::from_secs(10),
-        )
-        .await;
-        if let Some(w) = t.warning() {
-            warn!("{w}");
-        }
-        t.value().map(str::to_string)
-    } else {
-        None
+    let thumbprints = match args.manage_oidc_provider {
+        true => wiring::issuer_thumbprints(identity.issuer.url.as_str(), &issuer_roots).await,
+        false => Vec::new(),
     };
 
     let settings = RoleSettings {
@@ -124,7 +115,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         debounce: COALESCE_WINDOW,
         resync: args.resync_interval,
         manage_oidc_provider: args.manage_oidc_provider,
-        thumbprint,
+        thumbprints,
         ..WorkerOptions::default()
     };
     let publisher = wiring::publisher(&args.publish, &client, &sdk, &metrics)?;

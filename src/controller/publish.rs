@@ -13,7 +13,9 @@
 //! state changes only with the API server's keys, the `status` text holds no timestamp, and
 //! the ConfigMap is patched only when either differs from what was loaded. A refusal is
 //! written to that `status`, and when it is new there (not on every pass, nor again after a
-//! restart) it is also a Warning Event `IssuerPublishRefused` on the ConfigMap.
+//! restart) it is also a Warning Event `IssuerPublishRefused` on the ConfigMap; the first
+//! publish after it is a Normal Event `IssuerPublishResumed`, so the Warning is not left as
+//! the last word.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +38,8 @@ use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
 pub const CACHE_CONTROL: &str = "max-age=300";
 /// The Event reason of a refused publish (issuer or `jwks_uri` not the public URL).
 pub const REFUSED_REASON: &str = "IssuerPublishRefused";
+/// The Event reason of the first publish after a refusal: the Warning is over.
+pub const RESUMED_REASON: &str = "IssuerPublishResumed";
 /// Both documents are kilobytes; anything far larger is not ours to copy.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 
@@ -313,22 +317,33 @@ impl Publisher {
         }
     }
 
+    fn s3_error(
+        &self,
+        operation: &'static str,
+        key: &str,
+        e: impl std::error::Error,
+    ) -> PublishError {
+        PublishError::S3(
+            operation,
+            self.target.bucket.clone(),
+            key.to_string(),
+            aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+        )
+    }
+
     async fn s3_get(&self, key: &str) -> Result<Option<Vec<u8>>, PublishError> {
-        let bucket = &self.target.bucket;
-        match self.s3.get_object().bucket(bucket).key(key).send().await {
+        let request = self.s3.get_object().bucket(&self.target.bucket).key(key);
+        match request.send().await {
             Ok(out) => {
-                let bytes = out.body.collect().await.map_err(|e| {
-                    PublishError::S3("GetObject", bucket.clone(), key.into(), e.to_string())
-                })?;
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| self.s3_error("GetObject", key, e))?;
                 Ok(Some(bytes.into_bytes().to_vec()))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(PublishError::S3(
-                "GetObject",
-                bucket.clone(),
-                key.into(),
-                aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
-            )),
+            Err(e) => Err(self.s3_error("GetObject", key, e)),
         }
     }
 
@@ -347,14 +362,7 @@ impl Publisher {
             .body(ByteStream::from(body.as_bytes().to_vec()))
             .send()
             .await
-            .map_err(|e| {
-                PublishError::S3(
-                    "PutObject",
-                    self.target.bucket.clone(),
-                    key.clone(),
-                    aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
-                )
-            })?;
+            .map_err(|e| self.s3_error("PutObject", &key, e))?;
         info!(bucket = %self.target.bucket, key = %key, "published issuer document");
         Ok(true)
     }
@@ -427,7 +435,24 @@ impl Publisher {
         );
         // Compared as text: a state in the previous version's format is rewritten once.
         let state_text = serde_json::to_string(&plan.state).map_err(|e| self.state_error(e))?;
-        self.save(&stored, state_text, status).await?;
+        let was_refused = stored
+            .status
+            .as_deref()
+            .is_some_and(|s| s.starts_with(REFUSED_PREFIX));
+        if let Some(cm) = self.save(&stored, state_text, status.clone()).await?
+            && was_refused
+        {
+            info!(%status, "issuer publishing resumed after a refusal");
+            publish_on(
+                &self.recorder,
+                &cm.object_ref(&()),
+                EventType::Normal,
+                RESUMED_REASON,
+                "PublishIssuer",
+                &format!("publishing resumed: {status}"),
+            )
+            .await;
+        }
         Ok(Outcome {
             at: now,
             writes,

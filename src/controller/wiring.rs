@@ -4,6 +4,7 @@
 //! elector are futures their caller drives, as each decides when the others stop.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,9 +21,12 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
+use crate::aws::thumbprint;
 use crate::controller::iam::queue::RoleQueue;
 use crate::controller::iam::reconcile::RoleSettings;
 use crate::controller::iam::state::RoleState;
@@ -36,6 +40,7 @@ use crate::controller::policy::desired::{self, Key, Snapshot};
 use crate::controller::policy::report::RoleReport;
 use crate::controller::{admin, publish};
 use crate::crd::{IAMRoleBinding, IAMRoleGrant};
+use crate::error::UsageError;
 use crate::supervise::Supervisor;
 
 /// How long in-flight binding reconciles may take to finish after a shutdown signal.
@@ -54,6 +59,40 @@ pub async fn spawn_admin_server(
         admin::serve(addr, Arc::new(registry), ready).await?,
     );
     Ok(())
+}
+
+/// The roots the issuer's chain is verified against before it is pinned: `--issuer-ca-file`
+/// (a private CA) when given, else the system's. Read at startup, so a bad file is a usage
+/// error before anything is contacted.
+pub fn issuer_roots(ca_file: Option<&Path>) -> Result<thumbprint::Roots, UsageError> {
+    let Some(path) = ca_file else {
+        return Ok(thumbprint::Roots::Platform);
+    };
+    let flag_error =
+        |why: String| UsageError::new(format!("--issuer-ca-file {}: {why}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| flag_error(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| flag_error(format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(flag_error("holds no PEM certificate".into()));
+    }
+    Ok(thumbprint::Roots::Only(certs))
+}
+
+/// The thumbprints to keep on the OIDC provider (issuer host, JWKS host). Those that cannot
+/// be computed are warnings: AWS verifies issuers under a well-known CA without them.
+pub async fn issuer_thumbprints(issuer: &str, roots: &thumbprint::Roots) -> Vec<String> {
+    thumbprint::issuer_thumbprints(issuer, roots, Duration::from_secs(10))
+        .await
+        .into_iter()
+        .filter_map(|t| {
+            if let Some(w) = t.warning() {
+                warn!("{w}");
+            }
+            t.value().map(str::to_string)
+        })
+        .collect()
 }
 
 /// The issuer publisher, when `--publish-issuer` is set.
@@ -75,7 +114,7 @@ pub fn publisher(
         args.issuer_verify_url.as_deref(),
         &region,
     )
-    .map_err(|e| crate::error::UsageError::new(e.to_string()))?;
+    .map_err(|e| UsageError::new(e.to_string()))?;
     let mut s3 = aws_sdk_s3::config::Builder::from(sdk);
     if sdk.endpoint_url().is_some() {
         // An emulator or a private endpoint: buckets by path, not by host name.

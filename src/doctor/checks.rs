@@ -8,6 +8,8 @@ use jsonwebtoken::{DecodingKey, Validation, jwk::JwkSet};
 use serde::Deserialize;
 use serde_json::Value;
 
+pub mod webhook;
+
 use super::report::Check;
 use crate::{
     arn::RoleArn,

@@ -7,14 +7,14 @@ use kube::{Api, Client};
 use super::{
     checks,
     report::{Check, Report},
-    sources,
+    sources, webhook,
 };
 use crate::{
     arn::RoleArn,
     aws::{Aws, ProviderLookup},
     crd::IAMRoleBinding,
     issuer::{discover, url::IssuerUrl},
-    mutate::{self, Identities, MutationConfig},
+    mutate::{self, Identities, MutationConfig, ServiceAccountInfo},
 };
 
 /// What to diagnose.
@@ -45,6 +45,10 @@ pub struct Options {
     pub assume: bool,
     /// Where irsa controller runs: its issuer publisher's status explains a stale JWKS.
     pub irsa_namespace: String,
+    /// The publisher's state ConfigMap there (the controller's `--issuer-state-configmap`).
+    pub issuer_state_configmap: String,
+    /// `--webhook-configuration`: check that webhook and dry-run a pod through it.
+    pub webhook_configuration: Option<String>,
 }
 
 /// The outside world the doctor reads from. `kube` is needed for every target but `Token`;
@@ -67,6 +71,8 @@ struct Subject {
 
 pub async fn diagnose(env: &Env, target: &Target, opts: &Options) -> Report {
     let mut checks = Vec::new();
+    // The webhook steps come last: they are about pods created from now on.
+    let mut webhook_checks = Vec::new();
     let (subject_label, subject) = match target {
         Target::Token {
             token, role_arn, ..
@@ -76,11 +82,20 @@ pub async fn diagnose(env: &Env, target: &Target, opts: &Options) -> Report {
         ),
         Target::ServiceAccount { namespace, name } => (
             format!("ServiceAccount {namespace}/{name}"),
-            cluster_subject(env, namespace, name, None, opts, &mut checks).await,
+            cluster_subject(
+                env,
+                namespace,
+                name,
+                None,
+                opts,
+                &mut checks,
+                &mut webhook_checks,
+            )
+            .await,
         ),
         Target::Pod { namespace, name } => (
             format!("Pod {namespace}/{name}"),
-            pod_subject(env, namespace, name, opts, &mut checks).await,
+            pod_subject(env, namespace, name, opts, &mut checks, &mut webhook_checks).await,
         ),
     };
     let role = subject.as_ref().map(|s| s.role_arn.to_string());
@@ -102,6 +117,7 @@ pub async fn diagnose(env: &Env, target: &Target, opts: &Options) -> Report {
             }
         }
     }
+    checks.extend(webhook_checks);
     Report::new(subject_label, role, checks)
 }
 
@@ -172,6 +188,7 @@ async fn pod_subject(
     name: &str,
     opts: &Options,
     checks: &mut Vec<Check>,
+    webhook_checks: &mut Vec<Check>,
 ) -> Option<Subject> {
     let Some(kube) = &env.kube else {
         checks.push(no_cluster("pod", "Pod injected"));
@@ -180,7 +197,16 @@ async fn pod_subject(
     match sources::pod(kube, namespace, name).await {
         Ok(Some(pod)) => {
             let sa = mutate::pod_service_account_name(&pod).to_string();
-            cluster_subject(env, namespace, &sa, Some(&pod), opts, checks).await
+            cluster_subject(
+                env,
+                namespace,
+                &sa,
+                Some(&pod),
+                opts,
+                checks,
+                webhook_checks,
+            )
+            .await
         }
         Ok(None) => {
             checks.push(Check::fail(
@@ -203,6 +229,38 @@ async fn pod_subject(
     }
 }
 
+/// The webhook and dry-run steps: run with `--webhook-configuration`, else skipped, saying
+/// how to run them.
+async fn webhook_steps(
+    kube: &Client,
+    namespace: &str,
+    sa: Option<&ServiceAccountInfo>,
+    pod: Option<&serde_json::Value>,
+    cfg: &MutationConfig,
+    opts: &Options,
+    checks: &mut Vec<Check>,
+) {
+    use checks::webhook::{DRY_RUN_ID, DRY_RUN_TITLE, WEBHOOK_ID, WEBHOOK_TITLE};
+    let Some(name) = &opts.webhook_configuration else {
+        let why = "not checked: pass --webhook-configuration NAME (the chart's is irsa-webhook)";
+        checks.push(Check::skip(WEBHOOK_ID, WEBHOOK_TITLE, why));
+        checks.push(Check::skip(DRY_RUN_ID, DRY_RUN_TITLE, why));
+        return;
+    };
+    checks.push(checks::webhook::webhook(
+        name,
+        &webhook::entries(kube, name).await,
+    ));
+    checks.push(match sa {
+        Some(sa) => {
+            let labels = pod.and_then(|p| p.pointer("/metadata/labels"));
+            let answer = webhook::dry_run_pod(kube, namespace, &sa.name, labels).await;
+            checks::webhook::dry_run(namespace, sa, cfg, &Identities::default(), &answer)
+        }
+        None => Check::skip(DRY_RUN_ID, DRY_RUN_TITLE, "no ServiceAccount"),
+    });
+}
+
 async fn cluster_subject(
     env: &Env,
     namespace: &str,
@@ -210,6 +268,7 @@ async fn cluster_subject(
     pod: Option<&serde_json::Value>,
     opts: &Options,
     checks: &mut Vec<Check>,
+    webhook_checks: &mut Vec<Check>,
 ) -> Option<Subject> {
     let Some(kube) = &env.kube else {
         checks.push(no_cluster("service-account", "ServiceAccount"));
@@ -235,12 +294,12 @@ async fn cluster_subject(
         &opts.default_audience,
     );
     checks.push(check);
+    let cfg = MutationConfig {
+        annotation_prefix: opts.annotation_prefix.clone(),
+        audience: opts.default_audience.clone(),
+        ..Default::default()
+    };
     if let (Some(pod), Some(sa)) = (pod, &sa) {
-        let cfg = MutationConfig {
-            annotation_prefix: opts.annotation_prefix.clone(),
-            audience: opts.default_audience.clone(),
-            ..Default::default()
-        };
         checks.push(checks::pod_mutated(
             pod,
             namespace,
@@ -249,6 +308,16 @@ async fn cluster_subject(
             &Identities::default(),
         ));
     }
+    webhook_steps(
+        kube,
+        namespace,
+        sa.as_ref(),
+        pod,
+        &cfg,
+        opts,
+        webhook_checks,
+    )
+    .await;
     let facts = facts?;
     let bindings = Api::<IAMRoleBinding>::namespaced(kube.clone(), namespace)
         .list(&Default::default())
@@ -396,7 +465,9 @@ async fn aws_and_token_steps(
     // publishes it, its publisher's status says why not.
     checks.push(match &env.kube {
         Some(kube) => {
-            let publisher = sources::publisher_status(kube, &opts.irsa_namespace).await;
+            let publisher =
+                sources::publisher_status(kube, &opts.irsa_namespace, &opts.issuer_state_configmap)
+                    .await;
             match &jwks {
                 Ok(public) => match sources::api_server_jwks(kube).await {
                     Ok(api) => checks::published_keys(&api, public, &publisher),

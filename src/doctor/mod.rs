@@ -6,6 +6,7 @@ pub mod checks;
 pub mod diagnose;
 pub mod report;
 pub mod sources;
+pub mod webhook;
 
 use std::{io::IsTerminal, process::ExitCode};
 
@@ -61,6 +62,8 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         issuer_url: args.issuer_url.clone(),
         assume: args.assume,
         irsa_namespace: args.irsa_namespace.clone(),
+        issuer_state_configmap: args.issuer_state_configmap.clone(),
+        webhook_configuration: args.webhook_configuration.clone(),
     };
     let report = diagnose::diagnose(&env, &target, &opts).await;
     match args.output {

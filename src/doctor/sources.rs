@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::checks::PublisherStatus;
 use crate::issuer::discover::api_server_document;
-use crate::issuer::retention::{STATE_CONFIGMAP, STATUS_KEY};
+use crate::issuer::retention::STATUS_KEY;
 use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
 use crate::mutate::ServiceAccountInfo;
 
@@ -165,12 +165,12 @@ pub async fn api_server_jwks(client: &Client) -> Result<JwkSet, String> {
     serde_json::from_str(&text).map_err(|e| format!("the API server's JWKS is not JSON: {e}"))
 }
 
-/// The issuer publisher's status from its state ConfigMap in `namespace` (by its default
-/// name). Never an error: a missing or forbidden ConfigMap is itself what the doctor reports.
-pub async fn publisher_status(client: &Client, namespace: &str) -> PublisherStatus {
-    let configmap = format!("{namespace}/{STATE_CONFIGMAP}");
+/// The issuer publisher's status from its state ConfigMap `name` in `namespace`. Never an
+/// error: a missing or forbidden ConfigMap is itself what the doctor reports.
+pub async fn publisher_status(client: &Client, namespace: &str, name: &str) -> PublisherStatus {
+    let configmap = format!("{namespace}/{name}");
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    match api.get_opt(STATE_CONFIGMAP).await {
+    match api.get_opt(name).await {
         Ok(Some(cm)) => PublisherStatus::Reported {
             configmap,
             status: cm.data.and_then(|mut data| data.remove(STATUS_KEY)),

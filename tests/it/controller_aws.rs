@@ -46,11 +46,11 @@ fn with_our_statement(issuer_host: &str, subjects: &[&str]) -> String {
     doc
 }
 
-fn spec(issuer: &str, client_ids: &[&str], thumbprint: Option<&str>) -> ProviderSpec {
+fn spec(issuer: &str, client_ids: &[&str], thumbprints: &[&str]) -> ProviderSpec {
     ProviderSpec {
         issuer: issuer.to_string(),
         client_ids: client_ids.iter().map(|s| s.to_string()).collect(),
-        thumbprint: thumbprint.map(str::to_string),
+        thumbprints: thumbprints.iter().map(|t| t.to_string()).collect(),
         cluster: "blue".into(),
     }
 }
@@ -80,7 +80,7 @@ async fn oidc_provider_is_created_completed_and_then_left_alone() {
     let thumb_a = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280";
 
     let first = iam
-        .ensure_oidc_provider(&spec(&issuer, &[STS_AUD], Some(thumb_a)))
+        .ensure_oidc_provider(&spec(&issuer, &[STS_AUD], &[thumb_a]))
         .await
         .unwrap();
     assert!(first.created);
@@ -98,7 +98,7 @@ async fn oidc_provider_is_created_completed_and_then_left_alone() {
     // Steady state: reads only.
     aws.faults().reset_counts();
     let again = iam
-        .ensure_oidc_provider(&spec(&issuer, &[STS_AUD], Some(thumb_a)))
+        .ensure_oidc_provider(&spec(&issuer, &[STS_AUD], &[thumb_a]))
         .await
         .unwrap();
     assert_eq!(again.writes(), 0);
@@ -110,8 +110,8 @@ async fn oidc_provider_is_created_completed_and_then_left_alone() {
     );
     assert_eq!(again.provider, first.provider);
 
-    // Someone else adds a client ID; we add a new audience and a new thumbprint. Nothing that
-    // was there is removed.
+    // Someone else adds a client ID; we add a new audience and new thumbprints (the issuer
+    // host's and the JWKS host's: one update). Nothing that was there is removed.
     aws.iam_direct()
         .add_client_id_to_open_id_connect_provider()
         .open_id_connect_provider_arn(&p.arn)
@@ -119,10 +119,14 @@ async fn oidc_provider_is_created_completed_and_then_left_alone() {
         .send()
         .await
         .unwrap();
-    let thumb_b = "a".repeat(40);
+    let (thumb_b, thumb_c) = ("a".repeat(40), "c".repeat(40));
     aws.faults().reset_counts();
     let grown = iam
-        .ensure_oidc_provider(&spec(&issuer, &[STS_AUD, "vault", STS_AUD], Some(&thumb_b)))
+        .ensure_oidc_provider(&spec(
+            &issuer,
+            &[STS_AUD, "vault", STS_AUD],
+            &[&thumb_b, &thumb_c],
+        ))
         .await
         .unwrap();
     assert!(!grown.created);
@@ -145,7 +149,7 @@ async fn oidc_provider_is_created_completed_and_then_left_alone() {
     assert_eq!(ids, vec!["sts.amazonaws.com", "their-app", "vault"]);
     assert_eq!(
         stored.thumbprints,
-        vec![thumb_b.clone(), thumb_a.to_string()]
+        vec![thumb_b.clone(), thumb_c.clone(), thumb_a.to_string()]
     );
     // What ensure reports is what IAM now holds.
     let mut reported = grown.provider.client_ids.clone();
@@ -156,7 +160,7 @@ async fn oidc_provider_is_created_completed_and_then_left_alone() {
     // Fewer audiences wanted than present: still no write, nothing removed.
     aws.faults().reset_counts();
     let shrunk = iam
-        .ensure_oidc_provider(&spec(&issuer, &[STS_AUD], None))
+        .ensure_oidc_provider(&spec(&issuer, &[STS_AUD], &[]))
         .await
         .unwrap();
     assert_eq!((shrunk.writes(), aws.faults().writes()), (0, 0));
@@ -195,7 +199,7 @@ async fn provider_urls_are_compared_byte_for_byte() {
 
     // Not created by us: no cluster tag, so a controller will never treat it as its own.
     let outcome = iam
-        .ensure_oidc_provider(&spec(&theirs, &[STS_AUD], None))
+        .ensure_oidc_provider(&spec(&theirs, &[STS_AUD], &[]))
         .await
         .unwrap();
     assert!(!outcome.created && !outcome.provider.created_by("blue"));
@@ -342,7 +346,7 @@ async fn a_create_whose_answer_was_lost_is_not_an_error() {
     // The create reached IAM but the answer timed out; the SDK's retry then gets
     // EntityAlreadyExists, which the adapter continues as "exists".
     let out = iam
-        .ensure_oidc_provider(&spec(&issuer, &[STS_AUD, "vault"], None))
+        .ensure_oidc_provider(&spec(&issuer, &[STS_AUD, "vault"], &[]))
         .await
         .unwrap();
     assert_eq!(aws.faults().forwarded("CreateOpenIDConnectProvider"), 2);
@@ -416,7 +420,7 @@ async fn cluster_identity_names_the_provider_arn_iam_creates() {
         (ACCOUNT, "aws")
     );
     let created = iam
-        .ensure_oidc_provider(&spec(&id.issuer.url, &[STS_AUD], None))
+        .ensure_oidc_provider(&spec(&id.issuer.url, &[STS_AUD], &[]))
         .await
         .unwrap();
     assert_eq!(created.provider.arn, id.provider_arn());

@@ -30,7 +30,9 @@ const IRB_PATH: &str = "/apis/irsa.dev/v1alpha1/namespaces/team-a/iamrolebinding
 const POD_PATH: &str = "/api/v1/namespaces/team-a/pods/web-0";
 const JWKS_PATH: &str = "/openid/v1/jwks";
 const IRSA_NS: &str = "irsa-system";
-const PUBLISHER_PATH: &str = "/api/v1/namespaces/irsa-system/configmaps/irsa-issuer-keys";
+/// Not the default name: the doctor looks where `--issuer-state-configmap` says.
+const STATE_CONFIGMAP: &str = "blue-issuer-keys";
+const PUBLISHER_PATH: &str = "/api/v1/namespaces/irsa-system/configmaps/blue-issuer-keys";
 
 struct World {
     aws: TestAws,
@@ -116,7 +118,7 @@ fn sa_routes_with_keys(w: &World, sa: Value, token_aud: &str, api_jwks: Value) -
             Method::GET,
             PUBLISHER_PATH,
             404,
-            not_found("configmaps", "irsa-issuer-keys"),
+            not_found("configmaps", STATE_CONFIGMAP),
         ),
     ]
 }
@@ -140,6 +142,8 @@ fn opts(assume: bool) -> Options {
         issuer_url: None,
         assume,
         irsa_namespace: IRSA_NS.into(),
+        issuer_state_configmap: STATE_CONFIGMAP.into(),
+        webhook_configuration: None,
     }
 }
 
@@ -187,6 +191,8 @@ async fn a_healthy_service_account_passes_every_step_including_a_real_assume() {
             ("issuer-keys", Status::Pass),
             ("token", Status::Pass),
             ("assume", Status::Pass),
+            ("webhook", Status::Skip),
+            ("dry-run", Status::Skip),
         ],
         "{}",
         report.render_text(false)
@@ -207,9 +213,10 @@ async fn a_healthy_service_account_passes_every_step_including_a_real_assume() {
     assert_eq!(calls.get("AssumeRoleWithWebIdentity"), Some(&1));
 }
 
-/// After a signing-key rotation the API server publishes a key the public JWKS lacks: a stale
-/// publish, named with the key, the STS error the tokens it signs get, and why the issuer
-/// publisher did not publish it (its status, read from its state ConfigMap).
+/// After a signing-key rotation the API server publishes a key the public JWKS lacks and signs
+/// with it: the token's `kid` is missing from the JWKS at the issuer URL (the issuer step), a
+/// stale publish, named with the key, the STS error the tokens it signs get, and why the
+/// issuer publisher did not publish it (its status, read from its state ConfigMap).
 #[tokio::test]
 async fn a_stale_published_jwks_is_named() {
     let w = world(
@@ -224,13 +231,15 @@ async fn a_stale_published_jwks_is_named() {
     let api_keys = SigningKey::jwks(&[&w.key, &rotated]);
     let refusal = "refused: the API server's issuer is \"https://kube.internal\" but ...";
     let mut routes = sa_routes_with_keys(&w, sa, AUD, api_keys);
-    routes.retain(|r| r.path != PUBLISHER_PATH);
+    let token = rotated.sign(&sa_claims(&w.issuer.url, NS, SA, AUD, now() + 600));
+    routes.retain(|r| r.path != PUBLISHER_PATH && r.path != TOKEN_PATH);
+    routes.push(route(Method::POST, TOKEN_PATH, 201, token_response(&token)));
     routes.push(route(
         Method::GET,
         PUBLISHER_PATH,
         200,
         json!({"apiVersion": "v1", "kind": "ConfigMap",
-               "metadata": {"name": "irsa-issuer-keys", "namespace": IRSA_NS},
+               "metadata": {"name": STATE_CONFIGMAP, "namespace": IRSA_NS},
                "data": {"keys.json": "{}", "status": refusal}}),
     ));
     let (env, calls) = env(&w, routes);
@@ -248,11 +257,20 @@ async fn a_stale_published_jwks_is_named() {
     );
     assert!(
         check.evidence.ends_with(&format!(
-            "the issuer publisher's status (ConfigMap {IRSA_NS}/irsa-issuer-keys): {refusal}"
+            "the issuer publisher's status (ConfigMap {IRSA_NS}/{STATE_CONFIGMAP}): {refusal}"
         )),
         "{check:?}"
     );
     assert_eq!(check.sts_error.as_deref(), Some(checks::STS_NO_KEY));
+    let issuer_step = report.checks.iter().find(|c| c.id == "issuer").unwrap();
+    assert_eq!(issuer_step.status, Status::Fail, "{issuer_step:?}");
+    assert!(
+        issuer_step
+            .evidence
+            .contains("the token's key id \"key-2\" is not in the JWKS"),
+        "{issuer_step:?}"
+    );
+    assert_eq!(issuer_step.sts_error.as_deref(), Some(checks::STS_NO_KEY));
     assert!(!report.ok);
 }
 

@@ -1088,7 +1088,7 @@ fn chart_service_monitor_and_network_policy_select_the_metrics_ports() {
                     "nodeSelector": {"kubernetes.io/os": "linux"},
                     "podIdentityAssociations": [{"namespace": "a", "serviceAccount": "b"}]},
         "controller": {"iamRoleArn": "arn:aws:iam::111122223333:role/irsa-controller",
-                       "awsRegion": "eu-west-1"},
+                       "awsRegion": "eu-west-1", "issuerCA": PRIVATE_CA},
     })));
     assert_chart_invariants(&docs);
     let monitors: Vec<Foreign<ServiceMonitorSpec>> = all(&docs, "ServiceMonitor");
@@ -1146,13 +1146,32 @@ fn chart_service_monitor_and_network_policy_select_the_metrics_ports() {
         "arn:aws:iam::111122223333:role/irsa-controller"
     );
     assert_eq!(env["AWS_REGION"], "eu-west-1");
+    let volumes = pod.volumes.unwrap();
+    assert!(volumes.iter().any(|v| v.name == "aws-iam-token"));
+
+    // A private issuer CA: a ConfigMap, mounted beside the token, named by the flag.
+    let ca: ConfigMap = find(&docs, "ConfigMap", "irsa-controller-issuer-ca");
+    assert_eq!(ca.data.unwrap()["ca.crt"].trim(), PRIVATE_CA.trim());
+    let ca_volume = volumes.iter().find(|v| v.name == "issuer-ca").unwrap();
+    assert_eq!(
+        ca_volume.config_map.as_ref().map(|c| c.name.as_str()),
+        Some("irsa-controller-issuer-ca")
+    );
+    let mount = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "issuer-ca")
+        .unwrap();
+    let args = pod.containers[0].args.clone().unwrap();
     assert!(
-        pod.volumes
-            .unwrap()
-            .iter()
-            .any(|v| v.name == "aws-iam-token")
+        args.contains(&format!("--issuer-ca-file={}/ca.crt", mount.mount_path)),
+        "{args:?}"
     );
 }
+
+/// Shape only: the chart copies it, the controller parses it.
+const PRIVATE_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
 #[test]
 fn chart_values_schema_rejects_wrong_types_typos_and_a_missing_cluster_name() {

@@ -135,3 +135,32 @@ fn zero_and_absurd_durations_are_usage_errors() {
         );
     }
 }
+
+/// A private issuer CA that cannot be used stops the controller before it contacts anything
+/// (no cluster, no AWS here), naming the flag and the file.
+#[test]
+fn an_unusable_issuer_ca_file_is_a_usage_error() {
+    let dir = temp_dir("issuer-ca");
+    let not_pem = dir.join("not-pem.crt");
+    std::fs::write(&not_pem, "just text\n").unwrap();
+    let missing = dir.join("missing.crt");
+    for (file, want) in [
+        (&not_pem, "holds no PEM certificate"),
+        (&missing, "No such file"),
+    ] {
+        let file = file.to_str().unwrap();
+        let out = irsa(&[
+            "controller",
+            "--cluster-name",
+            "c",
+            "--issuer-ca-file",
+            file,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {err}");
+        assert!(
+            err.contains("--issuer-ca-file") && err.contains(file) && err.contains(want),
+            "{file}: {err}"
+        );
+    }
+}

@@ -34,8 +34,8 @@ pub struct WorkerOptions {
     pub retry_base: Duration,
     /// `--manage-oidc-provider`.
     pub manage_oidc_provider: bool,
-    /// Thumbprint of the issuer's top CA, when obtainable.
-    pub thumbprint: Option<String>,
+    /// Thumbprints of the issuer's and the JWKS host's top CA, those obtainable.
+    pub thumbprints: Vec<String>,
 }
 
 impl Default for WorkerOptions {
@@ -46,7 +46,7 @@ impl Default for WorkerOptions {
             concurrency: 4,
             retry_base: Duration::from_secs(2),
             manage_oidc_provider: true,
-            thumbprint: None,
+            thumbprints: Vec::new(),
         }
     }
 }
@@ -192,7 +192,7 @@ impl RoleWorker {
         let spec = ProviderSpec {
             issuer: self.settings.issuer.clone(),
             client_ids: audiences.iter().cloned().collect(),
-            thumbprint: self.options.thumbprint.clone(),
+            thumbprints: self.options.thumbprints.clone(),
             cluster: self.settings.desired.cluster.clone(),
         };
         match self.aws.ensure_oidc_provider(&spec).await {

@@ -10,6 +10,7 @@
 mod controller;
 mod crd;
 mod doctor;
+mod doctor_webhook;
 mod identity;
 mod install;
 mod issuer;

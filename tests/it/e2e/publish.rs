@@ -1,7 +1,8 @@
 //! `irsa controller --publish-issuer` against the real API server and moto's S3: the objects
 //! equal the API server's documents byte for byte, with the right headers; a steady state
 //! writes nothing (to S3 nor to the state ConfigMap); drift is repaired; an issuer that is
-//! not the public URL publishes nothing and is reported (status, one Warning Event).
+//! not the public URL publishes nothing and is reported (status, one Warning Event), and
+//! the first publish after that says so (one Normal Event).
 //!
 //! The local API server's issuer is its own URL, so the test names that URL as
 //! `--issuer-public-url` (the check passes) and reads the objects back from moto's S3
@@ -10,6 +11,7 @@
 use std::time::Duration;
 
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use irsa::controller::publish::{REFUSED_REASON, RESUMED_REASON};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
@@ -66,8 +68,8 @@ async fn state_version(client: &kube::Client) -> String {
         .expect("the state ConfigMap exists")
 }
 
-/// The `IssuerPublishRefused` Events on this state ConfigMap (by uid: not an earlier run's).
-async fn refusal_events(client: &kube::Client) -> Vec<Event> {
+/// The Events with `reason` on this state ConfigMap (by uid: not an earlier run's).
+async fn state_events(client: &kube::Client, reason: &str) -> Vec<Event> {
     let uid = state(client).await.and_then(|cm| cm.metadata.uid);
     let events = Api::<Event>::namespaced(client.clone(), RELEASE_NAMESPACE)
         .list(&Default::default())
@@ -77,7 +79,7 @@ async fn refusal_events(client: &kube::Client) -> Vec<Event> {
         .items
         .into_iter()
         .filter(|e| {
-            e.reason.as_deref() == Some(irsa::controller::publish::REFUSED_REASON)
+            e.reason.as_deref() == Some(reason)
                 && e.regarding.as_ref().and_then(|r| r.uid.clone()) == uid
         })
         .collect()
@@ -137,23 +139,19 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
         "{}/{bucket}/cluster",
         crate::common::moto::moto().endpoint()
     );
-    let controller = ControllerProcess::start_with(
-        &cluster,
-        None,
-        "publisher",
-        &[
-            "--publish-issuer",
-            &target,
-            "--issuer-public-url",
-            &issuer,
-            "--issuer-verify-url",
-            &verify,
-            "--issuer-publish-interval",
-            "1s",
-            "--issuer-key-retention",
-            "1h",
-        ],
-    );
+    let publisher_args = [
+        "--publish-issuer",
+        &target,
+        "--issuer-public-url",
+        &issuer,
+        "--issuer-verify-url",
+        &verify,
+        "--issuer-publish-interval",
+        "1s",
+        "--issuer-key-retention",
+        "1h",
+    ];
+    let controller = ControllerProcess::start_with(&cluster, None, "publisher", &publisher_args);
 
     let keys = [
         "cluster/.well-known/openid-configuration",
@@ -242,7 +240,7 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
         "the refusal names both URLs: {status}"
     );
     let events = wait_for("the refusal Event", WAIT, Some(&wrong), || async {
-        Some(refusal_events(&client).await).filter(|e| !e.is_empty())
+        Some(state_events(&client, REFUSED_REASON).await).filter(|e| !e.is_empty())
     })
     .await;
     let note = events[0].note.clone().unwrap_or_default();
@@ -256,7 +254,7 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
     let refused_version = state_version(&client).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(state_version(&client).await, refused_version);
-    let events = refusal_events(&client).await;
+    let events = state_events(&client, REFUSED_REASON).await;
     assert_eq!(events.len(), 1, "one Event per refusal: {events:?}");
     assert!(
         events[0].series.is_none(),
@@ -288,6 +286,19 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
         "nothing published for a wrong issuer"
     );
     drop(wrong);
+
+    // Set right again: the first publish after the refusal says so (a Normal Event), so the
+    // Warning is not the last word, and the status is no longer a refusal.
+    let fixed = ControllerProcess::start_with(&cluster, None, "publisher-fixed", &publisher_args);
+    let resumed = wait_for("the resume Event", WAIT, Some(&fixed), || async {
+        Some(state_events(&client, RESUMED_REASON).await).filter(|e| !e.is_empty())
+    })
+    .await;
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    assert_eq!(resumed[0].type_.as_deref(), Some("Normal"));
+    let status = state_status(&client).await.unwrap_or_default();
+    assert!(status.starts_with("published 1 key(s)"), "{status}");
+    drop(fixed);
 }
 
 /// `irsa doctor` (the built binary) for a ServiceAccount of a role that need not exist: its
@@ -301,38 +312,15 @@ async fn doctor_keys_step(cluster: &support::ControllerCluster) -> serde_json::V
         serde_json::json!({"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/none"}),
     )
     .await;
-    let aws = &cluster.aws_env;
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_irsa"));
-    cmd.args([
-        "doctor",
+    let (_, report) = cluster.aws_env.doctor(&[
         "-n",
         "default",
-        "-o",
-        "json",
         "--service-account",
         &sa,
-    ])
-    .args(["--irsa-namespace", RELEASE_NAMESPACE])
-    .envs(aws.child_env.iter().map(|(k, v)| (*k, v.as_str())));
-    if let Some(url) = &aws.endpoint {
-        cmd.args(["--aws-endpoint-url", url]);
-    }
-    // The local control plane's issuer is the API server, behind its own CA.
-    if let Some(ca) = std::env::var_os("IRSA_E2E_CLUSTER_CA").filter(|c| !c.is_empty()) {
-        cmd.arg("--issuer-ca-file").arg(ca);
-    }
-    let out = cmd.output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON report ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    report["checks"]
-        .as_array()
-        .and_then(|checks| checks.iter().find(|c| c["id"] == "issuer-keys"))
-        .cloned()
-        .unwrap_or_else(|| panic!("no issuer-keys step: {report:#}"))
+        "--irsa-namespace",
+        RELEASE_NAMESPACE,
+    ]);
+    support::doctor_step(&report, "issuer-keys").clone()
 }
 
 /// A control plane of this test's own (scripts/control-plane.sh in a directory of its own),

@@ -238,6 +238,42 @@ impl AwsEnv {
     }
 }
 
+impl AwsEnv {
+    /// `irsa doctor -o json ARGS` (the built binary) as a user runs it: the suite's
+    /// KUBECONFIG, this AWS endpoint and credentials, and the local control plane's CA for its
+    /// issuer (a cluster whose issuer has a public certificate, EKS, needs none). Returns the
+    /// exit code and the report.
+    pub fn doctor(&self, args: &[&str]) -> (i32, Value) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_irsa"));
+        cmd.args(["doctor", "-o", "json"]).args(args);
+        if let Some(url) = &self.endpoint {
+            cmd.args(["--aws-endpoint-url", url]);
+        }
+        if let Some(ca) = std::env::var_os("IRSA_E2E_CLUSTER_CA").filter(|c| !c.is_empty()) {
+            cmd.arg("--issuer-ca-file").arg(ca);
+        }
+        cmd.envs(self.child_env.iter().map(|(k, v)| (*k, v.as_str())));
+        println!("$ irsa doctor -o json {}", args.join(" "));
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", env!("CARGO_BIN_EXE_irsa")));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        println!("{stdout}");
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        let report = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("the doctor printed no JSON report ({e}): {stdout}"));
+        (out.status.code().expect("the doctor exited"), report)
+    }
+}
+
+/// The step `id` of a doctor report.
+pub fn doctor_step<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["id"] == id))
+        .unwrap_or_else(|| panic!("no {id} step: {report:#}"))
+}
+
 pub async fn aws_env() -> AwsEnv {
     if std::env::var("IRSA_E2E_AWS").is_ok_and(|v| v == "env") {
         return env_aws().await;

@@ -215,19 +215,84 @@ pub enum TlsVersion {
     V1_3,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsMode {
+    File,
+    #[value(name = "self")]
+    SelfManaged,
+}
+
+/// `--tls-mode self`: the Secret and webhook configuration the webhook manages.
+#[derive(Debug, Clone, Args)]
+pub struct SelfTlsArgs {
+    /// Secret holding the CA(s), their keys and the serving certificate (--tls-mode self).
+    #[arg(long, env = "IRSA_TLS_SECRET", required_if_eq("tls_mode", "self"))]
+    pub tls_secret: Option<String>,
+
+    /// Namespace of --tls-secret: the webhook's own (the chart sets it from the pod).
+    #[arg(
+        long,
+        env = "IRSA_TLS_SECRET_NAMESPACE",
+        required_if_eq("tls_mode", "self")
+    )]
+    pub tls_secret_namespace: Option<String>,
+
+    /// The MutatingWebhookConfiguration whose every caBundle is kept at the CA bundle
+    /// (--tls-mode self).
+    #[arg(
+        long,
+        env = "IRSA_WEBHOOK_CONFIGURATION",
+        required_if_eq("tls_mode", "self")
+    )]
+    pub webhook_configuration: Option<String>,
+
+    /// A DNS name or IP address of the serving certificate (the Service's names); repeat it
+    /// or separate with commas (--tls-mode self).
+    #[arg(long = "tls-dns-name", env = "IRSA_TLS_DNS_NAMES", value_delimiter = ',',
+          required_if_eq("tls_mode", "self"), value_parser = non_empty)]
+    pub tls_dns_names: Vec<String>,
+
+    /// Validity of a CA the webhook creates; a successor is added at 2/3 of it.
+    #[arg(long, env = "IRSA_TLS_CA_VALIDITY", default_value = "1095d", value_parser = parse_validity)]
+    pub tls_ca_validity: Duration,
+
+    /// Validity of a serving certificate; it is renewed at 2/3 of it.
+    #[arg(long, env = "IRSA_TLS_CERT_VALIDITY", default_value = "90d", value_parser = parse_validity)]
+    pub tls_cert_validity: Duration,
+
+    /// How long every caBundle must carry a new CA before it signs the serving certificate
+    /// (the API server must have picked up the new bundle by then).
+    #[arg(long, env = "IRSA_TLS_CA_OVERLAP", default_value = "10m", value_parser = parse_validity)]
+    pub tls_ca_overlap: Duration,
+
+    /// How often the Secret and the caBundles are checked (a changed caBundle is also seen at
+    /// once through a watch).
+    #[arg(long, env = "IRSA_TLS_CHECK_INTERVAL", default_value = "10s", value_parser = parse_interval)]
+    pub tls_check_interval: Duration,
+}
+
 #[derive(Debug, Args)]
 pub struct WebhookArgs {
     /// Address of the TLS admission endpoint.
     #[arg(long, env = "IRSA_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
 
-    /// PEM certificate chain; reloaded when it changes.
-    #[arg(long, env = "IRSA_TLS_CERT_FILE")]
-    pub tls_cert_file: PathBuf,
+    /// Where the serving certificate comes from: `file` (--tls-cert-file/--tls-key-file) or
+    /// `self` (the webhook keeps its own CA and certificate in --tls-secret and the caBundle of
+    /// --webhook-configuration; see docs/webhook.md).
+    #[arg(long, env = "IRSA_TLS_MODE", value_enum, default_value_t = TlsMode::File)]
+    pub tls_mode: TlsMode,
 
-    /// PEM private key; reloaded when it changes.
-    #[arg(long, env = "IRSA_TLS_KEY_FILE")]
-    pub tls_key_file: PathBuf,
+    /// PEM certificate chain; reloaded when it changes (--tls-mode file).
+    #[arg(long, env = "IRSA_TLS_CERT_FILE", required_if_eq("tls_mode", "file"))]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key; reloaded when it changes (--tls-mode file).
+    #[arg(long, env = "IRSA_TLS_KEY_FILE", required_if_eq("tls_mode", "file"))]
+    pub tls_key_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub self_tls: SelfTlsArgs,
 
     /// Minimum TLS version.
     #[arg(long, env = "IRSA_TLS_MIN_VERSION", value_enum, default_value_t = TlsVersion::V1_2)]
@@ -528,6 +593,11 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
 /// A period fed to `tokio::time::interval`: more than zero, at most [`MAX_INTERVAL`].
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
     parse_bounded(s, MAX_INTERVAL)
+}
+
+/// `--tls-*-validity`, `--tls-ca-overlap`: more than zero, at most [`MAX_RETENTION`].
+pub fn parse_validity(s: &str) -> Result<Duration, String> {
+    parse_bounded(s, MAX_RETENTION)
 }
 
 /// The longest `--issuer-key-retention`: ten years, far beyond any token lifetime.

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub sa_watch_errors: Counter,
     pub cert_reloads: Counter,
     pub cert_reload_errors: Counter,
+    pub certificate_expiry: Gauge,
+    pub tls_rotations: Family<Label, Counter>,
+    pub tls_repairs: Counter,
+    pub tls_check_errors: Counter,
     pub identities_reloads: Counter,
     pub identities_reload_errors: Counter,
 }
@@ -131,6 +135,30 @@ impl Metrics {
             "Changed certificate/key pairs rejected (the previous pair stays in use)",
             cert_reload_errors.clone(),
         );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the serving certificate in use expires (Unix time)",
+            certificate_expiry.clone(),
+        );
+        let tls_rotations = Family::<Label, Counter>::default();
+        registry.register(
+            "tls_rotations",
+            "Self-managed TLS (--tls-mode self): CAs created or dropped and serving certificates issued, by kind",
+            tls_rotations.clone(),
+        );
+        let tls_repairs = Counter::default();
+        registry.register(
+            "tls_ca_bundle_repairs",
+            "Self-managed TLS: webhook caBundles found changed by someone else and restored",
+            tls_repairs.clone(),
+        );
+        let tls_check_errors = Counter::default();
+        registry.register(
+            "tls_check_errors",
+            "Self-managed TLS: checks that failed (the certificate in use stays)",
+            tls_check_errors.clone(),
+        );
         let identities_reloads = Counter::default();
         registry.register(
             "identities_reloads",
@@ -159,6 +187,10 @@ impl Metrics {
             sa_watch_errors,
             cert_reloads,
             cert_reload_errors,
+            certificate_expiry,
+            tls_rotations,
+            tls_repairs,
+            tls_check_errors,
             identities_reloads,
             identities_reload_errors,
         }

@@ -269,8 +269,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 pub struct Options {
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
-    pub tls_cert_file: PathBuf,
-    pub tls_key_file: PathBuf,
+    pub tls: CertSource,
     pub tls_min_version: TlsVersion,
     /// How often the certificate and identities files are checked for changes.
     pub reload_interval: Duration,
@@ -283,6 +282,15 @@ pub struct Options {
     pub limits: ConnectionLimits,
     /// Connection limits of the admin port ([`ConnectionLimits::ADMIN`]).
     pub admin_limits: ConnectionLimits,
+}
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum CertSource {
+    /// PEM files, polled every `reload_interval`.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A pair kept current by someone else (the self-managed TLS loop).
+    Managed(Arc<ReloadingCert>),
 }
 
 /// A started webhook: both listeners bound, background tasks running.
@@ -305,11 +313,11 @@ pub async fn start(
     cache: ServiceAccountCache,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Running> {
-    let cert = Arc::new(ReloadingCert::load(
-        &opts.tls_cert_file,
-        &opts.tls_key_file,
-    )?);
-    metrics.cert_reloads.inc();
+    let cert = match &opts.tls {
+        CertSource::Files { cert, key } => Arc::new(ReloadingCert::load(cert, key)?),
+        CertSource::Managed(cert) => cert.clone(),
+    };
+    cert.record_loaded(&metrics);
     let identities = Arc::new(match &opts.identities_file {
         Some(path) => WatchedIdentities::load(path)?,
         None => WatchedIdentities::fixed(Default::default()),
@@ -326,14 +334,16 @@ pub async fn start(
     if let Some(watch) = cache.watch() {
         background.spawn("ServiceAccount watch", watch.map(Ok::<(), anyhow::Error>));
     }
-    // Reading two small files per poll: cheap enough for a runtime thread.
-    let (reloading, reload_metrics) = (cert.clone(), metrics.clone());
-    background.spawn(
-        "certificate reload",
-        reload::polling(opts.reload_interval, move || {
-            reloading.reload_if_changed(&reload_metrics);
-        }),
-    );
+    if let CertSource::Files { .. } = opts.tls {
+        // Reading two small files per poll: cheap enough for a runtime thread.
+        let (reloading, reload_metrics) = (cert.clone(), metrics.clone());
+        background.spawn(
+            "certificate reload",
+            reload::polling(opts.reload_interval, move || {
+                reloading.reload_if_changed(&reload_metrics);
+            }),
+        );
+    }
     if opts.identities_file.is_some() {
         let reload_metrics = metrics.clone();
         background.spawn(

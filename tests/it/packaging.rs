@@ -595,6 +595,14 @@ const RBAC: &[(&str, &str, &str, &[&str])] = &[
         "leases",
         &["get", "create", "update"],
     ),
+    // tls.mode=self only, each restricted by resourceName to the release's own object.
+    ("webhook-self-tls", "", "secrets", &["get", "update"]),
+    (
+        "webhook-self-tls",
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        &["get", "list", "watch", "update"],
+    ),
 ];
 
 fn rbac_of(role: &str) -> BTreeMap<(String, String), BTreeSet<String>> {
@@ -671,15 +679,19 @@ fn documented_rbac_table_is_what_the_chart_grants() {
 
 /// The container's args (plus its `IRSA_*` env, the CLI's env spelling of a flag) parsed by
 /// the real CLI: the manifests can only pass flags the binary accepts.
-fn parse_cli(deploy: &Deployment) -> Sub {
-    let spec = deploy
+fn pod_spec(deploy: &Deployment) -> &PodSpec {
+    deploy
         .spec
         .as_ref()
         .unwrap()
         .template
         .spec
         .as_ref()
-        .unwrap();
+        .unwrap()
+}
+
+fn parse_cli(deploy: &Deployment) -> Sub {
+    let spec = pod_spec(deploy);
     let c = &spec.containers[0];
     let mut argv = vec!["irsa".to_string()];
     argv.extend(c.args.clone().unwrap_or_default());
@@ -697,14 +709,7 @@ fn parse_cli(deploy: &Deployment) -> Sub {
 }
 
 fn container_port(deploy: &Deployment, name: &str) -> i32 {
-    let spec = deploy
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
+    let spec = pod_spec(deploy);
     spec.containers[0]
         .ports
         .as_ref()
@@ -716,14 +721,7 @@ fn container_port(deploy: &Deployment, name: &str) -> i32 {
 }
 
 fn tls_secret_name(deploy: &Deployment) -> String {
-    let spec = deploy
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
+    let spec = pod_spec(deploy);
     spec.volumes
         .as_ref()
         .unwrap()
@@ -776,7 +774,10 @@ fn assert_chart_invariants(docs: &[Value]) -> (Deployment, MutatingWebhookConfig
                 i32::from(args.metrics_listen.port()),
                 container_port(&webhook, "metrics")
             );
-            assert!(args.tls_cert_file.starts_with("/etc/irsa/tls"));
+            assert!(
+                args.tls_cert_file
+                    .is_some_and(|f| f.starts_with("/etc/irsa/tls"))
+            );
         }
         other => panic!("webhook Deployment runs {other:?}"),
     }
@@ -965,6 +966,93 @@ fn chart_existing_secret_mode_uses_the_given_secret_and_ca() {
     )
     .unwrap_err();
     assert!(err.contains("caBundle"), "{err}");
+}
+
+#[test]
+fn chart_self_mode_lets_the_webhook_manage_its_secret_and_ca_bundle() {
+    let vals =
+        values(json!({"tls": {"mode": "self"}, "webhook": {"strictOptIn": {"enabled": true}}}));
+    let docs = render_checked(&vals);
+    let mwc: MutatingWebhookConfiguration =
+        find(&docs, "MutatingWebhookConfiguration", "irsa-webhook");
+    let hooks = mwc.webhooks.unwrap();
+    assert_eq!(
+        hooks.len(),
+        3,
+        "strict opt-in: the webhook keeps all three caBundles"
+    );
+    for h in &hooks {
+        assert_eq!(
+            h.client_config.ca_bundle, None,
+            "{}: the webhook sets it",
+            h.name
+        );
+    }
+
+    // The Secret exists, empty: the webhook fills it; upgrades never render its data.
+    let secret: Secret = find(&docs, "Secret", "irsa-webhook-self-tls");
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+    assert_eq!(secret.data, None);
+    assert_eq!(secret.string_data, None);
+    for kind in ["Certificate", "Issuer"] {
+        assert!(!docs.iter().any(|d| d["kind"] == kind), "{kind} rendered");
+    }
+
+    let webhook: Deployment = find(&docs, "Deployment", "irsa-webhook");
+    let pod = pod_spec(&webhook);
+    assert!(
+        !pod.volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == "tls" || v.secret.is_some()),
+        "no Secret is mounted"
+    );
+    let Sub::Webhook(args) = parse_cli(&webhook) else {
+        panic!("the webhook Deployment runs something else")
+    };
+    assert_eq!(args.tls_mode, irsa::cli::TlsMode::SelfManaged);
+    assert_eq!(args.tls_cert_file, None);
+    let config = irsa::webhook::selftls::Config::from_args(&args.self_tls)
+        .unwrap_or_else(|e| panic!("the chart's self-TLS flags: {e}"));
+    assert_eq!(config.secret, "irsa-webhook-self-tls");
+    assert_eq!(config.namespace, NS);
+    assert_eq!(config.configuration, "irsa-webhook");
+    assert!(
+        config
+            .names
+            .contains(&"irsa-webhook.irsa-system.svc".to_string()),
+        "{:?}",
+        config.names
+    );
+
+    // Exactly the documented grants, each on the one object by name, bound to the webhook.
+    let role: Role = find(&docs, "Role", "irsa-webhook-self-tls");
+    let cluster_role: ClusterRole = find(&docs, "ClusterRole", "irsa-webhook-self-tls");
+    let mut rules = role.rules.clone().unwrap();
+    rules.extend(cluster_role.rules.clone().unwrap());
+    assert_eq!(rule_table(&rules), rbac_of("webhook-self-tls"));
+    for (rule, name) in [
+        (&role.rules.unwrap()[0], "irsa-webhook-self-tls"),
+        (&cluster_role.rules.unwrap()[0], "irsa-webhook"),
+    ] {
+        assert_eq!(rule.resource_names, Some(vec![name.to_string()]));
+    }
+    for kind in ["RoleBinding", "ClusterRoleBinding"] {
+        let binding: Value = docs
+            .iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == "irsa-webhook-self-tls")
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind}"));
+        assert_eq!(binding["subjects"][0]["name"], "irsa-webhook", "{kind}");
+    }
+    // Everything else is as in the other modes: no other rule touches Secrets.
+    assert_least_privilege_rbac(&docs, "irsa");
+    let others: Vec<Value> = docs
+        .iter()
+        .filter(|d| d["metadata"]["name"] != "irsa-webhook-self-tls")
+        .cloned()
+        .collect();
+    assert_no_secrets_in_rbac(&others);
 }
 
 #[test]
@@ -1499,6 +1587,7 @@ fn alert_rules_and_dashboard_use_only_exported_metrics() {
         "IrsaWebhookDown",
         "IrsaWebhookSlow",
         "IrsaWebhookCertificateReloadFailing",
+        "IrsaWebhookCertificateExpiringSoon",
         "IrsaControllerIamErrors",
         "IrsaTrustPolicyNearQuota",
         "IrsaIssuerPublishStale",

@@ -21,6 +21,10 @@
 {{- define "irsa.webhook.tlsSecretName" -}}
 {{- if eq .Values.tls.mode "existingSecret" -}}
 {{- required "tls.existingSecret.name is required when tls.mode=existingSecret" .Values.tls.existingSecret.name -}}
+{{- else if eq .Values.tls.mode "self" -}}
+{{- /* Not the generate mode's name: that Secret is kubernetes.io/tls, this one Opaque, and a
+Secret's type cannot change when a release switches modes. */ -}}
+{{- include "irsa.webhook.name" . }}-self-tls
 {{- else -}}
 {{- include "irsa.webhook.name" . }}-tls
 {{- end -}}

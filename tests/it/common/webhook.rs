@@ -17,7 +17,7 @@ use irsa::{
     mutate::{Identities, MutationConfig, ServiceAccountInfo},
     testing::kube_api::{ApiHandle, json_response},
     webhook::{
-        AppState, ConnectionLimits, Metrics, Options, Running, ServiceAccountCache,
+        AppState, CertSource, ConnectionLimits, Metrics, Options, Running, ServiceAccountCache,
         identities::WatchedIdentities,
     },
 };
@@ -88,8 +88,7 @@ pub fn options(cert: PathBuf, key: PathBuf) -> Options {
     Options {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
-        tls_cert_file: cert,
-        tls_key_file: key,
+        tls: CertSource::Files { cert, key },
         tls_min_version: TlsVersion::V1_2,
         reload_interval: Duration::from_millis(50),
         shutdown_grace: Duration::from_secs(30),

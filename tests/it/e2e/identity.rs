@@ -41,6 +41,11 @@ pub fn values() -> Value {
 /// The RBAC objects of the chart (ServiceAccounts, ClusterRoles, Roles and their bindings) as
 /// `helm template` renders them for [`RELEASE`] in [`RELEASE_NAMESPACE`] with [`values`].
 pub fn chart_rbac() -> Vec<Value> {
+    rbac_of(RELEASE, &values())
+}
+
+/// The ServiceAccounts and RBAC objects of the chart rendered for `release` with `values`.
+pub fn rbac_of(release: &str, values: &Value) -> Vec<Value> {
     const KINDS: [&str; 5] = [
         "ServiceAccount",
         "ClusterRole",
@@ -48,7 +53,7 @@ pub fn chart_rbac() -> Vec<Value> {
         "Role",
         "RoleBinding",
     ];
-    support::helm_template(RELEASE, RELEASE_NAMESPACE, &values())
+    support::helm_template(release, RELEASE_NAMESPACE, values)
         .into_iter()
         .filter(|d| KINDS.iter().any(|k| d["kind"] == *k))
         .collect()
@@ -57,6 +62,11 @@ pub fn chart_rbac() -> Vec<Value> {
 /// Applies [`chart_rbac`] (server-side, idempotent: tests running at once apply the same
 /// objects) into [`RELEASE_NAMESPACE`], creating the namespace if needed.
 pub async fn apply_chart_rbac(client: &kube::Client) {
+    apply_rbac(client, &chart_rbac()).await;
+}
+
+/// Applies RBAC objects (of [`rbac_of`]) into [`RELEASE_NAMESPACE`], creating it if needed.
+pub async fn apply_rbac(client: &kube::Client, docs: &[Value]) {
     let ns: Namespace = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RELEASE_NAMESPACE}
     }))
@@ -69,8 +79,8 @@ pub async fn apply_chart_rbac(client: &kube::Client) {
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => panic!("creating namespace {RELEASE_NAMESPACE}: {e}"),
     }
-    for doc in chart_rbac() {
-        apply(client, &doc).await;
+    for doc in docs {
+        apply(client, doc).await;
     }
 }
 
@@ -122,7 +132,16 @@ pub async fn kubeconfig_in(
     component: Component,
 ) -> PathBuf {
     apply_chart_rbac(client).await;
-    let sa = component.service_account();
+    kubeconfig_of(client, admin_path, component.service_account()).await
+}
+
+/// A kubeconfig for the ServiceAccount `irsa-system/<sa>` (its RBAC already applied) on the
+/// cluster of the admin kubeconfig `admin_path`.
+pub async fn kubeconfig_of(
+    client: &kube::Client,
+    admin_path: &std::path::Path,
+    sa: &str,
+) -> PathBuf {
     let request = TokenRequest {
         spec: TokenRequestSpec {
             expiration_seconds: Some(7200),

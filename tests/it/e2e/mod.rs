@@ -17,6 +17,7 @@ mod issuer;
 mod leader;
 mod publish;
 mod rbac;
+mod selftls;
 mod support;
 mod trust_check;
 mod uninjected;

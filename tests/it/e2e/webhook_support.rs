@@ -67,6 +67,16 @@ impl WebhookProcess {
     /// Starts the webhook with `extra` flags and waits until `/readyz` answers 200 (its
     /// ServiceAccount cache synced and its certificate loaded).
     pub async fn start(kubeconfig: &Path, name: &str, extra: &[&str]) -> Self {
+        Self::launch(kubeconfig, name, true, extra).await
+    }
+
+    /// [`WebhookProcess::start`] without the certificate files: `extra` says where the
+    /// certificate comes from (`--tls-mode self ...`).
+    pub async fn start_without_files(kubeconfig: &Path, name: &str, extra: &[&str]) -> Self {
+        Self::launch(kubeconfig, name, false, extra).await
+    }
+
+    async fn launch(kubeconfig: &Path, name: &str, files: bool, extra: &[&str]) -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique(&format!("e2e-{name}")));
         std::fs::create_dir_all(&dir).unwrap();
         let cert = TestCert::new();
@@ -80,13 +90,17 @@ impl WebhookProcess {
             format!("127.0.0.1:{port}").into(),
             "--metrics-listen".into(),
             format!("127.0.0.1:{admin}").into(),
-            "--tls-cert-file".into(),
-            cert_file.into(),
-            "--tls-key-file".into(),
-            key_file.into(),
             "--log-format".into(),
             "json".into(),
         ];
+        if files {
+            command.extend([
+                "--tls-cert-file".into(),
+                cert_file.into(),
+                "--tls-key-file".into(),
+                key_file.into(),
+            ]);
+        }
         command.extend(extra.iter().map(Into::into));
         let log = dir.join("webhook.log");
         let process = Self {
@@ -132,6 +146,12 @@ impl WebhookProcess {
             },
         )
         .await;
+    }
+
+    /// The text of its `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let url = self.readyz.replace("/readyz", "/metrics");
+        reqwest::get(&url).await.unwrap().text().await.unwrap()
     }
 
     /// SIGKILL and wait: the API server's calls then get "connection refused".

@@ -897,7 +897,8 @@ fn mistake_trailing_slash_in_the_issuer() {
 // The property: what the compiler writes, the evaluator enforces.
 
 fn arb_desired() -> impl Strategy<Value = BTreeMap<String, BTreeSet<Subject>>> {
-    let subject = ("ns[0-5]", "[a-z][a-z0-9-]{0,12}[a-z0-9]")
+    // Never ending in `x`: the property's outsiders do, so none can be a desired subject.
+    let subject = ("ns[0-5]", "[a-z][a-z0-9-]{0,12}[a-wyz0-9]")
         .prop_map(|(ns, name)| Subject::new(&ns, &name).unwrap());
     proptest::collection::btree_map(
         prop_oneof![Just(STS.to_string()), Just("vault".to_string())],

@@ -212,7 +212,7 @@ async fn answer(admission: Admission, headers: &HeaderMap, body: Bytes) -> (Outc
     };
     let outcome = answer.outcome;
     let response = match run(offload, move || {
-        serde_json::to_vec(&review::encode(&api_version, &uid, &answer))
+        review::encode(&api_version, &uid, &answer)
     })
     .await
     {

@@ -28,9 +28,10 @@
 # (10 connections x 100 req/s, client side, from h2load's log). Medians over the rounds. Wall
 # time moves with whatever else the machine runs: compare floor and irsa of the same run only.
 #
-# 3. RSS (no valgrind): idle = VmRSS 1 s after one request; with 10,000 ServiceAccounts, all
-# annotated, in the file (irsa only), and the growth per annotated ServiceAccount from the
-# difference; peak = VmHWM after the wall-clock rounds of a protocol.
+# 3. RSS (no valgrind): idle = VmRSS 1 s after one request, and its anonymous part (RssAnon:
+# heap and stacks; the rest is pages of the executable mapped from the file); the same with
+# 10,000 ServiceAccounts, all annotated, in the file (irsa only), and the growth of anonymous
+# memory per annotated ServiceAccount; peak = VmHWM after the wall-clock rounds of a protocol.
 #
 # Knobs (env): BENCH_PORT (18446, irsa), BENCH_METRICS_PORT (19092, irsa's admin port),
 # BENCH_FLOOR_PORT (18447), BENCH_REQUESTS (2000), BENCH_WARM (200), BENCH_SECONDS (10),
@@ -126,7 +127,7 @@ for server in floor irsa; do
     curl -fsS -k --http2 -H 'content-type: application/json' --data-binary "@$REVIEW" "$URL" \
         | grep -q '"patchType":"JSONPatch"' || { echo "$server did not patch the review" >&2; exit 1; }
     sleep 1
-    declare "IDLE_$server=$(proc_kb VmRSS)"
+    declare "IDLE_$server=$(proc_kb VmRSS)" "ANON_$server=$(proc_kb RssAnon)"
     stop
 done
 SA_FILE="$WORK/serviceaccounts-$N_SA.json"
@@ -134,6 +135,7 @@ start irsa
 curl -fsS -k -o /dev/null -H 'content-type: application/json' --data-binary "@$REVIEW" "$URL"
 sleep 1
 IDLE_MANY=$(proc_kb VmRSS)
+ANON_MANY=$(proc_kb RssAnon)
 stop
 SA_FILE="$WORK/serviceaccounts.json"
 
@@ -232,8 +234,9 @@ echo "| RSS | floor | irsa webhook |"
 echo "|---|---|---|"
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 echo "| idle (1 s after one request) | $(mib "$IDLE_floor") | $(mib "$IDLE_irsa") |"
-echo "| idle with $N_SA annotated ServiceAccounts | | $(mib "$IDLE_MANY") |"
-awk -v a="$IDLE_irsa" -v b="$IDLE_MANY" -v n="$N_SA" \
+echo "| of which anonymous (heap, stacks; the rest is the mapped binary) | $(mib "$ANON_floor") | $(mib "$ANON_irsa") |"
+echo "| idle with $N_SA annotated ServiceAccounts (anonymous) | | $(mib "$IDLE_MANY") ($(mib "$ANON_MANY")) |"
+awk -v a="$ANON_irsa" -v b="$ANON_MANY" -v n="$N_SA" \
     'BEGIN { printf "| growth per annotated ServiceAccount | | %.0f bytes |\n", (b - a) * 1024 / (n - 1) }'
 if [[ $ROUNDS -gt 0 ]]; then
     for proto in h2 h1; do

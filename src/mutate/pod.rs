@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::{
     DEFAULT_SERVICE_ACCOUNT, NotAPod, Refusal,
-    limits::{MAX_CONTAINERS, TooLarge},
+    limits::check_containers,
 };
 
 /// What the engine reads of a Pod. Parse it from the object's JSON (`serde_json::from_str`) or
@@ -47,6 +47,12 @@ impl Pod {
             .map(String::as_str)
             .filter(|s| !s.is_empty())
             .unwrap_or(DEFAULT_SERVICE_ACCOUNT)
+    }
+
+    /// `initContainers` and `containers` together; 0 when `spec` is not an object. The same
+    /// count as [`super::limits::check_raw`]'s for big objects.
+    pub fn container_count(&self) -> usize {
+        self.spec().map_or(0, Spec::container_count)
     }
 
     fn metadata(&self) -> Option<&Metadata> {
@@ -257,6 +263,13 @@ impl Spec {
             ("containers", &self.containers),
         ]
     }
+
+    fn container_count(&self) -> usize {
+        self.container_lists()
+            .iter()
+            .map(|(_, list)| items(list).len())
+            .sum()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -352,14 +365,7 @@ impl<'a> PodView<'a> {
             return Err(NotAPod::new("spec.containers is missing or not a list").into());
         }
         check_list(&spec.volumes, "spec.volumes")?;
-        let containers = spec
-            .container_lists()
-            .iter()
-            .map(|(_, list)| items(list).len())
-            .sum::<usize>();
-        if containers > MAX_CONTAINERS {
-            return Err(TooLarge::Containers(containers).into());
-        }
+        check_containers(spec.container_count())?;
         for (list, containers) in spec.container_lists() {
             check_list(containers, &format!("spec.{list}"))?;
             for (i, c) in items(containers).iter().enumerate() {

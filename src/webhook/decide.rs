@@ -89,6 +89,10 @@ impl Decider<'_> {
             }
         };
         drop(raw);
+        // Objects too small for check_raw to count their containers are counted here.
+        if let Err(too_large) = mutate::limits::check_containers(pod.container_count()) {
+            return Step::Answered(self.too_large_answer(&too_large));
+        }
         let namespace = request
             .namespace
             .filter(|ns| !ns.is_empty())

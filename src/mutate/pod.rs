@@ -18,10 +18,7 @@ use serde::{
 };
 use serde_json::Value;
 
-use super::{
-    DEFAULT_SERVICE_ACCOUNT, NotAPod, Refusal,
-    limits::check_containers,
-};
+use super::{DEFAULT_SERVICE_ACCOUNT, NotAPod, Refusal, limits::check_containers};
 
 /// What the engine reads of a Pod. Parse it from the object's JSON (`serde_json::from_str`) or
 /// from a `serde_json::Value` (`Pod::deserialize(&value)`); a JSON object with a duplicate key
@@ -414,12 +411,15 @@ impl<'a> PodView<'a> {
     /// The containers of both lists with their list's JSON key and their index in it: all of
     /// them, as [`PodView::new`] checked that every item is an object.
     pub fn containers(&self) -> impl Iterator<Item = (&'static str, usize, &'a Container)> {
-        self.spec.container_lists().into_iter().flat_map(|(list, containers)| {
-            items(containers)
-                .iter()
-                .enumerate()
-                .filter_map(move |(i, c)| c.get().map(|c| (list, i, c)))
-        })
+        self.spec
+            .container_lists()
+            .into_iter()
+            .flat_map(|(list, containers)| {
+                items(containers)
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(i, c)| c.get().map(|c| (list, i, c)))
+            })
     }
 
     /// True when every node this pod may run on is a Windows node.

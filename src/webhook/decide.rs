@@ -36,8 +36,9 @@ pub struct PodRequest {
 pub enum Step {
     /// Answered without a ServiceAccount (not a pod, not a CREATE, too large...).
     Answered(Answer),
-    /// A Pod to look up the ServiceAccount for, then [`Decider::finish`].
-    Pod(PodRequest),
+    /// A Pod to look up the ServiceAccount for, then [`Decider::finish`]. Boxed: the typed
+    /// view of the pod is a few hundred bytes, moved across the lookup's await.
+    Pod(Box<PodRequest>),
 }
 
 impl Decider<'_> {
@@ -99,11 +100,11 @@ impl Decider<'_> {
             .or_else(|| pod.namespace().map(str::to_string))
             .unwrap_or_else(|| "default".to_string());
         let service_account = pod.service_account_name().to_string();
-        Step::Pod(PodRequest {
+        Step::Pod(Box::new(PodRequest {
             namespace,
             service_account,
             pod,
-        })
+        }))
     }
 
     /// The ServiceAccount of the pod, or the answer when there is none to use.

@@ -57,7 +57,9 @@ REVIEW=benches/data/review-5k.json
 source scripts/bench-lib.sh
 bench_require h2load valgrind openssl curl taskset
 bench_setup
+# The floor's own artifact: cargo also builds (and reports) the irsa binary for the benches.
 FLOOR=$(cargo bench --locked --bench floor --no-run --message-format=json-render-diagnostics \
+    | grep '"kind":\["bench"\]' | grep '"name":"floor"' \
     | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
 [[ -x "$FLOOR" ]] || { echo "cannot find the floor bench binary" >&2; exit 1; }
 

@@ -35,7 +35,8 @@ bench-webhook:
 	./scripts/bench-webhook.sh
 
 # `irsa webhook` beside the floor server of benches/floor.rs, in one run: instructions per
-# request under callgrind (h2 and HTTP/1.1) and RSS. See docs/development.md "Benchmarks".
+# request under callgrind, throughput, CPU per request and latency with the server pinned to one
+# core (h2 and HTTP/1.1), and RSS. See docs/development.md "Benchmarks".
 .PHONY: bench-floor
 bench-floor:
 	./scripts/bench-floor.sh

@@ -50,5 +50,30 @@ bench_start_webhook() {
     curl -fsS "http://127.0.0.1:$MPORT/readyz" >/dev/null
 }
 
+# bench_service_accounts N EVERY: a List of N ServiceAccounts over 100 namespaces, every EVERY-th
+# annotated with a role (1: all of them), on stdout; the first is bench/app, annotated, the one
+# the benchmark review's pod runs as. JSON: the YAML parser's node budget stops short of 100k
+# manifests.
+bench_service_accounts() {
+    awk -v n="$1" -v every="$2" 'BEGIN {
+        printf "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[\n"
+        printf "{\"metadata\":{\"namespace\":\"bench\",\"name\":\"app\",\"annotations\":{\"eks.amazonaws.com/role-arn\":\"arn:aws:iam::111122223333:role/bench-app\",\"eks.amazonaws.com/sts-regional-endpoints\":\"true\",\"irsa.dev/region\":\"eu-west-1\"}}}"
+        for (i = 1; i < n; i++) {
+            if (i % every == 0)
+                printf ",\n{\"metadata\":{\"namespace\":\"ns-%d\",\"name\":\"sa-%d\",\"annotations\":{\"eks.amazonaws.com/role-arn\":\"arn:aws:iam::111122223333:role/r-%d\"}}}", i % 100, i, i
+            else
+                printf ",\n{\"metadata\":{\"namespace\":\"ns-%d\",\"name\":\"sa-%d\"}}", i % 100, i
+        }
+        printf "\n]}\n"
+    }'
+}
+
+# bench_latency LOG: "p50 p99 count" in ms of the answered (200) requests of an h2load
+# --log-file (tab-separated: start time, status, elapsed microseconds).
+bench_latency() {
+    awk -F'\t' '$2 == 200 { print $3 }' "$1" | sort -n \
+        | awk '{ v[NR] = $1 } END { i50 = int(NR * 0.50); if (i50 < 1) i50 = 1; i99 = int(NR * 0.99); if (i99 < 1) i99 = 1; printf "%.3f %.3f %d\n", v[i50] / 1000, v[i99] / 1000, NR }'
+}
+
 # proc_kb FIELD: the webhook's /proc/PID/status value in kB (VmRSS, VmHWM).
 proc_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$PID/status"; }

@@ -25,18 +25,8 @@ bench_require h2load openssl curl
 bench_setup
 
 # N_SA ServiceAccounts over 100 namespaces, every tenth with a role; the benchmarked pod runs
-# as bench/app. JSON: the YAML parser's node budget stops short of 100k manifests.
-awk -v n="$N_SA" 'BEGIN {
-    printf "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[\n"
-    printf "{\"metadata\":{\"namespace\":\"bench\",\"name\":\"app\",\"annotations\":{\"eks.amazonaws.com/role-arn\":\"arn:aws:iam::111122223333:role/bench-app\",\"eks.amazonaws.com/sts-regional-endpoints\":\"true\",\"irsa.dev/region\":\"eu-west-1\"}}}"
-    for (i = 1; i < n; i++) {
-        if (i % 10 == 0)
-            printf ",\n{\"metadata\":{\"namespace\":\"ns-%d\",\"name\":\"sa-%d\",\"annotations\":{\"eks.amazonaws.com/role-arn\":\"arn:aws:iam::111122223333:role/r-%d\"}}}", i % 100, i, i
-        else
-            printf ",\n{\"metadata\":{\"namespace\":\"ns-%d\",\"name\":\"sa-%d\"}}", i % 100, i
-    }
-    printf "\n]}\n"
-}' > "$WORK/serviceaccounts.json"
+# as bench/app.
+bench_service_accounts "$N_SA" 10 > "$WORK/serviceaccounts.json"
 
 # A realistic review (benches/data/review-5k.json): a Deployment's pod with an init container,
 # a sidecar, env, probes, resources, volumes and the usual managed metadata (about 5 KB).
@@ -70,9 +60,7 @@ buckets > "$WORK/before.txt"
 echo "== fixed rate: 1000 req/s for ${SECONDS_PER_RUN}s (10 connections x 100 req/s, kept alive)"
 $H2 -D "$SECONDS_PER_RUN" -c 10 -m 1 -t 1 --rps 100 --log-file "$WORK/rps.log" "$URL" \
     | tee "$WORK/rps.txt" | grep -E "finished in|requests:|status codes:"
-# h2load's log: start time, status, elapsed microseconds (tab-separated).
-read -r P50 P99 N < <(awk -F'\t' '$2 == 200 { print $3 }' "$WORK/rps.log" | sort -n \
-    | awk '{ v[NR] = $1 } END { i50 = int(NR * 0.50); if (i50 < 1) i50 = 1; i99 = int(NR * 0.99); if (i99 < 1) i99 = 1; printf "%.3f %.3f %d\n", v[i50] / 1000, v[i99] / 1000, NR }')
+read -r P50 P99 N < <(bench_latency "$WORK/rps.log")
 buckets > "$WORK/after.txt"
 # Server-side: share under 1 ms, and the bucket bounds holding p50/p99 of this run only.
 read -r SERVER_UNDER_1MS SERVER_P50 SERVER_P99 < <(awk '

@@ -70,6 +70,6 @@ fuzz_target!(|data: &[u8]| {
     };
     for sa in &world.accounts {
         let answer = world.state.decider().finish(&pod, sa);
-        let _ = serde_json::to_vec(&review::encode(&api_version, &uid, &answer));
+        let _ = review::encode(&api_version, &uid, &answer);
     }
 });

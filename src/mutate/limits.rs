@@ -53,22 +53,39 @@ impl TooLarge {
     }
 }
 
-/// The cheap check on the object's JSON before it is parsed into a tree: its size and, when
-/// the shape is readable, its container count (counted without building anything). A shape
-/// that does not read (`spec` not an object...) passes: the engine refuses it later.
+/// Objects up to this size have their containers counted after the parse
+/// ([`crate::mutate::Pod::container_count`]) rather than in a scan of their own before it: even
+/// 64 KiB of `{},{},...` gives a typed view of a few MiB at most, and this saves ordinary pods
+/// a second pass over their JSON.
+pub const COUNT_AFTER_PARSE_BYTES: usize = 64 * 1024;
+
+/// The cheap check on the object's JSON before it is parsed: its size and, for objects over
+/// [`COUNT_AFTER_PARSE_BYTES`] whose shape is readable, its container count (counted without
+/// building anything). A shape that does not read (`spec` not an object...) passes: the engine
+/// refuses it later.
 pub fn check_raw(object_json: &str) -> Result<(), TooLarge> {
     if object_json.len() > MAX_OBJECT_BYTES {
         return Err(TooLarge::Object(object_json.len()));
     }
-    if let Ok(shape) = serde_json::from_str::<Shape>(object_json) {
-        let containers = shape
-            .spec
-            .containers
-            .0
-            .saturating_add(shape.spec.init_containers.0);
-        if containers > MAX_CONTAINERS {
-            return Err(TooLarge::Containers(containers));
-        }
+    if object_json.len() <= COUNT_AFTER_PARSE_BYTES {
+        return Ok(());
+    }
+    match serde_json::from_str::<Shape>(object_json) {
+        Ok(shape) => check_containers(
+            shape
+                .spec
+                .containers
+                .0
+                .saturating_add(shape.spec.init_containers.0),
+        ),
+        Err(_) => Ok(()),
+    }
+}
+
+/// At most [`MAX_CONTAINERS`] containers and init containers together.
+pub fn check_containers(containers: usize) -> Result<(), TooLarge> {
+    if containers > MAX_CONTAINERS {
+        return Err(TooLarge::Containers(containers));
     }
     Ok(())
 }
@@ -144,10 +161,13 @@ impl<'de> Deserialize<'de> for Count {
 mod tests {
     use super::*;
 
+    /// A pod of `containers` + `init` containers, padded over [`COUNT_AFTER_PARSE_BYTES`].
     fn pod(containers: usize, init: usize) -> String {
         let c = |n| vec![serde_json::json!({"name": "c", "env": []}); n];
-        serde_json::json!({"spec": {"containers": c(containers), "initContainers": c(init)}})
-            .to_string()
+        let pad = "p".repeat(COUNT_AFTER_PARSE_BYTES);
+        serde_json::json!({"metadata": {"annotations": {"pad": pad}},
+            "spec": {"containers": c(containers), "initContainers": c(init)}})
+        .to_string()
     }
 
     #[test]
@@ -156,6 +176,19 @@ mod tests {
         assert_eq!(
             check_raw(&pod(MAX_CONTAINERS, 1)),
             Err(TooLarge::Containers(MAX_CONTAINERS + 1))
+        );
+    }
+
+    #[test]
+    fn small_objects_are_counted_after_the_parse() {
+        let small = serde_json::json!({"spec": {"containers": vec![serde_json::json!({}); 1001]}});
+        let small = small.to_string();
+        assert!(small.len() <= COUNT_AFTER_PARSE_BYTES);
+        assert_eq!(check_raw(&small), Ok(()));
+        let pod: crate::mutate::Pod = serde_json::from_str(&small).unwrap();
+        assert_eq!(
+            check_containers(pod.container_count()),
+            Err(TooLarge::Containers(1001))
         );
     }
 

@@ -14,17 +14,19 @@ use std::collections::BTreeMap;
 
 use json_patch::Patch;
 use rand::{Rng, RngExt};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use self::{
     annotations::Settings,
     config::{CC_JITTER_MIN, DEFAULT_EXPIRATION, IRSA_PREFIX, TOKEN_FILE_NAME, TOKEN_VOLUME_NAME},
     patch::PatchBuilder,
-    pod::{CONTAINER_LISTS, PodView},
+    pod::{Container, PodView},
 };
 pub use self::{
     config::{ContainerCredentialsConfig, Identities, MutationConfig},
     limits::TooLarge,
+    pod::Pod,
 };
 
 /// Pod label set in container-credentials mode.
@@ -138,14 +140,29 @@ pub fn mutate<R: Rng + ?Sized>(
     pod: &Value,
     rng: &mut R,
 ) -> Result<Mutation, Refusal> {
+    // A `Value` has no duplicate keys, the one thing the typed view refuses to parse.
+    let pod = Pod::deserialize(pod).map_err(|err| NotAPod::new(err.to_string()))?;
+    mutate_pod(cfg, identities, namespace, sa, &pod, rng)
+}
+
+/// [`mutate`] of a [`Pod`] parsed straight from the object's JSON (the webhook's way: only the
+/// fields the engine reads are built).
+pub fn mutate_pod<R: Rng + ?Sized>(
+    cfg: &MutationConfig,
+    identities: &Identities,
+    namespace: &str,
+    sa: &ServiceAccountInfo,
+    pod: &Pod,
+    rng: &mut R,
+) -> Result<Mutation, Refusal> {
     let view = PodView::new(pod)?;
-    let labels = view.string_map("labels");
+    let labels = view.labels();
     let mut warnings = Vec::new();
-    if opted_out(&labels) {
+    if opted_out(labels) {
         return Ok(Mutation::unchanged(warnings));
     }
 
-    let pod_annotations = view.string_map("annotations");
+    let pod_annotations = view.annotations();
     let skip_key = format!("{}/skip-containers", cfg.annotation_prefix);
     if let Some(skip) = pod_annotations.get(&skip_key)
         && skip.len() > limits::MAX_SKIP_CONTAINERS_BYTES
@@ -160,7 +177,7 @@ pub fn mutate<R: Rng + ?Sized>(
         cfg,
         sa,
         &view.display_name(),
-        &pod_annotations,
+        pod_annotations,
         &mut warnings,
     );
 
@@ -173,7 +190,7 @@ pub fn mutate<R: Rng + ?Sized>(
         return Ok(Mutation::unchanged(Vec::new()));
     };
 
-    let patch = plan.patch(&view, &settings, &labels)?;
+    let patch = plan.patch(&view, &settings, labels)?;
     let denial = (cfg.strict && !warnings.is_empty()).then(|| {
         let reasons: Vec<&str> = warnings.iter().map(|w| w.message.as_str()).collect();
         format!("denied by irsa (--strict): {}", reasons.join("; "))
@@ -283,8 +300,8 @@ impl<'a> Plan<'a> {
         if let Some((key, value)) = self.label
             && !labels.contains_key(key)
         {
-            match view.metadata.and_then(|m| m.get("labels")) {
-                Some(Value::Object(_)) => patch.add(["metadata", "labels", key], json!(value)),
+            match view.metadata.and_then(|m| m.labels.get()) {
+                Some(_) => patch.add(["metadata", "labels", key], json!(value)),
                 _ if view.metadata.is_some() => {
                     patch.add(["metadata", "labels"], json!({ key: value }))
                 }
@@ -292,12 +309,8 @@ impl<'a> Plan<'a> {
             }
         }
 
-        let volumes = view.list("volumes");
-        if !volumes
-            .iter()
-            .any(|v| v.get("name") == Some(&json!(self.volume_name)))
-        {
-            if volumes.is_empty() {
+        if !view.has_volume(self.volume_name) {
+            if !view.has_volumes() {
                 patch.add(["spec", "volumes"], json!([self.volume]));
             } else {
                 // First in the list, like the reference webhook.
@@ -305,26 +318,23 @@ impl<'a> Plan<'a> {
             }
         }
 
-        for list in CONTAINER_LISTS {
-            for (i, container) in view.list(list).iter().enumerate() {
-                let name = container.get("name").and_then(Value::as_str).unwrap_or("");
-                if s.skip_containers.contains(name) {
-                    continue;
-                }
-                let index = i.to_string();
-                let base = ["spec", list, index.as_str()];
-                let (env, mounts) = self.container_additions(container, s);
-                patch.append(
-                    base.iter().copied().chain(["env"]),
-                    has_list(container, "env"),
-                    env,
-                );
-                patch.append(
-                    base.iter().copied().chain(["volumeMounts"]),
-                    has_list(container, "volumeMounts"),
-                    mounts,
-                );
+        for (list, i, container) in view.containers() {
+            if s.skip_containers.contains(container.name()) {
+                continue;
             }
+            let index = i.to_string();
+            let base = ["spec", list, index.as_str()];
+            let (env, mounts) = self.container_additions(container, s);
+            patch.append(
+                base.iter().copied().chain(["env"]),
+                container.env.get().is_some(),
+                env,
+            );
+            patch.append(
+                base.iter().copied().chain(["volumeMounts"]),
+                container.volume_mounts.get().is_some(),
+                mounts,
+            );
         }
         Ok(patch.build())
     }
@@ -332,7 +342,7 @@ impl<'a> Plan<'a> {
     /// Refuses before building when the patch could exceed [`limits::MAX_PATCH_BYTES`]: every
     /// container that is not skipped may get the full additions of a bare container.
     fn check_patch_size(&self, view: &PodView<'_>, s: &Settings) -> Result<(), TooLarge> {
-        let (env, mounts) = self.container_additions(&Value::Null, s);
+        let (env, mounts) = self.container_additions(&Container::default(), s);
         let size = |values: &[Value]| {
             values.iter().fold(0usize, |sum, v| {
                 let bytes = serde_json::to_string(v).map_or(0, |v| v.len());
@@ -341,13 +351,9 @@ impl<'a> Plan<'a> {
             })
         };
         let per_container = size(&env).saturating_add(size(&mounts));
-        let targets = CONTAINER_LISTS
-            .iter()
-            .flat_map(|list| view.list(list))
-            .filter(|c| {
-                let name = c.get("name").and_then(Value::as_str).unwrap_or("");
-                !s.skip_containers.contains(name)
-            })
+        let targets = view
+            .containers()
+            .filter(|(_, _, c)| !s.skip_containers.contains(c.name()))
             .count();
         let bound = per_container
             .saturating_mul(targets)
@@ -360,8 +366,8 @@ impl<'a> Plan<'a> {
     }
 
     /// The env vars and mounts to append to one container (docs/design.md §2.2).
-    fn container_additions(&self, container: &Value, s: &Settings) -> (Vec<Value>, Vec<Value>) {
-        let env = pod::names(container, "env");
+    fn container_additions(&self, container: &Container, s: &Settings) -> (Vec<Value>, Vec<Value>) {
+        let env = pod::names(&container.env);
         let has = |n: &str| env.contains(&n);
         let identity = self.identity_names.iter().any(|n| has(n));
         let region = has("AWS_REGION") || has("AWS_DEFAULT_REGION");
@@ -387,7 +393,7 @@ impl<'a> Plan<'a> {
             }
         }
 
-        let mounts = if pod::names(container, "volumeMounts").contains(&self.volume_name) {
+        let mounts = if pod::names(&container.volume_mounts).contains(&self.volume_name) {
             Vec::new()
         } else {
             vec![json!({
@@ -398,10 +404,6 @@ impl<'a> Plan<'a> {
         };
         (add, mounts)
     }
-}
-
-fn has_list(container: &Value, key: &str) -> bool {
-    matches!(container.get(key), Some(Value::Array(_)))
 }
 
 fn env_var(name: &str, value: &str) -> Value {
@@ -439,8 +441,11 @@ pub fn pod_service_account_name(pod: &Value) -> &str {
         .and_then(|s| s.get("serviceAccountName"))
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .unwrap_or("default")
+        .unwrap_or(DEFAULT_SERVICE_ACCOUNT)
 }
+
+/// What a pod without `spec.serviceAccountName` runs as.
+pub(crate) const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 
 /// The annotations under the prefixes the engine reads: what a ServiceAccount cache keeps.
 pub fn relevant_annotations<'a>(

@@ -62,12 +62,20 @@ fn irsa_mount() -> Value {
     json!({"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount", "readOnly": true})
 }
 
+/// The items of a list in a patched pod (`[]` when it is not a list).
+fn items(v: Option<&Value>) -> &[Value] {
+    v.and_then(Value::as_array).map_or(&[], Vec::as_slice)
+}
+
 fn env_names(c: &Value) -> Vec<&str> {
-    pod::names(c, "env")
+    items(c.get("env"))
+        .iter()
+        .filter_map(|e| e.get("name").and_then(Value::as_str))
+        .collect()
 }
 
 fn env_value<'a>(c: &'a Value, name: &str) -> Option<&'a str> {
-    pod::items(c.get("env"))
+    items(c.get("env"))
         .iter()
         .find(|e| e["name"] == name)
         .and_then(|e| e["value"].as_str())
@@ -171,7 +179,7 @@ fn init_containers_and_native_sidecars_are_injected_ephemeral_never() {
         "ephemeralContainers": [{"name": "debug"}],
     }));
     let r = run(&with_role(), &p);
-    for c in pod::items(r.patched["spec"].get("initContainers")) {
+    for c in items(r.patched["spec"].get("initContainers")) {
         assert_eq!(env_value(c, "AWS_ROLE_ARN"), Some(ARN), "{c}");
         assert_eq!(c["volumeMounts"], json!([irsa_mount()]));
     }
@@ -773,8 +781,8 @@ proptest! {
         let again = mutate(&cfg, &ids, "team-a", &with_role(), &patched, &mut StdRng::seed_from_u64(4)).unwrap();
         prop_assert!(again.patch.0.is_empty(), "{:?}", again.patch);
         // Every container not skipped ends up with credentials configured one way or another.
-        for list in CONTAINER_LISTS {
-            for c in pod::items(patched["spec"].get(list)) {
+        for list in ["initContainers", "containers"] {
+            for c in items(patched["spec"].get(list)) {
                 if c["name"] == "skip" { continue; }
                 let names = env_names(c);
                 let configured = if cc {

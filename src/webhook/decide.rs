@@ -4,15 +4,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use serde_json::Value;
-
 use super::{
     cache::{Lookup, MAX_CONCURRENT_FETCHES, ServiceAccountCache},
     identities::WatchedIdentities,
     metrics::Metrics,
     review::{AdmissionRequest, Answer, Outcome},
 };
-use crate::mutate::{self, Mode, MutationConfig, Refusal, ServiceAccountInfo, TooLarge};
+use crate::mutate::{self, Mode, MutationConfig, Pod, Refusal, ServiceAccountInfo, TooLarge};
 
 /// What deciding a request reads, borrowed from whoever holds it (the server's state).
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +28,7 @@ pub struct Decider<'a> {
 pub struct PodRequest {
     pub namespace: String,
     pub service_account: String,
-    pub pod: Value,
+    pub pod: Pod,
 }
 
 /// Where [`Decider::prepare`] left a request.
@@ -38,8 +36,9 @@ pub struct PodRequest {
 pub enum Step {
     /// Answered without a ServiceAccount (not a pod, not a CREATE, too large...).
     Answered(Answer),
-    /// A Pod to look up the ServiceAccount for, then [`Decider::finish`].
-    Pod(PodRequest),
+    /// A Pod to look up the ServiceAccount for, then [`Decider::finish`]. Boxed: the typed
+    /// view of the pod is a few hundred bytes, moved across the lookup's await.
+    Pod(Box<PodRequest>),
 }
 
 impl Decider<'_> {
@@ -80,9 +79,10 @@ impl Decider<'_> {
         if let Err(too_large) = mutate::limits::check_raw(raw.get()) {
             return Step::Answered(self.too_large_answer(&too_large));
         }
-        let pod: Value = match serde_json::from_str(raw.get()) {
+        let pod: Pod = match serde_json::from_str(raw.get()) {
             Ok(pod) => pod,
-            // Already valid JSON; only serde's nesting limit can refuse it here.
+            // Already valid JSON; only serde's nesting limit, or a key repeated among the fields
+            // the engine reads, can refuse it here.
             Err(err) => {
                 return Step::Answered(self.not_a_pod(format!(
                     "irsa: the object cannot be read ({err}); admitted unchanged"
@@ -90,22 +90,21 @@ impl Decider<'_> {
             }
         };
         drop(raw);
+        // Objects too small for check_raw to count their containers are counted here.
+        if let Err(too_large) = mutate::limits::check_containers(pod.container_count()) {
+            return Step::Answered(self.too_large_answer(&too_large));
+        }
         let namespace = request
             .namespace
             .filter(|ns| !ns.is_empty())
-            .or_else(|| {
-                pod.pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .filter(|ns| !ns.is_empty())
-                    .map(str::to_string)
-            })
+            .or_else(|| pod.namespace().map(str::to_string))
             .unwrap_or_else(|| "default".to_string());
-        let service_account = mutate::pod_service_account_name(&pod).to_string();
-        Step::Pod(PodRequest {
+        let service_account = pod.service_account_name().to_string();
+        Step::Pod(Box::new(PodRequest {
             namespace,
             service_account,
             pod,
-        })
+        }))
     }
 
     /// The ServiceAccount of the pod, or the answer when there is none to use.
@@ -151,7 +150,7 @@ impl Decider<'_> {
     pub fn finish(&self, req: &PodRequest, sa: &ServiceAccountInfo) -> Answer {
         let (namespace, sa_name) = (&req.namespace, &req.service_account);
         let identities = self.identities.current();
-        let mutation = match mutate::mutate(
+        let mutation = match mutate::mutate_pod(
             self.config,
             &identities,
             namespace,

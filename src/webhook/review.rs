@@ -7,8 +7,9 @@
 //! `serde_json::Value` for the object, and serde skips the fields we do not read
 //! (`oldObject`, `userInfo`, ...) without building them.
 
-use serde::Deserialize;
-use serde_json::{Value, json, value::RawValue};
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 const V1: &str = "admission.k8s.io/v1";
 const V1BETA1: &str = "admission.k8s.io/v1beta1";
@@ -150,34 +151,65 @@ impl Answer {
     }
 }
 
-/// The response envelope: same apiVersion as the request (v1 or v1beta1 share this shape).
-pub fn encode(api_version: &str, uid: &str, answer: &Answer) -> Value {
-    let mut response = serde_json::Map::new();
-    response.insert("uid".into(), json!(uid));
-    response.insert("allowed".into(), json!(answer.denial.is_none()));
-    if let Some(patch) = &answer.patch {
-        // ByteString serializes as base64, which is what `patch` carries on the wire.
-        response.insert("patchType".into(), json!("JSONPatch"));
-        response.insert(
-            "patch".into(),
-            json!(k8s_openapi::ByteString(patch.clone())),
-        );
-    }
-    if !answer.warnings.is_empty() {
-        response.insert("warnings".into(), json!(answer.warnings));
-    }
-    if let Some(message) = &answer.denial {
-        response.insert(
-            "status".into(),
-            json!({
-                "status": "Failure",
-                "code": 403,
-                "reason": "Forbidden",
-                "message": message,
+/// The response envelope: same apiVersion as the request (v1 or v1beta1 share this shape),
+/// serialized. Written straight from borrowed fields, the patch base64-encoded once into its
+/// own string, and the output buffer sized for it up front: no `serde_json::Value` detour.
+pub fn encode(api_version: &str, uid: &str, answer: &Answer) -> serde_json::Result<Vec<u8>> {
+    // `patch` carries the JSON patch as base64 on the wire.
+    let patch = answer.patch.as_deref().map(|patch| STANDARD.encode(patch));
+    let review = ReviewOut {
+        api_version,
+        kind: "AdmissionReview",
+        response: ResponseOut {
+            uid,
+            allowed: answer.denial.is_none(),
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch: patch.as_deref(),
+            warnings: &answer.warnings,
+            status: answer.denial.as_deref().map(|message| StatusOut {
+                status: "Failure",
+                code: 403,
+                reason: "Forbidden",
+                message,
             }),
-        );
-    }
-    json!({ "apiVersion": api_version, "kind": "AdmissionReview", "response": response })
+        },
+    };
+    // The envelope around the patch and the warnings is under 200 bytes.
+    let warnings = answer.warnings.iter().map(String::len).sum::<usize>();
+    let mut out = Vec::with_capacity(256 + patch.as_ref().map_or(0, String::len) + 2 * warnings);
+    serde_json::to_writer(&mut out, &review)?;
+    Ok(out)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'a str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct StatusOut<'a> {
+    status: &'static str,
+    code: u16,
+    reason: &'static str,
+    message: &'a str,
 }
 
 /// `application/json`, with or without parameters (`; charset=utf-8`).
@@ -191,7 +223,13 @@ pub fn is_json_content_type(value: Option<&str>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
+
+    fn encoded(api_version: &str, uid: &str, answer: &Answer) -> Value {
+        serde_json::from_slice(&encode(api_version, uid, answer).unwrap()).unwrap()
+    }
 
     #[test]
     fn decode_rejects_what_is_not_a_review() {
@@ -220,17 +258,28 @@ mod tests {
 
     #[test]
     fn encode_sets_patch_type_only_with_a_patch() {
-        let plain = encode(V1, "u", &Answer::allow(Outcome::Unchanged));
+        let plain = encoded(V1, "u", &Answer::allow(Outcome::Unchanged));
         assert_eq!(
             plain,
             json!({"apiVersion": V1, "kind": "AdmissionReview", "response": {"uid": "u", "allowed": true}})
         );
         let mut answer = Answer::allow(Outcome::Mutated);
         answer.patch = Some(b"[]".to_vec());
-        let patched = encode(V1BETA1, "u", &answer);
+        let patched = encoded(V1BETA1, "u", &answer);
         assert_eq!(patched["apiVersion"], V1BETA1);
         assert_eq!(patched["response"]["patchType"], "JSONPatch");
         assert_eq!(patched["response"]["patch"], "W10=");
+    }
+
+    #[test]
+    fn encode_writes_the_fields_in_the_envelope_order() {
+        let mut answer = Answer::allow(Outcome::Denied).with_warning("w \"1\"".into());
+        answer.patch = Some(b"[]".to_vec());
+        answer.denial = Some("no".into());
+        assert_eq!(
+            String::from_utf8(encode(V1, "u", &answer).unwrap()).unwrap(),
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"u","allowed":false,"patchType":"JSONPatch","patch":"W10=","warnings":["w \"1\""],"status":{"status":"Failure","code":403,"reason":"Forbidden","message":"no"}}}"#
+        );
     }
 
     #[test]

@@ -211,11 +211,7 @@ async fn answer(admission: Admission, headers: &HeaderMap, body: Bytes) -> (Outc
         },
     };
     let outcome = answer.outcome;
-    let response = match run(offload, move || {
-        serde_json::to_vec(&review::encode(&api_version, &uid, &answer))
-    })
-    .await
-    {
+    let response = match run(offload, move || review::encode(&api_version, &uid, &answer)).await {
         Ok(Ok(json)) => (
             outcome,
             ([(header::CONTENT_TYPE, "application/json")], json).into_response(),

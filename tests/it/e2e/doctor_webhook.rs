@@ -9,11 +9,9 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::e2e::identity::{self, Component};
 use crate::e2e::support::{self, WAIT, doctor_step, wait_for};
 use crate::e2e::webhook_support::{
-    ROLE_ARN, Registration, TestCert, WebhookProcess, chart_registration, create_service_account,
-    register, unregister, wait_until_mutating,
+    ROLE_ARN, TestCert, create_service_account, serve_namespace, unregister, wait_until_mutating,
 };
 
 /// The webhook and dry-run steps of `irsa doctor` for ServiceAccount `app` of `ns`.
@@ -84,16 +82,7 @@ async fn the_doctor_checks_the_webhook_and_dry_runs_a_pod_through_it() {
         json!({format!("{prefix}/role-arn"): ROLE_ARN}),
     )
     .await;
-    let kubeconfig = identity::kubeconfig(&client, Component::Webhook).await;
-    let webhook = WebhookProcess::start(&kubeconfig, "doctor", &[]).await;
-    let mut registration = Registration::new(&[&ns]);
-    registration.failure_policy = "Ignore";
-    let config = register(
-        &client,
-        &chart_registration(&registration, &webhook.url, &webhook.cert),
-    )
-    .await;
-    wait_until_mutating(&client, &ns, "app", json!({})).await;
+    let (webhook, config) = serve_namespace(&client, &ns, "doctor", "Ignore").await;
 
     // Healthy: the served certificate verifies against the caBundle; the dry-run is mutated.
     let (step, dry_run) = webhook_steps(&aws, &ns, &config);

@@ -13,11 +13,10 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use crate::e2e::identity::{self, Component};
 use crate::e2e::support::{self, ControllerProcess, WAIT, doctor_step, wait_for};
 use crate::e2e::webhook_support::{
-    ROLE_ARN, Registration, WebhookProcess, assert_untouched, chart_registration, create_pod,
-    create_service_account, pod, register, unregister, wait_until_mutating,
+    ROLE_ARN, assert_untouched, create_pod, create_service_account, pod, serve_namespace,
+    unregister,
 };
 
 /// How long the controller may take to report a pod once it is running: one watch event and
@@ -36,16 +35,7 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
     create_service_account(&client, &ns, "late", json!({})).await;
 
     // The webhook, registered the chart's way with Ignore, answering; then gone.
-    let kubeconfig = identity::kubeconfig(&client, Component::Webhook).await;
-    let webhook = WebhookProcess::start(&kubeconfig, "uninjected", &[]).await;
-    let mut reg = Registration::new(&[&ns]);
-    reg.failure_policy = "Ignore";
-    let registration = register(
-        &client,
-        &chart_registration(&reg, &webhook.url, &webhook.cert),
-    )
-    .await;
-    wait_until_mutating(&client, &ns, "app", json!({})).await;
+    let (webhook, registration) = serve_namespace(&client, &ns, "uninjected", "Ignore").await;
     webhook.kill();
 
     // Not the IAM side under test: annotated ServiceAccounts are left to themselves.

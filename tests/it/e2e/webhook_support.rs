@@ -260,6 +260,29 @@ pub fn chart_registration(reg: &Registration, url: &str, cert: &TestCert) -> Val
     config
 }
 
+/// `irsa webhook` (as the chart's webhook ServiceAccount) registered the chart's way for `ns`
+/// with `failure_policy`, returned once the API server calls it (a pod of ServiceAccount `app`
+/// comes back mutated), with the registration's name for [`unregister`].
+pub async fn serve_namespace(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    failure_policy: &'static str,
+) -> (WebhookProcess, String) {
+    let kubeconfig =
+        crate::e2e::identity::kubeconfig(client, crate::e2e::identity::Component::Webhook).await;
+    let webhook = WebhookProcess::start(&kubeconfig, name, &[]).await;
+    let mut reg = Registration::new(&[ns]);
+    reg.failure_policy = failure_policy;
+    let registration = register(
+        client,
+        &chart_registration(&reg, &webhook.url, &webhook.cert),
+    )
+    .await;
+    wait_until_mutating(client, ns, "app", json!({})).await;
+    (webhook, registration)
+}
+
 /// Creates the registration and returns its name; the test removes it with [`unregister`].
 pub async fn register(client: &kube::Client, config: &Value) -> String {
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());

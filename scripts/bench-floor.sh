@@ -234,7 +234,6 @@ fi
 echo
 echo "| RSS | floor | irsa webhook |"
 echo "|---|---|---|"
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 echo "| idle (1 s after one request) | $(mib "$IDLE_floor") | $(mib "$IDLE_irsa") |"
 echo "| of which anonymous (heap, stacks; the rest is the mapped binary) | $(mib "$ANON_floor") | $(mib "$ANON_irsa") |"
 echo "| idle with $N_SA annotated ServiceAccounts (anonymous) | | $(mib "$IDLE_MANY") ($(mib "$ANON_MANY")) |"

@@ -1,8 +1,8 @@
-# Sourced by the webhook benchmarks (bench-webhook.sh, bench-rss.sh, bench-floor.sh): the tools
-# they need, the release binary, a work directory removed on exit (the webhook stopped first),
-# a self-signed certificate for 127.0.0.1, `irsa webhook` started in its file mode and waited
-# for, and /proc readings.
-# Expects PORT and MPORT to be set.
+# Sourced by the benchmarks (bench-webhook.sh, bench-rss.sh, bench-floor.sh; bench-pods-rss.sh
+# uses only bench_require and the /proc readings): the tools they need, the release binary, a
+# work directory removed on exit (the webhook stopped first), a self-signed certificate for
+# 127.0.0.1, `irsa webhook` started in its file mode and waited for, and /proc readings.
+# bench_setup and bench_start_webhook expect PORT and MPORT to be set.
 
 # bench_require TOOL...: exits naming the first tool not on PATH (and the package of h2load).
 bench_require() {
@@ -77,3 +77,6 @@ bench_latency() {
 
 # proc_kb FIELD: the webhook's /proc/PID/status value in kB (VmRSS, VmHWM).
 proc_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$PID/status"; }
+
+# mib KB: "12.3 MiB".
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }

@@ -33,9 +33,9 @@ MOTO_PORT=${BENCH_MOTO_PORT:-15123}
 ROLE=arn:aws:iam::111122223333:role/bench-app
 CHUNK=1000
 
-for tool in kubectl moto_server python3 curl; do
-    command -v "$tool" >/dev/null || { echo "$tool not found" >&2; exit 1; }
-done
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+bench_require kubectl moto_server python3 curl
 
 WORK=$(mktemp -d)
 if [[ -n "${BENCH_IRSA_BIN:-}" ]]; then
@@ -83,8 +83,6 @@ start_controller() {
     SYNC_SECONDS=$((SECONDS - start))
 }
 stop_controller() { kill -TERM "$PID"; wait "$PID" || true; PID=""; }
-proc_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$PID/status"; }
-mib() { awk -v v="$1" 'BEGIN { printf "%.1f MiB", v / 1024 }'; }
 uninjected() {
     curl -fsS "http://127.0.0.1:$MPORT/metrics" |
         awk '/^irsa_controller_uninjected_pods\{/ { n += $2 } END { print n + 0 }'

@@ -67,7 +67,6 @@ PY
 
 bench_start_webhook "$WORK/serviceaccounts.json"
 
-mib() { awk -v v="$1" 'BEGIN { printf "%.1f MiB", v / 1024 }'; }
 reset_peak() { echo 5 > "/proc/$PID/clear_refs" 2>/dev/null || echo "(cannot reset VmHWM: peaks below are since start)" >&2; }
 one() { # file expect -> prints "answer-bytes seconds"; expect: patch | warning
     local answer out code bytes secs

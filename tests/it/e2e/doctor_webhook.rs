@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::e2e::support::{self, WAIT, doctor_step, wait_for};
 use crate::e2e::webhook_support::{
-    ROLE_ARN, TestCert, create_service_account, serve_namespace, unregister, wait_until_mutating,
+    TestCert, namespace_with_annotated_app, serve_namespace, unregister, wait_until_mutating,
 };
 
 /// The webhook and dry-run steps of `irsa doctor` for ServiceAccount `app` of `ns`.
@@ -72,16 +72,8 @@ fn says(step: &Value, status: &str, fragment: &str) -> bool {
 #[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
 async fn the_doctor_checks_the_webhook_and_dry_runs_a_pod_through_it() {
     let client = support::client().await;
-    let prefix = support::settings().annotation_prefix;
     let aws = support::aws_env().await;
-    let ns = support::create_namespace(&client, "irsa-e2e-doctor-webhook").await;
-    create_service_account(
-        &client,
-        &ns,
-        "app",
-        json!({format!("{prefix}/role-arn"): ROLE_ARN}),
-    )
-    .await;
+    let ns = namespace_with_annotated_app(&client, "irsa-e2e-doctor-webhook").await;
     let (webhook, config) = serve_namespace(&client, &ns, "doctor", "Ignore").await;
 
     // Healthy: the served certificate verifies against the caBundle; the dry-run is mutated.

@@ -17,7 +17,7 @@ use crate::e2e::identity::{self, RELEASE_NAMESPACE};
 use crate::e2e::support::{self, helm_template, unique, wait_for};
 use crate::e2e::webhook_support::{
     ROLE_ARN, Registration, TestCert, WebhookProcess, assert_injected, chart_registration,
-    create_pod, create_service_account, has_token_volume, pod, register, unregister,
+    create_pod, has_token_volume, namespace_with_annotated_app, pod, register, unregister,
     wait_until_mutating,
 };
 
@@ -87,15 +87,7 @@ impl Case {
         .collect();
         let webhook = replica(&kubeconfig, release, &args).await;
 
-        let ns = support::create_namespace(&client, "irsa-e2e-selftls").await;
-        let prefix = support::settings().annotation_prefix;
-        create_service_account(
-            &client,
-            &ns,
-            "app",
-            json!({format!("{prefix}/role-arn"): ROLE_ARN}),
-        )
-        .await;
+        let ns = namespace_with_annotated_app(&client, "irsa-e2e-selftls").await;
         Self {
             client,
             secret: secret_name,

@@ -15,8 +15,8 @@ use serde_json::json;
 
 use crate::e2e::support::{self, ControllerProcess, WAIT, doctor_step, wait_for};
 use crate::e2e::webhook_support::{
-    ROLE_ARN, assert_untouched, create_pod, create_service_account, pod, serve_namespace,
-    unregister,
+    ROLE_ARN, assert_untouched, create_pod, create_service_account, namespace_with_annotated_app,
+    pod, serve_namespace, unregister,
 };
 
 /// How long the controller may take to report a pod once it is running: one watch event and
@@ -29,9 +29,8 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
     let cluster = support::controller_cluster().await;
     let client = cluster.client.clone();
     let prefix = cluster.settings.annotation_prefix.clone();
-    let ns = support::create_namespace(&client, "irsa-e2e-uninjected").await;
+    let ns = namespace_with_annotated_app(&client, "irsa-e2e-uninjected").await;
     let role_key = format!("{prefix}/role-arn");
-    create_service_account(&client, &ns, "app", json!({&role_key: ROLE_ARN})).await;
     create_service_account(&client, &ns, "late", json!({})).await;
 
     // The webhook, registered the chart's way with Ignore, answering; then gone.

@@ -313,6 +313,18 @@ pub async fn create_service_account(client: &kube::Client, ns: &str, name: &str,
         .unwrap_or_else(|e| panic!("creating ServiceAccount {ns}/{name}: {e}"));
 }
 
+/// A fresh namespace (name starting with `prefix`) holding ServiceAccount `app`, annotated
+/// with [`ROLE_ARN`] under the suite's annotation prefix: what the webhook injects for.
+pub async fn namespace_with_annotated_app(client: &kube::Client, prefix: &str) -> String {
+    let ns = crate::e2e::support::create_namespace(client, prefix).await;
+    let annotation = format!(
+        "{}/role-arn",
+        crate::e2e::support::settings().annotation_prefix
+    );
+    create_service_account(client, &ns, "app", json!({annotation: ROLE_ARN})).await;
+    ns
+}
+
 /// A pod with one container `app` (plus `extra` merged into its metadata/spec).
 pub fn pod(name: &str, service_account: &str, extra: Value) -> Value {
     let mut pod = json!({

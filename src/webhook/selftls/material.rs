@@ -451,6 +451,13 @@ mod tests {
         normalise_names(["irsa-webhook.irsa-system.svc", "127.0.0.1", "LOCALHOST"])
     }
 
+    /// A first CA and serving certificate, as the first plan at `now` makes them.
+    fn first_material(now: SystemTime) -> Material {
+        let empty = Material::default();
+        let first = plan(&empty.current(&[], &names(), now), &policy(), now);
+        empty.apply(&first, &policy(), &names(), now).unwrap()
+    }
+
     /// What the Secret holds after writing `m` and reading it back.
     fn round_trip(m: &Material) -> Material {
         let (read, problems) = Material::from_secret(&m.to_data(), None);
@@ -496,18 +503,7 @@ mod tests {
     #[test]
     fn after_a_ca_rotation_the_leaf_is_signed_by_the_new_ca_and_both_are_trusted() {
         let t0 = SystemTime::now();
-        let first = Material::default()
-            .apply(
-                &plan(
-                    &Material::default().current(&[], &names(), t0),
-                    &policy(),
-                    t0,
-                ),
-                &policy(),
-                &names(),
-                t0,
-            )
-            .unwrap();
+        let first = first_material(t0);
         // 2/3 into the CA's life: a successor.
         let t1 = t0 + Duration::from_secs(2100);
         let current = first.current(&[Some(first.bundle().into_bytes())], &names(), t1);
@@ -532,18 +528,7 @@ mod tests {
     #[test]
     fn a_ca_bundle_is_ours_incomplete_or_foreign() {
         let now = SystemTime::now();
-        let one = Material::default()
-            .apply(
-                &plan(
-                    &Material::default().current(&[], &names(), now),
-                    &policy(),
-                    now,
-                ),
-                &policy(),
-                &names(),
-                now,
-            )
-            .unwrap();
+        let one = first_material(now);
         let mut two = one.clone();
         two.cas.push(issue_ca(&policy(), now).unwrap());
         assert_eq!(

@@ -122,9 +122,17 @@ pub enum Error {
     Conflict(String),
 }
 
-/// 409 Conflict: the object changed since it was read (or, on create, exists by now).
-fn is_conflict(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(status) if status.code == 409)
+/// The error of a write to `object`: 409 Conflict (it changed since it was read or, on create,
+/// exists by now) is [`Error::Conflict`], to re-read; anything else is `other(source)`.
+fn write_error(
+    object: String,
+    source: kube::Error,
+    other: impl FnOnce(kube::Error) -> Error,
+) -> Error {
+    match source {
+        kube::Error::Api(status) if status.code == 409 => Error::Conflict(object),
+        source => other(source),
+    }
 }
 
 /// The self-managed TLS loop of one replica.
@@ -314,15 +322,13 @@ impl SelfTls {
             .map(|(k, v)| (k, ByteString(v)))
             .collect();
         let secret_name = self.secret_name();
-        let conflict = |source: kube::Error| {
-            if is_conflict(&source) {
-                Error::Conflict(format!("Secret {secret_name}"))
-            } else {
+        let conflict = |source| {
+            write_error(format!("Secret {secret_name}"), source, |source| {
                 Error::Secret {
                     secret: secret_name.clone(),
                     source,
                 }
-            }
+            })
         };
         match existing {
             Some(mut secret) => {
@@ -356,14 +362,12 @@ impl SelfTls {
                     .create(&PostParams::default(), &secret)
                     .await
                     .map_err(|source| {
-                        if is_conflict(&source) {
-                            Error::Conflict(format!("Secret {secret_name}"))
-                        } else {
+                        write_error(format!("Secret {secret_name}"), source, |source| {
                             Error::CreateSecret {
                                 secret: secret_name.clone(),
                                 source,
                             }
-                        }
+                        })
                     })?;
             }
         }
@@ -388,14 +392,14 @@ impl SelfTls {
             .replace(&name, &PostParams::default(), &configuration)
             .await
             .map_err(|source| {
-                if is_conflict(&source) {
-                    Error::Conflict(format!("MutatingWebhookConfiguration {name}"))
-                } else {
-                    Error::Configuration {
+                write_error(
+                    format!("MutatingWebhookConfiguration {name}"),
+                    source,
+                    |source| Error::Configuration {
                         name: name.clone(),
                         source,
-                    }
-                }
+                    },
+                )
             })?;
         if plan.repairs > 0 {
             self.metrics.tls_repairs.inc_by(plan.repairs as u64);

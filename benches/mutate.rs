@@ -1,7 +1,7 @@
 //! Pure mutation of a typical 3-container pod (init sidecar + app + proxy), as the webhook
 //! does it on every admission.
 
-use std::{collections::BTreeMap, hint::black_box};
+use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use irsa::mutate::{Identities, MutationConfig, ServiceAccountInfo, mutate};
@@ -43,10 +43,12 @@ fn bench(c: &mut Criterion) {
     let sa = ServiceAccountInfo {
         namespace: "team-a".into(),
         name: "app".into(),
-        annotations: BTreeMap::from([(
-            "eks.amazonaws.com/role-arn".to_string(),
-            "arn:aws:iam::111122223333:role/team-a-s3-reader".to_string(),
-        )]),
+        annotations: [(
+            "eks.amazonaws.com/role-arn",
+            "arn:aws:iam::111122223333:role/team-a-s3-reader",
+        )]
+        .into_iter()
+        .collect(),
     };
     let mut rng = StdRng::seed_from_u64(1);
     c.bench_function("mutate_typical_3_container_pod", |b| {

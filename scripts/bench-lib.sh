@@ -78,5 +78,15 @@ bench_latency() {
 # proc_kb FIELD: the webhook's /proc/PID/status value in kB (VmRSS, VmHWM).
 proc_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$PID/status"; }
 
+# exe_file_kb: the kB of the process's own executable mapped from the file (smaps Rss minus
+# Anonymous of its mappings: code and read-only data, not the relocated data copied on write).
+exe_file_kb() {
+    awk -v exe="$(readlink "/proc/$PID/exe")" '
+        /^[0-9a-f]+-/ { own = ($6 == exe) }
+        own && $1 == "Rss:" { kb += $2 }
+        own && $1 == "Anonymous:" { kb -= $2 }
+        END { print kb + 0 }' "/proc/$PID/smaps"
+}
+
 # mib KB: "12.3 MiB".
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }

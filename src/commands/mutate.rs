@@ -1,6 +1,6 @@
 //! `irsa mutate`: exactly what the webhook would do to a Pod, offline.
 
-use std::{collections::BTreeMap, path::Path, process::ExitCode};
+use std::{path::Path, process::ExitCode};
 
 use anyhow::Context;
 use rand::{SeedableRng, rngs::StdRng};
@@ -121,19 +121,16 @@ fn service_account(
         )
         .into());
     }
-    let annotations: BTreeMap<String, String> = manifest
+    let annotations = manifest
         .pointer("/metadata/annotations")
         .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect()
-        })
-        .unwrap_or_default();
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)));
     Ok(ServiceAccountInfo {
         namespace: namespace.to_string(),
         name: str_at(manifest, &["metadata", "name"]).unwrap_or_else(|| "default".into()),
-        annotations: mutate::relevant_annotations(&annotations, prefix),
+        annotations: mutate::relevant_annotations(annotations, prefix),
     })
 }
 

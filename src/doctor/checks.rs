@@ -78,7 +78,7 @@ pub fn service_account(
         let misspelt = sa
             .annotations
             .iter()
-            .find(|(k, _)| *k != &key && k.rsplit_once('/').is_some_and(|(_, s)| s == "role-arn"));
+            .find(|(k, _)| *k != key && k.rsplit_once('/').is_some_and(|(_, s)| s == "role-arn"));
         let check = match misspelt {
             Some((other, value)) => Check::fail(
                 ID,

@@ -34,7 +34,7 @@ pub async fn service_account(
         Ok(sa) => Ok(sa.map(|sa| ServiceAccountInfo {
             namespace: namespace.to_string(),
             name: name.to_string(),
-            annotations: sa.metadata.annotations.unwrap_or_default(),
+            annotations: sa.metadata.annotations.into_iter().flatten().collect(),
         })),
         Err(err) => Err(format!(
             "cannot read ServiceAccount {namespace}/{name}: {err}"

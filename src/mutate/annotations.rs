@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::{
-    ServiceAccountInfo, Warning, WarningKind,
+    Annotations, ServiceAccountInfo, Warning, WarningKind,
     config::{IRSA_PREFIX, MAX_EXPIRATION, MIN_EXPIRATION, MutationConfig},
 };
 use crate::arn::RoleArn;
@@ -35,11 +35,11 @@ pub(crate) fn resolve(
     let p = &cfg.annotation_prefix;
     let sa_ctx = Ctx {
         object: format!("ServiceAccount {}/{}", sa.namespace, sa.name),
-        annotations: &sa.annotations,
+        annotations: Source::ServiceAccount(&sa.annotations),
     };
     let pod_ctx = Ctx {
         object: format!("Pod {}/{}", sa.namespace, pod_name),
-        annotations: pod_annotations,
+        annotations: Source::Pod(pod_annotations),
     };
 
     let role_arn = sa_ctx.get(&format!("{p}/role-arn")).map(str::to_string);
@@ -108,16 +108,23 @@ pub(crate) fn resolve(
 /// One annotated object, for lookups that report problems under its name.
 struct Ctx<'a> {
     object: String,
-    annotations: &'a BTreeMap<String, String>,
+    annotations: Source<'a>,
+}
+
+/// Where the annotations come from: the ServiceAccount's (cached) table or the pod's map.
+enum Source<'a> {
+    ServiceAccount(&'a Annotations),
+    Pod(&'a BTreeMap<String, String>),
 }
 
 impl Ctx<'_> {
     /// The trimmed value, `None` when absent or blank.
     fn get(&self, key: &str) -> Option<&str> {
-        self.annotations
-            .get(key)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
+        let raw = match self.annotations {
+            Source::ServiceAccount(table) => table.get(key),
+            Source::Pod(map) => map.get(key).map(String::as_str),
+        };
+        raw.map(str::trim).filter(|v| !v.is_empty())
     }
 
     fn boolean(&self, key: &str, default: bool, warnings: &mut Vec<Warning>) -> bool {

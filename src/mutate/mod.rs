@@ -9,6 +9,7 @@ pub mod config;
 pub mod limits;
 mod patch;
 mod pod;
+mod service_account;
 
 use std::collections::BTreeMap;
 
@@ -19,7 +20,7 @@ use serde_json::{Value, json};
 
 use self::{
     annotations::Settings,
-    config::{CC_JITTER_MIN, DEFAULT_EXPIRATION, IRSA_PREFIX, TOKEN_FILE_NAME, TOKEN_VOLUME_NAME},
+    config::{CC_JITTER_MIN, DEFAULT_EXPIRATION, TOKEN_FILE_NAME, TOKEN_VOLUME_NAME},
     patch::PatchBuilder,
     pod::{Container, PodView},
 };
@@ -27,6 +28,7 @@ pub use self::{
     config::{ContainerCredentialsConfig, Identities, MutationConfig},
     limits::TooLarge,
     pod::Pod,
+    service_account::{Annotations, ServiceAccountInfo, relevant_annotations},
 };
 
 /// Pod label set in container-credentials mode.
@@ -46,14 +48,6 @@ pub const CC_IDENTITY_ENV: [&str; 2] = [
 pub fn opted_out(labels: &BTreeMap<String, String>) -> bool {
     labels.get(SKIP_LABEL).map(String::as_str) == Some("true")
         || labels.get(EKS_SKIP_LABEL).is_some_and(|v| v != "false")
-}
-
-/// What the engine needs of a ServiceAccount: the webhook's cache keeps exactly this.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServiceAccountInfo {
-    pub namespace: String,
-    pub name: String,
-    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -446,21 +440,6 @@ pub fn pod_service_account_name(pod: &Value) -> &str {
 
 /// What a pod without `spec.serviceAccountName` runs as.
 pub(crate) const DEFAULT_SERVICE_ACCOUNT: &str = "default";
-
-/// The annotations under the prefixes the engine reads: what a ServiceAccount cache keeps.
-pub fn relevant_annotations<'a>(
-    annotations: impl IntoIterator<Item = (&'a String, &'a String)>,
-    prefix: &str,
-) -> BTreeMap<String, String> {
-    annotations
-        .into_iter()
-        .filter(|(k, _)| {
-            k.split_once('/')
-                .is_some_and(|(p, _)| p == prefix || p == IRSA_PREFIX)
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
 
 #[cfg(test)]
 mod tests;

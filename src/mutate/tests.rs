@@ -663,7 +663,10 @@ fn service_account_name_and_cache_filter() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let kept = relevant_annotations(&all, "eks.amazonaws.com");
+    let kept = relevant_annotations(
+        all.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        "eks.amazonaws.com",
+    );
     assert_eq!(
         kept.keys().collect::<Vec<_>>(),
         ["eks.amazonaws.com/role-arn", "irsa.dev/region"]

@@ -6,12 +6,12 @@
 //! ServiceAccount even with the object stripped. Most ServiceAccounts of a large cluster carry
 //! no IAM annotation, and for those the webhook only needs to know that they exist. This store
 //! is the same reflector pattern (the watcher's Init/InitApply/InitDone events buffered and
-//! swapped atomically) over a per-namespace `name -> Option<Arc<info>>` map: an unannotated
-//! ServiceAccount costs its name and a pointer, so memory grows with *annotated*
+//! swapped atomically) over a per-namespace `name -> Option<Annotations>` map: an unannotated
+//! ServiceAccount costs its name and an empty slot, so memory grows with *annotated*
 //! ServiceAccounts (docs/design.md §7).
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     hash::{BuildHasher, RandomState},
     path::Path,
     sync::{
@@ -36,12 +36,13 @@ use serde::Deserialize;
 
 use super::metrics::Metrics;
 use crate::{
-    mutate::{ServiceAccountInfo, relevant_annotations},
+    mutate::{Annotations, ServiceAccountInfo, relevant_annotations},
     names::{is_dns1123_label, is_dns1123_subdomain, preview},
 };
 
-/// `None`: the ServiceAccount exists but has no annotation the engine reads.
-type Entry = Option<Arc<ServiceAccountInfo>>;
+/// `None`: the ServiceAccount exists but has no annotation the engine reads. The namespace
+/// and name are the store's keys, not repeated here.
+type Entry = Option<Annotations>;
 type Store = HashMap<Box<str>, HashMap<Box<str>, Entry>>;
 type Key = (String, String);
 
@@ -60,7 +61,7 @@ pub const MAX_CONCURRENT_FETCHES: usize = 64;
 /// The answer for one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    Found(Arc<ServiceAccountInfo>),
+    Found(ServiceAccountInfo),
     NotFound,
     /// The GET did not answer within `--sa-lookup-timeout`.
     TimedOut,
@@ -139,13 +140,8 @@ impl ServiceAccountCache {
         {
             let mut store = cache.write_store();
             for sa in accounts {
-                let annotations = relevant_annotations(&sa.annotations, prefix);
-                let entry = (!annotations.is_empty()).then(|| {
-                    Arc::new(ServiceAccountInfo {
-                        annotations,
-                        ..sa.clone()
-                    })
-                });
+                let annotations = relevant_annotations(sa.annotations.iter(), prefix);
+                let entry = (!annotations.is_empty()).then_some(annotations);
                 insert(&mut store, &sa.namespace, &sa.name, entry);
             }
             cache.inner.update_gauges(&store);
@@ -198,17 +194,9 @@ impl ServiceAccountCache {
         self.inner.write_store()
     }
 
-    fn cached(&self, namespace: &str, name: &str) -> Option<Arc<ServiceAccountInfo>> {
-        let store = self.read_store();
-        let entry = store.get(namespace)?.get(name)?;
-        Some(match entry {
-            Some(info) => info.clone(),
-            None => Arc::new(ServiceAccountInfo {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-                annotations: Default::default(),
-            }),
-        })
+    fn cached(&self, namespace: &str, name: &str) -> Option<ServiceAccountInfo> {
+        let annotations = self.read_store().get(namespace)?.get(name)?.clone();
+        Some(info(namespace, name, annotations))
     }
 
     /// The ServiceAccount `namespace/name`: from the cache, else from one GET shared by every
@@ -246,13 +234,7 @@ impl ServiceAccountCache {
             }
         };
         match tokio::time::timeout(self.inner.lookup_timeout, fetch).await {
-            Ok(Fetched::Found(entry)) => Lookup::Found(entry.unwrap_or_else(|| {
-                Arc::new(ServiceAccountInfo {
-                    namespace: namespace.to_string(),
-                    name: name.to_string(),
-                    annotations: Default::default(),
-                })
-            })),
+            Ok(Fetched::Found(entry)) => Lookup::Found(info(namespace, name, entry)),
             Ok(Fetched::NotFound) => self.not_found(namespace, name),
             Ok(Fetched::Failed(message)) => Lookup::Failed(message.to_string()),
             Err(_) => Lookup::TimedOut,
@@ -431,15 +413,18 @@ fn key_of(meta: &ObjectMeta) -> Option<(&str, &str)> {
 }
 
 fn entry_of(meta: &ObjectMeta, prefix: &str) -> Entry {
-    let annotations = relevant_annotations(meta.annotations.iter().flatten(), prefix);
-    if annotations.is_empty() {
-        return None;
+    let all = meta.annotations.iter().flatten();
+    let annotations = relevant_annotations(all.map(|(k, v)| (k.as_str(), v.as_str())), prefix);
+    (!annotations.is_empty()).then_some(annotations)
+}
+
+/// The engine's view of the cached ServiceAccount `namespace/name`.
+fn info(namespace: &str, name: &str, entry: Entry) -> ServiceAccountInfo {
+    ServiceAccountInfo {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        annotations: entry.unwrap_or_default(),
     }
-    Some(Arc::new(ServiceAccountInfo {
-        namespace: meta.namespace.clone().unwrap_or_default(),
-        name: meta.name.clone().unwrap_or_default(),
-        annotations,
-    }))
 }
 
 /// Change of (entries, annotated entries) caused by one store operation.
@@ -497,7 +482,7 @@ pub fn load_service_accounts_file(path: &Path) -> anyhow::Result<Vec<ServiceAcco
     struct Meta {
         name: Option<String>,
         namespace: Option<String>,
-        annotations: Option<BTreeMap<String, String>>,
+        annotations: Option<Annotations>,
     }
     fn parse<T: serde::de::DeserializeOwned>(text: &str, json: bool) -> Result<T, String> {
         if json {
@@ -561,7 +546,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(list.len(), 2);
-        assert_eq!(list[0].annotations.get("k").map(String::as_str), Some("v"));
+        assert_eq!(list[0].annotations.get("k"), Some("v"));
         assert_eq!(list[1].namespace, "default");
 
         let array = load(
@@ -618,15 +603,17 @@ mod tests {
                 ServiceAccountInfo {
                     namespace: "x".into(),
                     name: "a".into(),
-                    annotations: BTreeMap::from([
-                        ("eks.amazonaws.com/role-arn".into(), "r".into()),
-                        ("other.io/owner".into(), "me".into()),
-                    ]),
+                    annotations: [
+                        ("eks.amazonaws.com/role-arn", "r"),
+                        ("other.io/owner", "me"),
+                    ]
+                    .into_iter()
+                    .collect(),
                 },
                 ServiceAccountInfo {
                     namespace: "x".into(),
                     name: "b".into(),
-                    annotations: BTreeMap::from([("other.io/owner".into(), "me".into())]),
+                    annotations: [("other.io/owner", "me")].into_iter().collect(),
                 },
             ],
             "eks.amazonaws.com",

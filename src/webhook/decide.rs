@@ -2,7 +2,7 @@
 //! pure engine ([`crate::mutate`]), as an [`Answer`]. Narrow dependencies and no HTTP: the server
 //! calls it, and so can a fuzzer or a test.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use super::{
     cache::{Lookup, MAX_CONCURRENT_FETCHES, ServiceAccountCache},
@@ -108,7 +108,7 @@ impl Decider<'_> {
     }
 
     /// The ServiceAccount of the pod, or the answer when there is none to use.
-    pub async fn lookup(&self, req: &PodRequest) -> Result<Arc<ServiceAccountInfo>, Answer> {
+    pub async fn lookup(&self, req: &PodRequest) -> Result<ServiceAccountInfo, Answer> {
         let (namespace, sa_name) = (&req.namespace, &req.service_account);
         match self.cache.lookup(namespace, sa_name).await {
             Lookup::Found(sa) => Ok(sa),

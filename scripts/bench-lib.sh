@@ -17,8 +17,13 @@ bench_require() {
 }
 
 bench_setup() {
+    # Linked as the image's build links it (Dockerfile, build.rs); exported, so that the
+    # scripts' other cargo commands do not relink the binary without it.
+    export IRSA_PACK_RELATIVE_RELOCS=1
     cargo build --release --locked --bin irsa
     BIN=${CARGO_TARGET_DIR:-target}/release/irsa
+    readelf -S "$BIN" | grep -q '\.relr\.dyn' \
+        || { echo "$BIN has no .relr.dyn: not linked as the image is (build.rs)" >&2; exit 1; }
     WORK=$(mktemp -d)
     PID=""
     trap bench_cleanup EXIT

@@ -1481,6 +1481,12 @@ fn dockerfile_builds_a_non_root_image_with_the_version_checked() {
     );
     assert!(runtime.contains("USER 65532:65532"));
     assert!(df.contains("irsa --version"));
+    // Packed relocations (build.rs) need glibc 2.36 where the binary runs: Debian 12's.
+    assert!(df.contains("IRSA_PACK_RELATIVE_RELOCS=1 cargo build --release"));
+    assert!(
+        runtime.starts_with("gcr.io/distroless/cc-debian12"),
+        "a runtime with glibc >= 2.36: {runtime}"
+    );
     assert!(Path::new(&repo().join(".dockerignore")).exists());
 }
 

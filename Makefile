@@ -89,3 +89,9 @@ bench-rss:
 .PHONY: bench-pods-rss
 bench-pods-rss:
 	./scripts/bench-pods-rss.sh
+
+# Memory of the webhook's ServiceAccount cache fed by a local control plane, with 10k annotated
+# ServiceAccounts (release build, 127.0.0.1 only). See docs/development.md "Benchmarks".
+.PHONY: bench-sa-watch
+bench-sa-watch:
+	./scripts/bench-sa-watch.sh

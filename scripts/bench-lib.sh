@@ -38,13 +38,15 @@ bench_cleanup() {
 }
 
 # bench_start_webhook SERVICE_ACCOUNTS_FILE [WRAPPER...]: starts the webhook (under WRAPPER,
-# e.g. valgrind, if given), waits (60 s at most: valgrind starts it slowly) for /readyz.
+# e.g. valgrind, if given), waits (60 s at most: valgrind starts it slowly) for /readyz. "-" for
+# the file: the ServiceAccounts come from the API server of KUBECONFIG.
 bench_start_webhook() {
-    local sa_file=$1
+    local sa_flags=(--service-accounts-file "$1")
+    [[ $1 == - ]] && sa_flags=()
     shift
     "$@" "$BIN" webhook --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$MPORT" \
         --tls-cert-file "$WORK/tls.crt" --tls-key-file "$WORK/tls.key" \
-        --service-accounts-file "$sa_file" --log-format json \
+        "${sa_flags[@]}" --log-format json \
         2> "$WORK/webhook.log" &
     PID=$!
     for _ in $(seq 1 600); do

@@ -92,12 +92,6 @@ start() {
     exit 1
 }
 
-stop() {
-    kill -TERM "$PID"
-    wait "$PID"
-    PID=""
-}
-
 # load N PROTO: N requests over one connection, one at a time; fails unless all got a 200.
 load() {
     local flags=()
@@ -114,7 +108,7 @@ instructions() {
     local out="$WORK/callgrind.$1.$2.$3"
     start "$1" valgrind --tool=callgrind --callgrind-out-file="$out"
     load "$3" "$2"
-    stop
+    bench_stop
     TOTAL=$(sed -n 's/^totals: \([0-9]*\).*/\1/p; s/^summary: \([0-9]*\).*/\1/p' "$out" | head -n1)
     if [[ -n "${KEEP:-}" ]]; then mkdir -p "$KEEP" && cp "$out" "$KEEP/"; fi
 }
@@ -133,7 +127,7 @@ for server in floor irsa; do
     sleep 1
     declare "IDLE_$server=$(proc_kb VmRSS)" "ANON_$server=$(proc_kb RssAnon)" \
         "EXE_$server=$(exe_file_kb)"
-    stop
+    bench_stop
 done
 SA_FILE="$WORK/serviceaccounts-$N_SA.json"
 start irsa
@@ -141,7 +135,7 @@ curl -fsS -k -o /dev/null -H 'content-type: application/json' --data-binary "@$R
 sleep 1
 IDLE_MANY=$(proc_kb VmRSS)
 ANON_MANY=$(proc_kb RssAnon)
-stop
+bench_stop
 SA_FILE="$WORK/serviceaccounts.json"
 
 declare -A PER
@@ -195,7 +189,7 @@ if [[ $ROUNDS -gt 0 ]]; then
                 WALL[$server.$proto.p50]+=" $P50"
                 WALL[$server.$proto.p99]+=" $P99"
                 WALL[$server.$proto.peak]+=" $(proc_kb VmHWM)"
-                stop
+                bench_stop
             done
         done
     done

@@ -1,7 +1,8 @@
-# Sourced by the benchmarks (bench-webhook.sh, bench-rss.sh, bench-floor.sh; bench-pods-rss.sh
-# uses only bench_require and the /proc readings): the tools they need, the release binary, a
-# work directory removed on exit (the webhook stopped first), a self-signed certificate for
-# 127.0.0.1, `irsa webhook` started in its file mode and waited for, and /proc readings.
+# Sourced by the benchmarks (bench-webhook.sh, bench-rss.sh, bench-floor.sh, bench-sa-watch.sh;
+# bench-pods-rss.sh uses only bench_require and the /proc readings): the tools they need, the
+# release binary, a work directory removed on exit (the webhook stopped first), a self-signed
+# certificate for 127.0.0.1, `irsa webhook` started (from a file or an API server), waited for
+# and stopped, and /proc readings.
 # bench_setup and bench_start_webhook expect PORT and MPORT to be set.
 
 # bench_require TOOL...: exits naming the first tool not on PATH (and the package of h2load).
@@ -80,6 +81,13 @@ bench_service_accounts() {
 bench_latency() {
     awk -F'\t' '$2 == 200 { print $3 }' "$1" | sort -n \
         | awk '{ v[NR] = $1 } END { i50 = int(NR * 0.50); if (i50 < 1) i50 = 1; i99 = int(NR * 0.99); if (i99 < 1) i99 = 1; printf "%.3f %.3f %d\n", v[i50] / 1000, v[i99] / 1000, NR }'
+}
+
+# bench_stop: stops the server started last (SIGTERM) and waits for it; fails if it fails.
+bench_stop() {
+    kill -TERM "$PID"
+    wait "$PID"
+    PID=""
 }
 
 # proc_kb FIELD: the webhook's /proc/PID/status value in kB (VmRSS, VmHWM).

@@ -62,9 +62,7 @@ measure() {
         "$(mib "$ANON")" \
         "$(awk '/^irsa_webhook_sa_cache_entries / { print $2 }' <<<"$metrics")" \
         "$(awk '/^irsa_webhook_sa_cache_annotated_entries / { print $2 }' <<<"$metrics")"
-    kill -TERM "$PID"
-    wait "$PID"
-    PID=""
+    bench_stop
 }
 
 kubectl create -f "$WORK/namespaces.json" >/dev/null

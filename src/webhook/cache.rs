@@ -146,8 +146,7 @@ impl ServiceAccountCache {
         {
             let mut store = cache.write_store();
             for sa in accounts {
-                let annotations = relevant_annotations(sa.annotations.iter(), prefix);
-                let entry = (!annotations.is_empty()).then_some(annotations);
+                let entry = entry(sa.annotations.iter(), prefix);
                 insert(&mut store, &sa.namespace, &sa.name, entry);
             }
             cache.inner.update_gauges(&store);
@@ -421,8 +420,13 @@ fn key_of(meta: &ObjectMeta) -> Option<(&str, &str)> {
 
 fn entry_of(meta: &ObjectMeta, prefix: &str) -> Entry {
     let all = meta.annotations.iter().flatten();
-    let annotations = relevant_annotations(all.map(|(k, v)| (k.as_str(), v.as_str())), prefix);
-    (!annotations.is_empty()).then_some(annotations)
+    entry(all.map(|(k, v)| (k.as_str(), v.as_str())), prefix)
+}
+
+/// The entry of a ServiceAccount with these annotations: only those the engine reads, if any.
+fn entry<'a>(annotations: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &str) -> Entry {
+    let kept = relevant_annotations(annotations, prefix);
+    (!kept.is_empty()).then_some(kept)
 }
 
 /// The engine's view of the cached ServiceAccount `namespace/name`.

@@ -23,7 +23,8 @@ bench_setup() {
     export IRSA_PACK_RELATIVE_RELOCS=1
     cargo build --release --locked --bin irsa
     BIN=${CARGO_TARGET_DIR:-target}/release/irsa
-    readelf -S "$BIN" | grep -q '\.relr\.dyn' \
+    # Not `grep -q`: it exits at the first match, and readelf's SIGPIPE then fails the pipe.
+    readelf -S "$BIN" | grep '\.relr\.dyn' >/dev/null \
         || { echo "$BIN has no .relr.dyn: not linked as the image is (build.rs)" >&2; exit 1; }
     WORK=$(mktemp -d)
     PID=""

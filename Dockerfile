@@ -9,10 +9,11 @@ WORKDIR /src
 # Everything Cargo.toml names (benches, the `it` test target) must exist for the manifest to
 # load; .dockerignore keeps target/ and .git out.
 COPY . .
-# IRSA_PACK_RELATIVE_RELOCS: packed relocations (build.rs), which the runtime's glibc 2.36 reads.
+# IRSA_IMAGE_LINK (build.rs): packed relocations, which the runtime's glibc 2.36 reads, and the
+# webhook's code laid out first (link/hot-symbols.txt).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    IRSA_PACK_RELATIVE_RELOCS=1 cargo build --release --locked --bin irsa \
+    IRSA_IMAGE_LINK=1 cargo build --release --locked --bin irsa \
     && install -D -m 0755 target/release/irsa /out/irsa
 # The version is baked in by Cargo (CARGO_PKG_VERSION); fail the build if it is not the one
 # the image is tagged with.

@@ -95,3 +95,10 @@ bench-pods-rss:
 .PHONY: bench-sa-watch
 bench-sa-watch:
 	./scripts/bench-sa-watch.sh
+
+# Regenerate link/hot-symbols.txt, the functions `irsa webhook` runs, which the image's link
+# lays out first (valgrind; a local control plane). After dependency or toolchain updates, or
+# when a benchmark says the list is stale. See docs/development.md "Memory: where the webhook's RSS goes".
+.PHONY: hot-symbols
+hot-symbols:
+	./scripts/hot-symbols.sh

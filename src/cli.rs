@@ -34,7 +34,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// Deferred: clap builds a subcommand's arguments only when it runs (or for `--help`), so
+/// `irsa webhook` does not execute, and keep resident, the code that builds every other
+/// subcommand's flags. A deferred subcommand's flattened `Args` would then replace its `about`
+/// with their own doc comment, so those (`MutationArgs`, `SelfTlsArgs`, `PublishArgs`) carry a
+/// plain comment instead.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Serve the mutating admission webhook over TLS, plus health and metrics.
     Webhook(WebhookArgs),
@@ -83,7 +89,7 @@ pub struct IssuerRenderArgs {
     pub out_dir: Option<PathBuf>,
 }
 
-/// The knobs of the pod mutation, shared by `irsa mutate` and `irsa webhook`.
+// The knobs of the pod mutation, shared by `irsa mutate` and `irsa webhook`.
 #[derive(Debug, Clone, Args)]
 pub struct MutationArgs {
     /// Annotation prefix of the ServiceAccount/Pod annotations (`<prefix>/role-arn`, ...).
@@ -222,7 +228,7 @@ pub enum TlsMode {
     SelfManaged,
 }
 
-/// `--tls-mode self`: the Secret and webhook configuration the webhook manages.
+// `--tls-mode self`: the Secret and webhook configuration the webhook manages.
 #[derive(Debug, Clone, Args)]
 pub struct SelfTlsArgs {
     /// Secret holding the CA(s), their keys and the serving certificate (--tls-mode self).
@@ -392,7 +398,7 @@ pub struct ControllerArgs {
     pub publish: PublishArgs,
 }
 
-/// Self-managed clusters: publish the issuer's discovery document and JWKS to S3.
+// Self-managed clusters: publish the issuer's discovery document and JWKS to S3.
 #[derive(Debug, Clone, Args)]
 pub struct PublishArgs {
     /// Mirror the API server's discovery document and JWKS to s3://BUCKET[/PREFIX] (off by

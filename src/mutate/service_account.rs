@@ -15,25 +15,27 @@ pub struct ServiceAccountInfo {
     pub annotations: Annotations,
 }
 
-/// A ServiceAccount's annotations: a table sorted by key, shared by its clones.
+/// A ServiceAccount's annotations, sorted by key, in one allocation shared by its clones.
 ///
-/// Not a `BTreeMap`: the webhook's cache holds one of these per annotated ServiceAccount,
-/// which carries one to three annotations the engine reads, and a `BTreeMap` allocates a node
-/// sized for eleven entries (about 550 bytes) even for one. Here the table is one allocation
-/// of 32 bytes per entry plus the strings, and a cache hit clones it by a reference count
-/// (docs/design.md §7).
+/// Not a map: the webhook's cache holds one of these per annotated ServiceAccount, which
+/// carries one to three annotations the engine reads. A `BTreeMap` allocates a node sized for
+/// eleven entries (about 550 bytes) even for one, and a table of boxed strings still costs an
+/// allocation per key and per value. Here the entries are written one after the other into a
+/// single string, each key and value as `<byte length>:<text>`, so a ServiceAccount's
+/// annotations are one allocation, a cache hit clones them by a reference count, and a
+/// lookup walks the one to three entries (docs/design.md §7).
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Annotations(Arc<[(Box<str>, Box<str>)]>);
+pub struct Annotations(Arc<str>);
 
 impl Annotations {
     pub fn get(&self, key: &str) -> Option<&str> {
-        let i = self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
-        self.0.get(i).map(|(_, v)| &**v)
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
     /// In key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (&**k, &**v))
+        let mut rest = &*self.0;
+        std::iter::from_fn(move || Some((take(&mut rest)?, take(&mut rest)?)))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
@@ -41,12 +43,22 @@ impl Annotations {
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.iter().count()
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// The next `<byte length>:<text>` of an `Annotations` string; `None` at its end. Lengths are
+/// those of whole strings, so `get` never falls inside a character.
+fn take<'a>(rest: &mut &'a str) -> Option<&'a str> {
+    let (len, tail) = rest.split_once(':')?;
+    let len = len.parse().ok()?;
+    let text = tail.get(..len)?;
+    *rest = tail.get(len..)?;
+    Some(text)
 }
 
 impl fmt::Debug for Annotations {
@@ -56,18 +68,21 @@ impl fmt::Debug for Annotations {
 }
 
 /// Like collecting into a map: a key given twice keeps its last value.
-impl<K: Into<Box<str>>, V: Into<Box<str>>> FromIterator<(K, V)> for Annotations {
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Annotations {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut entries: Vec<(Box<str>, Box<str>)> = iter
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
+        let mut entries: Vec<(K, V)> = iter.into_iter().collect();
         // Reversed, then a stable sort: the last value of a repeated key comes first, and
         // `dedup_by` keeps the first of a run.
         entries.reverse();
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        entries.dedup_by(|a, b| a.0 == b.0);
-        Self(entries.into())
+        entries.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        entries.dedup_by(|a, b| a.0.as_ref() == b.0.as_ref());
+        let mut text = String::new();
+        for part in entries.iter().flat_map(|(k, v)| [k.as_ref(), v.as_ref()]) {
+            text.push_str(&part.len().to_string());
+            text.push(':');
+            text.push_str(part);
+        }
+        Self(text.into())
     }
 }
 
@@ -129,6 +144,23 @@ mod tests {
         assert!(Annotations::default().is_empty());
         assert_eq!(Annotations::default().get("a"), None);
         assert_eq!(format!("{a:?}"), r#"{"a": "2", "b": "3", "c": "4"}"#);
+    }
+
+    #[test]
+    fn any_text_survives_the_encoding() {
+        let entries = [
+            ("", ""),
+            ("12:ab", "3:x:y"),
+            ("irsa.dev/region", ""),
+            ("k\u{e9}\u{1f600}", "v\u{0}\n\u{e9}"),
+            ("z", &"long ".repeat(300)),
+        ];
+        let a: Annotations = entries.into_iter().collect();
+        assert_eq!(a.iter().collect::<Vec<_>>(), entries);
+        assert_eq!(a.len(), entries.len());
+        for (k, v) in entries {
+            assert_eq!(a.get(k), Some(v), "{k:?}");
+        }
     }
 
     #[test]

@@ -6,9 +6,9 @@
 //! ServiceAccount even with the object stripped. Most ServiceAccounts of a large cluster carry
 //! no IAM annotation, and for those the webhook only needs to know that they exist. This store
 //! is the same reflector pattern (the watcher's Init/InitApply/InitDone events buffered and
-//! swapped atomically) over a per-namespace `name -> Option<Annotations>` map: an unannotated
-//! ServiceAccount costs its name and an empty slot, so memory grows with *annotated*
-//! ServiceAccounts (docs/design.md §7).
+//! swapped atomically) over a per-namespace set of [`CachedServiceAccount`]s, each its name
+//! and relevant annotations in one allocation: an unannotated ServiceAccount costs its name
+//! and a slot, so memory grows with *annotated* ServiceAccounts (docs/design.md §7).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -36,14 +36,13 @@ use serde::Deserialize;
 
 use super::metrics::Metrics;
 use crate::{
-    mutate::{Annotations, ServiceAccountInfo, relevant_annotations},
+    mutate::{Annotations, CachedServiceAccount, ServiceAccountInfo, relevant_annotations},
     names::{is_dns1123_label, is_dns1123_subdomain, preview},
 };
 
-/// `None`: the ServiceAccount exists but has no annotation the engine reads. The namespace
-/// and name are the store's keys, not repeated here.
+/// `None`: the ServiceAccount exists but has no annotation the engine reads.
 type Entry = Option<Annotations>;
-type Store = HashMap<Box<str>, HashMap<Box<str>, Entry>>;
+type Store = HashMap<Box<str>, HashSet<CachedServiceAccount>>;
 type Key = (String, String);
 
 /// How long a background GET may run. The admission request only waits
@@ -200,7 +199,7 @@ impl ServiceAccountCache {
     }
 
     fn cached(&self, namespace: &str, name: &str) -> Option<ServiceAccountInfo> {
-        let annotations = self.read_store().get(namespace)?.get(name)?.clone();
+        let annotations = self.read_store().get(namespace)?.get(name)?.annotations();
         Some(info(namespace, name, annotations))
     }
 
@@ -409,7 +408,7 @@ fn count(store: &Store) -> (usize, usize) {
     store.values().fold((0, 0), |(all, annotated), ns| {
         (
             all + ns.len(),
-            annotated + ns.values().filter(|e| e.is_some()).count(),
+            annotated + ns.iter().filter(|sa| sa.is_annotated()).count(),
         )
     })
 }
@@ -441,20 +440,20 @@ fn info(namespace: &str, name: &str, entry: Entry) -> ServiceAccountInfo {
 /// Change of (entries, annotated entries) caused by one store operation.
 type Delta = (i64, i64);
 
-fn weight(entry: Option<&Entry>) -> Delta {
-    match entry {
+fn weight(sa: Option<&CachedServiceAccount>) -> Delta {
+    match sa {
         None => (0, 0),
-        Some(None) => (1, 0),
-        Some(Some(_)) => (1, 1),
+        Some(sa) => (1, sa.is_annotated().into()),
     }
 }
 
 fn insert(store: &mut Store, namespace: &str, name: &str, entry: Entry) -> Delta {
-    let new = weight(Some(&entry));
+    let sa = CachedServiceAccount::new(name, entry.as_ref());
+    let new = weight(Some(&sa));
     let old = match store.get_mut(namespace) {
-        Some(ns) => ns.insert(name.into(), entry),
+        Some(ns) => ns.replace(sa),
         None => {
-            store.insert(namespace.into(), HashMap::from([(name.into(), entry)]));
+            store.insert(namespace.into(), HashSet::from([sa]));
             None
         }
     };
@@ -466,7 +465,7 @@ fn remove(store: &mut Store, namespace: &str, name: &str) -> Delta {
     let Some(ns) = store.get_mut(namespace) else {
         return (0, 0);
     };
-    let old = ns.remove(name);
+    let old = ns.take(name);
     if ns.is_empty() {
         store.remove(namespace);
     }

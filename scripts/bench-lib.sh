@@ -1,5 +1,6 @@
 # Sourced by the benchmarks (bench-webhook.sh, bench-rss.sh, bench-floor.sh, bench-sa-watch.sh;
-# bench-pods-rss.sh uses only bench_require and the /proc readings): the tools they need, the
+# bench-pods-rss.sh uses only bench_require and the /proc readings) and by hot-symbols.sh (which
+# skips the list's check, since it writes the list): the tools they need, the
 # release binary, a work directory removed on exit (the webhook stopped first), a self-signed
 # certificate for 127.0.0.1, `irsa webhook` started (from a file or an API server), waited for
 # and stopped, and /proc readings.

@@ -49,7 +49,8 @@ bench_setup() {
 bench_hot_symbols() {
     local total present
     total=$(grep -vc '^#' link/hot-symbols.txt)
-    present=$(nm --defined-only "$BIN" | awk '{ print $NF }' | LC_ALL=C sort -u \
+    present=$(nm --defined-only "$BIN" | awk '{ sub(/\.llvm\.[0-9]+$/, "", $NF); print $NF }' \
+        | LC_ALL=C sort -u \
         | LC_ALL=C comm -12 - <(grep -v "^#" link/hot-symbols.txt | LC_ALL=C sort -u) | wc -l)
     echo "link/hot-symbols.txt: $present of $total functions found in $BIN"
     if (( present * 100 < total * 97 )); then

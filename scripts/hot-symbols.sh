@@ -12,10 +12,10 @@
 #     /readyz and /metrics, shutdown;
 #   - ServiceAccounts from --service-accounts-file (the benchmarks' mode), 1,000 of them over
 #     100 namespaces (the tables grow as with more): the same requests.
-# The list is their union, one mangled symbol per line (lld's --symbol-ordering-file).
-# Most names survive source edits (legacy mangling hashes the crate's metadata and an
-# instance's types, not code), but not those ThinLTO suffixes with `.llvm.<hash of their
-# codegen unit>`, nor instances of changed types, nor new functions, and dependency or
+# The list is their union, one mangled symbol per line, without ThinLTO's `.llvm.<hash>`
+# suffix (build.rs turns it into a linker script that matches the name with or without one).
+# The names survive source edits (legacy and v0 mangling hash the crate's metadata and an
+# instance's types, not code), but not changed types or new functions, and dependency or
 # toolchain updates change them all. A function missing from the list is laid out as before
 # and can cost a 64 KiB window of resident code: regenerate after changing the code the
 # webhook runs, its dependencies or the toolchain. `bench_setup` (bench-lib.sh) reports how
@@ -97,8 +97,11 @@ def executed(exe, path):
             elif kind == "fn" and current == exe:
                 hot.add(functions[id_])
     # Callgrind names code without a symbol by its address, which changes with every link, and
-    # marks a recursive call's level with a suffix ('2).
-    hot = {re.sub(r"'\d+$", "", n) for n in hot if not n.startswith("0x") and " " not in n}
+    # marks a recursive call's level with a suffix ('2). ThinLTO's `.llvm.<hash>` suffix changes
+    # with any edit of the function's codegen unit (or the build's paths): the list keeps the
+    # name without it, and build.rs's linker script matches both.
+    hot = {re.sub(r"(\.llvm\.\d+)?('\d+)?$", "", n)
+           for n in hot if not n.startswith("0x") and " " not in n}
     if len(hot) < 1000:
         sys.exit(f"{path}: only {len(hot)} functions: callgrind did not see the webhook run")
     return hot

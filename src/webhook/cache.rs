@@ -13,7 +13,6 @@
 use std::{
     collections::{HashMap, HashSet},
     hash::{BuildHasher, RandomState},
-    path::Path,
     sync::{
         Arc, Mutex, RwLock,
         atomic::{AtomicBool, Ordering},
@@ -21,7 +20,11 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context as _;
+use super::metrics::Metrics;
+use crate::{
+    mutate::{Annotations, CachedServiceAccount, ServiceAccountInfo, relevant_annotations},
+    names::{is_dns1123_label, is_dns1123_subdomain, preview},
+};
 use futures::{
     FutureExt, StreamExt,
     future::{BoxFuture, Shared},
@@ -31,13 +34,6 @@ use kube::{
     Api, Client,
     core::PartialObjectMeta,
     runtime::{WatchStreamExt, watcher},
-};
-use serde::Deserialize;
-
-use super::metrics::Metrics;
-use crate::{
-    mutate::{Annotations, CachedServiceAccount, ServiceAccountInfo, relevant_annotations},
-    names::{is_dns1123_label, is_dns1123_subdomain, preview},
 };
 
 /// `None`: the ServiceAccount exists but has no annotation the engine reads.
@@ -142,15 +138,18 @@ impl ServiceAccountCache {
         metrics: Arc<Metrics>,
     ) -> Self {
         let cache = Self::new(None, prefix, Duration::ZERO, metrics, true);
-        {
-            let mut store = cache.write_store();
-            for sa in accounts {
-                let entry = entry(sa.annotations.iter(), prefix);
-                insert(&mut store, &sa.namespace, &sa.name, entry);
-            }
-            cache.inner.update_gauges(&store);
+        for sa in accounts {
+            cache.put(&sa);
         }
         cache
+    }
+
+    /// Adds (or replaces) one ServiceAccount of a [`Self::fixed`] cache, keeping only its
+    /// relevant annotations.
+    pub fn put(&self, sa: &ServiceAccountInfo) {
+        let entry = entry(sa.annotations.iter(), &self.inner.prefix);
+        let delta = insert(&mut self.write_store(), &sa.namespace, &sa.name, entry);
+        self.inner.apply_delta(delta);
     }
 
     fn new(
@@ -473,113 +472,9 @@ fn remove(store: &mut Store, namespace: &str, name: &str) -> Delta {
     (-old.0, -old.1)
 }
 
-/// Reads `--service-accounts-file`: a YAML/JSON list of ServiceAccount manifests, or a `List`
-/// (`kubectl get sa -A -o yaml`), or a single ServiceAccount. Deserialized straight into the
-/// few fields kept (no intermediate `Value`), so a 100k-item file does not leave a heap of
-/// freed parse garbage in the process's RSS. Large lists should be JSON: the YAML parser caps
-/// the number of nodes per document.
-pub fn load_service_accounts_file(path: &Path) -> anyhow::Result<Vec<ServiceAccountInfo>> {
-    #[derive(Deserialize)]
-    struct Doc {
-        items: Option<Vec<Item>>,
-        metadata: Option<Meta>,
-    }
-    #[derive(Deserialize)]
-    struct Item {
-        metadata: Option<Meta>,
-    }
-    #[derive(Deserialize)]
-    struct Meta {
-        name: Option<String>,
-        namespace: Option<String>,
-        annotations: Option<Annotations>,
-    }
-    fn parse<T: serde::de::DeserializeOwned>(text: &str, json: bool) -> Result<T, String> {
-        if json {
-            serde_json::from_str(text).map_err(|e| e.to_string())
-        } else {
-            serde_saphyr::from_str(text).map_err(|e| e.to_string())
-        }
-    }
-
-    let fail = |msg: String| anyhow::anyhow!("--service-accounts-file {}: {msg}", path.display());
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read --service-accounts-file {}", path.display()))?;
-    let trimmed = text.trim_start();
-    let json = trimmed.starts_with(['{', '[']);
-    let metas: Vec<Option<Meta>> = if trimmed.starts_with('[') || trimmed.starts_with('-') {
-        parse::<Vec<Item>>(&text, json)
-            .map_err(fail)?
-            .into_iter()
-            .map(|i| i.metadata)
-            .collect()
-    } else {
-        let doc: Doc = parse(&text, json).map_err(fail)?;
-        match doc.items {
-            Some(items) => items.into_iter().map(|i| i.metadata).collect(),
-            None => vec![doc.metadata],
-        }
-    };
-    metas
-        .into_iter()
-        .enumerate()
-        .map(|(i, meta)| {
-            let meta = meta.ok_or_else(|| fail(format!("item {i} has no metadata")))?;
-            Ok(ServiceAccountInfo {
-                name: meta
-                    .name
-                    .ok_or_else(|| fail(format!("item {i} has no metadata.name")))?,
-                namespace: meta.namespace.unwrap_or_else(|| "default".into()),
-                annotations: meta.annotations.unwrap_or_default(),
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn load(name: &str, text: &str) -> anyhow::Result<Vec<ServiceAccountInfo>> {
-        let path = std::env::temp_dir().join(format!("irsa-sa-file-{}-{name}", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        let result = load_service_accounts_file(&path);
-        let _ = std::fs::remove_file(&path);
-        result
-    }
-
-    #[test]
-    fn service_accounts_file_shapes() {
-        let list = load(
-            "list.yaml",
-            "kind: List\nitems:\n- metadata: {name: a, namespace: x, annotations: {k: v}}\n- metadata: {name: b}\n",
-        )
-        .unwrap();
-        assert_eq!(list.len(), 2);
-        assert_eq!(list[0].annotations.get("k"), Some("v"));
-        assert_eq!(list[1].namespace, "default");
-
-        let array = load(
-            "array.json",
-            r#"[{"metadata":{"name":"a","namespace":"x"}}]"#,
-        )
-        .unwrap();
-        assert_eq!(array[0].name, "a");
-        let seq = load("seq.yaml", "- metadata: {name: a}\n").unwrap();
-        assert_eq!(seq[0].name, "a");
-        let one = load(
-            "one.yaml",
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: solo}\n",
-        )
-        .unwrap();
-        assert_eq!(one[0].name, "solo");
-
-        let err = load("bad.json", r#"{"items":[{"metadata":{"namespace":"x"}}]}"#).unwrap_err();
-        assert!(
-            err.to_string().contains("item 0 has no metadata.name"),
-            "{err}"
-        );
-    }
 
     #[tokio::test]
     async fn reported_missing_is_bounded_in_entries_and_bytes() {

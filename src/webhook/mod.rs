@@ -15,6 +15,7 @@ pub mod reload;
 pub mod review;
 pub mod selftls;
 pub mod server;
+pub mod service_accounts_file;
 pub mod tls;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
@@ -23,7 +24,7 @@ use anyhow::Context as _;
 
 pub use self::selftls::SelfTls;
 pub use self::{
-    cache::{Lookup, ServiceAccountCache, load_service_accounts_file},
+    cache::{Lookup, ServiceAccountCache},
     connections::ConnectionLimits,
     metrics::Metrics,
     server::{AppState, CertSource, Options, Running, admin_router, router, start},
@@ -81,13 +82,15 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
     };
     let cache = match &args.service_accounts_file {
         Some(path) => {
-            let accounts = load_service_accounts_file(path)?;
+            let cache =
+                ServiceAccountCache::fixed([], &mutation.annotation_prefix, metrics.clone());
+            let count = service_accounts_file::read(path, |sa| cache.put(&sa))?;
             tracing::warn!(
                 file = %path.display(),
-                count = accounts.len(),
+                count,
                 "TEST/BENCH MODE: ServiceAccounts come from --service-accounts-file; no Kubernetes connection"
             );
-            ServiceAccountCache::fixed(accounts, &mutation.annotation_prefix, metrics.clone())
+            cache
         }
         None => ServiceAccountCache::kube(
             client().await?,

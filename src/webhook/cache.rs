@@ -148,8 +148,7 @@ impl ServiceAccountCache {
     /// relevant annotations.
     pub fn put(&self, sa: &ServiceAccountInfo) {
         let entry = entry(sa.annotations.iter(), &self.inner.prefix);
-        let delta = insert(&mut self.write_store(), &sa.namespace, &sa.name, entry);
-        self.inner.apply_delta(delta);
+        self.inner.put(&sa.namespace, &sa.name, entry);
     }
 
     fn new(
@@ -191,10 +190,6 @@ impl ServiceAccountCache {
 
     fn read_store(&self) -> std::sync::RwLockReadGuard<'_, Store> {
         self.inner.store.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write_store(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
-        self.inner.write_store()
     }
 
     fn cached(&self, namespace: &str, name: &str) -> Option<ServiceAccountInfo> {
@@ -277,8 +272,7 @@ impl ServiceAccountCache {
             let (fetched, label) = match result {
                 Ok(Ok(Some(sa))) => {
                     let entry = entry_of(&sa.metadata, &inner.prefix);
-                    let delta = insert(&mut inner.write_store(), &ns, &name, entry.clone());
-                    inner.apply_delta(delta);
+                    inner.put(&ns, &name, entry.clone());
                     (Fetched::Found(entry), "found")
                 }
                 Ok(Ok(None)) => (Fetched::NotFound, "not_found"),
@@ -347,8 +341,7 @@ impl ServiceAccountCache {
                     Ok(watcher::Event::Apply(sa)) => {
                         if let Some((ns, name)) = key_of(&sa.metadata) {
                             let entry = entry_of(&sa.metadata, &inner.prefix);
-                            let delta = insert(&mut inner.write_store(), ns, name, entry);
-                            inner.apply_delta(delta);
+                            inner.put(ns, name, entry);
                         }
                     }
                     Ok(watcher::Event::Delete(sa)) => {
@@ -387,6 +380,13 @@ fn invalid_name(namespace: &str, name: &str) -> Option<String> {
 impl Inner {
     fn write_store(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
         self.store.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores one ServiceAccount's entry (a fetch, a watch event, the file), keeping the gauges
+    /// current without a recount.
+    fn put(&self, namespace: &str, name: &str, entry: Entry) {
+        let delta = insert(&mut self.write_store(), namespace, name, entry);
+        self.apply_delta(delta);
     }
 
     /// Full recount, after a relist replaced the whole store.

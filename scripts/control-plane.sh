@@ -13,6 +13,10 @@
 #
 # Binaries: ${IRSA_K8S_CACHE:-~/.cache/irsa/k8s}/<version>/. State (PKI, etcd data, logs,
 # pids, kubeconfig): ${IRSA_CONTROL_PLANE_DIR:-/tmp/irsa-control-plane}.
+#
+# The issuer is the API server's own URL (its discovery documents then serve as the issuer's,
+# as on EKS), unless `up` is given IRSA_CONTROL_PLANE_ISSUER: a self-managed cluster's
+# issuer, e.g. an https bucket URL where irsa controller --publish-issuer puts the documents.
 set -euo pipefail
 
 K8S_VERSION="${IRSA_K8S_VERSION:-v1.36.3}"
@@ -229,17 +233,20 @@ start_apiserver() {
   shift
   local etcd_port api_port
   read -r etcd_port api_port <"$DIR/ports"
-  local server="https://127.0.0.1:$api_port" keys=() key
+  local server="https://127.0.0.1:$api_port" keys=() key issuer jwks=()
   for key in "$@"; do keys+=(--service-account-key-file "$key"); done
-  # The issuer is the API server's own URL: its discovery document and JWKS are then
-  # reachable (anonymously, see below) at the issuer, as STS and the doctor expect.
+  # By default the API server's own URL: its discovery document and JWKS are then reachable
+  # (anonymously, see below) at the issuer, as STS and the doctor expect. Another issuer
+  # serves the JWKS beside its discovery document, as a self-managed cluster configures it.
+  issuer="$(cat "$DIR/issuer")"
+  [[ "$issuer" == "$server" ]] || jwks=(--service-account-jwks-uri "$issuer/openid/v1/jwks")
   start kube-apiserver "$BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
     --cert-dir "$DIR/pki" \
     --tls-cert-file "$DIR/pki/apiserver.crt" --tls-private-key-file "$DIR/pki/apiserver.key" \
     --client-ca-file "$DIR/pki/ca.crt" \
-    --service-account-issuer "$server" \
+    --service-account-issuer "$issuer" "${jwks[@]}" \
     "${keys[@]}" \
     --service-account-signing-key-file "$signing" \
     --api-audiences "$server,https://kubernetes.default.svc" \
@@ -315,6 +322,7 @@ cmd_up() {
   wait_until "$READY_TIMEOUT" "etcd to be healthy" curl -sf "http://127.0.0.1:$etcd_port/health"
 
   echo "$etcd_port $api_port" >"$DIR/ports"
+  echo "${IRSA_CONTROL_PLANE_ISSUER:-$server}" >"$DIR/issuer"
   start_apiserver "$DIR/pki/sa.key" "$DIR/pki/sa.pub"
 
   start kube-controller-manager "$BIN/kube-controller-manager" \

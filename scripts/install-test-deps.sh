@@ -15,3 +15,5 @@ command -v moto_server >/dev/null || { echo "moto_server not on PATH after insta
 # first run builds). scripts/with-control-plane.sh puts that kubectl first on PATH, which
 # tests/it/packaging.rs also uses for `kubectl kustomize`.
 ./scripts/control-plane.sh build
+# The verifying STS of the whole-trip tests: SeaweedFS built from its Go module (cached likewise).
+./scripts/verifying-sts.sh build

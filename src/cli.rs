@@ -343,7 +343,7 @@ pub struct ControllerArgs {
 
     /// PEM CA certificate(s) of a self-managed issuer served under a private CA: the chain is
     /// verified against these (instead of the system's roots) before its thumbprint is kept on
-    /// the OIDC provider.
+    /// the OIDC provider, and the issuer publisher's read-back trusts them too.
     #[arg(long, env = "IRSA_ISSUER_CA_FILE")]
     pub issuer_ca_file: Option<PathBuf>,
 

@@ -118,7 +118,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         thumbprints,
         ..WorkerOptions::default()
     };
-    let publisher = wiring::publisher(&args.publish, &client, &sdk, &metrics)?;
+    let publisher = wiring::publisher(&args.publish, &client, &sdk, &issuer_roots, &metrics)?;
     let is_leader = metrics.is_leader.clone();
     let work = ElectedWork {
         client: client.clone(),

@@ -101,6 +101,7 @@ pub fn publisher(
     args: &crate::cli::PublishArgs,
     client: &Client,
     sdk: &aws_config::SdkConfig,
+    issuer_roots: &thumbprint::Roots,
     metrics: &Metrics,
 ) -> anyhow::Result<Option<publish::Publisher>> {
     let Some(url) = &args.publish_issuer else {
@@ -123,11 +124,20 @@ pub fn publisher(
     }
     info!(bucket = %target.bucket, prefix = %target.prefix, public = %target.public_url,
           "publishing the issuer documents");
+    // The read-back is what STS will do at the public URL: a private issuer CA
+    // (--issuer-ca-file) must verify it too.
+    let mut http = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    if let thumbprint::Roots::Only(certs) = issuer_roots {
+        for cert in certs {
+            http = http.add_root_certificate(
+                reqwest::Certificate::from_der(cert).context("--issuer-ca-file")?,
+            );
+        }
+    }
     Ok(Some(publish::Publisher {
         kube: client.clone(),
         s3: aws_sdk_s3::Client::from_conf(s3.build()),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+        http: http
             .build()
             .context("building the HTTP client for the issuer read-back")?,
         target,

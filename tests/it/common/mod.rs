@@ -5,6 +5,7 @@
 
 pub mod issuer;
 pub mod moto;
+pub mod verifier;
 pub mod webhook;
 
 use serde_json::Value;

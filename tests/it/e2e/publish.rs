@@ -17,7 +17,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 
 use crate::e2e::identity::RELEASE_NAMESPACE;
-use crate::e2e::support::{self, ControllerProcess, WAIT, api_text, wait_for};
+use crate::e2e::support::{self, ControllerProcess, OwnPlane, WAIT, api_text, wait_for};
 
 const STATE: &str = "irsa-issuer-keys";
 
@@ -325,48 +325,6 @@ async fn doctor_keys_step(cluster: &support::ControllerCluster) -> serde_json::V
 
 /// A control plane of this test's own (scripts/control-plane.sh in a directory of its own),
 /// because its API server restarts; stopped on drop.
-struct OwnPlane {
-    dir: std::path::PathBuf,
-}
-
-impl OwnPlane {
-    fn script(&self, args: &[&str]) {
-        let status = std::process::Command::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/control-plane.sh"
-        ))
-        .args(args)
-        .env("IRSA_CONTROL_PLANE_DIR", &self.dir)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-        assert!(
-            status.success(),
-            "scripts/control-plane.sh {}: {status}",
-            args.join(" ")
-        );
-    }
-
-    fn up() -> Self {
-        let plane = Self {
-            dir: std::env::temp_dir().join(support::unique("irsa-e2e-plane")),
-        };
-        plane.script(&["up"]);
-        plane
-    }
-
-    fn kubeconfig(&self) -> std::path::PathBuf {
-        self.dir.join("kubeconfig")
-    }
-}
-
-impl Drop for OwnPlane {
-    fn drop(&mut self) {
-        self.script(&["down"]);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn kids_of(jwks: &str) -> Vec<String> {
     let doc: serde_json::Value = serde_json::from_str(jwks).unwrap_or_default();
     doc["keys"]

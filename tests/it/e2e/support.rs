@@ -221,6 +221,10 @@ pub async fn controller_cluster() -> ControllerCluster {
 /// AWS with real credentials); call counting is then unavailable.
 pub struct AwsEnv {
     pub sdk: SdkConfig,
+    /// The CA the doctor trusts for the issuer (`--issuer-ca-file`): by default the local
+    /// control plane's (`IRSA_E2E_CLUSTER_CA`); a cluster whose issuer has a public
+    /// certificate, EKS, needs none.
+    pub issuer_ca: Option<PathBuf>,
     /// `--aws-endpoint-url` for the controller, when not real AWS.
     pub endpoint: Option<String>,
     /// Extra environment for the controller process.
@@ -240,16 +244,15 @@ impl AwsEnv {
 
 impl AwsEnv {
     /// `irsa doctor -o json ARGS` (the built binary) as a user runs it: the suite's
-    /// KUBECONFIG, this AWS endpoint and credentials, and the local control plane's CA for its
-    /// issuer (a cluster whose issuer has a public certificate, EKS, needs none). Returns the
-    /// exit code and the report.
+    /// KUBECONFIG (unless `child_env` names another), this AWS endpoint and credentials, and
+    /// [`Self::issuer_ca`]. Returns the exit code and the report.
     pub fn doctor(&self, args: &[&str]) -> (i32, Value) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_irsa"));
         cmd.args(["doctor", "-o", "json"]).args(args);
         if let Some(url) = &self.endpoint {
             cmd.args(["--aws-endpoint-url", url]);
         }
-        if let Some(ca) = std::env::var_os("IRSA_E2E_CLUSTER_CA").filter(|c| !c.is_empty()) {
+        if let Some(ca) = &self.issuer_ca {
             cmd.arg("--issuer-ca-file").arg(ca);
         }
         cmd.envs(self.child_env.iter().map(|(k, v)| (*k, v.as_str())));
@@ -282,6 +285,7 @@ pub async fn aws_env() -> AwsEnv {
     let endpoint = local.faults().endpoint();
     AwsEnv {
         sdk: local.sdk_config().clone(),
+        issuer_ca: cluster_ca(),
         endpoint: Some(endpoint),
         child_env: vec![
             ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE".to_string()),
@@ -290,6 +294,13 @@ pub async fn aws_env() -> AwsEnv {
         ],
         local: Some(local),
     }
+}
+
+/// The local control plane's CA (`IRSA_E2E_CLUSTER_CA`), when the suite runs on it.
+fn cluster_ca() -> Option<PathBuf> {
+    std::env::var_os("IRSA_E2E_CLUSTER_CA")
+        .filter(|c| !c.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The environment's AWS: region (us-east-1 when unset), `AWS_ENDPOINT_URL`, and, against an
@@ -324,9 +335,77 @@ async fn env_aws() -> AwsEnv {
     }
     AwsEnv {
         sdk,
+        issuer_ca: cluster_ca(),
         endpoint,
         child_env,
         local: None,
+    }
+}
+
+/// A control plane of the test's own (`scripts/control-plane.sh` in a fresh state directory),
+/// for a test that restarts its API server or needs another issuer. Brought down on drop.
+pub struct OwnPlane {
+    dir: PathBuf,
+}
+
+impl OwnPlane {
+    pub fn up() -> Self {
+        Self::start(None)
+    }
+
+    /// A plane whose API server issues tokens for `issuer` (`IRSA_CONTROL_PLANE_ISSUER`),
+    /// e.g. a self-managed cluster's bucket URL, instead of its own URL.
+    pub fn up_with_issuer(issuer: &str) -> Self {
+        Self::start(Some(issuer))
+    }
+
+    fn start(issuer: Option<&str>) -> Self {
+        let plane = Self {
+            dir: std::env::temp_dir().join(unique("irsa-e2e-plane")),
+        };
+        plane.run(&["up"], issuer);
+        plane
+    }
+
+    /// `scripts/control-plane.sh ARGS` on this plane (e.g. `rotate-key add`).
+    pub fn script(&self, args: &[&str]) {
+        self.run(args, None);
+    }
+
+    fn run(&self, args: &[&str], issuer: Option<&str>) {
+        let mut cmd = Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/control-plane.sh"
+        ));
+        cmd.args(args)
+            .env("IRSA_CONTROL_PLANE_DIR", &self.dir)
+            .stdout(Stdio::null());
+        if let Some(issuer) = issuer {
+            cmd.env("IRSA_CONTROL_PLANE_ISSUER", issuer);
+        }
+        let status = cmd.status().unwrap();
+        assert!(
+            status.success(),
+            "scripts/control-plane.sh {}: {status}",
+            args.join(" ")
+        );
+    }
+
+    /// Its state directory: PKI (`pki/sa.key` signs its tokens), logs, kubeconfig.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Its admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+}
+
+impl Drop for OwnPlane {
+    fn drop(&mut self) {
+        self.run(&["down"], None);
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -3,7 +3,8 @@
 
 SeaweedFS (scripts/verifying-sts.sh) evaluates a role's trust policy in its own dialect: it
 knows a web identity's claims as `oidc:sub` (and `oidc:aud` only for a string `aud`; a
-Kubernetes token carries a list), under a `Federated: "*"` principal. The statements irsa
+Kubernetes token carries a list), under a `Federated` principal that is `*` or the token's
+`iss`. The statements irsa
 writes are AWS's (`<issuer host/path>:sub`, the provider ARN), which SeaweedFS never matches.
 irsa stays AWS-exact; this proxy, which irsa's controller and doctor reach the verifier
 through (IRSA_E2E_VERIFIER_IRSA_ENDPOINT), passes every request and answer through unchanged
@@ -11,11 +12,14 @@ through (IRSA_E2E_VERIFIER_IRSA_ENDPOINT), passes every request and answer throu
 
 - after a successful UpdateAssumeRolePolicy, before its caller hears back, it writes the same
   document again with a twin after every statement irsa owns (Sid `Irsa` + 16 hex digits):
-  the twin's Sid is `Dialect` + the original's, its principal `{"Federated": "*"}`, its
-  Effect and Action the original's, and each condition operator keeps its `...:sub` values
-  under `oidc:sub` (same operator, same values); `...:aud` keys are dropped, since the
-  audience stays enforced by the OIDC provider's client IDs. Twins of an earlier write are
-  replaced, never kept;
+  the twin's Sid is `Dialect` + the original's, its principal the issuer URL of the
+  original's provider ARN (`{"Federated": "https://<host/path>"}`, which SeaweedFS matches
+  against the token's `iss`), its Effect and Action the original's, and each condition
+  operator keeps its `<host/path>:sub` values under `oidc:sub` (same operator, same values);
+  `<host/path>:aud` keys are dropped, since the audience stays enforced by the OIDC
+  provider's client IDs. A statement it cannot translate that way (another principal, a key
+  of another issuer or claim, no `sub`) gets no twin, so the verifier refuses, as AWS would
+  not match it either. Twins of an earlier write are replaced, never kept;
 - every GetRole answer has the twins taken out, so the controller and the doctor read
   exactly the AWS document irsa wrote, and the steady state stays write-free. Two quirks of
   SeaweedFS's answer are undone on the way, so that it reads as AWS's: the `"Resource": [""]`
@@ -54,19 +58,31 @@ def is_twin(statement):
 
 
 def twin(statement):
-    """SeaweedFS's twin of a statement irsa owns, or None for any other statement."""
+    """SeaweedFS's twin of a statement irsa owns, or None: for any other statement, and for
+    an owned one it cannot translate without admitting more than AWS would (a principal that
+    is not an OIDC provider, a condition key of another issuer or claim, no `sub` at all), so
+    that the verifier then refuses, as AWS would for a statement it cannot match."""
     sid = statement.get("Sid", "")
     if not OWNED_SID.match(str(sid)):
         return None
+    principal = (statement.get("Principal") or {}).get("Federated", "")
+    if not isinstance(principal, str) or ":oidc-provider/" not in principal:
+        return None
+    host_path = principal.split(":oidc-provider/", 1)[1]
     condition = {}
     for operator, block in (statement.get("Condition") or {}).items():
-        subjects = [v for k, v in block.items() if k.endswith(":sub")]
-        if subjects:
-            condition[operator] = {"oidc:sub": subjects[0]}
+        for key, values in block.items():
+            if key == f"{host_path}:sub":
+                condition.setdefault(operator, {})["oidc:sub"] = values
+            elif key != f"{host_path}:aud":
+                return None
+    if not condition:
+        return None
     return {
         "Sid": TWIN_PREFIX + sid,
         "Effect": statement.get("Effect"),
-        "Principal": {"Federated": "*"},
+        # SeaweedFS matches a web identity's principal against the token's `iss`.
+        "Principal": {"Federated": "https://" + host_path},
         "Action": statement.get("Action"),
         "Condition": condition,
     }
@@ -173,11 +189,20 @@ def self_test():
     assert twinned["Statement"][2] == {
         "Sid": "Dialect" + sid,
         "Effect": "Allow",
-        "Principal": {"Federated": "*"},
+        "Principal": {"Federated": f"https://{host}"},
         "Action": "sts:AssumeRoleWithWebIdentity",
         "Condition": {"StringLike": {"oidc:sub": ["a", "b*"]}},
     }, twinned
     assert json.loads(with_twins(json.dumps(twinned))) == twinned, "twins are replaced, not added"
+    # What it cannot translate faithfully gets no twin: the verifier then refuses.
+    for broken in (
+        {"StringLike": {f"{host}:subx": ["a"]}},
+        {"StringLike": {f"other.example/id/X:sub": ["a"]}},
+        {"StringLike": {f"{host}:sub": ["a"], f"{host}:amr": "x"}},
+        {"StringEquals": {f"{host}:aud": "sts.amazonaws.com"}},
+    ):
+        assert twin(dict(owned, Condition=broken)) is None, broken
+    assert twin(dict(owned, Principal={"Federated": "*"})) is None
     assert json.loads(without_twins(json.dumps(twinned)))["Statement"] == [foreign, owned]
     stored = json.loads(json.dumps(twinned))
     stored["Statement"][0]["Resource"] = [""]

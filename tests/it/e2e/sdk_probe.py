@@ -28,7 +28,7 @@ def main(bucket, key):
         error = e.response.get("Error", {})
         print(json.dumps({"stage": stage, "code": error.get("Code"), "error": str(e)}))
         return 1
-    except botocore.exceptions.BotoCoreError as e:
+    except Exception as e:  # noqa: BLE001 - whatever the SDK raised is the application's error
         print(json.dumps({"stage": stage, "code": None, "error": f"{type(e).__name__}: {e}"}))
         return 1
     print(json.dumps({"arn": identity["Arn"], "account": identity["Account"], "object": body}))

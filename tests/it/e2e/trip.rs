@@ -500,6 +500,8 @@ fn assert_works(what: &str, sdks: &[(&str, Outcome)], role: &str) {
     let role_name = role.rsplit('/').next().unwrap();
     for (sdk, outcome) in sdks {
         println!("{what}: {sdk}: {outcome:?}");
+    }
+    for (sdk, outcome) in sdks {
         let arn = outcome
             .as_ref()
             .unwrap_or_else(|e| panic!("{what}: {sdk} got no working credentials: {e}"));
@@ -796,8 +798,8 @@ async fn an_eks_shaped_issuer_gets_working_credentials() {
     trip.bind("app", &["app"]).await;
     println!("trust policy written:\n{:#}", trip.trust_policy().await);
     let (stored, app) = trip.pod("app", "app").await;
-    assert_injected(&stored, "app", &trip.role);
     assert_works("the app's pod", &trip.sdks(&app, "app.txt"), &trip.role);
+    assert_injected(&stored, "app", &trip.role);
     assert_doctor_agrees_it_works(&trip.doctor(&["--service-account", "app"]));
     trip.finish().await;
 }
@@ -861,9 +863,9 @@ async fn a_self_managed_cluster_gets_working_credentials() {
     println!("trust policy written:\n{:#}", trip.trust_policy().await);
 
     let (stored, app) = trip.pod("app", "app").await;
+    assert_works("the app's pod", &trip.sdks(&app, "app.txt"), &trip.role);
     assert_injected(&stored, "app", &trip.role);
     assert_eq!(app.env_var("AWS_WEB_IDENTITY_TOKEN_FILE"), Some(TOKEN_FILE));
-    assert_works("the app's pod", &trip.sdks(&app, "app.txt"), &trip.role);
     assert_doctor_agrees_it_works(&trip.doctor(&["--service-account", "app"]));
 
     let mut verdicts = Vec::new();

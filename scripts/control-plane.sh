@@ -32,6 +32,8 @@ READY_TIMEOUT="${IRSA_CONTROL_PLANE_TIMEOUT:-120}"
 
 log() { echo "control-plane: $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=scripts/local-procs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/local-procs.sh"
 
 # ---------------------------------------------------------------------------------------
 # build
@@ -131,41 +133,6 @@ cmd_build() {
 # ---------------------------------------------------------------------------------------
 # up / down
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# Prints the last lines of every component log: what a failed wait shows.
-show_logs() {
-  local f
-  for f in "$DIR"/logs/*.log; do
-    [[ -f "$f" ]] || continue
-    echo "----- last lines of $f -----" >&2
-    tail -n 40 "$f" >&2
-  done
-}
-
-# wait_until SECONDS WHAT COMMAND...: polls COMMAND every second; fails with the logs.
-wait_until() {
-  local limit=$1 what=$2
-  shift 2
-  local deadline=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then
-      show_logs
-      die "timed out after ${limit}s waiting for $what"
-    fi
-    local pidfile
-    for pidfile in "$DIR"/pids/*; do
-      if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-        show_logs
-        die "$(basename "$pidfile") exited while waiting for $what"
-      fi
-    done
-    sleep 1
-  done
-}
-
 gen_pki() {
   local pki="$DIR/pki"
   mkdir -p "$pki" && cd "$pki"
@@ -256,20 +223,6 @@ start_apiserver() {
     --allow-privileged=true
   wait_until "$READY_TIMEOUT" "kube-apiserver /readyz" \
     "$BIN/kubectl" --kubeconfig "$DIR/kubeconfig" get --raw /readyz
-}
-
-stop_one() { # name
-  local pid
-  [[ -f "$DIR/pids/$1" ]] || return 0
-  pid=$(cat "$DIR/pids/$1")
-  # Only a process that is still the one we started (the pid may have been reused).
-  if [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "${1:0:15}" ]]; then
-    kill "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + 20))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$DIR/pids/$1"
 }
 
 # rotate-key add: a new key pair signs from now on, the old public key still verifies.

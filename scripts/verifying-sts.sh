@@ -18,8 +18,8 @@
 # own CA (e.g. a control plane's CA, so it can fetch that API server's discovery and JWKS).
 # Go reads that bundle once: a CA must be named before `up`.
 #
-# Beside weed, `up` starts scripts/verifier-dialect.py when it is there: a proxy in front of
-# the same endpoint that keeps a SeaweedFS-dialect twin of each trust statement irsa writes
+# Beside weed, `up` starts scripts/verifier-dialect.py: a proxy in front of the same endpoint
+# that keeps a SeaweedFS-dialect twin of each trust statement irsa writes
 # (IRSA_E2E_VERIFIER_IRSA_ENDPOINT, what irsa's controller and doctor are given).
 #
 # What SeaweedFS (this version) does, in short:
@@ -55,6 +55,8 @@ ACCOUNT="123456789012"
 
 log() { echo "verifying-sts: $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=scripts/local-procs.sh
+source "$SCRIPTS/local-procs.sh"
 
 # ---------------------------------------------------------------------------------------
 # build
@@ -94,40 +96,6 @@ cmd_build() {
 
 # ---------------------------------------------------------------------------------------
 # up / down
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-show_logs() {
-  local f
-  for f in "$DIR"/logs/*.log; do
-    [[ -f "$f" ]] || continue
-    echo "----- last lines of $f -----" >&2
-    tail -n 40 "$f" >&2
-  done
-}
-
-# wait_until SECONDS WHAT COMMAND...: polls COMMAND every second; fails with the logs.
-wait_until() {
-  local limit=$1 what=$2
-  shift 2
-  local deadline=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then
-      show_logs
-      die "timed out after ${limit}s waiting for $what"
-    fi
-    local pidfile
-    for pidfile in "$DIR"/pids/*; do
-      if [[ -f "$pidfile" ]] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-        show_logs
-        die "$(basename "$pidfile") exited while waiting for $what"
-      fi
-    done
-    sleep 1
-  done
-}
 
 gen_pki() {
   local pki="$DIR/pki"
@@ -254,21 +222,19 @@ cmd_up() {
     curl -sf --cacert "$DIR/ca.crt" "https://127.0.0.1:$s3_https/healthz"
   wait_until "$READY_TIMEOUT" "the STS" sts_answers "$s3"
 
-  local dialect="$SCRIPTS/verifier-dialect.py" proxy_env=""
-  if [[ -f "$dialect" ]]; then
-    local proxy
-    proxy=$(free_port)
-    AWS_ACCESS_KEY_ID="$ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$SECRET_ACCESS_KEY" \
-      IRSA_VERIFIER_ACCOUNT="$ACCOUNT" python3 "$dialect" "$proxy" "http://127.0.0.1:$s3" \
-      >"$DIR/logs/verifier-dialect.log" 2>&1 </dev/null &
-    echo $! >"$DIR/pids/verifier-dialect"
-    wait_until "$READY_TIMEOUT" "verifier-dialect.py" curl -sf "http://127.0.0.1:$proxy/healthz"
-    proxy_env="export IRSA_E2E_VERIFIER_IRSA_ENDPOINT=http://127.0.0.1:$proxy"
-  fi
+  # irsa's controller and doctor reach the verifier through the trust-policy dialect proxy;
+  # the pods' SDKs reach weed directly.
+  local proxy
+  proxy=$(free_port)
+  AWS_ACCESS_KEY_ID="$ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$SECRET_ACCESS_KEY" \
+    IRSA_VERIFIER_ACCOUNT="$ACCOUNT" python3 "$SCRIPTS/verifier-dialect.py" "$proxy" \
+    "http://127.0.0.1:$s3" >"$DIR/logs/verifier-dialect.log" 2>&1 </dev/null &
+  echo $! >"$DIR/pids/verifier-dialect"
+  wait_until "$READY_TIMEOUT" "verifier-dialect.py" curl -sf "http://127.0.0.1:$proxy/healthz"
 
   {
     echo "export IRSA_E2E_VERIFIER_ENDPOINT=http://127.0.0.1:$s3"
-    [[ -z "$proxy_env" ]] || echo "$proxy_env"
+    echo "export IRSA_E2E_VERIFIER_IRSA_ENDPOINT=http://127.0.0.1:$proxy"
     echo "export IRSA_E2E_VERIFIER_HTTPS=https://127.0.0.1:$s3_https"
     echo "export IRSA_E2E_VERIFIER_CA=$DIR/ca.crt"
     echo "export IRSA_E2E_VERIFIER_ACCESS_KEY_ID=$ACCESS_KEY_ID"
@@ -286,20 +252,6 @@ cmd_running() {
   for pidfile in "$DIR"/pids/*; do
     kill -0 "$(cat "$pidfile")" 2>/dev/null || return 1
   done
-}
-
-stop_one() { # name comm (a prefix: python3 may run as python3.N)
-  local pid
-  [[ -f "$DIR/pids/$1" ]] || return 0
-  pid=$(cat "$DIR/pids/$1")
-  # Only a process that is still the one we started (the pid may have been reused).
-  if [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$2"* ]]; then
-    kill "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + 30))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$DIR/pids/$1"
 }
 
 # Kills exactly the processes `up` recorded and waits (bounded) for them.

@@ -13,7 +13,7 @@
 //! emulator: under `IRSA_E2E_AWS=env` they fail rather than touch a shared account.
 
 use irsa::controller::metrics::{Aws, Metrics};
-use irsa::crd::{IAMRoleBinding, IAMRoleBindingSpec, IAMRoleGrant, IAMRoleGrantSpec};
+use irsa::crd::{IAMRoleBinding, IAMRoleGrant, IAMRoleGrantSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
@@ -297,7 +297,7 @@ async fn a_trusted_service_account_passes_every_step() {
     assert_steps(&report, &want);
     assert_eq!((code, &report["ok"]), (0, &json!(true)), "{report:#}");
     assert_eq!(report["roleArn"], role.as_str());
-    // Each fact came from where the issue says: the API server's issuer over HTTPS and its
+    // Each fact came from where docs/doctor.md says: the API server's issuer over HTTPS and its
     // TokenRequest, the role and provider from IAM.
     let issuer = case.issuer();
     assert_says(
@@ -591,45 +591,15 @@ async fn a_binding_made_ready_by_the_controller_passes_every_step() {
     );
     let grants: Api<IAMRoleGrant> = Api::all(client.clone());
     grants.create(&PostParams::default(), &grant).await.unwrap();
-    let bindings: Api<IAMRoleBinding> = Api::namespaced(client.clone(), &case.ns);
-    let binding = IAMRoleBinding::new(
-        "app",
-        IAMRoleBindingSpec {
-            role_arn: role.clone(),
-            service_accounts: vec!["app".into()],
-            audience: None,
-            annotate_service_accounts: true,
-            sts_regional_endpoints: None,
-            token_expiration_seconds: None,
-        },
-    );
-    bindings
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
+    support::create_binding(&client, &case.ns, "app", &role, &["app"]).await;
     let controller = ControllerProcess::start(&case.cluster, None, "doctor-controller");
-    let annotation = format!("{}/role-arn", case.prefix());
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &case.ns);
-    wait_for(
-        &format!(
-            "binding {}/app Ready and its ServiceAccount annotated",
-            case.ns
-        ),
-        WAIT,
+    support::wait_bound(
+        &client,
+        &case.ns,
+        "app",
+        (case.prefix(), &role),
+        &["app"],
         Some(&controller),
-        || async {
-            let ready = bindings
-                .get("app")
-                .await
-                .ok()?
-                .status?
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            let sa = sas.get("app").await.ok()?;
-            let annotated = sa.metadata.annotations?.get(&annotation) == Some(&role);
-            (ready && annotated).then_some(())
-        },
     )
     .await;
 
@@ -650,6 +620,7 @@ async fn a_binding_made_ready_by_the_controller_passes_every_step() {
     );
 
     // The controller cleans up behind the binding before it stops.
+    let bindings: Api<IAMRoleBinding> = Api::namespaced(client.clone(), &case.ns);
     bindings
         .delete("app", &DeleteParams::default())
         .await

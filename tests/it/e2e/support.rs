@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use k8s_openapi::api::core::v1::Namespace;
+use irsa::crd::{IAMRoleBinding, IAMRoleBindingSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -340,6 +341,69 @@ async fn env_aws() -> AwsEnv {
         child_env,
         local: None,
     }
+}
+
+/// Creates the IAMRoleBinding `name` in `ns` of `role_arn` for `service_accounts` (which
+/// it annotates), as an app team writes it.
+pub async fn create_binding(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    role_arn: &str,
+    service_accounts: &[&str],
+) {
+    let binding = IAMRoleBinding::new(
+        name,
+        IAMRoleBindingSpec {
+            role_arn: role_arn.to_string(),
+            service_accounts: service_accounts.iter().map(ToString::to_string).collect(),
+            audience: None,
+            annotate_service_accounts: true,
+            sts_regional_endpoints: None,
+            token_expiration_seconds: None,
+        },
+    );
+    Api::<IAMRoleBinding>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap_or_else(|e| panic!("creating IAMRoleBinding {ns}/{name}: {e}"));
+}
+
+/// Waits (bounded) until the binding `ns/name` is Ready and each of `service_accounts` carries
+/// `role_arn` under `<prefix>/role-arn`: what the controller does for it.
+pub async fn wait_bound(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    (prefix, role_arn): (&str, &str),
+    service_accounts: &[&str],
+    controller: Option<&ControllerProcess>,
+) {
+    let bindings: Api<IAMRoleBinding> = Api::namespaced(client.clone(), ns);
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let annotation = format!("{prefix}/role-arn");
+    wait_for(
+        &format!("binding {ns}/{name} Ready, its ServiceAccounts annotated"),
+        WAIT,
+        controller,
+        || async {
+            let ready = bindings
+                .get(name)
+                .await
+                .ok()?
+                .status?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            for sa in service_accounts {
+                let annotations = sas.get(sa).await.ok()?.metadata.annotations?;
+                (annotations.get(&annotation).map(String::as_str) == Some(role_arn))
+                    .then_some(())?;
+            }
+            ready.then_some(())
+        },
+    )
+    .await;
 }
 
 /// A control plane of the test's own (`scripts/control-plane.sh` in a fresh state directory),

@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use irsa::crd::{IAMRoleBinding, IAMRoleBindingSpec, IAMRoleGrant, IAMRoleGrantSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
+use irsa::crd::{IAMRoleBinding, IAMRoleGrant, IAMRoleGrantSpec};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
@@ -296,47 +295,15 @@ impl Trip {
     /// A binding of the role for `service_accounts`, returned once Ready with every
     /// ServiceAccount annotated.
     async fn bind(&self, name: &str, service_accounts: &[&str]) {
-        let bindings: Api<IAMRoleBinding> = Api::namespaced(self.client.clone(), &self.ns);
-        let binding = IAMRoleBinding::new(
+        support::create_binding(&self.client, &self.ns, name, &self.role, service_accounts).await;
+        let prefix = &self.cluster.settings.annotation_prefix;
+        support::wait_bound(
+            &self.client,
+            &self.ns,
             name,
-            IAMRoleBindingSpec {
-                role_arn: self.role.clone(),
-                service_accounts: service_accounts.iter().map(ToString::to_string).collect(),
-                audience: None,
-                annotate_service_accounts: true,
-                sts_regional_endpoints: None,
-                token_expiration_seconds: None,
-            },
-        );
-        bindings
-            .create(&PostParams::default(), &binding)
-            .await
-            .unwrap();
-        let annotation = format!("{}/role-arn", self.cluster.settings.annotation_prefix);
-        let sas: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.ns);
-        wait_for(
-            &format!(
-                "binding {}/{name} Ready, its ServiceAccounts annotated",
-                self.ns
-            ),
-            WAIT,
+            (prefix, &self.role),
+            service_accounts,
             self.controller.as_ref(),
-            || async {
-                let ready = bindings
-                    .get(name)
-                    .await
-                    .ok()?
-                    .status?
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                for sa in service_accounts {
-                    let sa = sas.get(sa).await.ok()?;
-                    let annotations = sa.metadata.annotations?;
-                    (annotations.get(&annotation) == Some(&self.role)).then_some(())?;
-                }
-                ready.then_some(())
-            },
         )
         .await;
     }

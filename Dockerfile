@@ -9,8 +9,7 @@ WORKDIR /src
 # Everything Cargo.toml names (benches, the `it` test target) must exist for the manifest to
 # load; .dockerignore keeps target/ and .git out.
 COPY . .
-# IRSA_IMAGE_LINK (build.rs): packed relocations, which the runtime's glibc 2.36 reads, and the
-# webhook's code laid out first (link/hot-symbols.txt).
+# IRSA_IMAGE_LINK (build.rs): packed relocations, which the runtime's glibc 2.36 reads.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     IRSA_IMAGE_LINK=1 cargo build --release --locked --bin irsa \

@@ -36,7 +36,7 @@ bench-webhook:
 
 # `irsa webhook` beside the floor server of benches/floor.rs, in one run: instructions per
 # request under callgrind, throughput, CPU per request and latency with the server pinned to one
-# core (h2 and HTTP/1.1), and RSS. See docs/development.md "Benchmarks".
+# core (h2 and HTTP/1.1), and RSS. See docs/benchmarks.md.
 .PHONY: bench-floor
 bench-floor:
 	./scripts/bench-floor.sh
@@ -53,8 +53,15 @@ cluster-up:
 cluster-down:
 	./scripts/control-plane.sh down
 
+# The whole trip on this machine (scripts/demo.sh): a verifying STS, a control plane whose issuer
+# is one of its buckets, irsa installed from charts/irsa, config/samples/, and the pod's process
+# getting credentials and using S3; each step with its evidence. Leaves nothing running, unless
+# IRSA_DEMO_KEEP=1 (then `make demo-down` stops it). The offline one: `cargo run -- mutate ...`.
+.PHONY: demo-down
 demo:
-	$(CARGO) run --quiet -- mutate -f config/samples/pod.yaml --service-account config/samples/serviceaccount.yaml
+	CARGO=$(CARGO) ./scripts/demo.sh
+demo-down:
+	./scripts/demo.sh down
 
 # Container image (needs a Docker engine with BuildKit; the tests do not).
 # IMAGE=registry/name make image; the tag is the crate version, as the chart's appVersion.
@@ -79,26 +86,19 @@ fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/fuzz.sh
 
 # Memory price of one review: peak and settled RSS of the webhook for the largest review it
-# accepts and for over-limit ones (release build, 127.0.0.1 only). See docs/development.md "Webhook memory".
+# accepts and for over-limit ones (release build, 127.0.0.1 only). See docs/benchmarks.md "Webhook memory".
 .PHONY: bench-rss
 bench-rss:
 	./scripts/bench-rss.sh
 
 # Memory of the controller's pod watch at 0, 10k and 100k pods on a local control plane
-# (release build, 127.0.0.1 only). See docs/development.md "Controller memory with many pods".
+# (release build, 127.0.0.1 only). See docs/benchmarks.md "Controller memory with many pods".
 .PHONY: bench-pods-rss
 bench-pods-rss:
 	./scripts/bench-pods-rss.sh
 
 # Memory of the webhook's ServiceAccount cache fed by a local control plane, with 10k annotated
-# ServiceAccounts (release build, 127.0.0.1 only). See docs/development.md "Benchmarks".
+# ServiceAccounts (release build, 127.0.0.1 only). See docs/benchmarks.md.
 .PHONY: bench-sa-watch
 bench-sa-watch:
 	./scripts/bench-sa-watch.sh
-
-# Regenerate link/hot-symbols.txt, the functions `irsa webhook` runs, which the image's link
-# lays out first (valgrind; a local control plane). After dependency or toolchain updates, or
-# when a benchmark says the list is stale. See docs/development.md "Memory: where the webhook's RSS goes".
-.PHONY: hot-symbols
-hot-symbols:
-	./scripts/hot-symbols.sh

@@ -1,4 +1,4 @@
-//! The floor for `irsa webhook`'s per-request cost (issue 16): the least an HTTPS admission
+//! The floor for `irsa webhook`'s per-request cost: the least an HTTPS admission
 //! server on the same stack can do. axum + axum-server + rustls (aws-lc-rs), the same TLS
 //! configuration shape as `irsa webhook` (TLS 1.3 and 1.2, ALPN h2 then http/1.1) and the same
 //! multi-threaded tokio runtime; `POST /mutate` reads the body, parses it into

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `irsa webhook` beside its floor (issue 16), in one run, all on 127.0.0.1; stops by itself.
+# `irsa webhook` beside its floor, in one run, all on 127.0.0.1; stops by itself.
 #
 # The floor (benches/floor.rs) is the least an HTTPS admission server on the same stack can
 # do: axum + rustls (aws-lc-rs), same TLS configuration, reads the body, parses it into

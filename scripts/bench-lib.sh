@@ -1,6 +1,5 @@
 # Sourced by the benchmarks (bench-webhook.sh, bench-rss.sh, bench-floor.sh, bench-sa-watch.sh;
-# bench-pods-rss.sh uses only bench_require and the /proc readings) and by hot-symbols.sh (which
-# skips the list's check, since it writes the list): the tools they need, the
+# bench-pods-rss.sh uses only bench_require and the /proc readings): the tools they need, the
 # release binary, a work directory removed on exit (the webhook stopped first), a self-signed
 # certificate for 127.0.0.1, `irsa webhook` started (from a file or an API server), waited for
 # and stopped, and /proc readings.
@@ -27,36 +26,19 @@ bench_setup() {
     PID=""
     trap bench_cleanup EXIT
     # Held by a second name: `cargo bench` (bench-floor.sh builds the floor with it) puts its
-    # own build of the binary, whose symbol names differ (the profile is part of them), at the
-    # same path. A hard link where it can be: a copy's page cache is made of cp's writes, and
-    # the kernel then maps its code in larger pieces (about +0.4 MiB of RSS, measured), where
-    # the linker's output, like a binary read back from disk, does not.
+    # own build of the binary at the same path. A hard link where it can be: a copy's page
+    # cache is made of cp's writes, and the kernel then maps its code in larger pieces (about
+    # +0.4 MiB of RSS, measured), where the linker's output, like a binary read back from
+    # disk, does not.
     BIN=$WORK/irsa
     ln "${CARGO_TARGET_DIR:-target}/release/irsa" "$BIN" 2>/dev/null \
         || cp "${CARGO_TARGET_DIR:-target}/release/irsa" "$BIN"
     # Not `grep -q`: it exits at the first match, and readelf's SIGPIPE then fails the pipe.
     readelf -S "$BIN" | grep '\.relr\.dyn' >/dev/null \
         || { echo "$BIN has no .relr.dyn: not linked as the image is (build.rs)" >&2; exit 1; }
-    [[ -n ${HOT_SYMBOLS_UNCHECKED:-} ]] || bench_hot_symbols
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
         -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
         -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
-}
-
-# bench_hot_symbols: how much of link/hot-symbols.txt (the code laid out first) BIN still has;
-# fails under 97 %, when the list is too stale for the memory numbers to be the image's (each
-# function missing from it can cost a 64 KiB window of resident code: at 91 %, +3.5 MiB).
-bench_hot_symbols() {
-    local total present
-    total=$(grep -vc '^#' link/hot-symbols.txt)
-    present=$(nm --defined-only "$BIN" | awk '{ sub(/\.llvm\.[0-9]+$/, "", $NF); print $NF }' \
-        | LC_ALL=C sort -u \
-        | LC_ALL=C comm -12 - <(grep -v "^#" link/hot-symbols.txt | LC_ALL=C sort -u) | wc -l)
-    echo "link/hot-symbols.txt: $present of $total functions found in $BIN"
-    if (( present * 100 < total * 97 )); then
-        echo "link/hot-symbols.txt is stale (under 97 % found): make hot-symbols" >&2
-        exit 1
-    fi
 }
 
 bench_cleanup() {

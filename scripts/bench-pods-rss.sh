@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Memory of the controller's pod watch with many pods (issue 15 #2): RSS of `irsa controller`
+# Memory of the controller's pod watch with many pods: RSS of `irsa controller`
 # at 0, 10,000 and BENCH_PODS (100,000) pods, a small fraction of them uninjected. Not a test:
 # it prints numbers. Runs on a fresh local control plane (scripts/with-control-plane.sh; no
 # kubelet, so the pods stay Pending) and a local moto for STS; everything on 127.0.0.1.

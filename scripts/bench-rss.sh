@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Memory price of one review (issue 12 #3): peak and settled RSS of `irsa webhook` for the
+# Memory price of one review: peak and settled RSS of `irsa webhook` for the
 # largest review it accepts, and the cost of over-limit ones. All on 127.0.0.1; bounded
 # loops; the server is stopped with SIGTERM at the end. Not a test: it prints numbers.
 #
@@ -9,7 +9,7 @@
 #   1. idle RSS;
 #   2. the largest accepted review: 1,000 containers (the container cap) padded to just under
 #      the 3 MiB object cap, mutated: BENCH_RSS_ROUNDS sequential, then rounds of 4 at once;
-#   3. over-limit reviews: 65,000 containers (2.85 MB, the issue's reproducer) and a 3.9 MB
+#   3. over-limit reviews: 65,000 containers (2.85 MB, small in bytes, huge in work) and a 3.9 MB
 #      object (over the object cap): answered unmutated with a warning.
 # For each phase: response size, time, peak RSS, and RSS 2 s after.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Memory of `irsa webhook`'s ServiceAccount cache fed by a real API server (issue 16), where
+# Memory of `irsa webhook`'s ServiceAccount cache fed by a real API server, where
 # `make bench-floor` feeds it from a file. Not a test: it prints numbers. Runs on a fresh local
 # control plane (scripts/with-control-plane.sh), everything on 127.0.0.1.
 #

@@ -314,9 +314,11 @@ pub struct WebhookArgs {
     #[arg(long, env = "IRSA_SA_LOOKUP_TIMEOUT", default_value = "300ms", value_parser = parse_timeout)]
     pub sa_lookup_timeout: Duration,
 
-    /// TEST/BENCH ONLY: serve ServiceAccounts from this YAML/JSON list instead of the API
-    /// server (no Kubernetes connection is made).
-    #[arg(long, env = "IRSA_SERVICE_ACCOUNTS_FILE")]
+    /// For benchmarks and tests only, so hidden from `--help`: serve ServiceAccounts from this
+    /// YAML/JSON list instead of the API server (no Kubernetes connection is made). The
+    /// benchmarks (`scripts/bench-*.sh`) and the webhook's binary tests run it without a
+    /// cluster; a deployment never sets it.
+    #[arg(long, env = "IRSA_SERVICE_ACCOUNTS_FILE", hide = true)]
     pub service_accounts_file: Option<PathBuf>,
 
     /// How often the certificate, key and identities files are checked for changes.

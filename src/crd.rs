@@ -338,6 +338,11 @@ fn conditions_schema(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// How a user installs the CRDs, in the messages that find them missing (the controller at
+/// startup, the doctor): from a checkout, `crds/` holds nothing else `kubectl apply -f` reads
+/// (its kustomization is the extension-less `Kustomization`).
+pub const INSTALL_COMMAND: &str = "kubectl apply -f crds/";
+
 /// Both CRDs as one multi-document YAML, grant first (it is what an admin creates first).
 /// This is `irsa crd`'s output and the content of `crds/irsa.dev.yaml`.
 pub fn crds_yaml() -> Result<String, serde_saphyr::ser_error::Error> {

@@ -13,7 +13,7 @@ impl UsageError {
     }
 }
 
-/// The answer for a subcommand whose issue has not landed yet.
+/// The answer for a subcommand that is not implemented yet.
 pub fn not_implemented(command: &str) -> anyhow::Result<std::process::ExitCode> {
     Err(UsageError::new(format!("`irsa {command}` is not implemented yet")).into())
 }

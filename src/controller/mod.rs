@@ -59,7 +59,8 @@ fn crd_answer(crd: &str, result: Result<(), kube::Error>) -> anyhow::Result<()> 
         Ok(()) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => anyhow::bail!(
             "the CustomResourceDefinition {crd} is not installed; install the CRDs first: \
-             `kubectl apply -f crds/` (or `irsa crd | kubectl apply -f -`)"
+             `{}` (or `irsa crd | kubectl apply -f -`)",
+            crate::crd::INSTALL_COMMAND
         ),
         Err(e) => Err(anyhow::Error::new(e).context(format!(
             "cannot list {crd}; the controller needs list/watch on it (config/rbac)"

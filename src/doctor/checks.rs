@@ -161,7 +161,9 @@ pub fn service_account(
 }
 
 /// For `--pod`: the pod carries what the webhook would inject today. The classic failure is a
-/// pod created before its ServiceAccount was annotated (or while the webhook was down).
+/// pod created before its ServiceAccount was annotated (or while the webhook was down). Opted
+/// out and "has no credentials" are the webhook's and the controller's own rules, so the
+/// doctor never contradicts the injection or the controller's `PodNotInjected` Event.
 pub fn pod_mutated(
     pod: &Value,
     namespace: &str,
@@ -175,15 +177,14 @@ pub fn pod_mutated(
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("<unnamed>");
-    let labels = pod.pointer("/metadata/labels");
-    let opted_out = [mutate::SKIP_LABEL, mutate::EKS_SKIP_LABEL]
-        .iter()
-        .find(|l| labels.and_then(|m| m.get(**l)).is_some());
-    if let Some(label) = opted_out {
+    // A pod that does not parse is refused by `missing_injection` below, with the reason.
+    let view = mutate::Pod::deserialize(pod).unwrap_or_default();
+    if let Some(label) = mutate::opted_out(view.labels()) {
+        let value = view.labels().get(label).map_or("", String::as_str);
         return Check::warn(
             ID,
             TITLE,
-            format!("pod {namespace}/{name} opts out of injection with label {label}"),
+            format!("pod {namespace}/{name} opts out of injection with label {label}={value:?}"),
         )
         .with_fix(format!(
             "remove the {label} label from the pod template if it should get credentials"
@@ -208,14 +209,25 @@ pub fn pod_mutated(
                 "pod {namespace}/{name} has the token volume, mount and AWS variables in every container"
             ),
         ),
-        Some(Ok(missing)) => Check::fail(
+        Some(Ok(missing)) if !mutate::has_credentials(view.volume_names(), view.env_names()) => Check::fail(
             ID,
             TITLE,
-            format!("pod {namespace}/{name} lacks what the webhook injects ({} missing: {})", missing.len(), missing.join(", ")),
+            format!("pod {namespace}/{name} lacks what the webhook injects ({} missing: {}) and carries no AWS credentials", missing.len(), missing.join(", ")),
             "the pod was created before its ServiceAccount was annotated or while the webhook was unavailable: \
              recreate it (kubectl rollout restart deployment/<name>, or delete the pod)",
         )
         .with_sts_error(STS_NO_WEB_IDENTITY),
+        // Credentials of some kind, yet not all of today's injection: a container added after
+        // admission, a Pod Identity pod judged in IRSA mode, or variables set by hand. The
+        // controller does not report such a pod, and its containers may well work.
+        Some(Ok(missing)) => Check::warn(
+            ID,
+            TITLE,
+            format!("pod {namespace}/{name} carries AWS credentials but not all the webhook injects today ({} missing: {})", missing.len(), missing.join(", ")),
+        )
+        .with_fix(
+            "if a container lacks the variables or the mount (one added after admission by a later webhook, or the pod injected under other settings), recreate the pod (kubectl rollout restart deployment/<name>, or delete it)",
+        ),
     }
 }
 
@@ -287,18 +299,43 @@ pub fn oidc_provider(issuer_url: &str, lookup: &ProviderLookup, audience: &str) 
     }
 }
 
+/// Why the IAMRoleBindings of a namespace could not be listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindingsUnlisted {
+    /// The API server does not serve them (404): irsa's CRDs are not installed.
+    NotInstalled,
+    /// Any other failure, as the client reported it.
+    Error(String),
+}
+
 /// Step 2: the IAMRoleBindings naming this ServiceAccount, as the controller reported them.
 pub fn bindings(
     namespace: &str,
     name: &str,
     role_arn: &RoleArn,
-    bindings: Result<&[IAMRoleBinding], &str>,
+    bindings: Result<&[IAMRoleBinding], &BindingsUnlisted>,
 ) -> Check {
     const ID: &str = "binding";
     const TITLE: &str = "IAMRoleBinding";
     let all = match bindings {
         Ok(all) => all,
-        Err(err) => {
+        // Without the CRDs the role can only come from the annotation, which the other steps
+        // check: nothing failed, but a user who meant to use bindings learns why none counts.
+        Err(BindingsUnlisted::NotInstalled) => {
+            return Check::skip(
+                ID,
+                TITLE,
+                format!(
+                    "irsa's CRDs are not installed (the API server does not serve iamrolebindings.{}), so no IAMRoleBinding can list {namespace}/{name}: its role comes from the annotation alone",
+                    crate::crd::GROUP
+                ),
+            )
+            .with_fix(format!(
+                "to manage the role with IAMRoleBindings, install the CRDs ({} from a checkout of irsa, or irsa crd | kubectl apply -f -) and run irsa controller",
+                crate::crd::INSTALL_COMMAND
+            ));
+        }
+        Err(BindingsUnlisted::Error(err)) => {
             return Check::skip(
                 ID,
                 TITLE,

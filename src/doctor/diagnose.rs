@@ -2,7 +2,7 @@
 //! later step can still say something useful (a missing provider does not hide a bad token).
 
 use aws_config::SdkConfig;
-use kube::{Api, Client};
+use kube::Client;
 
 use super::{
     checks,
@@ -12,7 +12,6 @@ use super::{
 use crate::{
     arn::RoleArn,
     aws::{Aws, ProviderLookup},
-    crd::IAMRoleBinding,
     issuer::{discover, url::IssuerUrl},
     mutate::{self, Identities, MutationConfig, ServiceAccountInfo},
 };
@@ -323,16 +322,12 @@ async fn cluster_subject(
     )
     .await;
     let facts = facts?;
-    let bindings = Api::<IAMRoleBinding>::namespaced(kube.clone(), namespace)
-        .list(&Default::default())
-        .await
-        .map(|l| l.items)
-        .map_err(|e| e.to_string());
+    let bindings = sources::bindings(kube, namespace).await;
     checks.push(checks::bindings(
         namespace,
         name,
         &facts.role_arn,
-        bindings.as_deref().map_err(String::as_str),
+        bindings.as_deref(),
     ));
     let token = sources::fresh_token(kube, namespace, name, &facts.audience).await;
     Some(Subject {

@@ -14,7 +14,8 @@ use kube::{
 };
 use serde_json::Value;
 
-use super::checks::PublisherStatus;
+use super::checks::{BindingsUnlisted, PublisherStatus};
+use crate::crd::IAMRoleBinding;
 use crate::issuer::discover::api_server_document;
 use crate::issuer::retention::STATUS_KEY;
 use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
@@ -50,6 +51,21 @@ pub async fn pod(client: &Client, namespace: &str, name: &str) -> Result<Option<
         .map_err(|e| format!("cannot read Pod {namespace}/{name}: {e}"))?;
     pod.map(|p| serde_json::to_value(p).map_err(|e| e.to_string()))
         .transpose()
+}
+
+/// The IAMRoleBindings of `namespace`; a 404 means the API server does not serve the kind.
+pub async fn bindings(
+    client: &Client,
+    namespace: &str,
+) -> Result<Vec<IAMRoleBinding>, BindingsUnlisted> {
+    match Api::<IAMRoleBinding>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => Ok(list.items),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(BindingsUnlisted::NotInstalled),
+        Err(e) => Err(BindingsUnlisted::Error(e.to_string())),
+    }
 }
 
 /// The note of the newest `PodNotInjected` Event the controller published on the pod `uid`.

@@ -35,7 +35,7 @@ pub use self::{
 
 /// Pod label set in container-credentials mode.
 pub const POD_IDENTITY_LABEL: &str = "eks.amazonaws.com/pod-identity";
-/// Pod label opting a pod out (the webhook configuration's objectSelector also uses them).
+/// Pod labels that opt a pod out; which values do is [`opted_out`]'s to say.
 pub const SKIP_LABEL: &str = "irsa.dev/skip";
 pub const EKS_SKIP_LABEL: &str = "eks.amazonaws.com/skip-pod-identity-webhook";
 /// The variables that make a container "already configured" in IRSA mode, and in
@@ -46,10 +46,36 @@ pub const CC_IDENTITY_ENV: [&str; 2] = [
     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
 ];
 
-/// True when the pod's labels opt it out of injection: the webhook leaves it untouched.
-pub fn opted_out(labels: &BTreeMap<String, String>) -> bool {
-    labels.get(SKIP_LABEL).map(String::as_str) == Some("true")
-        || labels.get(EKS_SKIP_LABEL).is_some_and(|v| v != "false")
+/// The opt-out rule, the one the webhook, the controller's uninjected-pod watch and the doctor
+/// all apply: the label that opts the pod out, or `None`. `irsa.dev/skip` opts out only when
+/// `"true"`; the EKS label opts out with any value but `"false"` (EKS's own webhook
+/// configuration skips a pod on the label's mere presence, so its users set it to anything).
+/// No label selector can say "any value but false": the chart's objectSelector only
+/// pre-filters this (docs/webhook.md), and the webhook decides.
+pub fn opted_out(labels: &BTreeMap<String, String>) -> Option<&'static str> {
+    if labels.get(SKIP_LABEL).is_some_and(|v| v == "true") {
+        Some(SKIP_LABEL)
+    } else if labels.get(EKS_SKIP_LABEL).is_some_and(|v| v != "false") {
+        Some(EKS_SKIP_LABEL)
+    } else {
+        None
+    }
+}
+
+/// The "already has credentials" rule of the controller's uninjected-pod watch and the doctor:
+/// the pod has the token volume of either mode, or a container (init containers included)
+/// with the identity variables of either mode. Either mode counts because neither judge knows
+/// which one the webhook chose for the pod. `volumes`: the names of `spec.volumes`; `env`: the
+/// names of every container's variables.
+pub fn has_credentials<'a>(
+    volumes: impl IntoIterator<Item = &'a str>,
+    env: impl IntoIterator<Item = &'a str>,
+) -> bool {
+    const VOLUMES: [&str; 2] = [TOKEN_VOLUME_NAME, config::DEFAULT_CC_VOLUME_NAME];
+    volumes.into_iter().any(|v| VOLUMES.contains(&v))
+        || env
+            .into_iter()
+            .any(|e| IRSA_IDENTITY_ENV.contains(&e) || CC_IDENTITY_ENV.contains(&e))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +180,7 @@ pub fn mutate_pod<R: Rng + ?Sized>(
     let view = PodView::new(pod)?;
     let labels = view.labels();
     let mut warnings = Vec::new();
-    if opted_out(labels) {
+    if opted_out(labels).is_some() {
         return Ok(Mutation::unchanged(warnings));
     }
 

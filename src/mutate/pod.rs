@@ -52,6 +52,30 @@ impl Pod {
         self.spec().map_or(0, Spec::container_count)
     }
 
+    /// The labels with a string value, as the webhook reads them (for [`super::opted_out`]).
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        string_map(self.metadata().map(|m| &m.labels))
+    }
+
+    /// The names of `spec.volumes` (for [`super::has_credentials`]).
+    pub fn volume_names(&self) -> Vec<&str> {
+        self.spec().map_or_else(Vec::new, |s| names(&s.volumes))
+    }
+
+    /// The names of the variables of every init container and container (for
+    /// [`super::has_credentials`]).
+    pub fn env_names(&self) -> Vec<&str> {
+        let Some(spec) = self.spec() else {
+            return Vec::new();
+        };
+        spec.container_lists()
+            .into_iter()
+            .flat_map(|(_, list)| items(list))
+            .filter_map(Shaped::get)
+            .flat_map(|c| names(&c.env))
+            .collect()
+    }
+
     fn metadata(&self) -> Option<&Metadata> {
         self.0.get().and_then(|p| p.metadata.get())
     }

@@ -570,6 +570,100 @@ fn nothing_to_do_means_no_patch() {
     }
 }
 
+/// The opt-out rule for each label's values, alone and together: values are compared as
+/// written (`True` is not `true`). The engine leaves exactly these pods untouched.
+#[test]
+fn opt_out_rule_for_each_label_value() {
+    const SKIP: Option<&str> = Some(SKIP_LABEL);
+    const EKS: Option<&str> = Some(EKS_SKIP_LABEL);
+    let table: [(Option<&str>, Option<&str>, Option<&str>); 18] = [
+        (None, None, None),
+        (Some("true"), None, SKIP),
+        (Some("false"), None, None),
+        (Some(""), None, None),
+        (Some("yes"), None, None),
+        (Some("True"), None, None),
+        (None, Some("true"), EKS),
+        (None, Some("false"), None),
+        (None, Some(""), EKS),
+        (None, Some("yes"), EKS),
+        (None, Some("False"), EKS),
+        (Some("false"), Some("false"), None),
+        (Some("false"), Some("true"), EKS),
+        (Some("true"), Some("false"), SKIP),
+        (Some("true"), Some("true"), SKIP),
+        (Some(""), Some(""), EKS),
+        (Some("yes"), Some("false"), None),
+        (Some("false"), Some("yes"), EKS),
+    ];
+    for (skip, eks, want) in table {
+        let labels: BTreeMap<String, String> = [(SKIP_LABEL, skip), (EKS_SKIP_LABEL, eks)]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v?.to_string())))
+            .collect();
+        assert_eq!(opted_out(&labels), want, "{labels:?}");
+        let mut p = one_container();
+        p["metadata"]["labels"] = json!(labels);
+        let untouched = run(&with_role(), &p).mutation.patch.0.is_empty();
+        assert_eq!(untouched, want.is_some(), "the engine on {labels:?}");
+    }
+}
+
+/// The "has credentials" rule: a token volume or an identity variable of either mode, nothing
+/// else (region, static keys, the session name alone).
+#[test]
+fn has_credentials_rule_for_each_volume_and_variable() {
+    let table: [(&[&str], &[&str], bool); 11] = [
+        (&[], &[], false),
+        (&["kube-api-access-x", "data"], &[], false),
+        (&["aws-iam-token"], &[], true),
+        (&["eks-pod-identity-token"], &[], true),
+        (&[], &["AWS_ROLE_ARN"], true),
+        (&[], &["AWS_WEB_IDENTITY_TOKEN_FILE"], true),
+        (&[], &["AWS_CONTAINER_CREDENTIALS_FULL_URI"], true),
+        (&[], &["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"], true),
+        (&[], &["AWS_REGION", "AWS_DEFAULT_REGION"], false),
+        (&[], &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], false),
+        (
+            &["data"],
+            &["AWS_ROLE_SESSION_NAME", "AWS_STS_REGIONAL_ENDPOINTS"],
+            false,
+        ),
+    ];
+    for (volumes, env, want) in table {
+        assert_eq!(
+            has_credentials(volumes.iter().copied(), env.iter().copied()),
+            want,
+            "volumes {volumes:?}, env {env:?}"
+        );
+    }
+}
+
+/// What the rules read of a Pod: string labels, volume names, and the variables of init
+/// containers and containers alike (not ephemeral containers, which the webhook never
+/// injects). The engine's own output carries credentials.
+#[test]
+fn the_pod_view_feeds_the_rules() {
+    let raw = json!({"metadata": {"labels": {EKS_SKIP_LABEL: "false", "n": 1}}, "spec": {
+        "volumes": [{"name": "data"}, {"name": "aws-iam-token"}],
+        "initContainers": [{"name": "init", "env": [{"name": "AWS_ROLE_ARN"}]}],
+        "containers": [{"name": "app", "env": [{"name": "A"}]}],
+        "ephemeralContainers": [{"name": "debug", "env": [{"name": "B"}]}],
+    }});
+    let p = Pod::deserialize(&raw).unwrap();
+    assert_eq!(p.labels().len(), 1, "{:?}", p.labels());
+    assert_eq!(opted_out(p.labels()), None);
+    assert_eq!(p.volume_names(), ["data", "aws-iam-token"]);
+    assert_eq!(p.env_names(), ["AWS_ROLE_ARN", "A"]);
+
+    let bare = one_container();
+    let p = Pod::deserialize(&bare).unwrap();
+    assert!(!has_credentials(p.volume_names(), p.env_names()));
+    let injected = run(&with_role(), &bare).patched;
+    let p = Pod::deserialize(&injected).unwrap();
+    assert!(has_credentials(p.volume_names(), p.env_names()));
+}
+
 #[test]
 fn objects_that_are_not_pods_are_rejected_with_the_reason() {
     let cases = [
@@ -852,7 +946,7 @@ fn arb_json() -> impl Strategy<Value = Value> {
     })
 }
 
-/// Issue 12 #3/#7: the engine's price per pod is bounded ([`limits`]).
+/// The engine's price per pod is bounded ([`limits`]).
 mod size_limits {
     use super::*;
 

@@ -30,7 +30,16 @@ pub struct Route {
     /// The path without the query string.
     pub path: String,
     pub status: StatusCode,
-    pub body: Value,
+    pub body: Answer,
+}
+
+/// What a route answers with.
+#[derive(Clone)]
+pub enum Answer {
+    Json(Value),
+    /// Plain text, as the API server answers a path it does not serve at all (an API group
+    /// whose CRDs are not installed: `404 page not found`), where kube finds no `Status`.
+    Text(String),
 }
 
 pub fn route(method: Method, path: &str, status: u16, body: Value) -> Route {
@@ -38,7 +47,17 @@ pub fn route(method: Method, path: &str, status: u16, body: Value) -> Route {
         method,
         path: path.to_string(),
         status: StatusCode::from_u16(status).unwrap(),
-        body,
+        body: Answer::Json(body),
+    }
+}
+
+/// The API server's answer to a path it does not serve (no such API group or resource).
+pub fn not_served(method: Method, path: &str) -> Route {
+    Route {
+        method,
+        path: path.to_string(),
+        status: StatusCode::NOT_FOUND,
+        body: Answer::Text("404 page not found\n".into()),
     }
 }
 
@@ -96,14 +115,27 @@ pub fn serve(mut handle: ApiHandle, routes: Vec<Route>) -> Calls {
             let answer = routes
                 .iter()
                 .find(|r| r.method == parts.method && r.path == parts.uri.path());
-            let (status, body) = match answer {
-                Some(r) => (r.status, r.body.clone()),
+            let response = match answer {
+                Some(Route {
+                    status,
+                    body: Answer::Json(body),
+                    ..
+                }) => json_response(*status, body.clone()),
+                Some(Route {
+                    status,
+                    body: Answer::Text(text),
+                    ..
+                }) => Response::builder()
+                    .status(*status)
+                    .header("content-type", "text/plain; charset=utf-8")
+                    .body(Body::from(text.clone().into_bytes()))
+                    .unwrap(),
                 None => {
                     recorded.unexpected.lock().unwrap().push(call);
-                    (StatusCode::NOT_FOUND, not_found("path", parts.uri.path()))
+                    json_response(StatusCode::NOT_FOUND, not_found("path", parts.uri.path()))
                 }
             };
-            send.send_response(json_response(status, body));
+            send.send_response(response);
         }
     });
     calls

@@ -52,7 +52,7 @@ const MAX_REPORTED_MISSING: usize = 10_000;
 /// parsed whole (metadata with `managedFields`) between long-lived cache entries, and glibc
 /// keeps the freed pages' heap: with 10,000 annotated ServiceAccounts, pages of 100 leave the
 /// webhook's heap at 5.6 MiB instead of 9.5 MiB, and it is ready as fast (0.3–0.5 s on the
-/// local control plane; docs/development.md "Benchmarks").
+/// local control plane; docs/benchmarks.md).
 const LIST_PAGE_SIZE: u32 = 100;
 /// At most this many direct GETs in flight; a miss past it is answered without a GET
 /// ([`Lookup::Busy`]). Each GET lives up to [`FETCH_TIMEOUT`], so without a cap a stream of

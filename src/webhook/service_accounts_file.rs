@@ -4,7 +4,7 @@
 //! parsed, so its parse garbage (the strings of its manifest) is freed before the next one is
 //! read and that next one reuses it. Collected first, 10,000 ServiceAccounts left about
 //! 0.8 MiB of freed parse heap beneath the cache's long-lived entries, where glibc cannot give
-//! it back, and it stayed in the webhook's RSS (docs/development.md "Benchmarks").
+//! it back, and it stayed in the webhook's RSS (docs/benchmarks.md).
 
 use std::{fmt, path::Path};
 

@@ -1,7 +1,8 @@
 //! The documentation's links: every relative link in the repository's Markdown resolves to a
 //! file inside the repository, every `#anchor` to a heading of the page it names (GitHub's
-//! slug rules), and no page cites a document kept outside the repository. A reader who
-//! clones the repository must be able to follow every link.
+//! slug rules), the repository paths the README and docs/ cite in code spans exist, and no
+//! page cites a document kept outside the repository. A reader who clones the repository must
+//! be able to follow every link.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -179,6 +180,80 @@ fn every_relative_link_and_anchor_in_the_docs_resolves() {
         })
         .collect();
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// The repository paths a page cites in code spans (`` `src/webhook/cache.rs` ``,
+/// `` `config/samples/` ``): a span without spaces whose first component is one of the
+/// repository's top-level directories. Spans with a placeholder (`<target>`, `*`, `$VAR`,
+/// `…`) name a family of files, not one.
+fn cited_paths(text: &str, top_dirs: &BTreeSet<String>) -> Vec<String> {
+    outside_fences(text)
+        .into_iter()
+        .flat_map(|line| line.split('`').skip(1).step_by(2))
+        .map(str::trim)
+        .filter(|span| {
+            !span.is_empty()
+                && !span.contains(char::is_whitespace)
+                && !span.contains(['<', '>', '*', '$', '{', '}', '…'])
+                && !span.contains("...")
+                && span
+                    .split_once('/')
+                    .is_some_and(|(first, _)| top_dirs.contains(first))
+        })
+        .map(String::from)
+        .collect()
+}
+
+/// The README and the docs cite files by path, outside links too (the README's "where to
+/// change what" table, the docs' `scripts/...` and `tests/it/...`): each must exist, so that a
+/// file that moves takes its citations along.
+#[test]
+fn every_repository_path_cited_in_the_readme_and_docs_exists() {
+    let top_dirs: BTreeSet<String> = fs::read_dir(repo())
+        .unwrap_or_else(|e| panic!("listing the repository: {e}"))
+        .map(|entry| entry.unwrap_or_else(|e| panic!("listing the repository: {e}")))
+        .filter(|entry| entry.path().is_dir())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| !name.starts_with('.') && name != "target")
+        .collect();
+    for needed in ["src", "docs", "tests", "scripts"] {
+        assert!(
+            top_dirs.contains(needed),
+            "{needed}/ is a top-level directory"
+        );
+    }
+    let pages: Vec<PathBuf> = markdown_files()
+        .into_iter()
+        .filter(|page| {
+            let page = rel(page);
+            page == "README.md" || page.strip_prefix("docs/").is_some_and(|p| !p.contains('/'))
+        })
+        .collect();
+    assert!(pages.len() > 5, "README.md and docs/*.md: {pages:?}");
+    let missing: Vec<String> = pages
+        .iter()
+        .flat_map(|page| {
+            cited_paths(&read(page), &top_dirs)
+                .into_iter()
+                .filter(|path| !repo().join(path).exists())
+                .map(|path| format!("{}: {path}", rel(page)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "cited paths that do not exist:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn cited_paths_are_spans_under_a_top_level_directory() {
+    let top: BTreeSet<String> = ["src", "fuzz"].into_iter().map(String::from).collect();
+    let page = "`src/testing.rs` and `src/mutate/` (`pod.rs`), `fuzz/corpus/<target>/`,\n\
+                `irsa webhook --help`, `~/.cache/irsa`, `target/release/irsa`\n\
+                ```sh\nls `src/in_a_fence.rs`\n```\n";
+    assert_eq!(cited_paths(page, &top), ["src/testing.rs", "src/mutate/"]);
 }
 
 #[test]

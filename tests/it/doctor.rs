@@ -519,6 +519,55 @@ async fn a_pod_created_before_its_sa_was_annotated_is_caught() {
     );
 }
 
+/// A cluster without irsa's CRDs answers the bindings' path with the API server's plain-text
+/// `404 page not found` (no `Status`): the binding step says the CRDs are not installed and
+/// how to install them, not kube's parse error, and the other steps run as usual.
+#[tokio::test]
+async fn without_the_crds_the_binding_step_says_how_to_install_them() {
+    let w = world(
+        "doctor-no-crds",
+        "system:serviceaccount:team-a:app",
+        AUD,
+        &[AUD],
+    )
+    .await;
+    let mut routes = sa_routes(
+        &w,
+        sa_object(json!({"eks.amazonaws.com/role-arn": w.role_arn})),
+        AUD,
+    );
+    routes[1] = kube_api::not_served(Method::GET, IRB_PATH);
+    let (env, calls) = env(&w, routes);
+    let report = diagnose(&env, &sa_target(), &opts(false)).await;
+    let text = report.render_text(false);
+    let check = report.checks.iter().find(|c| c.id == "binding").unwrap();
+    assert_eq!(check.status, Status::Skip, "{text}");
+    assert!(
+        check.evidence.starts_with(
+            "irsa's CRDs are not installed (the API server does not serve iamrolebindings.irsa.dev)"
+        ),
+        "{text}"
+    );
+    assert!(
+        check
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains(irsa::crd::INSTALL_COMMAND)),
+        "{text}"
+    );
+    assert!(!text.contains("Failed to parse error data"), "{text}");
+    assert!(report.ok, "a missing binding fails nothing: {text}");
+    assert_eq!(status_of(&report, "trust-policy"), Status::Pass, "{text}");
+    assert_eq!(
+        calls
+            .seen()
+            .iter()
+            .filter(|c| *c == &format!("GET {IRB_PATH}"))
+            .count(),
+        1
+    );
+}
+
 #[tokio::test]
 async fn binding_status_is_reported() {
     let w = world(

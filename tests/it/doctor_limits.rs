@@ -1,4 +1,4 @@
-//! Issue 12 #8: `irsa doctor` reads an issuer's discovery document and JWKS with a size cap.
+//! `irsa doctor` reads an issuer's discovery document and JWKS with a size cap.
 //! A hostile issuer (an endless JWKS, an announced 100 MB document) gets a clear error naming
 //! the URL and the cap, not the doctor's memory. The issuer is served by
 //! `common::issuer::HttpsListener` (axum over rustls on 127.0.0.1), with bodies of our choosing.

@@ -95,6 +95,18 @@ fn irsa(args: &[&str]) -> std::process::Output {
     cmd.args(args).output().unwrap()
 }
 
+/// `--service-accounts-file` is for benchmarks and tests: `--help` does not list it (the test
+/// above runs it).
+#[test]
+fn help_does_not_list_the_bench_and_test_flag() {
+    let out = irsa(&["webhook", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(help.contains("--sa-lookup-timeout"), "{help}");
+    assert!(!help.contains("service-accounts-file"), "{help}");
+    assert!(!help.contains("SERVICE_ACCOUNTS_FILE"), "{help}");
+}
+
 #[test]
 fn zero_and_absurd_durations_are_usage_errors() {
     let webhook = ["webhook", "--tls-cert-file", "/c", "--tls-key-file", "/k"];

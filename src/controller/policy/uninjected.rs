@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::controller::policy::desired::Key;
@@ -17,10 +17,9 @@ pub struct PodFacts {
     pub pod: Key,
     pub uid: String,
     pub service_account: String,
-    /// A web-identity or Pod Identity token volume, or any container with the identity
-    /// variables of either mode.
+    /// [`mutate::has_credentials`], the doctor's rule too.
     pub credentials: bool,
-    /// The labels the webhook honours to leave a pod alone.
+    /// [`mutate::opted_out`], the webhook's rule.
     pub opted_out: bool,
     /// Succeeded, Failed or being deleted: nothing left to warn about.
     pub finished: bool,
@@ -32,20 +31,13 @@ impl PodFacts {
         let meta = &pod.metadata;
         let spec = pod.spec.as_ref();
         let volumes = spec.and_then(|s| s.volumes.as_deref()).unwrap_or_default();
-        let token_volume = volumes.iter().any(|v| {
-            v.name == config::TOKEN_VOLUME_NAME || v.name == config::DEFAULT_CC_VOLUME_NAME
-        });
-        let containers = spec
+        let env = spec
             .map(|s| s.init_containers.iter().flatten().chain(&s.containers))
             .into_iter()
-            .flatten();
-        let identity_env = |c: &Container| {
-            c.env.iter().flatten().any(|e| {
-                mutate::IRSA_IDENTITY_ENV.contains(&e.name.as_str())
-                    || mutate::CC_IDENTITY_ENV.contains(&e.name.as_str())
-            })
-        };
-        let credentials = token_volume || containers.into_iter().any(identity_env);
+            .flatten()
+            .flat_map(|c| c.env.iter().flatten())
+            .map(|e| e.name.as_str());
+        let credentials = mutate::has_credentials(volumes.iter().map(|v| v.name.as_str()), env);
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         Self {
             pod: Key::new(
@@ -59,7 +51,10 @@ impl PodFacts {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "default".to_string()),
             credentials,
-            opted_out: meta.labels.as_ref().is_some_and(mutate::opted_out),
+            opted_out: meta
+                .labels
+                .as_ref()
+                .is_some_and(|l| mutate::opted_out(l).is_some()),
             finished: matches!(phase, Some("Succeeded" | "Failed"))
                 || meta.deletion_timestamp.is_some(),
             created: meta.creation_timestamp.as_ref().map(|t| t.0),

@@ -122,6 +122,71 @@ fn pod_mutated_detects_the_sa_annotated_after_the_pod_case() {
     );
 }
 
+/// The pod step reports "opted out" for exactly the pods the webhook's rule opts out: a bare
+/// pod of a role that is not opted out lacks its credentials (FAIL), whatever else it is
+/// labelled.
+#[test]
+fn pod_mutated_opts_out_by_the_webhooks_rule() {
+    let cfg = MutationConfig::default();
+    let ids = Identities::default();
+    let role = sa(&[("eks.amazonaws.com/role-arn", ARN)]);
+    for skip in [None, Some("true"), Some("false"), Some(""), Some("yes")] {
+        for eks in [None, Some("true"), Some("false"), Some(""), Some("yes")] {
+            let labels: std::collections::BTreeMap<String, String> =
+                [(mutate::SKIP_LABEL, skip), (mutate::EKS_SKIP_LABEL, eks)]
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k.to_string(), v?.to_string())))
+                    .collect();
+            let pod = json!({"metadata": {"name": "web-0", "labels": labels},
+                             "spec": {"containers": [{"name": "app"}]}});
+            let check = pod_mutated(&pod, "team-a", &role, &cfg, &ids);
+            match mutate::opted_out(&labels) {
+                Some(label) => {
+                    assert_eq!(check.status, Status::Warn, "{labels:?}: {check:?}");
+                    assert!(
+                        check
+                            .evidence
+                            .contains(&format!("opts out of injection with label {label}=")),
+                        "{labels:?}: {check:?}"
+                    );
+                }
+                None => assert_eq!(check.status, Status::Fail, "{labels:?}: {check:?}"),
+            }
+        }
+    }
+}
+
+/// A pod with credentials but not all of today's injection (here a container added after
+/// admission) is a WARN, like the controller, which does not report it; its Event is not
+/// looked up.
+#[test]
+fn a_partly_injected_pod_is_a_warning() {
+    let cfg = MutationConfig::default();
+    let ids = Identities::default();
+    let role = sa(&[("eks.amazonaws.com/role-arn", ARN)]);
+    let bare = json!({"metadata": {"name": "web-0"}, "spec": {"containers": [{"name": "app"}]}});
+    let m = mutate::mutate(&cfg, &ids, "team-a", &role, &bare, &mut rand::rng()).unwrap();
+    let mut pod = bare.clone();
+    json_patch::patch(&mut pod, &m.patch).unwrap();
+    pod["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "late"}));
+    let check = pod_mutated(&pod, "team-a", &role, &cfg, &ids);
+    assert_eq!(check.status, Status::Warn, "{check:?}");
+    assert!(
+        check
+            .evidence
+            .contains("carries AWS credentials but not all")
+            && check.evidence.contains("/spec/containers/1/env"),
+        "{}",
+        check.evidence
+    );
+    assert!(check.sts_error.is_none(), "{check:?}");
+    let evidence = check.evidence.clone();
+    assert_eq!(with_controller_event(check, Ok(None)).evidence, evidence);
+}
+
 fn provider(url: &str, client_ids: &[&str]) -> OidcProvider {
     OidcProvider {
         arn: format!("arn:aws:iam::111122223333:oidc-provider/{url}"),

@@ -3,6 +3,7 @@
 //! does a dry-run pod of the ServiceAccount come back mutated. The second is the verdict; the
 //! first says why when it does not.
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::doctor::report::Check;
@@ -161,6 +162,17 @@ pub fn dry_run(
         }
         DryRun::Created(pod) => pod,
     };
+    // It carries the `--pod` pod's labels: opted out, it is left alone by design.
+    let view = mutate::Pod::deserialize(pod).unwrap_or_default();
+    if let Some(label) = mutate::opted_out(view.labels()) {
+        return Check::skip(
+            DRY_RUN_ID,
+            DRY_RUN_TITLE,
+            format!(
+                "{who} carries the pod's label {label}, which opts it out: the webhook leaves it alone"
+            ),
+        );
+    }
     match missing_injection(cfg, identities, namespace, sa, pod) {
         None => Check::skip(
             DRY_RUN_ID,
@@ -358,9 +370,35 @@ mod tests {
             &sa(&[]),
             &cfg(),
             &identities,
-            &DryRun::Created(bare),
+            &DryRun::Created(bare.clone()),
         );
         assert_eq!(c.status, Status::Skip, "no role, nothing to inject: {c:?}");
+
+        // With the `--pod` pod's labels: opted out by the webhook's rule, left alone by design;
+        // `irsa.dev/skip: "false"` opts nothing out, so the unmutated pod is the failure.
+        for (labels, want) in [
+            (json!({"irsa.dev/skip": "true"}), Status::Skip),
+            (
+                json!({"eks.amazonaws.com/skip-pod-identity-webhook": ""}),
+                Status::Skip,
+            ),
+            (json!({"irsa.dev/skip": "false"}), Status::Fail),
+            (
+                json!({"eks.amazonaws.com/skip-pod-identity-webhook": "false"}),
+                Status::Fail,
+            ),
+        ] {
+            let mut labelled = bare.clone();
+            labelled["metadata"]["labels"] = labels.clone();
+            let c = dry_run(
+                "team-a",
+                &sa(&[ROLE]),
+                &cfg(),
+                &identities,
+                &DryRun::Created(labelled),
+            );
+            assert_eq!(c.status, want, "{labels}: {c:?}");
+        }
 
         let c = dry_run(
             "team-a",

@@ -1,6 +1,7 @@
 //! Installing irsa the ways the README tells a user to: `helm install` / `upgrade
-//! --reuse-values` / `uninstall` of `charts/irsa` with the real helm CLI, and `kubectl apply
-//! -k config/default`. There is no kubelet or scheduler in the local control plane, so the
+//! --reuse-values` / `uninstall` of `charts/irsa` with the real helm CLI, `kubectl apply -k
+//! config/default`, and `kubectl apply -f crds/` (what the controller and the doctor say when
+//! the CRDs are missing). There is no kubelet or scheduler in the local control plane, so the
 //! Deployments' pods are never created or stay Pending: these tests check what the API server
 //! stored, not running pods (the other e2e tests run the binaries themselves).
 
@@ -268,4 +269,45 @@ async fn kubectl_apply_k_config_default_creates_everything_but_cert_manager_obje
         &list(&removable),
     );
     assert!(ok, "kubectl delete: {stderr}");
+}
+
+/// The command the controller's and the doctor's messages give when the CRDs are missing
+/// (`irsa::crd::INSTALL_COMMAND`, docs/controller.md), run as a user runs it: the real kubectl
+/// from the repository's root. It exits 0, applies both CRDs and nothing else, and the API
+/// server serves them. The CRDs may already be there (other tests install them): applying them
+/// again is what a user repeating the command does.
+#[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
+async fn kubectl_apply_f_crds_as_the_messages_say_installs_the_crds() {
+    support::settings();
+    let client = support::client().await;
+    let command: Vec<&str> = irsa::crd::INSTALL_COMMAND.split_whitespace().collect();
+    assert_eq!(command[0], "kubectl", "{command:?}");
+    let out = std::process::Command::new("kubectl")
+        .args(&command[1..])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("running kubectl: {e}"));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "`{}` exited with {}: {stderr}\n{stdout}",
+        irsa::crd::INSTALL_COMMAND,
+        out.status
+    );
+    // One line per object: `<kind>.<group>/<name> created|configured|unchanged`.
+    let applied: BTreeSet<String> = stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    let crds: BTreeSet<String> = CRDS
+        .iter()
+        .map(|name| format!("customresourcedefinition.apiextensions.k8s.io/{name}"))
+        .collect();
+    assert_eq!(applied, crds, "{stdout}");
+    crds_established(&client).await;
 }

@@ -16,6 +16,7 @@ mod install;
 mod issuer;
 mod kubelet;
 mod leader;
+mod opt_out;
 mod publish;
 mod rbac;
 mod selftls;

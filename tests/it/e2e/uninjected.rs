@@ -1,4 +1,4 @@
-//! The controller reports pods that were not injected (issue 15, item 2): the webhook is
+//! The controller reports pods that were not injected: the webhook is
 //! registered with `failurePolicy: Ignore` and then stopped, a pod of an annotated
 //! ServiceAccount is admitted unmutated, and the controller (a local process under the chart's
 //! RBAC) gives it a `PodNotInjected` Warning Event and counts it in

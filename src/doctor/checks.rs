@@ -73,8 +73,8 @@ pub fn service_account(
         .map(|v| v.trim())
         .filter(|v| !v.is_empty())
     else {
-        // A `role-arn` under another prefix (`eks.amazon.com/role-arn`, the reference
-        // webhook's issue #200) looks right to a human and is ignored by the webhook.
+        // A `role-arn` under another prefix (`eks.amazon.com/role-arn`, a typo users of the
+        // reference webhook often make) looks right to a human and is ignored by the webhook.
         let misspelt = sa
             .annotations
             .iter()

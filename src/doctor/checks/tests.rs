@@ -36,7 +36,7 @@ fn service_account_pass_and_each_failure() {
         )
     );
 
-    // The reference webhook's issue #200: a typo'd prefix is named, with the rename.
+    // A typo'd prefix (often made with the reference webhook) is named, with the rename.
     let (check, facts) = check_sa(Some(&sa(&[
         ("eks.amazon.com/role-arn", ARN),
         ("eks.amazonaws.com/audience", "aud-x"),

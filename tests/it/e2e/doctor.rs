@@ -437,8 +437,8 @@ async fn provider_url_with_a_trailing_slash_fails_the_oidc_provider_step() {
     case.finish().await;
 }
 
-/// (d) `eks.amazon.com/role-arn` (the reference webhook's issue #200): the doctor names the
-/// misspelt annotation, says the webhook ignores it, and its fix command repairs it.
+/// (d) `eks.amazon.com/role-arn` (a typo the reference webhook silently ignores): the doctor
+/// names the misspelt annotation, says the webhook ignores it, and its fix command repairs it.
 #[tokio::test]
 #[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
 async fn typo_in_the_annotation_prefix_is_named_as_ignored_by_the_webhook() {

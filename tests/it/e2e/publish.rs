@@ -85,16 +85,11 @@ async fn state_events(client: &kube::Client, reason: &str) -> Vec<Event> {
         .collect()
 }
 
-/// A versioned bucket (every PutObject is a version: writes can be counted) whose shipped
-/// bucket policy lets anyone read exactly the two objects below `cluster/`, never ACLs.
+/// An issuer bucket ([`support::issuer_bucket`], objects below `cluster/`), versioned: every
+/// PutObject is a version, so writes can be counted.
 async fn public_bucket(sdk: &aws_config::SdkConfig) -> (aws_sdk_s3::Client, String) {
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    let bucket = support::unique("irsa-e2e");
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let s3 = support::s3_client(sdk);
+    let bucket = support::issuer_bucket(&s3, "cluster").await;
     s3.put_bucket_versioning()
         .bucket(&bucket)
         .versioning_configuration(
@@ -102,15 +97,6 @@ async fn public_bucket(sdk: &aws_config::SdkConfig) -> (aws_sdk_s3::Client, Stri
                 .status(BucketVersioningStatus::Enabled)
                 .build(),
         )
-        .send()
-        .await
-        .unwrap();
-    let policy = include_str!("../../../config/iam/issuer-bucket-policy.json")
-        .replace("BUCKET", &bucket)
-        .replace("PREFIX", "cluster");
-    s3.put_bucket_policy()
-        .bucket(&bucket)
-        .policy(policy)
         .send()
         .await
         .unwrap();

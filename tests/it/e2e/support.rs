@@ -343,6 +343,37 @@ async fn env_aws() -> AwsEnv {
     }
 }
 
+/// An S3 client for an emulator's endpoint: buckets by path, not by host name.
+pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// A fresh bucket whose shipped bucket policy (`config/iam/issuer-bucket-policy.json`) lets
+/// anyone read exactly the issuer's two objects below `prefix/`, never ACLs: where a
+/// self-managed cluster's issuer lives. Its name.
+pub async fn issuer_bucket(s3: &aws_sdk_s3::Client, prefix: &str) -> String {
+    let bucket = unique("irsa-issuer");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("creating bucket {bucket}: {e:?}"));
+    let policy = include_str!("../../../config/iam/issuer-bucket-policy.json")
+        .replace("BUCKET", &bucket)
+        .replace("PREFIX", prefix);
+    s3.put_bucket_policy()
+        .bucket(&bucket)
+        .policy(policy)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("the issuer bucket's public-read policy: {e:?}"));
+    bucket
+}
+
 /// Creates the IAMRoleBinding `name` in `ns` of `role_arn` for `service_accounts` (which
 /// it annotates), as an app team writes it.
 pub async fn create_binding(

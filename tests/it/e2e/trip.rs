@@ -83,18 +83,8 @@ impl Trip {
     /// anyone may read below `cluster/`, and a control plane of its own issuing for it.
     async fn self_managed() -> (Self, String) {
         let verifier = Verifier::from_env();
-        let s3 = s3_client(&verifier.sdk().await);
-        let bucket = unique("irsa-issuer");
-        s3.create_bucket().bucket(&bucket).send().await.unwrap();
-        let policy = include_str!("../../../config/iam/issuer-bucket-policy.json")
-            .replace("BUCKET", &bucket)
-            .replace("PREFIX", "cluster");
-        s3.put_bucket_policy()
-            .bucket(&bucket)
-            .policy(policy)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("the issuer bucket's public-read policy: {e:?}"));
+        let s3 = support::s3_client(&verifier.sdk().await);
+        let bucket = support::issuer_bucket(&s3, "cluster").await;
         let issuer = format!("{}/{bucket}/cluster", verifier.https);
         let plane = OwnPlane::up_with_issuer(&issuer);
         let admin = plane.kubeconfig();
@@ -144,7 +134,7 @@ impl Trip {
         let direct = verifier.sdk().await;
         let ns = support::create_namespace(&client, "irsa-e2e-trip").await;
         let mut trip = Self {
-            s3: s3_client(&direct),
+            s3: support::s3_client(&direct),
             iam: aws_sdk_iam::Client::new(&direct),
             verifier,
             client: client.clone(),
@@ -392,14 +382,6 @@ impl Trip {
         self.controller = None;
         support::delete_namespace(&self.client, &self.ns).await;
     }
-}
-
-fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(true)
-            .build(),
-    )
 }
 
 const SDK_PROBE_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/e2e/sdk_probe.py");

@@ -132,7 +132,7 @@ async fn pod_of_an_annotated_serviceaccount_is_mutated() {
     case.finish().await;
 }
 
-/// The reference webhook's issue #174: a ServiceAccount created right before its pod (as one
+/// The reference webhook's race with a new ServiceAccount: one created right before its pod (as one
 /// `kubectl apply` of both does) is not in the cache yet; the direct lookup still finds it.
 #[tokio::test]
 #[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]

@@ -136,25 +136,7 @@ cmd_build() {
 gen_pki() {
   local pki="$DIR/pki"
   mkdir -p "$pki" && cd "$pki"
-  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 7 \
-    -subj "/CN=irsa-test-ca" 2>/dev/null
-  cert() { # name subject [san]
-    openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
-    local ext="$1.ext"
-    {
-      echo "basicConstraints=CA:FALSE"
-      echo "keyUsage=digitalSignature,keyEncipherment"
-      if [[ -n "${3:-}" ]]; then
-        echo "extendedKeyUsage=serverAuth"
-        echo "subjectAltName=$3"
-      else
-        echo "extendedKeyUsage=clientAuth"
-      fi
-    } >"$ext"
-    openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$1.crt" \
-      -days 7 -extfile "$ext" 2>/dev/null
-    rm -f "$1.csr" "$ext"
-  }
+  new_ca irsa-test-ca
   cert apiserver "/CN=kube-apiserver" \
     "IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
   cert admin "/O=system:masters/CN=irsa-test-admin"

@@ -1,11 +1,37 @@
 # shellcheck shell=bash
 # Sourced by the scripts that run local test services (control-plane.sh, verifying-sts.sh):
-# free ports, bounded waits that fail with the logs, and stopping exactly the processes they
-# started. The sourcing script defines `die` and `DIR` (its state directory: logs/*.log,
+# free ports, a throwaway PKI, bounded waits that fail with the logs, and stopping exactly the
+# processes they started. The sourcing script defines `die` and `DIR` (its state directory: logs/*.log,
 # pids/<name>).
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# new_ca CN: ca.key and ca.crt in the current directory, valid for a week.
+new_ca() {
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 7 \
+    -subj "/CN=$1" 2>/dev/null
+}
+
+# cert NAME SUBJECT [SAN]: NAME.key and NAME.crt signed by the current directory's CA: a
+# serving certificate for SAN, or without SAN a client certificate.
+cert() {
+  openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
+  local ext="$1.ext"
+  {
+    echo "basicConstraints=CA:FALSE"
+    echo "keyUsage=digitalSignature,keyEncipherment"
+    if [[ -n "${3:-}" ]]; then
+      echo "extendedKeyUsage=serverAuth"
+      echo "subjectAltName=$3"
+    else
+      echo "extendedKeyUsage=clientAuth"
+    fi
+  } >"$ext"
+  openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$1.crt" \
+    -days 7 -extfile "$ext" 2>/dev/null
+  rm -f "$1.csr" "$ext"
 }
 
 # Prints the last lines of every log: what a failed wait shows.

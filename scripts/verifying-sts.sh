@@ -100,15 +100,8 @@ cmd_build() {
 gen_pki() {
   local pki="$DIR/pki"
   mkdir -p "$pki" && cd "$pki"
-  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 7 \
-    -subj "/CN=irsa-verifier-ca" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr \
-    -subj "/CN=irsa-verifier" 2>/dev/null
-  printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=digitalSignature,keyEncipherment" \
-    "extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost" >server.ext
-  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt \
-    -days 7 -extfile server.ext 2>/dev/null
-  rm -f server.csr server.ext
+  new_ca irsa-verifier-ca
+  cert server "/CN=irsa-verifier" "IP:127.0.0.1,DNS:localhost"
   cp ca.crt "$DIR/ca.crt"
   cd - >/dev/null
 }

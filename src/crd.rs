@@ -9,8 +9,12 @@ use kube::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
+use irsa_core::crd_status::conditions_schema;
+pub use irsa_core::crd_status::{IAMRoleBindingStatus, condition, reason};
+
 use crate::{
     arn::ROLE_ARN_PATTERN,
+    controller::policy::authz::GrantSpec,
     mutate::config::{MAX_EXPIRATION, MIN_EXPIRATION},
 };
 
@@ -24,38 +28,6 @@ pub const FINALIZER: &str = "irsa.dev/trust-policy";
 /// ServiceAccount names, and a binding must be able to name every SA that can exist.
 pub const SERVICE_ACCOUNT_NAME_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
-
-/// Condition types written on `IAMRoleBinding.status.conditions`.
-pub mod condition {
-    /// Summary: True when every other condition is True.
-    pub const READY: &str = "Ready";
-    /// A grant or a role tag allows this namespace/SA/role combination.
-    pub const AUTHORIZED: &str = "Authorized";
-    /// The role's trust policy holds exactly the subjects this binding asks for.
-    pub const TRUST_POLICY_APPLIED: &str = "TrustPolicyApplied";
-    /// `annotateServiceAccounts`: the listed SAs carry the role annotations.
-    pub const SERVICE_ACCOUNTS_ANNOTATED: &str = "ServiceAccountsAnnotated";
-}
-
-/// `reason` values of those conditions (CamelCase, as Kubernetes requires).
-pub mod reason {
-    pub const TRUST_POLICY_APPLIED: &str = "TrustPolicyApplied";
-    pub const GRANT_MATCHED: &str = "GrantMatched";
-    pub const ROLE_TAG_MATCHED: &str = "RoleTagMatched";
-    pub const NOT_AUTHORIZED: &str = "NotAuthorized";
-    pub const TRUST_POLICY_TOO_LARGE: &str = "TrustPolicyTooLarge";
-    pub const INVALID_ROLE_ARN: &str = "InvalidRoleArn";
-    pub const ROLE_NOT_FOUND: &str = "RoleNotFound";
-    pub const OIDC_PROVIDER_MISSING: &str = "OIDCProviderMissing";
-    pub const IAM_ERROR: &str = "IAMError";
-    pub const ANNOTATED: &str = "Annotated";
-    pub const ANNOTATION_DISABLED: &str = "AnnotationDisabled";
-    pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
-    /// An SA already carries a different `role-arn` the controller did not write.
-    pub const CONFLICT: &str = "Conflict";
-    pub const RECONCILING: &str = "Reconciling";
-    pub const DELETING: &str = "Deleting";
-}
 
 /// These ServiceAccounts of this namespace may assume this role.
 // clippy reads the repeated `type_` of kube's printcolumn(...) entries as duplicates.
@@ -137,37 +109,6 @@ fn default_true() -> bool {
     true
 }
 
-/// What the controller observed and did for one binding.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct IAMRoleBindingStatus {
-    /// The `metadata.generation` this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-
-    /// Ready, Authorized, TrustPolicyApplied, ServiceAccountsAnnotated.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "conditions_schema")]
-    pub conditions: Vec<Condition>,
-
-    /// The role whose trust policy holds this binding's subjects (kept until cleaned, so a
-    /// changed `spec.roleArn` lets the controller clean the old role).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role_arn: Option<String>,
-
-    /// The IAM OIDC provider the trust statement names as `Principal.Federated`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oidc_provider_arn: Option<String>,
-
-    /// Size of the role's trust policy, whitespace excluded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trust_policy_chars: Option<i64>,
-
-    /// The trust-policy size quota the controller enforces (`--trust-policy-max-chars`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trust_policy_limit: Option<i64>,
-}
-
 /// Who may bind what: the controller trusts a subject only if a grant (or the role's
 /// `irsa.dev/allowed-namespaces` tag) allows it. Default deny.
 // clippy reads the repeated `type_` of kube's printcolumn(...) entries as duplicates.
@@ -210,6 +151,18 @@ pub struct IAMRoleGrantSpec {
     /// `system:serviceaccount:<ns>:*` when the policy would exceed its size quota?
     #[serde(default)]
     pub allow_namespace_wildcard_trust: bool,
+}
+
+/// What the pure authorization reads of a grant.
+impl From<&IAMRoleGrantSpec> for GrantSpec {
+    fn from(g: &IAMRoleGrantSpec) -> Self {
+        Self {
+            namespaces: g.namespaces.clone(),
+            role_arns: g.role_arns.clone(),
+            service_accounts: g.service_accounts.clone(),
+            allow_namespace_wildcard_trust: g.allow_namespace_wildcard_trust,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -313,28 +266,6 @@ fn role_arn_glob_list_schema(_: &mut SchemaGenerator) -> Schema {
             "rule": "self.all(a, a != 'arn:*:iam::*:role/*')",
             "message": "a grant for every role in every account is almost certainly a mistake; name the account",
         }],
-    })
-}
-
-/// `metav1.Condition` as the API server validates it, keyed by `type` so server-side apply
-/// merges conditions one by one.
-fn conditions_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["type"],
-        "items": {
-            "type": "object",
-            "required": ["type", "status", "lastTransitionTime", "reason", "message"],
-            "properties": {
-                "type": {"type": "string", "maxLength": 316},
-                "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-                "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
-                "lastTransitionTime": {"type": "string", "format": "date-time"},
-                "reason": {"type": "string", "maxLength": 1024, "minLength": 1},
-                "message": {"type": "string", "maxLength": 32768},
-            },
-        },
     })
 }
 

@@ -1,7 +1,8 @@
 //! irsa: IAM Roles for Service Accounts for Kubernetes.
 //!
-//! The pure modules ([`mutate`], [`trust`], [`arn`]) hold the product's logic and do no I/O;
-//! [`webhook`], [`controller`] and [`doctor`] translate between the world and them.
+//! The product's logic lives in the `irsa-core` crate ([`mutate`], [`trust`], [`arn`], the
+//! controller's [`controller::policy`]), which does no I/O and depends on no client; this
+//! crate's [`webhook`], [`controller`] and [`doctor`] translate between the world and it.
 
 // Index and slice only through checked APIs (`get`, `strip_prefix`, `split_once`, ...): a byte
 // index into request or issuer data is a panic waiting for a multi-byte character. Denied
@@ -9,7 +10,9 @@
 // `#[cfg(test)]` code is exempt through clippy.toml.
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
-pub mod arn;
+// The pure core, under the paths the rest of this crate (and its tests) name it by.
+pub use irsa_core::{arn, mutate, names, trust};
+
 pub mod aws;
 pub mod backoff;
 pub mod cli;
@@ -20,15 +23,12 @@ pub mod doctor;
 pub mod error;
 pub mod issuer;
 pub mod metrics;
-pub mod mutate;
-pub mod names;
 pub mod shutdown;
 pub mod supervise;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tls_probe;
-pub mod trust;
 pub mod webhook;
 
 /// Installs aws-lc-rs as the process-wide rustls provider. kube, axum-server, reqwest and the

@@ -7,6 +7,6 @@
 // Test code: a panic is how a helper fails the test, and a fixture is clearer indexed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-pub mod fixtures;
+pub use irsa_core::fixtures;
 pub mod kube_api;
 pub mod oidc;

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use irsa::issuer::url::issuer_host_path;
+use irsa::issuer::issuer_host_path;
 use irsa::trust::{
     Claims, CompileInput, DEFAULT_MAX_CHARS, PolicyDocument, Subject, compile, evaluate,
 };

@@ -35,8 +35,8 @@ pub use self::error::{Error, Result};
 pub use self::oidc::{OidcProvider, ProviderLookup, ProviderOutcome, ProviderSpec};
 pub use self::role::{ConvergeOptions, RoleTrust, TrustOutcome};
 pub use self::sts::{AssumedRole, CallerIdentity, StsRejection};
+use crate::issuer::IssuerUrl;
 use crate::issuer::discover::{self, Issuer};
-use crate::issuer::url::IssuerUrl;
 
 /// Attempts per API call (first try included) of the production config.
 const MAX_ATTEMPTS: u32 = 8;

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::UsageError;
 use crate::cli::{IssuerArgs, IssuerCommand, IssuerRenderArgs};
-use crate::issuer::{self, url::IssuerUrl};
+use crate::issuer::{self, IssuerUrl};
 
 pub fn run(args: IssuerArgs) -> anyhow::Result<ExitCode> {
     match args.command {

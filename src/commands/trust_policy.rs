@@ -12,7 +12,7 @@ use std::{
 use crate::{
     cli::TrustPolicyArgs,
     error::UsageError,
-    issuer::url::{is_issuer_host_path, issuer_host_path},
+    issuer::{is_issuer_host_path, issuer_host_path},
     trust::{self, CompileInput, Compiled, PolicyDocument, Subject},
 };
 
@@ -162,7 +162,7 @@ fn read_document(path: &Path) -> anyhow::Result<PolicyDocument> {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use crate::issuer::url::{is_issuer_host_path, issuer_host_path};
+    use crate::issuer::{is_issuer_host_path, issuer_host_path};
     use crate::trust::{self, CompileInput, Subject};
 
     proptest::proptest! {

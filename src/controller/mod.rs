@@ -3,7 +3,7 @@
 //! [`run`] reads the flags, resolves the cluster's identity and hands over to [`wiring`].
 //! The work is split by side: [`k8s`] (bindings, stores, Events) marks roles for [`iam`]
 //! (queue, worker, role reconcile) and reads its reports; both decide through [`policy`],
-//! which is pure. AWS is reached through [`crate::aws`] (as [`metrics::Aws`], counting every
+//! which is pure (in the `irsa-core` crate). AWS is reached through [`crate::aws`] (as [`metrics::Aws`], counting every
 //! call), the issuer through [`crate::issuer::discover`].
 
 pub mod admin;
@@ -11,9 +11,11 @@ pub mod iam;
 pub mod k8s;
 pub mod leader;
 pub mod metrics;
-pub mod policy;
 pub mod publish;
 pub mod wiring;
+
+/// The controller's pure decisions, in the core crate.
+pub use irsa_core::policy;
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -31,8 +31,8 @@ use super::k8s::events::publish_on;
 use super::metrics::Metrics;
 use crate::issuer::discover::api_server_document;
 use crate::issuer::retention::{self, KeyState, REFUSED_PREFIX, STATE_KEY, STATUS_KEY};
-use crate::issuer::url::{InvalidIssuerUrl, IssuerUrl};
 use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
+use crate::issuer::{InvalidIssuerUrl, IssuerUrl};
 
 /// What STS and caches may keep: short, so a rotation is seen within minutes.
 pub const CACHE_CONTROL: &str = "max-age=300";

@@ -15,7 +15,7 @@ use crate::{
     arn::RoleArn,
     aws::{Error as AwsError, ProviderLookup, RoleTrust},
     crd::{IAMRoleBinding, condition},
-    issuer::{DISCOVERY_PATH, document_url, retention::REFUSED_PREFIX, url::issuer_host_path},
+    issuer::{DISCOVERY_PATH, document_url, issuer_host_path, retention::REFUSED_PREFIX},
     mutate::{self, Identities, MutationConfig, ServiceAccountInfo},
     trust::{Claims as IamClaims, PolicyDocument, evaluate, provider_host_path},
 };

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     arn::RoleArn,
     aws::{Aws, ProviderLookup},
-    issuer::{discover, url::IssuerUrl},
+    issuer::{IssuerUrl, discover},
     mutate::{self, Identities, MutationConfig, ServiceAccountInfo},
 };
 

@@ -9,8 +9,8 @@
 
 use serde::Deserialize;
 
+use super::IssuerUrl;
 use super::documents::DISCOVERY_PATH;
-use super::url::IssuerUrl;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

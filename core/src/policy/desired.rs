@@ -17,20 +17,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::controller::policy::authz::{self, Decision, GrantSpec, Request, Via};
-use crate::crd::IAMRoleGrantSpec;
+use crate::policy::authz::{self, Decision, GrantSpec, Request, Via};
 use crate::trust::Subject;
-
-impl From<&IAMRoleGrantSpec> for GrantSpec {
-    fn from(g: &IAMRoleGrantSpec) -> Self {
-        GrantSpec {
-            namespaces: g.namespaces.clone(),
-            role_arns: g.role_arns.clone(),
-            service_accounts: g.service_accounts.clone(),
-            allow_namespace_wildcard_trust: g.allow_namespace_wildcard_trust,
-        }
-    }
-}
 
 /// The part of an `IAMRoleBinding` the decision needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,7 +299,7 @@ pub fn for_role(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::fixtures::binding;
+    use crate::fixtures::binding;
 
     const ROLE: &str = "arn:aws:iam::111122223333:role/team-a-s3";
     const OTHER: &str = "arn:aws:iam::111122223333:role/other";

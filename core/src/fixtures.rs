@@ -1,7 +1,7 @@
 //! Small values many tests build the same way.
 
-use crate::controller::policy::desired::BindingInfo;
 use crate::mutate::ServiceAccountInfo;
+use crate::policy::desired::BindingInfo;
 
 /// The ServiceAccount `team-a/app` with these annotations.
 pub fn service_account(annotations: &[(&str, &str)]) -> ServiceAccountInfo {

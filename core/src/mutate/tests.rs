@@ -5,7 +5,7 @@ use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::testing::fixtures::service_account as sa;
+use crate::fixtures::service_account as sa;
 
 const ARN: &str = "arn:aws:iam::111122223333:role/app";
 const TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";

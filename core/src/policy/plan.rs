@@ -10,8 +10,8 @@
 
 use serde_json::json;
 
-use crate::controller::policy::desired::RoleDesired;
-use crate::controller::policy::report::Outcome;
+use crate::policy::desired::RoleDesired;
+use crate::policy::report::Outcome;
 use crate::trust::{self, CompileInput, Compiled, PolicyDocument, Refusal};
 
 /// Sid of the statement written when our last subject goes and nothing else is left.

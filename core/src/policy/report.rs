@@ -1,7 +1,7 @@
 //! PURE: what one role reconcile produced. [`RoleReport`] is the message the IAM side
 //! (`iam/`) hands to the Kubernetes side (`k8s/`: status, events, re-triggers).
 
-use crate::controller::policy::desired::{Key, RoleDesired};
+use crate::policy::desired::{Key, RoleDesired};
 use crate::trust::Refusal;
 
 /// The result of one role reconcile.
@@ -16,8 +16,8 @@ pub enum Outcome {
         hand_edited: Vec<String>,
     },
     /// Nothing of this cluster is wanted and nothing else is left: the role holds only
-    /// [`PLACEHOLDER_SID`](crate::controller::policy::plan::PLACEHOLDER_SID) (see
-    /// [`plan`](crate::controller::policy::plan)'s module docs).
+    /// [`PLACEHOLDER_SID`](crate::policy::plan::PLACEHOLDER_SID) (see
+    /// [`plan`](crate::policy::plan)'s module docs).
     NoSubjects { writes: u32, chars: usize },
     /// The subjects do not fit the quota; nothing was written.
     TooLarge(Refusal),

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt};
 
 use serde_json::Value;
 
-use crate::issuer::url::issuer_host_path;
+use crate::issuer::issuer_host_path;
 
 use super::{
     compile::WEB_IDENTITY_ACTION,

@@ -8,7 +8,7 @@ use std::{
 
 use serde_json::{Map, Value, json};
 
-use crate::issuer::url::issuer_host_path;
+use crate::issuer::issuer_host_path;
 
 use super::{
     document::{PolicyDocument, statement_sid},

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::controller::policy::desired::Key;
 use crate::mutate::{self, config};
+use crate::policy::desired::Key;
 
 /// What the pod watch keeps of a Pod while it decides; dropped right after.
 #[derive(Debug, Clone, PartialEq, Eq)]

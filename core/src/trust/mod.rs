@@ -20,7 +20,7 @@
 //!   reasons }`, the reasons worded for humans (`sub is system:serviceaccount:team-a:app,
 //!   trust allows only system:serviceaccount:team-a:api (StringEquals on <issuer>:sub)`).
 //! - [`provider_host_path`] (provider ARN → `host/path`), [`statement_sid`]; the issuer
-//!   URL → `host/path` rule is [`crate::issuer::url`]'s.
+//!   URL → `host/path` rule is [`crate::issuer`]'s.
 //!
 //! # The statements we own
 //!

@@ -7,9 +7,9 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::controller::policy::desired::{Key, Verdict};
-use crate::controller::policy::report::{Outcome, RoleReport};
-use crate::crd::{IAMRoleBindingStatus, condition, reason};
+use crate::crd_status::{IAMRoleBindingStatus, condition, reason};
+use crate::policy::desired::{Key, Verdict};
+use crate::policy::report::{Outcome, RoleReport};
 
 /// What happened to the listed ServiceAccounts' annotations.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,7 +70,7 @@ fn trust_condition(input: &Input<'_>) -> (C, C) {
             if *tag {
                 how.push(format!(
                     "role tag {}",
-                    crate::controller::policy::authz::ALLOWED_NAMESPACES_TAG
+                    crate::policy::authz::ALLOWED_NAMESPACES_TAG
                 ));
             }
             let reason = if via.is_empty() {
@@ -278,7 +278,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::controller::policy::desired::RoleDesired;
+    use crate::policy::desired::RoleDesired;
 
     const ROLE: &str = "arn:aws:iam::111122223333:role/r";
 

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::issuer::url::issuer_host_path;
+use crate::issuer::issuer_host_path;
 
 /// The policy language version every document we create declares.
 pub const POLICY_VERSION: &str = "2012-10-17";

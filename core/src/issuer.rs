@@ -45,7 +45,7 @@ impl IssuerUrl {
         let Some(host_path) = url.strip_prefix("https://") else {
             return Err(invalid("it does not start with https://"));
         };
-        let parsed = reqwest::Url::parse(url).map_err(|e| invalid(&format!("not a URL ({e})")))?;
+        let parsed = url::Url::parse(url).map_err(|e| invalid(&format!("not a URL ({e})")))?;
         if parsed.host_str().is_none_or(str::is_empty) {
             return Err(invalid("it has no host"));
         }

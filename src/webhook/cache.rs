@@ -6,9 +6,9 @@
 //! ServiceAccount even with the object stripped. Most ServiceAccounts of a large cluster carry
 //! no IAM annotation, and for those the webhook only needs to know that they exist. This store
 //! is the same reflector pattern (the watcher's Init/InitApply/InitDone events buffered and
-//! swapped atomically) over a per-namespace set of [`CachedServiceAccount`]s, each its name
-//! and relevant annotations in one allocation: an unannotated ServiceAccount costs its name
-//! and a slot, so memory grows with *annotated* ServiceAccounts (docs/design.md §7).
+//! swapped atomically) over a per-namespace map from name to relevant annotations: an
+//! unannotated ServiceAccount costs its name and a slot, so memory grows with *annotated*
+//! ServiceAccounts (docs/design.md §7).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -22,7 +22,7 @@ use std::{
 
 use super::metrics::Metrics;
 use crate::{
-    mutate::{Annotations, CachedServiceAccount, ServiceAccountInfo, relevant_annotations},
+    mutate::{Annotations, ServiceAccountInfo, relevant_annotations},
     names::{is_dns1123_label, is_dns1123_subdomain, preview},
 };
 use futures::{
@@ -38,7 +38,7 @@ use kube::{
 
 /// `None`: the ServiceAccount exists but has no annotation the engine reads.
 type Entry = Option<Annotations>;
-type Store = HashMap<Box<str>, HashSet<CachedServiceAccount>>;
+type Store = HashMap<Box<str>, HashMap<Box<str>, Entry>>;
 type Key = (String, String);
 
 /// How long a background GET may run. The admission request only waits
@@ -193,7 +193,7 @@ impl ServiceAccountCache {
     }
 
     fn cached(&self, namespace: &str, name: &str) -> Option<ServiceAccountInfo> {
-        let annotations = self.read_store().get(namespace)?.get(name)?.annotations();
+        let annotations = self.read_store().get(namespace)?.get(name)?.clone();
         Some(info(namespace, name, annotations))
     }
 
@@ -407,7 +407,7 @@ fn count(store: &Store) -> (usize, usize) {
     store.values().fold((0, 0), |(all, annotated), ns| {
         (
             all + ns.len(),
-            annotated + ns.iter().filter(|sa| sa.is_annotated()).count(),
+            annotated + ns.values().filter(|entry| entry.is_some()).count(),
         )
     })
 }
@@ -439,20 +439,19 @@ fn info(namespace: &str, name: &str, entry: Entry) -> ServiceAccountInfo {
 /// Change of (entries, annotated entries) caused by one store operation.
 type Delta = (i64, i64);
 
-fn weight(sa: Option<&CachedServiceAccount>) -> Delta {
-    match sa {
+fn weight(entry: Option<&Entry>) -> Delta {
+    match entry {
         None => (0, 0),
-        Some(sa) => (1, sa.is_annotated().into()),
+        Some(entry) => (1, entry.is_some().into()),
     }
 }
 
 fn insert(store: &mut Store, namespace: &str, name: &str, entry: Entry) -> Delta {
-    let sa = CachedServiceAccount::new(name, entry.as_ref());
-    let new = weight(Some(&sa));
+    let new = weight(Some(&entry));
     let old = match store.get_mut(namespace) {
-        Some(ns) => ns.replace(sa),
+        Some(ns) => ns.insert(name.into(), entry),
         None => {
-            store.insert(namespace.into(), HashSet::from([sa]));
+            store.insert(namespace.into(), HashMap::from([(name.into(), entry)]));
             None
         }
     };
@@ -464,7 +463,7 @@ fn remove(store: &mut Store, namespace: &str, name: &str) -> Delta {
     let Some(ns) = store.get_mut(namespace) else {
         return (0, 0);
     };
-    let old = ns.take(name);
+    let old = ns.remove(name);
     if ns.is_empty() {
         store.remove(namespace);
     }

@@ -28,9 +28,7 @@ pub use self::{
     config::{ContainerCredentialsConfig, Identities, MutationConfig},
     limits::TooLarge,
     pod::Pod,
-    service_account::{
-        Annotations, CachedServiceAccount, ServiceAccountInfo, relevant_annotations,
-    },
+    service_account::{Annotations, ServiceAccountInfo, relevant_annotations},
 };
 
 /// Pod label set in container-credentials mode.

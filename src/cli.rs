@@ -7,6 +7,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::issuer::IssuerUrl;
 use crate::mutate::{self, config::DEFAULT_TOKEN_MOUNT_PATH};
 
 #[derive(Debug, Parser)]
@@ -74,8 +75,8 @@ pub enum IssuerCommand {
 #[derive(Debug, Args)]
 pub struct IssuerRenderArgs {
     /// The issuer URL, exactly the API server's `--service-account-issuer` (https).
-    #[arg(long, env = "IRSA_ISSUER_URL")]
-    pub issuer: String,
+    #[arg(long, env = "IRSA_ISSUER_URL", value_parser = IssuerUrl::parse)]
+    pub issuer: IssuerUrl,
 
     /// PEM public key or certificate the API server verifies tokens with (its
     /// `--service-account-key-file`); repeat it to publish the old and the new key during a
@@ -336,8 +337,8 @@ pub struct ControllerArgs {
     pub cluster_name: String,
 
     /// The service-account issuer URL (default: discovered from the API server).
-    #[arg(long, env = "IRSA_ISSUER_URL")]
-    pub issuer_url: Option<String>,
+    #[arg(long, env = "IRSA_ISSUER_URL", value_parser = IssuerUrl::parse)]
+    pub issuer_url: Option<IssuerUrl>,
 
     /// Create/update the IAM OIDC provider for the issuer.
     #[arg(long, env = "IRSA_MANAGE_OIDC_PROVIDER", default_value_t = true, action = clap::ArgAction::Set)]
@@ -468,8 +469,8 @@ pub struct DoctorArgs {
     pub trust_policy: Option<PathBuf>,
 
     /// The issuer URL (default: discovered from the API server, or the token's `iss`).
-    #[arg(long, env = "IRSA_ISSUER_URL")]
-    pub issuer_url: Option<String>,
+    #[arg(long, env = "IRSA_ISSUER_URL", value_parser = IssuerUrl::parse)]
+    pub issuer_url: Option<IssuerUrl>,
 
     /// Extra PEM root CA(s) for reaching a self-managed issuer over HTTPS (STS itself only
     /// trusts public CAs, so the doctor warns when this is needed).

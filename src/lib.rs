@@ -16,6 +16,7 @@ pub use irsa_core::{arn, mutate, names, trust};
 pub mod aws;
 pub mod backoff;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod controller;
 pub mod crd;

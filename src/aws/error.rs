@@ -18,12 +18,6 @@ pub enum Error {
     )]
     RoleMismatch { requested: String, actual: String },
     #[error(
-        "issuer URL {issuer:?} cannot be an IAM OIDC provider URL (https://, a host, no query \
-         or fragment, at most 255 characters): set --issuer-url to the cluster's \
-         service-account issuer"
-    )]
-    InvalidIssuer { issuer: String },
-    #[error(
         "{service}:{operation} on {resource} was denied: {message}; give the controller the IAM \
          policy in config/ (README: Controller: IAM permissions)"
     )]
@@ -124,7 +118,6 @@ impl Error {
         match self {
             Error::NotFound { .. } => "not_found",
             Error::RoleMismatch { .. } => "role_mismatch",
-            Error::InvalidIssuer { .. } => "invalid_issuer",
             Error::AccessDenied { .. } => "access_denied",
             Error::MalformedPolicy { .. } => "malformed_policy",
             Error::LimitExceeded { .. } => "limit_exceeded",

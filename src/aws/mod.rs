@@ -22,7 +22,6 @@ mod error;
 mod oidc;
 mod role;
 mod sts;
-pub mod thumbprint;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,8 +34,6 @@ pub use self::error::{Error, Result};
 pub use self::oidc::{OidcProvider, ProviderLookup, ProviderOutcome, ProviderSpec};
 pub use self::role::{ConvergeOptions, RoleTrust, TrustOutcome};
 pub use self::sts::{AssumedRole, CallerIdentity, StsRejection};
-use crate::issuer::IssuerUrl;
-use crate::issuer::discover::{self, Issuer};
 
 /// Attempts per API call (first try included) of the production config.
 const MAX_ATTEMPTS: u32 = 8;
@@ -121,86 +118,5 @@ impl<O: CallObserver> Aws<O> {
             Err(e) => e.metric_label(),
         };
         self.observer.observe(operation, outcome);
-    }
-}
-
-/// `issuer` as IAM takes a provider URL ([`IssuerUrl::parse`]), or [`Error::InvalidIssuer`].
-fn issuer_url(issuer: &str) -> Result<IssuerUrl> {
-    IssuerUrl::parse(issuer).map_err(|_| Error::InvalidIssuer {
-        issuer: issuer.to_string(),
-    })
-}
-
-/// Everything the reconcilers need to know about "this cluster" (docs/design.md §4.1): its issuer, and
-/// the account and partition the controller's credentials belong to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterIdentity {
-    pub cluster_name: String,
-    pub issuer: Issuer,
-    pub account: String,
-    pub partition: String,
-}
-
-impl ClusterIdentity {
-    /// The ARN of this cluster's OIDC provider (whether or not it exists yet).
-    pub fn provider_arn(&self) -> String {
-        self.issuer.url.provider_arn(&self.partition, &self.account)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum IdentityError {
-    #[error("--cluster-name is empty; give this cluster a name (it tags the OIDC provider)")]
-    NoClusterName,
-    #[error(transparent)]
-    Issuer(#[from] discover::Error),
-    #[error(transparent)]
-    Aws(#[from] Error),
-}
-
-/// Resolves the issuer ([`discover::issuer`]) and asks STS who we are.
-pub async fn resolve<O: CallObserver>(
-    client: &kube::Client,
-    issuer_flag: Option<&str>,
-    cluster_name: &str,
-    aws: &Aws<O>,
-) -> std::result::Result<ClusterIdentity, IdentityError> {
-    if cluster_name.trim().is_empty() {
-        return Err(IdentityError::NoClusterName);
-    }
-    let issuer = discover::issuer(client, issuer_flag).await?;
-    // Legal but often unintended spellings (upper-case host, trailing `/`).
-    for w in issuer.url.warnings() {
-        tracing::warn!("{w}");
-    }
-    let me = aws.caller_identity().await?;
-    Ok(ClusterIdentity {
-        cluster_name: cluster_name.to_string(),
-        issuer,
-        account: me.account,
-        partition: me.partition,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::issuer::discover::IssuerSource;
-
-    #[test]
-    fn provider_arn_uses_partition_and_host_path() {
-        let id = ClusterIdentity {
-            cluster_name: "blue".into(),
-            issuer: Issuer {
-                url: IssuerUrl::parse("https://oidc.eks.cn-north-1.amazonaws.com.cn/id/X").unwrap(),
-                source: IssuerSource::Flag,
-            },
-            account: "111122223333".into(),
-            partition: "aws-cn".into(),
-        };
-        assert_eq!(
-            id.provider_arn(),
-            "arn:aws-cn:iam::111122223333:oidc-provider/oidc.eks.cn-north-1.amazonaws.com.cn/id/X"
-        );
     }
 }

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use tracing::{debug, info};
 
 use super::error::{Error, Result, classify};
-use super::{Aws, CallObserver, issuer_url, tags_to_map};
+use super::{Aws, CallObserver, tags_to_map};
+use crate::issuer::IssuerUrl;
 use crate::names::CLUSTER_TAG;
 use crate::trust::provider_host_path;
 
@@ -44,12 +45,12 @@ pub struct ProviderLookup {
 /// What the OIDC provider must look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderSpec {
-    /// The issuer URL, `https://...`, exactly as in the tokens' `iss`.
-    pub issuer: String,
+    /// The issuer URL, exactly as in the tokens' `iss`.
+    pub issuer: IssuerUrl,
     /// Every audience in use; added when missing, never removed.
     pub client_ids: Vec<String>,
     /// SHA-1 hex of the top CA certificate of the issuer host and of the JWKS host (see
-    /// [`super::thumbprint::issuer_thumbprints`]), those that could be computed.
+    /// [`crate::issuer::thumbprint::issuer_thumbprints`]), those that could be computed.
     pub thumbprints: Vec<String>,
     /// `--cluster-name`, the value of the `irsa.dev/cluster` tag on a created provider.
     pub cluster: String,
@@ -77,10 +78,9 @@ impl ProviderOutcome {
 
 impl<O: CallObserver> Aws<O> {
     /// The provider for `issuer` (byte-exact URL), plus near misses.
-    pub async fn find_oidc_provider(&self, issuer: &str) -> Result<ProviderLookup> {
+    pub async fn find_oidc_provider(&self, issuer: &IssuerUrl) -> Result<ProviderLookup> {
         const OP: &str = "ListOpenIDConnectProviders";
-        let url = issuer_url(issuer)?;
-        let url = url.host_path();
+        let url = issuer.host_path();
         let result = self
             .iam
             .list_open_id_connect_providers()
@@ -141,7 +141,6 @@ impl<O: CallObserver> Aws<O> {
     /// iam:CreateOpenIDConnectProvider tagged `irsa.dev/cluster=<cluster>`.
     pub async fn create_oidc_provider(&self, spec: &ProviderSpec) -> Result<String> {
         const OP: &str = "CreateOpenIDConnectProvider";
-        issuer_url(&spec.issuer)?;
         let resource = format!("OIDC provider for {}", spec.issuer);
         let tag = aws_sdk_iam::types::Tag::builder()
             .key(CLUSTER_TAG)
@@ -156,7 +155,7 @@ impl<O: CallObserver> Aws<O> {
         let result = self
             .iam
             .create_open_id_connect_provider()
-            .url(&spec.issuer)
+            .url(spec.issuer.as_str())
             .set_client_id_list(Some(sorted_unique(&spec.client_ids)))
             .set_thumbprint_list(merged_thumbprints(&[], &spec.thumbprints))
             .tags(tag)

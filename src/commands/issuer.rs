@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::UsageError;
 use crate::cli::{IssuerArgs, IssuerCommand, IssuerRenderArgs};
-use crate::issuer::{self, IssuerUrl};
+use crate::issuer;
 
 pub fn run(args: IssuerArgs) -> anyhow::Result<ExitCode> {
     match args.command {
@@ -20,13 +20,6 @@ pub fn run(args: IssuerArgs) -> anyhow::Result<ExitCode> {
 
 fn render(args: &IssuerRenderArgs) -> anyhow::Result<ExitCode> {
     let url = args.issuer.as_str();
-    if IssuerUrl::parse(url).is_err() {
-        return Err(UsageError::new(format!(
-            "--issuer {url:?} is not an https issuer URL like https://BUCKET.s3.REGION.amazonaws.com/CLUSTER \
-             (STS only fetches https; no query or fragment)"
-        ))
-        .into());
-    }
     let mut keys = Vec::new();
     for path in &args.public_keys {
         let text = std::fs::read(path).map_err(|e| {
@@ -73,9 +66,14 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    use clap::Parser as _;
+
+    use crate::cli::Cli;
+    use crate::issuer::IssuerUrl;
+
     fn args(issuer: &str, key: &Path) -> IssuerRenderArgs {
         IssuerRenderArgs {
-            issuer: issuer.into(),
+            issuer: IssuerUrl::parse(issuer).unwrap(),
             public_keys: vec![key.to_path_buf()],
             out_dir: None,
         }
@@ -88,7 +86,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_issuers_and_keys_are_usage_errors_naming_the_input() {
+    fn bad_issuers_and_keys_are_refused_naming_the_input() {
         let dir = std::env::temp_dir().join(format!("irsa-issuer-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
@@ -103,8 +101,20 @@ mod tests {
             "example.com",
             "https://a?b",
         ] {
-            let msg = usage_error(render(&args(issuer, &public)));
-            assert!(msg.contains("--issuer"), "{msg}");
+            let argv = [
+                "irsa",
+                "issuer",
+                "render",
+                "--public-key",
+                "k",
+                "--issuer",
+                issuer,
+            ];
+            let msg = Cli::try_parse_from(argv).unwrap_err().to_string();
+            assert!(
+                msg.contains("--issuer") && msg.contains("cannot be an IAM OIDC provider URL"),
+                "{msg}"
+            );
         }
         let msg = usage_error(render(&args("https://example.com", &private)));
         assert!(msg.contains("sa.key") && msg.contains("-pubout"), "{msg}");

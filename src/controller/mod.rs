@@ -34,6 +34,7 @@ use self::policy::desired;
 use self::wiring::ElectedWork;
 use crate::aws::{self, ConvergeOptions};
 use crate::cli::ControllerArgs;
+use crate::cluster;
 use crate::crd::{IAMRoleBinding, IAMRoleGrant};
 use crate::supervise::Supervisor;
 
@@ -89,22 +90,17 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
 
     let sdk = aws::load_sdk_config(args.aws_endpoint_url.as_deref()).await;
     let aws = Aws::new(&sdk, metrics.clone());
-    let identity = aws::resolve(
-        &client,
-        args.issuer_url.as_deref(),
-        &args.cluster_name,
-        &aws,
-    )
-    .await?;
+    let identity =
+        cluster::resolve(&client, args.issuer_url.as_ref(), &args.cluster_name, &aws).await?;
     info!(issuer = %identity.issuer.url, account = %identity.account,
           provider = %identity.provider_arn(), "cluster identity");
     let thumbprints = match args.manage_oidc_provider {
-        true => wiring::issuer_thumbprints(identity.issuer.url.as_str(), &issuer_roots).await,
+        true => wiring::issuer_thumbprints(&identity.issuer.url, &issuer_roots).await,
         false => Vec::new(),
     };
 
     let settings = RoleSettings {
-        issuer: identity.issuer.url.to_string(),
+        issuer: identity.issuer.url.clone(),
         provider_arn: identity.provider_arn(),
         max_chars: args.trust_policy_max_chars,
         desired: desired::Settings {

@@ -26,7 +26,6 @@ use rustls::pki_types::pem::PemObject;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use crate::aws::thumbprint;
 use crate::controller::iam::queue::RoleQueue;
 use crate::controller::iam::reconcile::RoleSettings;
 use crate::controller::iam::state::RoleState;
@@ -42,6 +41,7 @@ use crate::controller::policy::report::RoleReport;
 use crate::controller::{admin, publish};
 use crate::crd::{IAMRoleBinding, IAMRoleGrant};
 use crate::error::UsageError;
+use crate::issuer::{IssuerUrl, thumbprint};
 use crate::supervise::Supervisor;
 
 /// How long in-flight binding reconciles may take to finish after a shutdown signal.
@@ -83,7 +83,7 @@ pub fn issuer_roots(ca_file: Option<&Path>) -> Result<thumbprint::Roots, UsageEr
 
 /// The thumbprints to keep on the OIDC provider (issuer host, JWKS host). Those that cannot
 /// be computed are warnings: AWS verifies issuers under a well-known CA without them.
-pub async fn issuer_thumbprints(issuer: &str, roots: &thumbprint::Roots) -> Vec<String> {
+pub async fn issuer_thumbprints(issuer: &IssuerUrl, roots: &thumbprint::Roots) -> Vec<String> {
     thumbprint::issuer_thumbprints(issuer, roots, Duration::from_secs(10))
         .await
         .into_iter()

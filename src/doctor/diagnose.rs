@@ -40,7 +40,7 @@ pub enum Target {
 pub struct Options {
     pub annotation_prefix: String,
     pub default_audience: String,
-    pub issuer_url: Option<String>,
+    pub issuer_url: Option<IssuerUrl>,
     pub assume: bool,
     /// Where irsa controller runs: its issuer publisher's status explains a stale JWKS.
     pub irsa_namespace: String,
@@ -360,7 +360,7 @@ async fn aws_and_token_steps(
         .map_err(String::clone)
         .and_then(checks::peek);
     let issuer = match (&opts.issuer_url, &peeked, &env.kube) {
-        (Some(url), _, _) => Ok(url.clone()),
+        (Some(url), _, _) => Ok(url.to_string()),
         (None, Ok((claims, _)), _) => Ok(claims.iss.clone()),
         (None, Err(_), Some(kube)) => discover::discover_issuer(kube)
             .await
@@ -372,20 +372,20 @@ async fn aws_and_token_steps(
     let client = env.aws.as_ref().map(|sdk| Aws::new(sdk, ()));
     // IAM is not asked when a trust policy file replaces the role.
     let aws = client.as_ref().filter(|_| trust_file.is_none());
-    let lookup = match (aws, &issuer) {
-        (Some(aws), Ok(issuer)) => Some(aws.find_oidc_provider(issuer).await),
+    // A token's `iss` is whatever its signer wrote: only a URL IAM accepts can have a provider.
+    let issuer_url = issuer.as_deref().ok().map(IssuerUrl::parse);
+    let lookup = match (aws, &issuer_url) {
+        (Some(aws), Some(Ok(url))) => Some(aws.find_oidc_provider(url).await),
         _ => None,
     };
-    let provider = match (&lookup, &issuer) {
+    let provider = match (&lookup, &issuer_url) {
         (
             Some(Ok(ProviderLookup {
                 provider: Some(p), ..
             })),
             _,
         ) => Some(p.arn.clone()),
-        (_, Ok(issuer)) => IssuerUrl::parse(issuer)
-            .ok()
-            .map(|url| url.provider_arn(&s.role_arn.partition, &s.role_arn.account)),
+        (_, Some(Ok(url))) => Some(url.provider_arn(&s.role_arn.partition, &s.role_arn.account)),
         _ => None,
     };
 
@@ -433,6 +433,14 @@ async fn aws_and_token_steps(
             "OIDC provider",
             format!("issuer unknown: {err}"),
         ),
+        (None, Ok(_)) if let Some(Err(invalid)) = &issuer_url => Check::fail(
+            "oidc-provider",
+            "OIDC provider",
+            invalid.to_string(),
+            "the API server's --service-account-issuer must be an https URL IAM accepts; \
+             tokens signed with this issuer can assume no role",
+        )
+        .with_sts_error(checks::STS_NO_PROVIDER),
         (None, Ok(_)) => Check::skip(
             "oidc-provider",
             "OIDC provider",

@@ -26,14 +26,10 @@ pub enum Error {
         source: kube::Error,
     },
     #[error(
-        "issuer {issuer:?} (from {origin}) cannot be an IAM OIDC provider: {why}; set \
+        "issuer {issuer:?} (from /{DISCOVERY_PATH}) cannot be an IAM OIDC provider: {why}; set \
          --issuer-url to the API server's --service-account-issuer"
     )]
-    InvalidIssuer {
-        issuer: String,
-        origin: IssuerSource,
-        why: String,
-    },
+    InvalidIssuer { issuer: String, why: String },
 }
 
 impl Error {
@@ -103,18 +99,24 @@ pub async fn discover_issuer(client: &kube::Client) -> Result<String> {
     Ok(doc.issuer)
 }
 
-/// The issuer: `flag` when given (no request), else discovered.
-pub async fn issuer(client: &kube::Client, flag: Option<&str>) -> Result<Issuer> {
-    let (url, source) = match flag.map(str::trim).filter(|f| !f.is_empty()) {
-        Some(f) => (f.to_string(), IssuerSource::Flag),
-        None => (discover_issuer(client).await?, IssuerSource::Discovery),
-    };
+/// The issuer: `flag` when given (no request; the flag's parser validated it), else
+/// discovered and validated here.
+pub async fn issuer(client: &kube::Client, flag: Option<&IssuerUrl>) -> Result<Issuer> {
+    if let Some(url) = flag {
+        return Ok(Issuer {
+            url: url.clone(),
+            source: IssuerSource::Flag,
+        });
+    }
+    let url = discover_issuer(client).await?;
     let url = IssuerUrl::parse(&url).map_err(|e| Error::InvalidIssuer {
         issuer: e.url,
-        origin: source,
         why: e.why,
     })?;
-    Ok(Issuer { url, source })
+    Ok(Issuer {
+        url,
+        source: IssuerSource::Discovery,
+    })
 }
 
 #[cfg(test)]
@@ -164,9 +166,8 @@ mod tests {
     #[tokio::test]
     async fn the_flag_wins_and_no_request_is_made() {
         let (client, mut handle) = mock_client();
-        let got = issuer(&client, Some("https://issuer.example.com/cluster/"))
-            .await
-            .unwrap();
+        let flag = IssuerUrl::parse("https://issuer.example.com/cluster/").unwrap();
+        let got = issuer(&client, Some(&flag)).await.unwrap();
         assert_eq!(got.url.as_str(), "https://issuer.example.com/cluster/");
         assert_eq!(got.source, IssuerSource::Flag);
         assert_eq!(got.url.warnings().len(), 1, "{:?}", got.url.warnings());
@@ -202,13 +203,7 @@ mod tests {
         ));
         let err = issuer(&client, None).await.unwrap_err();
         server.await.unwrap();
-        assert!(matches!(
-            err,
-            Error::InvalidIssuer {
-                origin: IssuerSource::Discovery,
-                ..
-            }
-        ));
+        assert!(matches!(err, Error::InvalidIssuer { .. }));
         assert!(
             err.to_string().contains("http://kubernetes.default.svc"),
             "{err}"

@@ -18,6 +18,7 @@ use irsa::controller::policy::authz::{ALLOWED_NAMESPACES_TAG, GrantSpec};
 use irsa::controller::policy::desired::{self, BindingInfo, Key, Snapshot, Verdict};
 use irsa::controller::policy::plan::PLACEHOLDER_SID;
 use irsa::controller::policy::report::Outcome;
+use irsa::issuer::IssuerUrl;
 use irsa::testing::fixtures::binding;
 use irsa::trust::{PolicyDocument, statement_sid};
 use serde_json::Value;
@@ -39,7 +40,7 @@ fn issuer() -> String {
 
 fn settings(issuer: &str, cluster: &str) -> RoleSettings {
     RoleSettings {
-        issuer: issuer.to_string(),
+        issuer: IssuerUrl::parse(issuer).unwrap(),
         provider_arn: format!(
             "arn:aws:iam::{ACCOUNT}:oidc-provider/{}",
             issuer.strip_prefix("https://").unwrap()

@@ -24,6 +24,7 @@ use irsa::controller::iam::reconcile::RoleSettings;
 use irsa::controller::iam::worker::WorkerOptions;
 use irsa::controller::metrics::{Aws, Metrics};
 use irsa::controller::policy::desired;
+use irsa::issuer::IssuerUrl;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -304,7 +305,7 @@ impl Drop for Harness {
 fn settings(max_chars: usize) -> (RoleSettings, WorkerOptions) {
     let issuer = format!("https://oidc.test.example/id/{}", moto::unique("c"));
     let settings = RoleSettings {
-        issuer: issuer.clone(),
+        issuer: IssuerUrl::parse(&issuer).unwrap(),
         provider_arn: format!(
             "arn:aws:iam::{ACCOUNT}:oidc-provider/{}",
             issuer.strip_prefix("https://").unwrap()

@@ -10,6 +10,7 @@ use irsa::doctor::{
     report::{Report, Status},
     sources,
 };
+use irsa::issuer::IssuerUrl;
 use irsa::testing::{
     kube_api::{self, Route, not_found, route},
     oidc::{SigningKey, now, sa_claims},
@@ -453,7 +454,7 @@ async fn token_request_refused_and_sts_rejecting_the_assume() {
     ];
     let (env1, _) = env(&w, routes);
     let mut o = opts(false);
-    o.issuer_url = Some(w.issuer.url.clone());
+    o.issuer_url = Some(IssuerUrl::parse(&w.issuer.url).unwrap());
     let report = diagnose(&env1, &sa_target(), &o).await;
     let token = report.checks.iter().find(|c| c.id == "token").unwrap();
     assert_eq!(token.status, Status::Fail);

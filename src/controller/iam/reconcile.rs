@@ -13,12 +13,13 @@ use crate::controller::metrics::Aws;
 use crate::controller::policy::desired::{self, RoleDesired, Snapshot};
 use crate::controller::policy::plan::{self, PlanError};
 use crate::controller::policy::report::{Outcome, RoleReport};
+use crate::issuer::IssuerUrl;
 
 /// What every role reconcile needs to know about this cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleSettings {
     /// The issuer URL, exactly as tokens carry it.
-    pub issuer: String,
+    pub issuer: IssuerUrl,
     /// This issuer's IAM OIDC provider ARN.
     pub provider_arn: String,
     /// `--trust-policy-max-chars`.

@@ -270,7 +270,12 @@ fn role_exists_in_the_provider_account() {
         (missing.status, missing.sts_error.as_deref()),
         (Status::Fail, Some(STS_ACCESS_DENIED))
     );
-    let own_trouble = AwsError::InvalidIssuer { issuer: "x".into() };
+    let own_trouble = AwsError::Unexpected {
+        service: "iam",
+        operation: "GetRole",
+        resource: "role app".into(),
+        detail: "an answer without a role".into(),
+    };
     assert_eq!(
         role(&arn, Err(&own_trouble), "111122223333").status,
         Status::Warn,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use irsa::crd::{IAMRoleBinding, IAMRoleBindingSpec};
+use irsa::issuer::IssuerUrl;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
@@ -198,8 +199,10 @@ pub async fn controller_cluster() -> ControllerCluster {
     let settings = settings();
     let client = client().await;
     install_crds(&client).await;
-    let issuer_flag = std::env::var("IRSA_E2E_ISSUER_URL").ok();
-    let issuer = irsa::issuer::discover::issuer(&client, issuer_flag.as_deref())
+    let issuer_flag = std::env::var("IRSA_E2E_ISSUER_URL")
+        .ok()
+        .map(|url| IssuerUrl::parse(&url).unwrap_or_else(|e| panic!("IRSA_E2E_ISSUER_URL: {e}")));
+    let issuer = irsa::issuer::discover::issuer(&client, issuer_flag.as_ref())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let aws_env = aws_env().await;

@@ -5,10 +5,12 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum, builder::PossibleValue};
 
 use crate::issuer::IssuerUrl;
 use crate::mutate::{self, config::DEFAULT_TOKEN_MOUNT_PATH};
+pub use crate::telemetry::LogFormat;
+pub use crate::webhook::tls::TlsVersion;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,11 +30,34 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Auto,
-    Text,
-    Json,
+// The flags' enums that library modules take are defined there, plain; their flag values
+// are named here, so that clap stays in this module.
+
+impl ValueEnum for LogFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Auto, Self::Text, Self::Json]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            Self::Auto => "auto",
+            Self::Text => "text",
+            Self::Json => "json",
+        }))
+    }
+}
+
+impl ValueEnum for TlsVersion {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::V1_2, Self::V1_3]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            Self::V1_2 => "1.2",
+            Self::V1_3 => "1.3",
+        }))
+    }
 }
 
 /// Deferred: clap builds a subcommand's arguments only when it runs (or for `--help`), so
@@ -212,14 +237,6 @@ pub struct MutateArgs {
 
     #[command(flatten)]
     pub mutation: MutationArgs,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TlsVersion {
-    #[value(name = "1.2")]
-    V1_2,
-    #[value(name = "1.3")]
-    V1_3,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 use irsa::{
     cli::{Cli, Command},
-    commands, controller, doctor,
+    commands, controller,
     error::UsageError,
-    telemetry, webhook,
+    telemetry,
 };
 
 fn main() -> ExitCode {
@@ -41,9 +41,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Webhook(args) => webhook::run(args).await,
+            Command::Webhook(args) => commands::webhook::run(args).await,
             Command::Controller(args) => controller::run(args).await,
-            Command::Doctor(args) => doctor::run(args).await,
+            Command::Doctor(args) => commands::doctor::run(args).await,
             Command::Mutate(args) => commands::mutate::run(args),
             Command::TrustPolicy(args) => commands::trust_policy::run(args),
             Command::Crd(args) => commands::crd::run(args),

@@ -1,9 +1,13 @@
-//! The offline subcommands: they read files, call the pure modules and print.
+//! Each subcommand from its flags (the only modules besides `cli` that see clap's types). The
+//! offline ones read files, call the pure modules and print; `webhook`, `doctor` (and the
+//! controller's `controller::run`) turn their flags into their modules' plain options.
 
 pub mod crd;
+pub mod doctor;
 pub mod issuer;
 pub mod mutate;
 pub mod trust_policy;
+pub mod webhook;
 
 use std::{io::Read, path::Path};
 

@@ -26,6 +26,7 @@ use futures::FutureExt as _;
 
 use tokio::sync::Semaphore;
 
+use super::tls::TlsVersion;
 use super::{
     cache::ServiceAccountCache,
     connections::{Capped, ConnectionLimits},
@@ -36,7 +37,7 @@ use super::{
     review::{self, BadReview, Outcome},
     tls::{self, ReloadingCert},
 };
-use crate::{cli::TlsVersion, mutate::MutationConfig, supervise::Supervisor};
+use crate::{mutate::MutationConfig, supervise::Supervisor};
 
 /// The largest request body `POST /mutate` reads (HTTP 413 beyond): a CREATE review carries
 /// one object, which the API server caps at 3 MiB, plus the envelope (user info, options).

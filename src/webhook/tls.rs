@@ -27,7 +27,6 @@ use super::{
     metrics::Metrics,
     reload::{Reloading, Verdict},
 };
-use crate::cli::TlsVersion;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -212,6 +211,13 @@ fn parse(origin: &Origin, c: &Contents) -> Result<CertifiedKey, TlsError> {
         key: origin.key.clone(),
         message: e.to_string(),
     })
+}
+
+/// `--tls-min-version`: the oldest TLS version the admission port accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
 }
 
 /// The rustls server configuration: HTTP/2 preferred (the API server speaks it to webhooks),

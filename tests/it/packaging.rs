@@ -1030,7 +1030,7 @@ fn chart_self_mode_lets_the_webhook_manage_its_secret_and_ca_bundle() {
     };
     assert_eq!(args.tls_mode, irsa::cli::TlsMode::SelfManaged);
     assert_eq!(args.tls_cert_file, None);
-    let config = irsa::webhook::selftls::Config::from_args(&args.self_tls)
+    let config = irsa::commands::webhook::self_tls_config(&args.self_tls)
         .unwrap_or_else(|e| panic!("the chart's self-TLS flags: {e}"));
     assert_eq!(config.secret, "irsa-webhook-self-tls");
     assert_eq!(config.namespace, NS);

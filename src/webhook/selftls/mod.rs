@@ -39,7 +39,6 @@ use super::{
     metrics::Metrics,
     tls::{Contents, Origin, ReloadingCert, TlsError},
 };
-use crate::{cli::SelfTlsArgs, error::UsageError};
 
 /// How often a check that lost a race is retried at once before waiting for the next tick.
 const CONFLICT_RETRIES: usize = 3;
@@ -54,48 +53,6 @@ pub struct Config {
     pub names: Vec<String>,
     pub policy: Policy,
     pub interval: Duration,
-}
-
-impl Config {
-    pub fn from_args(args: &SelfTlsArgs) -> Result<Self, UsageError> {
-        let missing = |flag: &str| UsageError::new(format!("--tls-mode self needs {flag}"));
-        let policy = Policy {
-            ca_validity: args.tls_ca_validity,
-            leaf_validity: args.tls_cert_validity,
-            overlap: args.tls_ca_overlap,
-        };
-        if policy.leaf_validity > policy.ca_validity {
-            return Err(UsageError::new(
-                "--tls-cert-validity must not exceed --tls-ca-validity (a certificate never outlives its CA)",
-            ));
-        }
-        if policy.overlap >= policy.ca_validity / 3 {
-            return Err(UsageError::new(
-                "--tls-ca-overlap must be shorter than a third of --tls-ca-validity: a new CA is added at 2/3 of the old one's life and must be trusted before the old one expires",
-            ));
-        }
-        let names = material::normalise_names(args.tls_dns_names.iter().map(String::as_str));
-        if names.is_empty() {
-            return Err(missing("--tls-dns-name"));
-        }
-        Ok(Self {
-            namespace: args
-                .tls_secret_namespace
-                .clone()
-                .ok_or_else(|| missing("--tls-secret-namespace"))?,
-            secret: args
-                .tls_secret
-                .clone()
-                .ok_or_else(|| missing("--tls-secret"))?,
-            configuration: args
-                .webhook_configuration
-                .clone()
-                .ok_or_else(|| missing("--webhook-configuration"))?,
-            names,
-            policy,
-            interval: args.tls_check_interval,
-        })
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

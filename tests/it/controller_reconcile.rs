@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::moto::{self, ACCOUNT, Fault, TestAws};
 use irsa::arn::RoleArn;
 use irsa::aws::ConvergeOptions;
 use irsa::controller::iam::queue::RoleQueue;
@@ -20,6 +19,7 @@ use irsa::controller::policy::plan::PLACEHOLDER_SID;
 use irsa::controller::policy::report::Outcome;
 use irsa::testing::fixtures::binding;
 use irsa::trust::{PolicyDocument, statement_sid};
+use irsa_e2e::moto::{self, ACCOUNT, Fault, TestAws};
 use serde_json::Value;
 
 const STS_AUD: &str = "sts.amazonaws.com";

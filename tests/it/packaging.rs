@@ -36,7 +36,7 @@ use k8s_openapi::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
-use crate::common::merge;
+use irsa_e2e::merge;
 
 const NS: &str = "irsa-system";
 const RELEASE: &str = "irsa";

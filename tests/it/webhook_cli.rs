@@ -6,7 +6,9 @@ use std::{
     process::{Command, Stdio},
 };
 
+use crate::common::WAIT;
 use crate::common::webhook::*;
+use irsa_e2e::wait::wait_for;
 use serde_json::Value;
 
 fn free_port() -> SocketAddr {
@@ -46,7 +48,7 @@ async fn binary_serves_from_a_service_accounts_file_and_exits_0_on_sigterm() {
         .spawn()
         .unwrap();
 
-    eventually("the webhook is ready", async || {
+    wait_for("the webhook is ready", WAIT, async || {
         reqwest::get(format!("http://{metrics}/readyz"))
             .await
             .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)

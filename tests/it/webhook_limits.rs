@@ -15,6 +15,8 @@ use irsa::{
     mutate::limits::{MAX_CONTAINERS, MAX_SKIP_CONTAINERS_BYTES},
     webhook::{ConnectionLimits, Running},
 };
+use irsa_e2e::metrics::metric;
+use irsa_e2e::metrics::scrape_addr;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::{
@@ -91,7 +93,7 @@ async fn a_review_with_65000_containers_is_admitted_with_a_warning_and_a_small_a
         "{warning}"
     );
 
-    let text = metrics_text(server.metrics_addr).await;
+    let text = scrape_addr(server.metrics_addr).await;
     assert_eq!(
         metric(&text, r#"irsa_webhook_warnings_total{kind="too_large"}"#),
         1.0

@@ -4,6 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use crate::common::WAIT;
 use crate::common::webhook::*;
 use axum::{
     body::Body,
@@ -15,6 +16,8 @@ use irsa::{
     mutate::MutationConfig,
     webhook::{Metrics, ServiceAccountCache, admin_router, router},
 };
+use irsa_e2e::metrics::metric;
+use irsa_e2e::wait::wait_for;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -54,7 +57,10 @@ async fn fixture(
         StatusCode::SERVICE_UNAVAILABLE
     );
     let api = ApiServerVerifier::spawn(handle, list, get);
-    eventually("the ServiceAccount cache syncs", async || cache.is_synced()).await;
+    wait_for("the ServiceAccount cache syncs", WAIT, async || {
+        cache.is_synced()
+    })
+    .await;
     assert_eq!(status(&admin, "/readyz").await, StatusCode::OK);
     Fixture {
         app: router(state),
@@ -201,7 +207,7 @@ async fn concurrent_misses_of_one_service_account_share_one_get() {
         })
         .collect();
     // All eight are waiting on the shared lookup before the API server answers.
-    eventually("eight misses are registered", async || {
+    wait_for("eight misses are registered", WAIT, async || {
         metric(
             &metrics_text(&f.metrics),
             "irsa_webhook_sa_cache_misses_total",
@@ -280,7 +286,7 @@ async fn watch_events_add_update_and_delete_cached_service_accounts() {
         GetBehaviour::NotFound,
     );
     // (entries, annotated) goes (1,0) (2,0) (2,1) (2,2) (1,1): (1,1) is only the final state.
-    eventually("every watch event is applied", async || {
+    wait_for("every watch event is applied", WAIT, async || {
         cache.len() == (1, 1)
     })
     .await;
@@ -408,7 +414,7 @@ async fn background_gets_are_capped_and_the_rest_counted() {
         })
         .count();
     assert_eq!(busy, extra);
-    eventually("the capped GETs reach the API server", async || {
+    wait_for("the capped GETs reach the API server", WAIT, async || {
         f.api.gets() == MAX_CONCURRENT_FETCHES
     })
     .await;

@@ -12,10 +12,11 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 
-use crate::common::webhook::metric;
-use crate::e2e::identity::{self, RELEASE_NAMESPACE};
-use crate::e2e::support::{self, helm_template, unique, wait_for};
-use crate::e2e::webhook_support::{
+use irsa_e2e::identity::{self, RELEASE_NAMESPACE};
+use irsa_e2e::metrics::metric;
+use irsa_e2e::support::{self, helm_template, unique};
+use irsa_e2e::wait::wait_for;
+use irsa_e2e::webhook::{
     ROLE_ARN, Registration, TestCert, WebhookProcess, assert_injected, chart_registration,
     create_pod, has_token_volume, namespace_with_annotated_app, pod, register, unregister,
     wait_until_mutating,
@@ -52,7 +53,7 @@ impl Case {
         let secret_name = secret.metadata.name.clone().unwrap();
         let secrets: Api<Secret> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
         let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
-        wait_for("the old Secret to go", support::WAIT, None, || async {
+        wait_for("the old Secret to go", support::WAIT, || async {
             secrets
                 .get_opt(&secret_name)
                 .await
@@ -199,7 +200,6 @@ async fn a_ca_bundle_someone_changed_is_restored_and_pods_are_mutated_again() {
     wait_for(
         "the webhook to restore its caBundle",
         Duration::from_secs(30),
-        None,
         || async {
             let (now, bundles) = case.bundles().await;
             (now == ca && bundles.iter().all(|b| *b == ca)).then_some(())

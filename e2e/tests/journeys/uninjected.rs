@@ -13,8 +13,9 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use crate::e2e::support::{self, ControllerProcess, WAIT, doctor_step, wait_for};
-use crate::e2e::webhook_support::{
+use irsa_e2e::process::Process;
+use irsa_e2e::support::{self, WAIT, doctor_step};
+use irsa_e2e::webhook::{
     ROLE_ARN, assert_untouched, create_pod, create_service_account, namespace_with_annotated_app,
     pod, serve_namespace, unregister,
 };
@@ -38,22 +39,18 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
     webhook.kill();
 
     // Not the IAM side under test: annotated ServiceAccounts are left to themselves.
-    let controller = ControllerProcess::start_with(
+    let controller = Process::controller_with(
         &cluster,
         None,
         "uninjected",
         &["--manage-annotated-serviceaccounts", "false"],
     );
-    wait_for(
-        "the controller to lead",
-        WAIT,
-        Some(&controller),
-        || async {
-            let body = scrape(&controller.metrics_url).await?;
+    controller
+        .wait_for("the controller to lead", WAIT, || async {
+            let body = scrape(&controller.metrics_url()).await?;
             body.contains("irsa_controller_is_leader 1").then_some(())
-        },
-    )
-    .await;
+        })
+        .await;
 
     let stored = create_pod(&client, &ns, &pod("web-0", "app", json!({})))
         .await
@@ -134,26 +131,26 @@ async fn scrape(url: &str) -> Option<String> {
 }
 
 /// Waits (at most [`REPORT_WITHIN`]) until the controller counts `n` uninjected pods in `ns`.
-async fn wait_for_count(controller: &ControllerProcess, ns: &str, n: i64) {
+async fn wait_for_count(controller: &Process, ns: &str, n: i64) {
     let what = format!("irsa_controller_uninjected_pods to count {n} in {ns}");
-    wait_for(&what, REPORT_WITHIN, Some(controller), || async {
-        (uninjected_count(&scrape(&controller.metrics_url).await?, ns) == n).then_some(())
-    })
-    .await;
+    controller
+        .wait_for(&what, REPORT_WITHIN, || async {
+            (uninjected_count(&scrape(&controller.metrics_url()).await?, ns) == n).then_some(())
+        })
+        .await;
 }
 
 /// Waits (at most [`REPORT_WITHIN`]) for the controller's Event on pod `name`; its message.
 async fn wait_for_note(
-    controller: &ControllerProcess,
+    controller: &Process,
     client: &kube::Client,
     ns: &str,
     name: &str,
 ) -> String {
     let what = format!("the PodNotInjected Event on {ns}/{name}");
-    wait_for(&what, REPORT_WITHIN, Some(controller), || {
-        not_injected_note(client, ns, name)
-    })
-    .await
+    controller
+        .wait_for(&what, REPORT_WITHIN, || not_injected_note(client, ns, name))
+        .await
 }
 
 /// The gauge's value for `namespace` (0 when it has no series).

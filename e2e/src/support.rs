@@ -182,7 +182,7 @@ pub async fn controller_cluster() -> ControllerCluster {
 /// The AWS side of a test and of the controller it starts.
 ///
 /// By default a local moto (IAM/STS emulator) started by this test process, reached through
-/// the counting proxy of `tests/it/common/moto.rs`, so a test can count the IAM calls the
+/// the counting proxy of `e2e/src/moto.rs`, so a test can count the IAM calls the
 /// controller makes. With `IRSA_E2E_AWS=env` the test and the controller use the
 /// environment's AWS configuration instead (`AWS_ENDPOINT_URL` for another emulator, or real
 /// AWS with real credentials); call counting is then unavailable.

@@ -11,6 +11,7 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
+use irsa_e2e::metrics;
 use irsa_e2e::process::Process;
 use irsa_e2e::support::{self, ControllerCluster, WAIT};
 use irsa_e2e::trust_check::{provider_subjects, statement_by_sid, statements};
@@ -491,17 +492,19 @@ async fn restart_with_nothing_changed_writes_nothing() {
     let calls = f.cluster.aws_env.calls();
     calls.reset_counts();
     let second = f.start_controller("controller-second");
-    // The new process has done its pass once it read the role (and the provider); its
-    // coalescing window is 2 s, so give it well beyond that to write anything it would.
+    // The new process has done its pass over the role once the IAM worker counts it: the
+    // count comes after the pass's reads and any write of the trust policy, and after the
+    // provider check of its start.
+    let role_passes = "irsa_controller_reconciles_total{kind=\"role\"}";
+    second.wait_ready(WAIT).await;
     second
         .wait_for(
-            "the restarted controller to read the role",
+            "the restarted controller to finish a pass over the role",
             WAIT,
-            || async { (calls.forwarded("GetRole") > 0).then_some(()) },
+            async || metrics::find(&second.metrics().await, role_passes).is_some_and(|n| n >= 1.0),
         )
         .await;
-    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
-    second.assert_running();
+    assert!(calls.forwarded("GetRole") > 0, "the pass read the role");
     assert_eq!(
         calls.writes(),
         0,

@@ -17,6 +17,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 
 use irsa_e2e::identity::RELEASE_NAMESPACE;
+use irsa_e2e::metrics;
 use irsa_e2e::process::Process;
 use irsa_e2e::support::{self, OwnPlane, WAIT, api_text};
 
@@ -104,6 +105,28 @@ async fn public_bucket(sdk: &aws_config::SdkConfig) -> (aws_sdk_s3::Client, Stri
     (s3, bucket)
 }
 
+/// The last pass that published or found everything current (unix seconds).
+const LAST_PUBLISH: &str = "irsa_controller_issuer_last_publish_timestamp_seconds";
+/// Passes refused because the API server's issuer is not the public URL.
+const REFUSED_PASSES: &str =
+    "irsa_controller_issuer_publish_errors_total{kind=\"issuer\",error=\"issuer_mismatch\"}";
+
+/// Waits until `series` of the publisher's metrics has grown by `by` from its value now (its
+/// first value once it appears): that many more passes (1 s apart) ran.
+async fn passes(controller: &Process, series: &str, by: f64) {
+    let what = format!("{series} to grow by {by}");
+    let from = controller
+        .wait_for(&what, WAIT, async || {
+            metrics::find(&controller.metrics().await, series)
+        })
+        .await;
+    controller
+        .wait_for(&what, WAIT, async || {
+            metrics::metric(&controller.metrics().await, series) >= from + by
+        })
+        .await;
+}
+
 #[tokio::test]
 #[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
 async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
@@ -166,7 +189,7 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
     // and leave the state ConfigMap alone (its resourceVersion would move with a patch).
     assert_eq!(versions(&s3, &bucket).await, 2);
     let state_before = state_version(&client).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    passes(&controller, LAST_PUBLISH, 3.0).await;
     assert_eq!(versions(&s3, &bucket).await, 2, "no write at steady state");
     assert_eq!(
         state_version(&client).await,
@@ -231,7 +254,7 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
     // Further refused passes (1 s apart) neither rewrite the status nor repeat the Event (a
     // repeat would be a second Event or a series on this one).
     let refused_version = state_version(&client).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    passes(&wrong, REFUSED_PASSES, 3.0).await;
     assert_eq!(state_version(&client).await, refused_version);
     let events = state_events(&client, REFUSED_REASON).await;
     assert_eq!(events.len(), 1, "one Event per refusal: {events:?}");

@@ -13,6 +13,7 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 
+use irsa_e2e::metrics;
 use irsa_e2e::process::Process;
 use irsa_e2e::support::{self, WAIT, doctor_step};
 use irsa_e2e::webhook::{
@@ -45,10 +46,10 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
         "uninjected",
         &["--manage-annotated-serviceaccounts", "false"],
     );
+    controller.wait_ready(WAIT).await;
     controller
-        .wait_for("the controller to lead", WAIT, || async {
-            let body = scrape(&controller.metrics_url()).await?;
-            body.contains("irsa_controller_is_leader 1").then_some(())
+        .wait_for("the controller to lead", WAIT, async || {
+            metrics::metric(&controller.metrics().await, "irsa_controller_is_leader") == 1.0
         })
         .await;
 
@@ -81,7 +82,7 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
     ] {
         assert!(note.contains(&part), "the Event names {part}: {note}");
     }
-    wait_for_count(&controller, &ns, 1).await;
+    wait_for_count(&controller, &ns, Some(1.0)).await;
 
     let (_, report) =
         cluster
@@ -110,7 +111,7 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
         note.contains("created before the ServiceAccount got the role"),
         "{note}"
     );
-    wait_for_count(&controller, &ns, 2).await;
+    wait_for_count(&controller, &ns, Some(2.0)).await;
 
     // Deleted pods are no longer counted (and the namespace's series goes away at zero).
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -119,23 +120,22 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
             .await
             .unwrap();
     }
-    wait_for_count(&controller, &ns, 0).await;
+    wait_for_count(&controller, &ns, None).await;
     controller.assert_running();
 
     unregister(&client, &registration).await;
     support::delete_namespace(&client, &ns).await;
 }
 
-async fn scrape(url: &str) -> Option<String> {
-    reqwest::get(url).await.ok()?.text().await.ok()
-}
-
-/// Waits (at most [`REPORT_WITHIN`]) until the controller counts `n` uninjected pods in `ns`.
-async fn wait_for_count(controller: &Process, ns: &str, n: i64) {
-    let what = format!("irsa_controller_uninjected_pods to count {n} in {ns}");
+/// Waits (at most [`REPORT_WITHIN`]) until the controller's `irsa_controller_uninjected_pods`
+/// series of `ns` has the value `n`, or is gone when `n` is `None` (at zero the series is
+/// removed, not kept at 0).
+async fn wait_for_count(controller: &Process, ns: &str, n: Option<f64>) {
+    let series = format!("irsa_controller_uninjected_pods{{namespace=\"{ns}\"}}");
+    let what = format!("{series} to be {n:?}");
     controller
-        .wait_for(&what, REPORT_WITHIN, || async {
-            (uninjected_count(&scrape(&controller.metrics_url()).await?, ns) == n).then_some(())
+        .wait_for(&what, REPORT_WITHIN, async || {
+            metrics::find(&controller.metrics().await, &series) == n
         })
         .await;
 }
@@ -153,15 +153,6 @@ async fn wait_for_note(
         .await
 }
 
-/// The gauge's value for `namespace` (0 when it has no series).
-fn uninjected_count(metrics: &str, namespace: &str) -> i64 {
-    let series = format!("irsa_controller_uninjected_pods{{namespace=\"{namespace}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .map_or(0, |v| v.trim().parse().unwrap())
-}
-
 /// The message of the controller's `PodNotInjected` Event on pod `name`, once there is one.
 async fn not_injected_note(client: &kube::Client, ns: &str, name: &str) -> Option<String> {
     let fields = format!("involvedObject.name={name},reason=PodNotInjected");
@@ -172,12 +163,4 @@ async fn not_injected_note(client: &kube::Client, ns: &str, name: &str) -> Optio
     let event = events.items.into_iter().next()?;
     assert_eq!(event.type_.as_deref(), Some("Warning"), "{event:?}");
     event.message
-}
-
-#[test]
-fn the_gauge_is_read_per_namespace() {
-    let text = "irsa_controller_uninjected_pods{namespace=\"a\"} 3\nirsa_controller_uninjected_pods{namespace=\"ab\"} 1\n";
-    assert_eq!(uninjected_count(text, "a"), 3);
-    assert_eq!(uninjected_count(text, "ab"), 1);
-    assert_eq!(uninjected_count(text, "b"), 0);
 }

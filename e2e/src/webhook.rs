@@ -28,6 +28,8 @@ pub struct TestCert {
 }
 
 impl TestCert {
+    /// A fresh key and certificate each time: not a `Default`.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
             .unwrap();

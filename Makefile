@@ -13,12 +13,13 @@ deps:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-# Every test, the `#[ignore]`d cluster tests of tests/it/e2e included, against a local control plane
-# (etcd + kube-apiserver + kube-controller-manager on 127.0.0.1) that lives for this run.
+# Every test of the workspace (the root package, core/ and e2e/), the `#[ignore]`d cluster journeys of
+# e2e/tests/journeys included, against a local control plane (etcd + kube-apiserver +
+# kube-controller-manager on 127.0.0.1) that lives for this run.
 unit:
-	./scripts/with-control-plane.sh $(CARGO) nextest run --locked --no-fail-fast --run-ignored all
+	./scripts/with-control-plane.sh $(CARGO) nextest run --workspace --locked --no-fail-fast --run-ignored all
 
 # Regenerate checked-in generated artefacts.
 # The chart ships an identical copy (tests/it/packaging.rs fails when either drifts).
@@ -41,9 +42,10 @@ bench-webhook:
 bench-floor:
 	./scripts/bench-floor.sh
 
-# The cluster tests against the cluster in KUBECONFIG (kind, EKS, ...): see docs/development.md.
+# The cluster journeys against the cluster in KUBECONFIG (kind, EKS, ...): see docs/development.md.
+# --workspace: the journeys run the `irsa` binary of the same build.
 e2e:
-	IRSA_E2E=1 $(CARGO) nextest run --test it --run-ignored all --no-capture -E 'test(/^e2e::/)'
+	IRSA_E2E=1 $(CARGO) nextest run --workspace --run-ignored all --no-capture -E 'binary_id(irsa-e2e::journeys)'
 
 # The local control plane alone, for running single tests by hand:
 #   make cluster-up && source <(scripts/control-plane.sh env) && cargo nextest run ... ; make cluster-down

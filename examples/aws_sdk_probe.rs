@@ -1,8 +1,8 @@
 //! What an application does with the credentials irsa set up, through the AWS SDK for Rust's
 //! default credential chain and nothing else: `sts get-caller-identity`, then an S3 put and
-//! get of one object. The cluster tests run it as a pod's process (tests/it/e2e/kubelet.rs),
+//! get of one object. The cluster tests run it as a pod's process (e2e/src/kubelet.rs),
 //! with exactly the container's environment plus the endpoint override, beside its boto3 twin
-//! (tests/it/e2e/sdk_probe.py).
+//! (e2e/tests/journeys/sdk_probe.py).
 //!
 //! Usage: `aws_sdk_probe BUCKET KEY`. Prints one JSON line, `{"arn", "account", "object"}`
 //! (the text read back) or `{"stage", "code", "error"}` (the first call that failed, the

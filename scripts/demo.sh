@@ -8,8 +8,8 @@
 # Deployments. Then config/samples/ (the grant, the binding, the ServiceAccount, the pod) get
 # the pod working credentials: the controller publishes the issuer, creates the OIDC provider
 # and writes the role's trust policy; the webhook injects the pod; the kubelet's part (the
-# pod's token, the container's process) is done as tests/it/e2e/kubelet.rs does it; boto3 in
-# that process (tests/it/e2e/sdk_probe.py) assumes the role, writes and reads an S3 object.
+# pod's token, the container's process) is done as e2e/src/kubelet.rs does it; boto3 in
+# that process (e2e/tests/journeys/sdk_probe.py) assumes the role, writes and reads an S3 object.
 #
 #   scripts/demo.sh        run it; the last line is `demo: N steps passed`. Leaves nothing
 #                          running, unless IRSA_DEMO_KEEP=1: then everything stays up and the
@@ -618,11 +618,11 @@ import json, sys; print(", ".join(k["kid"] for k in json.load(sys.stdin)["keys"]
   probe="$(unshare --mount --propagation private sh -c 'mount --bind "$1" "$2" && shift 2 && exec env -i "$@"' \
     sh "$DIR/kubelet/$volume" "$mount_dir" "${container_env[@]}" \
     AWS_ENDPOINT_URL="$IRSA_E2E_VERIFIER_ENDPOINT" \
-    "$PYTHON" "$ROOT/tests/it/e2e/sdk_probe.py" "$DATA_BUCKET" hello.txt)" ||
+    "$PYTHON" "$ROOT/e2e/tests/journeys/sdk_probe.py" "$DATA_BUCKET" hello.txt)" ||
     fail "sdk_probe.py: ${probe:-no report}"$'\n'"what irsa doctor makes of it:"$'\n'"$(doctor 2>&1)"
   [[ "$probe" == *":assumed-role/$ROLE_NAME/"* ]] || fail "sdk_probe.py is not the role: $probe"
   say "env -i $(printf '%s ' "${container_env[@]%%=*}")AWS_ENDPOINT_URL \\" \
-    "  $PYTHON tests/it/e2e/sdk_probe.py $DATA_BUCKET hello.txt" \
+    "  $PYTHON e2e/tests/journeys/sdk_probe.py $DATA_BUCKET hello.txt" \
     "  (in a private mount namespace, the token bind-mounted at $mount_dir):"
   python3 -c '
 import json, sys

@@ -1,12 +1,12 @@
 //! The controller's IAM/STS adapter against a real IAM emulator (moto), with faults injected
 //! by the test proxy in front of it.
 
-use crate::common::moto::{self, ACCOUNT, Fault, TestAws};
 use irsa::arn::RoleArn;
 use irsa::aws::{ConvergeOptions, Error, ProviderSpec, RoleTrust};
 use irsa::controller::metrics::{Aws, Metrics};
 use irsa::issuer::IssuerUrl;
 use irsa::names::CLUSTER_TAG;
+use irsa_e2e::moto::{self, ACCOUNT, Fault, TestAws};
 
 const STS_AUD: &str = "sts.amazonaws.com";
 

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::moto::{self, ACCOUNT, Fault, TestAws};
 use irsa::arn::RoleArn;
 use irsa::aws::ConvergeOptions;
 use irsa::controller::iam::queue::RoleQueue;
@@ -21,6 +20,10 @@ use irsa::controller::policy::report::Outcome;
 use irsa::issuer::IssuerUrl;
 use irsa::testing::fixtures::binding;
 use irsa::trust::{PolicyDocument, statement_sid};
+use irsa_e2e::moto::{self, ACCOUNT, Fault, TestAws};
+use irsa_e2e::wait::wait_for;
+
+use crate::common::WAIT;
 use serde_json::Value;
 
 const STS_AUD: &str = "sts.amazonaws.com";
@@ -569,9 +572,10 @@ async fn resync_at_steady_state_makes_no_iam_write_and_repairs_drift() {
 
     // Three resyncs later: reads only.
     let start = settled.pass;
-    while state.get(&role).unwrap().pass < start + 3 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for("three resync passes", WAIT, async || {
+        state.get(&role).unwrap().pass >= start + 3
+    })
+    .await;
     assert_eq!(
         aws.faults().writes(),
         0,
@@ -583,13 +587,11 @@ async fn resync_at_steady_state_makes_no_iam_write_and_repairs_drift() {
     // Drift by hand: our statement deleted. The next resync puts it back.
     hand_edit(&aws, &role, FOREIGN).await;
     let seen = state.get(&role).unwrap().pass;
-    loop {
+    wait_for("a resync pass that repairs the drift", WAIT, async || {
         let r = state.get(&role).unwrap();
-        if r.pass > seen && r.outcome.writes() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        r.pass > seen && r.outcome.writes() > 0
+    })
+    .await;
     let doc = aws.trust_of(&role).await;
     assert_eq!(our_subjects(&doc, &iss).unwrap(), subs(&["team-a:app"]));
     let providers = aws

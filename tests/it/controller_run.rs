@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::moto::{self, ACCOUNT};
+use irsa_e2e::moto::{self, ACCOUNT};
+use irsa_e2e::wait::wait_for;
+
+use crate::common::WAIT;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -260,18 +263,6 @@ fn router(fake: Arc<Fake>) -> Router {
         .with_state(fake)
 }
 
-/// Polls `cond` every 50ms until it holds (the test's overall timeout bounds the wait).
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let mut n = 0u64;
-    while !cond() {
-        n += 1;
-        if n.is_multiple_of(200) {
-            eprintln!("still waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn condition(obj: &Value, type_: &str) -> Option<(String, String)> {
     obj["status"]["conditions"]
         .as_array()?
@@ -411,7 +402,10 @@ async fn start(max_chars: usize) -> Harness {
         None,
         std::future::pending(),
     ));
-    until("caches synced", || ready.load(Ordering::Relaxed)).await;
+    wait_for("caches synced", WAIT, async || {
+        ready.load(Ordering::Relaxed)
+    })
+    .await;
     Harness {
         aws,
         fake,
@@ -436,7 +430,7 @@ async fn bind_annotate_status_then_delete_cleans_everything() {
         "ADDED",
     );
     // `late` does not exist yet: trusted (IAM does not care), reported as not annotated.
-    until("TrustPolicyApplied=True", || {
+    wait_for("TrustPolicyApplied=True", WAIT, async || {
         fake.get(Kind::Binding, "team-a/s3")
             .and_then(|b| condition(&b, "TrustPolicyApplied"))
             .is_some_and(|(s, _)| s == "True")
@@ -454,7 +448,7 @@ async fn bind_annotate_status_then_delete_cleans_everything() {
         json!({"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"late","namespace":"team-a"}}),
         "ADDED",
     );
-    until("Ready=True", || {
+    wait_for("Ready=True", WAIT, async || {
         fake.get(Kind::Binding, "team-a/s3")
             .and_then(|b| condition(&b, "Ready"))
             .is_some_and(|(s, _)| s == "True")
@@ -497,7 +491,7 @@ async fn bind_annotate_status_then_delete_cleans_everything() {
     let mut deleting = fake.get(Kind::Binding, "team-a/s3").unwrap();
     deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
     fake.put(Kind::Binding, deleting, "MODIFIED");
-    until("binding gone", || {
+    wait_for("binding gone", WAIT, async || {
         fake.get(Kind::Binding, "team-a/s3").is_none()
     })
     .await;
@@ -535,7 +529,7 @@ async fn fifty_bindings_applied_at_once_cost_a_handful_of_iam_writes() {
             "ADDED",
         );
     }
-    until("50 bindings Ready", || {
+    wait_for("50 bindings Ready", WAIT, async || {
         (0..50).all(|i| {
             fake.get(Kind::Binding, &format!("team-a/b-{i}"))
                 .and_then(|b| condition(&b, "Ready"))

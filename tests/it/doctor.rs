@@ -17,10 +17,8 @@ use irsa::testing::{
 };
 use serde_json::{Value, json};
 
-use crate::common::{
-    issuer::{self, Issuer},
-    moto::{self, Fault, TestAws},
-};
+use crate::common::issuer::{self, Issuer};
+use irsa_e2e::moto::{self, Fault, TestAws};
 
 const NS: &str = "team-a";
 const SA: &str = "app";

@@ -1,9 +1,9 @@
 //! The one integration-test binary: every module links the library, kube and the AWS SDK once
-//! instead of once per file. Test names carry their module (`doctor::…`, `e2e::controller::…`),
-//! which is what `.config/nextest.toml` and `make e2e` filter on.
+//! instead of once per file. Test names carry their module (`doctor::…`, `webhook_server::…`).
 //!
-//! `e2e` holds the cluster tests (`#[ignore]`d unless run with `--run-ignored all`); the other
-//! modules need at most the local IAM emulator (moto) and the tools `make deps` installs.
+//! Every module runs in-process and needs at most the local IAM emulator (moto) and the tools
+//! `make deps` installs; the cluster journeys are the `journeys` binary of `e2e/`, whose
+//! library (`irsa_e2e`) is the harness these tests share with them.
 
 // Test code: a helper fails its test by panicking, like the test functions that call it
 // (clippy.toml only exempts `#[test]` functions themselves).
@@ -20,7 +20,6 @@ mod controller_run;
 mod docs_links;
 mod doctor;
 mod doctor_limits;
-mod e2e;
 mod packaging;
 mod webhook_cli;
 mod webhook_limits;

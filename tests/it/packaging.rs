@@ -36,7 +36,7 @@ use k8s_openapi::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
-use crate::common::merge;
+use irsa_e2e::merge;
 
 const NS: &str = "irsa-system";
 const RELEASE: &str = "irsa";
@@ -425,7 +425,7 @@ fn assert_webhook_selectors(mwc: &MutatingWebhookConfiguration, namespace: &str)
             .any(|e| e.key == EKS_SKIP_LABEL && e.operator == "DoesNotExist")
     );
     // Pods: the EKS label's expression only pre-filters values the webhook's rule opts out
-    // (the cluster test e2e::opt_out checks the whole table through an API server).
+    // (the cluster journey opt_out checks the whole table through an API server).
     let eks: Vec<_> = obj_exprs
         .iter()
         .filter(|e| e.key == EKS_SKIP_LABEL)
@@ -565,7 +565,7 @@ fn table(entries: &[(&str, &str, &[&str])]) -> BTreeMap<(String, String), BTreeS
 /// Every permission the chart and `config/rbac` grant, one row per (component, apiGroup,
 /// resource), as README.md's "RBAC" table lists them: `role` is the ClusterRole, or the
 /// namespaced Role (`-leader-election`) of the release namespace. The e2e suite proves the
-/// API server enforces exactly these (tests/it/e2e/rbac.rs); this table ties chart, kustomize and
+/// API server enforces exactly these (e2e/tests/journeys/rbac.rs); this table ties chart, kustomize and
 /// README together.
 const RBAC: &[(&str, &str, &str, &[&str])] = &[
     ("webhook", "", "serviceaccounts", &["get", "list", "watch"]),
@@ -1337,7 +1337,7 @@ fn crds_match_the_code_and_the_chart_ships_the_same() {
 /// `kubectl apply -f crds/`, the command the controller and the doctor give when the CRDs are
 /// missing, reads every `.json`, `.yaml` and `.yml` file of the directory as objects: those
 /// must be the CRDs only (the kustomization that lets `config/default` include them has no
-/// such extension). The real kubectl runs it in e2e::install.
+/// such extension). The real kubectl runs it in the install journey (e2e/tests/journeys/install.rs).
 #[test]
 fn kubectl_apply_f_crds_reads_only_the_crds() {
     let read_by_kubectl: Vec<String> = std::fs::read_dir(repo().join("crds"))

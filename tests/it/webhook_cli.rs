@@ -1,20 +1,15 @@
 //! The `irsa webhook` binary itself: flags, bench mode (`--service-accounts-file`), and exit 0
 //! after SIGTERM.
 
-use std::{
-    net::{SocketAddr, TcpListener},
-    process::{Command, Stdio},
-};
+use std::{net::SocketAddr, process::Command};
 
+use crate::common::WAIT;
 use crate::common::webhook::*;
+use irsa_e2e::process::Process;
 use serde_json::Value;
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+/// No environment beyond the test's own.
+const NO_ENV: [(&str, &str); 0] = [];
 
 #[tokio::test]
 async fn binary_serves_from_a_service_accounts_file_and_exits_0_on_sigterm() {
@@ -30,28 +25,28 @@ async fn binary_serves_from_a_service_accounts_file_and_exits_0_on_sigterm() {
         ),
     )
     .unwrap();
-    let (listen, metrics) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_irsa"))
-        .args(["webhook", "--listen", &listen.to_string()])
-        .args(["--metrics-listen", &metrics.to_string()])
-        .arg("--tls-cert-file")
-        .arg(&cert)
-        .arg("--tls-key-file")
-        .arg(&key)
-        .arg("--service-accounts-file")
-        .arg(&sas)
-        .args(["--aws-default-region", "eu-west-1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-
-    eventually("the webhook is ready", async || {
-        reqwest::get(format!("http://{metrics}/readyz"))
-            .await
-            .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
-    })
-    .await;
+    let (listen, metrics) = (
+        SocketAddr::from(([127, 0, 0, 1], irsa_e2e::free_port())),
+        SocketAddr::from(([127, 0, 0, 1], irsa_e2e::free_port())),
+    );
+    let (listen_arg, metrics_arg) = (listen.to_string(), metrics.to_string());
+    let args: [&std::ffi::OsStr; 13] = [
+        "webhook".as_ref(),
+        "--listen".as_ref(),
+        listen_arg.as_ref(),
+        "--metrics-listen".as_ref(),
+        metrics_arg.as_ref(),
+        "--tls-cert-file".as_ref(),
+        cert.as_os_str(),
+        "--tls-key-file".as_ref(),
+        key.as_os_str(),
+        "--service-accounts-file".as_ref(),
+        sas.as_os_str(),
+        "--aws-default-region".as_ref(),
+        "eu-west-1".as_ref(),
+    ];
+    let webhook = Process::irsa("cli", args, NO_ENV, Some(metrics_arg.clone()));
+    webhook.wait_ready(WAIT).await;
     let pod = pod("app");
     let body: Value = client(&pair.0, listen)
         .post(url(listen))
@@ -73,15 +68,8 @@ async fn binary_serves_from_a_service_accounts_file_and_exits_0_on_sigterm() {
         ]
     );
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    webhook.terminate();
+    assert_eq!(webhook.exited(WAIT).await.code(), Some(0));
 }
 
 /// `irsa <args>` with no IRSA_* variable from the caller's environment.

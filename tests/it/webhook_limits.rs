@@ -15,6 +15,9 @@ use irsa::{
     mutate::limits::{MAX_CONTAINERS, MAX_SKIP_CONTAINERS_BYTES},
     webhook::{ConnectionLimits, Running},
 };
+use irsa_e2e::metrics::metric;
+use irsa_e2e::metrics::scrape_addr;
+use irsa_e2e::wait::wait_for;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::{
@@ -91,7 +94,7 @@ async fn a_review_with_65000_containers_is_admitted_with_a_warning_and_a_small_a
         "{warning}"
     );
 
-    let text = metrics_text(server.metrics_addr).await;
+    let text = scrape_addr(server.metrics_addr).await;
     assert_eq!(
         metric(&text, r#"irsa_webhook_warnings_total{kind="too_large"}"#),
         1.0
@@ -301,8 +304,17 @@ async fn connections_over_the_cap_are_closed_and_freed_slots_are_reused() {
     for _ in 0..SHORT.max_connections {
         held.push(TcpStream::connect(addr).await.unwrap());
     }
-    // Let the server accept them all before the next one.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The server has accepted them all (each holds a slot) once each got an answer; they
+    // stay open (keep-alive) until the header-read timeout.
+    for stream in &mut held {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&head));
+    }
     let mut surplus = TcpStream::connect(addr).await.unwrap();
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(DEADLINE, surplus.read(&mut buf))
@@ -310,10 +322,12 @@ async fn connections_over_the_cap_are_closed_and_freed_slots_are_reused() {
         .expect("a connection over the cap stayed open");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 
+    // Closed by the client, the slots come back as the server sees the ends.
     drop(held);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let resp = reqwest::get(format!("http://{addr}/healthz"))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    wait_for("a freed slot to serve /healthz", DEADLINE, async || {
+        reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
 }

@@ -4,6 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use crate::common::WAIT;
 use crate::common::webhook::*;
 use axum::{
     body::Body,
@@ -15,6 +16,8 @@ use irsa::{
     mutate::MutationConfig,
     webhook::{Metrics, ServiceAccountCache, admin_router, router},
 };
+use irsa_e2e::metrics::metric;
+use irsa_e2e::wait::wait_for;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -33,6 +36,8 @@ struct Fixture {
     api: ApiServerVerifier,
     app: axum::Router,
     admin: axum::Router,
+    /// The webhook's client to the mocked API server.
+    client: kube::Client,
     _watch: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -44,7 +49,7 @@ async fn fixture(
 ) -> Fixture {
     let (client, handle) = mock_client();
     let metrics = Arc::new(Metrics::new());
-    let cache = ServiceAccountCache::kube(client, PREFIX, timeout, metrics.clone());
+    let cache = ServiceAccountCache::kube(client.clone(), PREFIX, timeout, metrics.clone());
     let watch = cache.start_watch();
     let state = app_state(cache.clone(), metrics.clone(), config, timeout);
     let admin = admin_router(state.clone());
@@ -54,7 +59,10 @@ async fn fixture(
         StatusCode::SERVICE_UNAVAILABLE
     );
     let api = ApiServerVerifier::spawn(handle, list, get);
-    eventually("the ServiceAccount cache syncs", async || cache.is_synced()).await;
+    wait_for("the ServiceAccount cache syncs", WAIT, async || {
+        cache.is_synced()
+    })
+    .await;
     assert_eq!(status(&admin, "/readyz").await, StatusCode::OK);
     Fixture {
         app: router(state),
@@ -62,6 +70,7 @@ async fn fixture(
         cache,
         metrics,
         api,
+        client,
         _watch: watch,
     }
 }
@@ -201,7 +210,7 @@ async fn concurrent_misses_of_one_service_account_share_one_get() {
         })
         .collect();
     // All eight are waiting on the shared lookup before the API server answers.
-    eventually("eight misses are registered", async || {
+    wait_for("eight misses are registered", WAIT, async || {
         metric(
             &metrics_text(&f.metrics),
             "irsa_webhook_sa_cache_misses_total",
@@ -280,7 +289,7 @@ async fn watch_events_add_update_and_delete_cached_service_accounts() {
         GetBehaviour::NotFound,
     );
     // (entries, annotated) goes (1,0) (2,0) (2,1) (2,2) (1,1): (1,1) is only the final state.
-    eventually("every watch event is applied", async || {
+    wait_for("every watch event is applied", WAIT, async || {
         cache.len() == (1, 1)
     })
     .await;
@@ -408,7 +417,7 @@ async fn background_gets_are_capped_and_the_rest_counted() {
         })
         .count();
     assert_eq!(busy, extra);
-    eventually("the capped GETs reach the API server", async || {
+    wait_for("the capped GETs reach the API server", WAIT, async || {
         f.api.gets() == MAX_CONCURRENT_FETCHES
     })
     .await;
@@ -424,8 +433,20 @@ async fn background_gets_are_capped_and_the_rest_counted() {
         ),
         extra as f64
     );
-    // Still capped a moment later: no GET was started for the shed misses.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(f.api.gets(), MAX_CONCURRENT_FETCHES);
+    // No GET was started for the shed misses, not even later: a marker GET sent through the
+    // webhook's client after every answer reaches the API server with only the capped GETs
+    // before it.
+    let marker = "/api/v1/namespaces/team-a/serviceaccounts/marker";
+    let client = f.client.clone();
+    let sent = tokio::spawn(async move {
+        let request = http::Request::get(marker).body(Vec::new()).unwrap();
+        let _ = client.request_text(request).await;
+    });
+    wait_for("the marker GET reaches the API server", WAIT, async || {
+        f.api.get_paths.lock().unwrap().iter().any(|p| p == marker)
+    })
+    .await;
+    sent.abort();
+    assert_eq!(f.api.gets(), MAX_CONCURRENT_FETCHES + 1);
     f.api.assert_no_unexpected_calls();
 }

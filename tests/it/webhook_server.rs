@@ -3,9 +3,13 @@
 
 use std::{sync::Arc, time::Duration};
 
+use crate::common::WAIT;
 use crate::common::webhook::*;
 use irsa::testing::kube_api::mock_client;
 use irsa::webhook::{Metrics, Options, ServiceAccountCache};
+use irsa_e2e::metrics::metric;
+use irsa_e2e::metrics::scrape_addr;
+use irsa_e2e::wait::wait_for;
 use reqwest::{StatusCode, Version};
 use serde_json::{Value, json};
 
@@ -75,7 +79,7 @@ async fn v1_round_trip_mutates_and_echoes_the_envelope() {
     assert!(again["response"].get("patch").is_none(), "{again}");
     assert!(again["response"].get("patchType").is_none(), "{again}");
 
-    let text = metrics_text(server.metrics_addr).await;
+    let text = scrape_addr(server.metrics_addr).await;
     assert_eq!(
         metric(&text, "irsa_webhook_requests_total{result=\"mutated\"}"),
         1.0
@@ -178,7 +182,7 @@ async fn malformed_bodies_get_400_and_wrong_content_type_415() {
     let (status, _) = send("{}", None).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
-    let text = metrics_text(server.metrics_addr).await;
+    let text = scrape_addr(server.metrics_addr).await;
     assert_eq!(
         metric(&text, "irsa_webhook_requests_total{result=\"bad_request\"}"),
         3.0
@@ -239,7 +243,7 @@ async fn non_pods_are_allowed_unpatched_with_a_warning() {
     let warning = body["response"]["warnings"][0].as_str().unwrap();
     assert!(warning.contains("spec.containers"), "{warning}");
 
-    let text = metrics_text(server.metrics_addr).await;
+    let text = scrape_addr(server.metrics_addr).await;
     assert_eq!(
         metric(&text, "irsa_webhook_requests_total{result=\"not_a_pod\"}"),
         2.0
@@ -301,7 +305,7 @@ async fn invalid_annotations_warn_by_default_and_deny_with_strict() {
     );
     assert_eq!(body["response"]["status"]["code"], 403);
 
-    let text = metrics_text(strict.metrics_addr).await;
+    let text = scrape_addr(strict.metrics_addr).await;
     assert_eq!(
         metric(&text, "irsa_webhook_requests_total{result=\"denied\"}"),
         1.0
@@ -406,9 +410,11 @@ async fn certificate_rotation_reaches_new_connections_and_a_broken_pair_keeps_th
     // 1. Plain rewrite of both files.
     let second = self_signed();
     write_pair(&dir, &second);
-    eventually("new connections see the second certificate", async || {
-        trusted_by(&second.0, addr).await
-    })
+    wait_for(
+        "new connections see the second certificate",
+        WAIT,
+        async || trusted_by(&second.0, addr).await,
+    )
     .await;
     assert!(!trusted_by(&first.0, addr).await);
     // The connection opened before the rotation keeps working.
@@ -426,9 +432,9 @@ async fn certificate_rotation_reaches_new_connections_and_a_broken_pair_keeps_th
     // 2. A broken pair (third certificate, second key): rejected, the second stays.
     let third = self_signed();
     std::fs::write(&cert_path, &third.0).unwrap();
-    eventually("the broken pair is counted", async || {
+    wait_for("the broken pair is counted", WAIT, async || {
         metric(
-            &metrics_text(server.metrics_addr).await,
+            &scrape_addr(server.metrics_addr).await,
             "irsa_webhook_cert_reload_errors_total",
         ) >= 1.0
     })
@@ -437,9 +443,9 @@ async fn certificate_rotation_reaches_new_connections_and_a_broken_pair_keeps_th
     assert!(!trusted_by(&third.0, addr).await);
     // Garbage is rejected too.
     std::fs::write(&key_path, "not a key").unwrap();
-    eventually("the garbage key is counted", async || {
+    wait_for("the garbage key is counted", WAIT, async || {
         metric(
-            &metrics_text(server.metrics_addr).await,
+            &scrape_addr(server.metrics_addr).await,
             "irsa_webhook_cert_reload_errors_total",
         ) >= 2.0
     })
@@ -462,13 +468,13 @@ async fn certificate_rotation_reaches_new_connections_and_a_broken_pair_keeps_th
     write_pair(&v2, &fourth);
     std::os::unix::fs::symlink("..v2", secret.join("..data_tmp")).unwrap();
     std::fs::rename(secret.join("..data_tmp"), secret.join("..data")).unwrap();
-    eventually("the swapped Secret is served", async || {
+    wait_for("the swapped Secret is served", WAIT, async || {
         trusted_by(&fourth.0, server2.addr).await
     })
     .await;
     assert_eq!(
         metric(
-            &metrics_text(server2.metrics_addr).await,
+            &scrape_addr(server2.metrics_addr).await,
             "irsa_webhook_cert_reloads_total"
         ),
         2.0
@@ -510,15 +516,15 @@ async fn identities_file_is_watched_and_a_broken_file_keeps_the_previous_set() {
         r#"{"identities":[{"namespace":"team-a","serviceAccount":"app"}]}"#,
     )
     .unwrap();
-    eventually("container-credentials mode applies", async || {
+    wait_for("container-credentials mode applies", WAIT, async || {
         volume(&client).await == "eks-pod-identity-token"
     })
     .await;
 
     std::fs::write(&ids, "{ broken").unwrap();
-    eventually("the broken file is counted", async || {
+    wait_for("the broken file is counted", WAIT, async || {
         metric(
-            &metrics_text(server.metrics_addr).await,
+            &scrape_addr(server.metrics_addr).await,
             "irsa_webhook_identities_reload_errors_total",
         ) >= 1.0
     })
@@ -564,7 +570,10 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
         }
     });
     // The request is now waiting on the ServiceAccount GET inside the webhook.
-    eventually("the webhook asks the API server", async || api.gets() == 1).await;
+    wait_for("the webhook asks the API server", WAIT, async || {
+        api.gets() == 1
+    })
+    .await;
 
     server.shutdown();
     let stopped = tokio::spawn(server.wait());

@@ -1,24 +1,12 @@
-//! Helpers shared by the integration tests and the cluster tests of `e2e`: the IAM emulator
-//! (moto) behind a fault-injecting proxy, an HTTPS issuer, the webhook's test server, and the
-//! JSON merge the chart values are built with. The mocked API server and the OIDC token helpers
-//! live in `irsa::testing`, shared with the unit tests.
+//! Helpers of the in-process integration tests alone: an HTTPS issuer and the webhook's test
+//! server with its mocked API. What the cluster journeys share with them (the IAM emulator,
+//! waiting, metric reads, child processes, the Helm-style merge) is the `irsa_e2e` library
+//! (`e2e/src/`). The mocked API server and the OIDC token helpers live in `irsa::testing`,
+//! shared with the unit tests.
 
 pub mod issuer;
-pub mod moto;
-pub mod verifier;
 pub mod webhook;
 
-use serde_json::Value;
-
-/// Merges `from` into `into` as Helm merges values: objects key by key, recursively; anything
-/// else (arrays included) replaces what was there.
-pub fn merge(into: &mut Value, from: Value) {
-    match (into, from) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (slot, v) => *slot = v,
-    }
-}
+/// How long an in-process test waits for what it expects ([`irsa_e2e::wait::wait_for`]): a
+/// hang guard, never reached unless the behaviour under test is broken.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(60);

@@ -190,39 +190,6 @@ pub fn env_names(pod: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Polls `cond` every 20ms until it holds; fails the test after a minute (never reached
-/// unless the behaviour under test is broken).
-pub async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    for _ in 0..3000 {
-        if cond().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
-/// The value of one metric line (`name{labels} value`) in the exposition text.
-/// The admin port's `/metrics` text.
-pub async fn metrics_text(addr: std::net::SocketAddr) -> String {
-    reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-pub fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0.0)
-}
-
 // ---- the mocked Kubernetes API ----
 
 /// How the mocked API server answers `GET /api/v1/namespaces/{ns}/serviceaccounts/{name}`.

@@ -2,7 +2,7 @@
 //! small fault-injecting, call-counting HTTP proxy in front of it per test.
 //!
 //! ```ignore
-//! use crate::common::moto::{self, Fault};
+//! use crate::moto::{self, Fault};
 //!
 //! #[tokio::test]
 //! async fn survives_throttling() {
@@ -16,7 +16,7 @@
 //!
 //! Lifecycle. The emulator is started lazily by the first [`moto()`] / [`test_aws()`] call of
 //! a process and kept in a `static OnceLock`. Rust never runs destructors of statics, so the
-//! process is not killed from here; instead `tests/it/common/moto_server.py` (which runs moto's
+//! process is not killed from here; instead `e2e/src/moto_server.py` (which runs moto's
 //! own server, see that file for the one operation it adds) exits when its stdin reaches EOF,
 //! and its stdin is a pipe whose write end only this process holds. Whenever the test process ends
 //! (success, panic, SIGKILL), the kernel closes the pipe and the emulator exits with it.
@@ -32,7 +32,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -89,10 +88,9 @@ fn start() -> Moto {
     // A free port is picked by binding :0 and releasing it; another process can grab it in
     // between, so a failed start is retried on a new port.
     for _ in 0..3 {
-        let port = free_port();
+        let port = crate::free_port();
         // target/tmp: kept for post-mortems, gone with `cargo clean`.
-        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("moto-{}-{port}.log", std::process::id()));
+        let log = crate::target_tmp().join(format!("moto-{}-{port}.log", std::process::id()));
         match spawn_moto(port, &log) {
             Ok((child, stdin)) => {
                 return Moto {
@@ -109,10 +107,7 @@ fn start() -> Moto {
 }
 
 fn spawn_moto(port: u16, log: &std::path::Path) -> Result<(Child, ChildStdin), String> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/it/common/moto_server.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/src/moto_server.py");
     let out = std::fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     // Output goes to a file, never to our stdout/stderr: nextest treats a child that keeps the
@@ -166,13 +161,6 @@ fn answers_http(port: u16) -> bool {
     }
     let mut head = [0u8; 12];
     s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral port on 127.0.0.1")
 }
 
 fn proxy_runtime() -> tokio::runtime::Handle {

@@ -1,11 +1,8 @@
 //! What every e2e test needs: the cluster settings, a client, the CRDs, a fresh namespace, the
 //! `irsa controller` process, AWS (a local moto by default) and bounded waiting.
 
-use std::fs::File;
-use std::future::Future;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -17,9 +14,11 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::common::merge;
-use crate::common::moto::{self, TestAws};
-use crate::e2e::identity::{self, Component};
+use crate::identity::{self, Component};
+use crate::merge;
+use crate::moto::{self, TestAws};
+use crate::process::{Process, wait_guarded};
+use crate::wait::wait_for;
 
 /// Label on every namespace the suite creates: `kubectl delete ns -l irsa.dev/e2e=true`
 /// removes what an interrupted run left behind.
@@ -82,38 +81,10 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand::random::<u32>())
 }
 
-/// Polls `probe` every second until it yields a value; panics after `limit` naming `what`.
-/// `controller`, when given, is checked on every round so a crashed controller fails the test
-/// at once with its log instead of after the whole wait.
-pub async fn wait_for<T, F, Fut>(
-    what: &str,
-    limit: Duration,
-    controller: Option<&ControllerProcess>,
-    mut probe: F,
-) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(c) = controller {
-            c.assert_running();
-        }
-        if let Some(found) = probe().await {
-            return found;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 /// Installs (or updates) the CRDs from `crds/` by server-side apply and waits until the API
 /// server serves them.
 pub async fn install_crds(client: &kube::Client) {
-    let yaml = include_str!("../../../crds/irsa.dev.yaml");
+    let yaml = include_str!("../../crds/irsa.dev.yaml");
     let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).expect("crds/irsa.dev.yaml is YAML");
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let pp = PatchParams::apply("irsa-e2e").force();
@@ -133,19 +104,14 @@ pub async fn install_crds(client: &kube::Client) {
 
 /// Waits (bounded) until the API server serves CRD `name`.
 pub async fn wait_established(api: &Api<CustomResourceDefinition>, name: &str) {
-    wait_for(
-        &format!("CRD {name} to be Established"),
-        WAIT,
-        None,
-        || async {
-            let crd = api.get_opt(name).await.ok()??;
-            crd.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        },
-    )
+    wait_for(&format!("CRD {name} to be Established"), WAIT, || async {
+        let crd = api.get_opt(name).await.ok()??;
+        crd.status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+            .then_some(())
+    })
     .await;
 }
 
@@ -219,7 +185,7 @@ pub async fn controller_cluster() -> ControllerCluster {
 /// The AWS side of a test and of the controller it starts.
 ///
 /// By default a local moto (IAM/STS emulator) started by this test process, reached through
-/// the counting proxy of `tests/it/common/moto.rs`, so a test can count the IAM calls the
+/// the counting proxy of `e2e/src/moto.rs`, so a test can count the IAM calls the
 /// controller makes. With `IRSA_E2E_AWS=env` the test and the controller use the
 /// environment's AWS configuration instead (`AWS_ENDPOINT_URL` for another emulator, or real
 /// AWS with real credentials); call counting is then unavailable.
@@ -251,7 +217,7 @@ impl AwsEnv {
     /// KUBECONFIG (unless `child_env` names another), this AWS endpoint and credentials, and
     /// [`Self::issuer_ca`]. Returns the exit code and the report.
     pub fn doctor(&self, args: &[&str]) -> (i32, Value) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_irsa"));
+        let mut cmd = Command::new(crate::irsa_bin());
         cmd.args(["doctor", "-o", "json"]).args(args);
         if let Some(url) = &self.endpoint {
             cmd.args(["--aws-endpoint-url", url]);
@@ -263,7 +229,7 @@ impl AwsEnv {
         println!("$ irsa doctor -o json {}", args.join(" "));
         let out = cmd
             .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", env!("CARGO_BIN_EXE_irsa")));
+            .unwrap_or_else(|e| panic!("running {}: {e}", crate::irsa_bin().display()));
         let stdout = String::from_utf8_lossy(&out.stdout);
         println!("{stdout}");
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));
@@ -365,7 +331,7 @@ pub async fn issuer_bucket(s3: &aws_sdk_s3::Client, prefix: &str) -> String {
         .send()
         .await
         .unwrap_or_else(|e| panic!("creating bucket {bucket}: {e:?}"));
-    let policy = include_str!("../../../config/iam/issuer-bucket-policy.json")
+    let policy = include_str!("../../config/iam/issuer-bucket-policy.json")
         .replace("BUCKET", &bucket)
         .replace("PREFIX", prefix);
     s3.put_bucket_policy()
@@ -411,15 +377,15 @@ pub async fn wait_bound(
     name: &str,
     (prefix, role_arn): (&str, &str),
     service_accounts: &[&str],
-    controller: Option<&ControllerProcess>,
+    controller: Option<&Process>,
 ) {
     let bindings: Api<IAMRoleBinding> = Api::namespaced(client.clone(), ns);
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let annotation = format!("{prefix}/role-arn");
-    wait_for(
+    wait_guarded(
+        controller,
         &format!("binding {ns}/{name} Ready, its ServiceAccounts annotated"),
         WAIT,
-        controller,
         || async {
             let ready = bindings
                 .get(name)
@@ -471,10 +437,7 @@ impl OwnPlane {
     }
 
     fn run(&self, args: &[&str], issuer: Option<&str>) {
-        let mut cmd = Command::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/control-plane.sh"
-        ));
+        let mut cmd = Command::new(crate::repo().join("scripts/control-plane.sh"));
         cmd.args(args)
             .env("IRSA_CONTROL_PLANE_DIR", &self.dir)
             .stdout(Stdio::null());
@@ -507,27 +470,19 @@ impl Drop for OwnPlane {
     }
 }
 
-/// `irsa controller` (the binary cargo built for this test run) as a child process. Killed on
-/// drop; when the test panics, its log is printed.
-pub struct ControllerProcess {
-    child: Mutex<Child>,
-    log: PathBuf,
-    /// Its admin port's `/metrics`.
-    pub metrics_url: String,
-}
-
-impl ControllerProcess {
+/// `irsa controller` processes: [`Process`] started the way the controller journeys need.
+impl Process {
     /// Starts `irsa controller` named `name` (its `HOSTNAME`, hence the prefix of its
     /// leader-election identity, and its log file's name), authenticated as the chart's
     /// controller ServiceAccount. `lease`: elect a leader through the Lease with this name in
     /// the release namespace (where the chart's Role allows Leases), or run without leader
     /// election when `None`.
-    pub fn start(cluster: &ControllerCluster, lease: Option<&str>, name: &str) -> Self {
-        Self::start_with(cluster, lease, name, &[])
+    pub fn controller(cluster: &ControllerCluster, lease: Option<&str>, name: &str) -> Self {
+        Self::controller_with(cluster, lease, name, &[])
     }
 
-    /// [`Self::start`] with `extra` flags.
-    pub fn start_with(
+    /// [`Self::controller`] with `extra` flags.
+    pub fn controller_with(
         cluster: &ControllerCluster,
         lease: Option<&str>,
         name: &str,
@@ -535,33 +490,25 @@ impl ControllerProcess {
     ) -> Self {
         let (settings, aws, issuer_url) =
             (&cluster.settings, &cluster.aws_env, &cluster.issuer.url);
-        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "e2e-{name}-{}-{:08x}.log",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        let out = File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
-        let err = out.try_clone().unwrap();
-        let admin = format!("127.0.0.1:{}", crate::e2e::webhook_support::free_port());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_irsa"));
-        cmd.args([
+        // A free port: several controllers and test processes may run at once.
+        let admin = format!("127.0.0.1:{}", crate::free_port());
+        let mut args = vec![
             "controller",
             "--cluster-name",
             "e2e",
             // The issuer the test computes its expectations from, not a second discovery.
             "--issuer-url",
             issuer_url,
-            // A free port: several controllers and test processes may run at once.
             "--metrics-listen",
             &admin,
             "--log-format",
             "json",
             "--annotation-prefix",
             &settings.annotation_prefix,
-        ]);
-        cmd.args(extra);
+        ];
+        args.extend(extra);
         match lease {
-            Some(lease) => cmd.args([
+            Some(lease) => args.extend([
                 "--leader-election",
                 "true",
                 "--leader-election-namespace",
@@ -569,78 +516,18 @@ impl ControllerProcess {
                 "--leader-election-lease-name",
                 lease,
             ]),
-            None => cmd.args(["--leader-election", "false"]),
-        };
+            None => args.extend(["--leader-election", "false"]),
+        }
         if let Some(url) = &aws.endpoint {
-            cmd.args(["--aws-endpoint-url", url]);
+            args.extend(["--aws-endpoint-url", url]);
         }
-        cmd.envs(aws.child_env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .env("HOSTNAME", name)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,irsa=debug".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", env!("CARGO_BIN_EXE_irsa")));
-        println!("irsa controller {name} started; log: {}", log.display());
-        Self {
-            child: Mutex::new(child),
-            log,
-            metrics_url: format!("http://{admin}/metrics"),
-        }
-    }
-
-    /// SIGKILL: the process dies without any cleanup, like a node that vanished.
-    pub fn kill(&self) {
-        let mut child = self.child.lock().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// SIGTERM (what Kubernetes sends on a rolling update), without waiting for the exit.
-    pub fn terminate(&self) {
-        let pid = self.child.lock().unwrap().id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success(), "kill -TERM {pid}: {status}");
-    }
-
-    /// Panics with the log if the controller exited.
-    pub fn assert_running(&self) {
-        let status = self.child.lock().unwrap().try_wait().unwrap();
-        if let Some(status) = status {
-            panic!(
-                "irsa controller exited with {status}; log {}:\n{}",
-                self.log.display(),
-                self.log_tail()
-            );
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(200)..].join("\n")
-    }
-}
-
-impl Drop for ControllerProcess {
-    fn drop(&mut self) {
-        if let Ok(mut child) = self.child.lock() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "--- last lines of the controller log {} ---\n{}",
-                self.log.display(),
-                self.log_tail()
-            );
-        }
+        let kubeconfig = cluster.kubeconfig.to_string_lossy();
+        let env = aws
+            .child_env
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain([("KUBECONFIG", &*kubeconfig), ("HOSTNAME", name)]);
+        Self::irsa(name, args, env, Some(admin.clone()))
     }
 }
 
@@ -658,10 +545,11 @@ pub fn helm() -> String {
 pub fn helm_template(release: &str, namespace: &str, values: &Value) -> Vec<Value> {
     let mut all = json!({"controller": {"clusterName": "e2e"}});
     merge(&mut all, values.clone());
-    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/irsa");
+    let chart = crate::repo().join("charts/irsa");
+    let chart = chart.to_string_lossy();
     let (ok, stdout, stderr) = run(
         &helm(),
-        &["template", release, chart, "-n", namespace, "-f", "-"],
+        &["template", release, &chart, "-n", namespace, "-f", "-"],
         &all.to_string(),
     );
     assert!(ok, "helm template failed: {stderr}");

@@ -95,9 +95,10 @@ impl Verifier {
 /// The dialect translation's own checks (`scripts/verifier-dialect.py --self-test`).
 #[test]
 fn the_dialect_translation_keeps_subjects_and_hides_its_twins() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/verifier-dialect.py");
+    let script = crate::repo().join("scripts/verifier-dialect.py");
     let out = std::process::Command::new("python3")
-        .args([script, "--self-test"])
+        .arg(&script)
+        .arg("--self-test")
         .output()
         .unwrap();
     assert!(

@@ -19,9 +19,10 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::e2e::support::kubectl;
-use crate::e2e::support::{self, ControllerCluster, ControllerProcess, WAIT, wait_for};
-use crate::e2e::webhook_support::{create_pod, create_service_account, pod};
+use irsa_e2e::process::Process;
+use irsa_e2e::support::kubectl;
+use irsa_e2e::support::{self, ControllerCluster, WAIT};
+use irsa_e2e::webhook::{create_pod, create_service_account, pod};
 
 const AUDIENCE: &str = irsa::mutate::config::DEFAULT_AUDIENCE;
 const ACCESS_DENIED: &str = "AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity";
@@ -592,7 +593,7 @@ async fn a_binding_made_ready_by_the_controller_passes_every_step() {
     let grants: Api<IAMRoleGrant> = Api::all(client.clone());
     grants.create(&PostParams::default(), &grant).await.unwrap();
     support::create_binding(&client, &case.ns, "app", &role, &["app"]).await;
-    let controller = ControllerProcess::start(&case.cluster, None, "doctor-controller");
+    let controller = Process::controller(&case.cluster, None, "doctor-controller");
     support::wait_bound(
         &client,
         &case.ns,
@@ -625,13 +626,13 @@ async fn a_binding_made_ready_by_the_controller_passes_every_step() {
         .delete("app", &DeleteParams::default())
         .await
         .unwrap();
-    wait_for(
-        &format!("binding {}/app to be finalized", case.ns),
-        WAIT,
-        Some(&controller),
-        || async { bindings.get_opt("app").await.ok()?.is_none().then_some(()) },
-    )
-    .await;
+    controller
+        .wait_for(
+            &format!("binding {}/app to be finalized", case.ns),
+            WAIT,
+            || async { bindings.get_opt("app").await.ok()?.is_none().then_some(()) },
+        )
+        .await;
     drop(controller);
     let _ = grants
         .delete(&grant.name_any(), &DeleteParams::default())

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::e2e::support::{self, run};
+use irsa_e2e::support::{self, run};
 
 async fn served(client: &kube::Client, path: &str) -> Value {
     serde_json::from_str(&support::api_text(client, path).await).unwrap()
@@ -17,7 +17,7 @@ fn render(issuer: &str, key: &str, extra: &[&str]) -> String {
         extra,
     ]
     .concat();
-    let (ok, stdout, stderr) = run(env!("CARGO_BIN_EXE_irsa"), &args, "");
+    let (ok, stdout, stderr) = run(&irsa_e2e::irsa_bin().to_string_lossy(), &args, "");
     assert!(ok, "irsa {}: {stderr}", args.join(" "));
     stdout
 }

@@ -9,8 +9,9 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::core::Status;
 use serde_json::{Value, json};
 
-use crate::e2e::support::kubectl;
-use crate::e2e::support::{self, WAIT, wait_for};
+use irsa_e2e::support::kubectl;
+use irsa_e2e::support::{self, WAIT};
+use irsa_e2e::wait::wait_for;
 
 const API: &str = "/apis/irsa.dev/v1alpha1";
 const ROLE: &str = "arn:aws:iam::111122223333:role/team-a/s3-reader";
@@ -481,7 +482,6 @@ async fn kubectl_get_prints_the_documented_columns() {
     let (row, (ready, reason)) = wait_for(
         "kubectl get irb to show the Ready condition of a status that held still",
         WAIT,
-        None,
         || async {
             let before = ready_condition(&bindings.get("s3-reader").await.ok()?)?;
             let (ok, stdout, stderr) =

@@ -13,8 +13,10 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use crate::e2e::support::{self, ControllerProcess, WAIT, doctor_step, wait_for};
-use crate::e2e::webhook_support::{
+use irsa_e2e::metrics;
+use irsa_e2e::process::Process;
+use irsa_e2e::support::{self, WAIT, doctor_step};
+use irsa_e2e::webhook::{
     ROLE_ARN, assert_untouched, create_pod, create_service_account, namespace_with_annotated_app,
     pod, serve_namespace, unregister,
 };
@@ -38,22 +40,18 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
     webhook.kill();
 
     // Not the IAM side under test: annotated ServiceAccounts are left to themselves.
-    let controller = ControllerProcess::start_with(
+    let controller = Process::controller_with(
         &cluster,
         None,
         "uninjected",
         &["--manage-annotated-serviceaccounts", "false"],
     );
-    wait_for(
-        "the controller to lead",
-        WAIT,
-        Some(&controller),
-        || async {
-            let body = scrape(&controller.metrics_url).await?;
-            body.contains("irsa_controller_is_leader 1").then_some(())
-        },
-    )
-    .await;
+    controller.wait_ready(WAIT).await;
+    controller
+        .wait_for("the controller to lead", WAIT, async || {
+            metrics::metric(&controller.metrics().await, "irsa_controller_is_leader") == 1.0
+        })
+        .await;
 
     let stored = create_pod(&client, &ns, &pod("web-0", "app", json!({})))
         .await
@@ -84,7 +82,7 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
     ] {
         assert!(note.contains(&part), "the Event names {part}: {note}");
     }
-    wait_for_count(&controller, &ns, 1).await;
+    wait_for_count(&controller, &ns, Some(1.0)).await;
 
     let (_, report) =
         cluster
@@ -113,7 +111,7 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
         note.contains("created before the ServiceAccount got the role"),
         "{note}"
     );
-    wait_for_count(&controller, &ns, 2).await;
+    wait_for_count(&controller, &ns, Some(2.0)).await;
 
     // Deleted pods are no longer counted (and the namespace's series goes away at zero).
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -122,47 +120,37 @@ async fn a_pod_admitted_unmutated_is_reported_with_an_event_a_metric_and_by_the_
             .await
             .unwrap();
     }
-    wait_for_count(&controller, &ns, 0).await;
+    wait_for_count(&controller, &ns, None).await;
     controller.assert_running();
 
     unregister(&client, &registration).await;
     support::delete_namespace(&client, &ns).await;
 }
 
-async fn scrape(url: &str) -> Option<String> {
-    reqwest::get(url).await.ok()?.text().await.ok()
-}
-
-/// Waits (at most [`REPORT_WITHIN`]) until the controller counts `n` uninjected pods in `ns`.
-async fn wait_for_count(controller: &ControllerProcess, ns: &str, n: i64) {
-    let what = format!("irsa_controller_uninjected_pods to count {n} in {ns}");
-    wait_for(&what, REPORT_WITHIN, Some(controller), || async {
-        (uninjected_count(&scrape(&controller.metrics_url).await?, ns) == n).then_some(())
-    })
-    .await;
+/// Waits (at most [`REPORT_WITHIN`]) until the controller's `irsa_controller_uninjected_pods`
+/// series of `ns` has the value `n`, or is gone when `n` is `None` (at zero the series is
+/// removed, not kept at 0).
+async fn wait_for_count(controller: &Process, ns: &str, n: Option<f64>) {
+    let series = format!("irsa_controller_uninjected_pods{{namespace=\"{ns}\"}}");
+    let what = format!("{series} to be {n:?}");
+    controller
+        .wait_for(&what, REPORT_WITHIN, async || {
+            metrics::find(&controller.metrics().await, &series) == n
+        })
+        .await;
 }
 
 /// Waits (at most [`REPORT_WITHIN`]) for the controller's Event on pod `name`; its message.
 async fn wait_for_note(
-    controller: &ControllerProcess,
+    controller: &Process,
     client: &kube::Client,
     ns: &str,
     name: &str,
 ) -> String {
     let what = format!("the PodNotInjected Event on {ns}/{name}");
-    wait_for(&what, REPORT_WITHIN, Some(controller), || {
-        not_injected_note(client, ns, name)
-    })
-    .await
-}
-
-/// The gauge's value for `namespace` (0 when it has no series).
-fn uninjected_count(metrics: &str, namespace: &str) -> i64 {
-    let series = format!("irsa_controller_uninjected_pods{{namespace=\"{namespace}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .map_or(0, |v| v.trim().parse().unwrap())
+    controller
+        .wait_for(&what, REPORT_WITHIN, || not_injected_note(client, ns, name))
+        .await
 }
 
 /// The message of the controller's `PodNotInjected` Event on pod `name`, once there is one.
@@ -175,12 +163,4 @@ async fn not_injected_note(client: &kube::Client, ns: &str, name: &str) -> Optio
     let event = events.items.into_iter().next()?;
     assert_eq!(event.type_.as_deref(), Some("Warning"), "{event:?}");
     event.message
-}
-
-#[test]
-fn the_gauge_is_read_per_namespace() {
-    let text = "irsa_controller_uninjected_pods{namespace=\"a\"} 3\nirsa_controller_uninjected_pods{namespace=\"ab\"} 1\n";
-    assert_eq!(uninjected_count(text, "a"), 3);
-    assert_eq!(uninjected_count(text, "ab"), 1);
-    assert_eq!(uninjected_count(text, "b"), 0);
 }

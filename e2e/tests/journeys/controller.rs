@@ -11,8 +11,10 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::e2e::support::{self, ControllerCluster, ControllerProcess, WAIT, wait_for};
-use crate::e2e::trust_check::{provider_subjects, statement_by_sid, statements};
+use irsa_e2e::metrics;
+use irsa_e2e::process::Process;
+use irsa_e2e::support::{self, ControllerCluster, WAIT};
+use irsa_e2e::trust_check::{provider_subjects, statement_by_sid, statements};
 
 const AUDIENCE: &str = irsa::mutate::config::DEFAULT_AUDIENCE;
 
@@ -105,8 +107,8 @@ impl Fixture {
         format!("system:serviceaccount:{}:{sa}", self.ns)
     }
 
-    fn start_controller(&self, name: &str) -> ControllerProcess {
-        ControllerProcess::start(&self.cluster, None, name)
+    fn start_controller(&self, name: &str) -> Process {
+        Process::controller(&self.cluster, None, name)
     }
 
     async fn create_role(&mut self) -> TestRole {
@@ -189,15 +191,15 @@ impl Fixture {
             .unwrap();
     }
 
-    async fn wait_ready(&self, name: &str, controller: &ControllerProcess) -> IAMRoleBinding {
+    async fn wait_ready(&self, name: &str, controller: &Process) -> IAMRoleBinding {
         let bindings = self.bindings();
-        wait_for(
-            &format!("IAMRoleBinding {}/{name} to become Ready", self.ns),
-            WAIT,
-            Some(controller),
-            || async { bindings.get(name).await.ok().filter(is_ready) },
-        )
-        .await
+        controller
+            .wait_for(
+                &format!("IAMRoleBinding {}/{name} to become Ready", self.ns),
+                WAIT,
+                || async { bindings.get(name).await.ok().filter(is_ready) },
+            )
+            .await
     }
 
     async fn trust_document(&self, role: &TestRole) -> Value {
@@ -224,18 +226,18 @@ impl Fixture {
         &self,
         role: &TestRole,
         expected: &[String],
-        controller: &ControllerProcess,
+        controller: &Process,
     ) -> Value {
-        let doc = wait_for(
-            &format!("{} to trust exactly {expected:?}", role.arn),
-            WAIT,
-            Some(controller),
-            || async {
-                let doc = self.trust_document(role).await;
-                (self.subjects_in(&doc) == expected).then_some(doc)
-            },
-        )
-        .await;
+        let doc = controller
+            .wait_for(
+                &format!("{} to trust exactly {expected:?}", role.arn),
+                WAIT,
+                || async {
+                    let doc = self.trust_document(role).await;
+                    (self.subjects_in(&doc) == expected).then_some(doc)
+                },
+            )
+            .await;
         self.assert_foreign_kept(role, &doc);
         if expected.is_empty() {
             assert_eq!(
@@ -258,7 +260,7 @@ impl Fixture {
     }
 
     /// The controller ran to the end; then everything the test created goes.
-    async fn finish(self, controller: ControllerProcess) {
+    async fn finish(self, controller: Process) {
         controller.assert_running();
         drop(controller);
         self.cleanup().await;
@@ -326,16 +328,16 @@ async fn binding_is_trusted_then_cleaned_up() {
 
     let role_annotation = format!("{}/role-arn", f.cluster.settings.annotation_prefix);
     let sas = f.service_accounts();
-    wait_for(
-        &format!("ServiceAccount {}/app to carry {role_annotation}", f.ns),
-        WAIT,
-        Some(&controller),
-        || async {
-            let sa = sas.get("app").await.ok()?;
-            (annotation(&sa, &role_annotation) == Some(role.arn.as_str())).then_some(())
-        },
-    )
-    .await;
+    controller
+        .wait_for(
+            &format!("ServiceAccount {}/app to carry {role_annotation}", f.ns),
+            WAIT,
+            || async {
+                let sa = sas.get("app").await.ok()?;
+                (annotation(&sa, &role_annotation) == Some(role.arn.as_str())).then_some(())
+            },
+        )
+        .await;
 
     // Unbind: the binding goes (after the finalizer ran), and so does the subject.
     let bindings = f.bindings();
@@ -343,28 +345,28 @@ async fn binding_is_trusted_then_cleaned_up() {
         .delete("reader", &DeleteParams::default())
         .await
         .unwrap();
-    wait_for(
-        &format!("IAMRoleBinding {}/reader to be deleted (finalizer)", f.ns),
-        WAIT,
-        Some(&controller),
-        || async { matches!(bindings.get_opt("reader").await, Ok(None)).then_some(()) },
-    )
-    .await;
+    controller
+        .wait_for(
+            &format!("IAMRoleBinding {}/reader to be deleted (finalizer)", f.ns),
+            WAIT,
+            || async { matches!(bindings.get_opt("reader").await, Ok(None)).then_some(()) },
+        )
+        .await;
     // The annotation the binding wrote is removed too; until then an annotated-SA reconcile
     // may legitimately still trust the SA, so both are awaited rather than read once.
-    wait_for(
-        &format!(
-            "{role_annotation} to be removed from ServiceAccount {}/app",
-            f.ns
-        ),
-        WAIT,
-        Some(&controller),
-        || async {
-            let sa = sas.get("app").await.ok()?;
-            annotation(&sa, &role_annotation).is_none().then_some(())
-        },
-    )
-    .await;
+    controller
+        .wait_for(
+            &format!(
+                "{role_annotation} to be removed from ServiceAccount {}/app",
+                f.ns
+            ),
+            WAIT,
+            || async {
+                let sa = sas.get("app").await.ok()?;
+                annotation(&sa, &role_annotation).is_none().then_some(())
+            },
+        )
+        .await;
     f.wait_subjects(&role, &[], &controller).await;
     f.finish(controller).await;
 }
@@ -418,17 +420,18 @@ async fn changed_role_arn_cleans_the_old_role() {
         .await;
     f.wait_subjects(&old, &[], &controller).await;
     let bindings = f.bindings();
-    let status = wait_for(
-        "the binding's status to name the new role",
-        WAIT,
-        Some(&controller),
-        || async {
-            let b = bindings.get("reader").await.ok()?;
-            let status = b.status.clone()?;
-            (is_ready(&b) && status.role_arn.as_deref() == Some(new.arn.as_str())).then_some(status)
-        },
-    )
-    .await;
+    let status = controller
+        .wait_for(
+            "the binding's status to name the new role",
+            WAIT,
+            || async {
+                let b = bindings.get("reader").await.ok()?;
+                let status = b.status.clone()?;
+                (is_ready(&b) && status.role_arn.as_deref() == Some(new.arn.as_str()))
+                    .then_some(status)
+            },
+        )
+        .await;
     assert_eq!(status.role_arn.as_deref(), Some(new.arn.as_str()));
     f.finish(controller).await;
 }
@@ -456,15 +459,13 @@ async fn deleted_namespace_leaves_iam_and_is_not_blocked() {
         .await
         .unwrap();
     f.wait_subjects(&role, &[], &controller).await;
-    wait_for(
+    controller.wait_for(
         &format!(
             "namespace {} to be gone (kube-controller-manager's namespace controller, then our finalizer)",
             f.ns
         ),
         WAIT,
-        Some(&controller),
-        || async { matches!(namespaces.get_opt(&f.ns).await, Ok(None)).then_some(()) },
-    )
+        || async { matches!(namespaces.get_opt(&f.ns).await, Ok(None)).then_some(()) })
     .await;
     f.finish(controller).await;
 }
@@ -491,17 +492,19 @@ async fn restart_with_nothing_changed_writes_nothing() {
     let calls = f.cluster.aws_env.calls();
     calls.reset_counts();
     let second = f.start_controller("controller-second");
-    // The new process has done its pass once it read the role (and the provider); its
-    // coalescing window is 2 s, so give it well beyond that to write anything it would.
-    wait_for(
-        "the restarted controller to read the role",
-        WAIT,
-        Some(&second),
-        || async { (calls.forwarded("GetRole") > 0).then_some(()) },
-    )
-    .await;
-    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
-    second.assert_running();
+    // The new process has done its pass over the role once the IAM worker counts it: the
+    // count comes after the pass's reads and any write of the trust policy, and after the
+    // provider check of its start.
+    let role_passes = "irsa_controller_reconciles_total{kind=\"role\"}";
+    second.wait_ready(WAIT).await;
+    second
+        .wait_for(
+            "the restarted controller to finish a pass over the role",
+            WAIT,
+            async || metrics::find(&second.metrics().await, role_passes).is_some_and(|n| n >= 1.0),
+        )
+        .await;
+    assert!(calls.forwarded("GetRole") > 0, "the pass read the role");
     assert_eq!(
         calls.writes(),
         0,

@@ -12,10 +12,11 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 
-use crate::common::webhook::metric;
-use crate::e2e::identity::{self, RELEASE_NAMESPACE};
-use crate::e2e::support::{self, helm_template, unique, wait_for};
-use crate::e2e::webhook_support::{
+use irsa_e2e::identity::{self, RELEASE_NAMESPACE};
+use irsa_e2e::metrics::{self, metric};
+use irsa_e2e::support::{self, helm_template, unique};
+use irsa_e2e::wait::wait_for;
+use irsa_e2e::webhook::{
     ROLE_ARN, Registration, TestCert, WebhookProcess, assert_injected, chart_registration,
     create_pod, has_token_volume, namespace_with_annotated_app, pod, register, unregister,
     wait_until_mutating,
@@ -52,7 +53,7 @@ impl Case {
         let secret_name = secret.metadata.name.clone().unwrap();
         let secrets: Api<Secret> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
         let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
-        wait_for("the old Secret to go", support::WAIT, None, || async {
+        wait_for("the old Secret to go", support::WAIT, || async {
             secrets
                 .get_opt(&secret_name)
                 .await
@@ -199,7 +200,6 @@ async fn a_ca_bundle_someone_changed_is_restored_and_pods_are_mutated_again() {
     wait_for(
         "the webhook to restore its caBundle",
         Duration::from_secs(30),
-        None,
         || async {
             let (now, bundles) = case.bundles().await;
             (now == ca && bundles.iter().all(|b| *b == ca)).then_some(())
@@ -315,14 +315,18 @@ async fn certificate_and_ca_rotate_while_every_admission_succeeds() {
             0.0,
             "{name} replica took a rotation for a foreign change: {metrics}"
         );
-        created += metric(
+        // Summed over both replicas: either may have done a rotation, and one that never
+        // did has no series of that kind (the family creates a series on its first count).
+        created += metrics::find(
             &metrics,
             r#"irsa_webhook_tls_rotations_total{kind="ca_created"}"#,
-        );
-        issued += metric(
+        )
+        .unwrap_or(0.0);
+        issued += metrics::find(
             &metrics,
             r#"irsa_webhook_tls_rotations_total{kind="certificate_issued"}"#,
-        );
+        )
+        .unwrap_or(0.0);
     }
     println!("between both replicas: {created} CAs created, {issued} certificates issued");
     assert!(

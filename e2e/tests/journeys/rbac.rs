@@ -14,8 +14,8 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::Value;
 
-use crate::e2e::identity::{self, Component, RELEASE_NAMESPACE};
-use crate::e2e::support;
+use irsa_e2e::identity::{self, Component, RELEASE_NAMESPACE};
+use irsa_e2e::support;
 
 const WRITE_VERBS: [&str; 6] = [
     "create",

@@ -26,13 +26,13 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::common::verifier::Verifier;
-use crate::e2e::identity::{self, Component};
-use crate::e2e::kubelet::Container;
-use crate::e2e::support::{
-    self, AwsEnv, ControllerCluster, ControllerProcess, OwnPlane, WAIT, unique, wait_for,
-};
-use crate::e2e::webhook_support::{
+use irsa_e2e::identity::{self, Component};
+use irsa_e2e::kubelet::Container;
+use irsa_e2e::process::Process;
+use irsa_e2e::process::wait_guarded;
+use irsa_e2e::support::{self, AwsEnv, ControllerCluster, OwnPlane, WAIT, unique};
+use irsa_e2e::verifier::Verifier;
+use irsa_e2e::webhook::{
     Registration, WebhookProcess, assert_injected, chart_registration, create_pod,
     create_service_account, pod, register, unregister, wait_until_mutating,
 };
@@ -73,7 +73,7 @@ struct Trip {
     ns: String,
     role: String,
     data_bucket: String,
-    controller: Option<ControllerProcess>,
+    controller: Option<Process>,
     webhook: Option<(WebhookProcess, String)>,
     plane: Option<OwnPlane>,
 }
@@ -245,12 +245,7 @@ impl Trip {
         ];
         args.extend_from_slice(extra);
         self.controller = None;
-        self.controller = Some(ControllerProcess::start_with(
-            &self.cluster,
-            None,
-            name,
-            &args,
-        ));
+        self.controller = Some(Process::controller_with(&self.cluster, None, name, &args));
     }
 
     fn admin_kubeconfig(&self) -> PathBuf {
@@ -265,10 +260,10 @@ impl Trip {
             "{}/.well-known/openid-configuration",
             self.cluster.issuer.url
         );
-        wait_for(
+        wait_guarded(
+            self.controller.as_ref(),
             "the issuer's discovery document to be published",
             WAIT,
-            self.controller.as_ref(),
             || async { https_get(&self.issuer_ca, &url).await.ok() },
         )
         .await
@@ -304,10 +299,10 @@ impl Trip {
             .delete(name, &DeleteParams::default())
             .await
             .unwrap();
-        wait_for(
+        wait_guarded(
+            self.controller.as_ref(),
             &format!("binding {}/{name} to be finalized", self.ns),
             WAIT,
-            self.controller.as_ref(),
             || async { bindings.get_opt(name).await.ok()?.is_none().then_some(()) },
         )
         .await;
@@ -384,7 +379,7 @@ impl Trip {
     }
 }
 
-const SDK_PROBE_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/e2e/sdk_probe.py");
+const SDK_PROBE_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/journeys/sdk_probe.py");
 
 /// The interpreter behind `python3` on PATH (pyenv's shim needs an environment the container
 /// does not have), asked once.
@@ -654,10 +649,10 @@ async fn a_rotated_key_works_until_its_retention_ends() {
 
     let plane = trip.plane.as_ref().unwrap();
     plane.script(&["rotate-key", "add"]);
-    wait_for(
+    wait_guarded(
+        trip.controller.as_ref(),
         "both keys to be published",
         WAIT,
-        trip.controller.as_ref(),
         || async { (published().await.len() == 2).then_some(()) },
     )
     .await;
@@ -692,10 +687,10 @@ async fn a_rotated_key_works_until_its_retention_ends() {
         &trip.role,
     );
 
-    wait_for(
+    wait_guarded(
+        trip.controller.as_ref(),
         "the retired key to leave the published JWKS after the retention",
         WAIT,
-        trip.controller.as_ref(),
         || async { (!published().await.contains(&old_kid)).then_some(()) },
     )
     .await;
@@ -714,10 +709,10 @@ async fn a_rotated_key_works_until_its_retention_ends() {
         .send()
         .await
         .unwrap_or_else(|e| panic!("adding a client ID to {provider}: {e:?}"));
-    let sdks = wait_for(
+    let sdks = wait_guarded(
+        trip.controller.as_ref(),
         "STS to refuse the retired key's token",
         WAIT,
-        trip.controller.as_ref(),
         || async {
             let sdks = trip.sdks(&app, "late.txt");
             sdks.iter().all(|(_, o)| o.is_err()).then_some(sdks)

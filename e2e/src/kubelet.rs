@@ -22,7 +22,7 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::Value;
 
-use crate::e2e::support::unique;
+use crate::support::unique;
 
 /// One container of a pod, its projected volumes written as the kubelet would.
 pub struct Container {
@@ -51,7 +51,7 @@ impl Container {
             .as_array()
             .and_then(|c| c.iter().find(|c| c["name"] == name))
             .unwrap_or_else(|| panic!("pod {ns}/{pod_name} has no container {name}"));
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique("kubelet"));
+        let dir = crate::target_tmp().join(unique("kubelet"));
         let mut this = Self {
             dir,
             env: literal_env(container),
@@ -104,7 +104,7 @@ impl Container {
     /// writes: an expired or forged token, to see what STS makes of it).
     pub fn with_token(&self, path: &str, token: &str) -> Self {
         self.token_at(path);
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique("kubelet"));
+        let dir = crate::target_tmp().join(unique("kubelet"));
         let mut mounts = Vec::new();
         for (host, mount_path) in &self.mounts {
             let copy = dir.join(host.file_name().unwrap());

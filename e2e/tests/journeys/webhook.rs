@@ -10,9 +10,10 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
 
-use crate::e2e::identity::{self, Component};
-use crate::e2e::support::{self, WAIT, kubectl, wait_for};
-use crate::e2e::webhook_support::{
+use irsa_e2e::identity::{self, Component};
+use irsa_e2e::support::{self, WAIT, kubectl};
+use irsa_e2e::wait::wait_for;
+use irsa_e2e::webhook::{
     ROLE_ARN, Registration, TOKEN_VOLUME, WebhookProcess, assert_injected, assert_untouched,
     chart_registration, container, create_pod, create_service_account, env, has_token_volume,
     mounts, pod, register, unregister, volumes, wait_until_mutating,
@@ -332,16 +333,11 @@ async fn a_container_added_by_a_later_webhook_gets_credentials_on_reinvocation()
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(case.client.clone(), &ns);
     let probe: k8s_openapi::api::core::v1::Pod =
         serde_json::from_value(pod("probe", "app", json!({}))).unwrap();
-    wait_for(
-        "the API server to call the sidecar adder",
-        WAIT,
-        None,
-        || async {
-            let created = pods.create(&dry_run, &probe).await.ok()?;
-            let v = serde_json::to_value(created).unwrap();
-            (v["spec"]["containers"].as_array()?.len() == 2).then_some(())
-        },
-    )
+    wait_for("the API server to call the sidecar adder", WAIT, || async {
+        let created = pods.create(&dry_run, &probe).await.ok()?;
+        let v = serde_json::to_value(created).unwrap();
+        (v["spec"]["containers"].as_array()?.len() == 2).then_some(())
+    })
     .await;
 
     let stored = case.create(&ns, &pod("app", "app", json!({}))).await;
@@ -402,14 +398,14 @@ async fn invalid_annotation_reaches_the_client_as_a_warning() {
 /// container named `sidecar` to every pod that lacks one.
 struct SidecarAdder {
     url: String,
-    cert: crate::e2e::webhook_support::TestCert,
+    cert: irsa_e2e::webhook::TestCert,
     calls: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl SidecarAdder {
     async fn start() -> Self {
         use axum::{Json, Router, routing::post};
-        let cert = crate::e2e::webhook_support::TestCert::new();
+        let cert = irsa_e2e::webhook::TestCert::new();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();

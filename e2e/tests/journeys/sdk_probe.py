@@ -2,7 +2,7 @@
 credential chain and nothing else: `sts get-caller-identity`, then an S3 put and get of one
 object. The twin of examples/aws_sdk_probe.rs (same arguments, same one-line JSON report);
 the cluster tests run it as a pod's process with exactly the container's environment plus
-the endpoint override (tests/it/e2e/kubelet.rs).
+the endpoint override (e2e/src/kubelet.rs).
 
 Usage: sdk_probe.py BUCKET KEY
 """

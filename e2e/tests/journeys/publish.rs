@@ -16,8 +16,10 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 
-use crate::e2e::identity::RELEASE_NAMESPACE;
-use crate::e2e::support::{self, ControllerProcess, OwnPlane, WAIT, api_text, wait_for};
+use irsa_e2e::identity::RELEASE_NAMESPACE;
+use irsa_e2e::metrics;
+use irsa_e2e::process::Process;
+use irsa_e2e::support::{self, OwnPlane, WAIT, api_text};
 
 const STATE: &str = "irsa-issuer-keys";
 
@@ -103,6 +105,28 @@ async fn public_bucket(sdk: &aws_config::SdkConfig) -> (aws_sdk_s3::Client, Stri
     (s3, bucket)
 }
 
+/// The last pass that published or found everything current (unix seconds).
+const LAST_PUBLISH: &str = "irsa_controller_issuer_last_publish_timestamp_seconds";
+/// Passes refused because the API server's issuer is not the public URL.
+const REFUSED_PASSES: &str =
+    "irsa_controller_issuer_publish_errors_total{kind=\"issuer\",error=\"issuer_mismatch\"}";
+
+/// Waits until `series` of the publisher's metrics has grown by `by` from its value now (its
+/// first value once it appears): that many more passes (1 s apart) ran.
+async fn passes(controller: &Process, series: &str, by: f64) {
+    let what = format!("{series} to grow by {by}");
+    let from = controller
+        .wait_for(&what, WAIT, async || {
+            metrics::find(&controller.metrics().await, series)
+        })
+        .await;
+    controller
+        .wait_for(&what, WAIT, async || {
+            metrics::metric(&controller.metrics().await, series) >= from + by
+        })
+        .await;
+}
+
 #[tokio::test]
 #[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
 async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
@@ -121,10 +145,7 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
         .to_string();
     let target = format!("s3://{bucket}/cluster");
     // The emulator itself (anonymous reads), not the counting proxy in front of it.
-    let verify = format!(
-        "{}/{bucket}/cluster",
-        crate::common::moto::moto().endpoint()
-    );
+    let verify = format!("{}/{bucket}/cluster", irsa_e2e::moto::moto().endpoint());
     let publisher_args = [
         "--publish-issuer",
         &target,
@@ -137,20 +158,18 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
         "--issuer-key-retention",
         "1h",
     ];
-    let controller = ControllerProcess::start_with(&cluster, None, "publisher", &publisher_args);
+    let controller = Process::controller_with(&cluster, None, "publisher", &publisher_args);
 
     let keys = [
         "cluster/.well-known/openid-configuration",
         "cluster/openid/v1/jwks",
     ];
     for (key, want) in keys.iter().zip([&discovery, &jwks]) {
-        let (body, content_type, cache) = wait_for(
-            &format!("s3://{bucket}/{key}"),
-            WAIT,
-            Some(&controller),
-            || object(&s3, &bucket, key),
-        )
-        .await;
+        let (body, content_type, cache) = controller
+            .wait_for(&format!("s3://{bucket}/{key}"), WAIT, || {
+                object(&s3, &bucket, key)
+            })
+            .await;
         assert_eq!(
             &body, want,
             "{key} is the API server's document, byte for byte"
@@ -158,10 +177,9 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
         assert_eq!(content_type.as_deref(), Some("application/json"));
         assert_eq!(cache.as_deref(), Some("max-age=300"));
     }
-    let status = wait_for("the publisher's status", WAIT, Some(&controller), || {
-        state_status(&client)
-    })
-    .await;
+    let status = controller
+        .wait_for("the publisher's status", WAIT, || state_status(&client))
+        .await;
     assert!(
         status.starts_with("published 1 key(s)") && !status.contains("did not match"),
         "published, and the anonymous read-back matched: {status}"
@@ -171,7 +189,7 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
     // and leave the state ConfigMap alone (its resourceVersion would move with a patch).
     assert_eq!(versions(&s3, &bucket).await, 2);
     let state_before = state_version(&client).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    passes(&controller, LAST_PUBLISH, 3.0).await;
     assert_eq!(versions(&s3, &bucket).await, 2, "no write at steady state");
     assert_eq!(
         state_version(&client).await,
@@ -187,22 +205,18 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
         .send()
         .await
         .unwrap();
-    wait_for(
-        "the JWKS to be repaired",
-        WAIT,
-        Some(&controller),
-        || async {
+    controller
+        .wait_for("the JWKS to be repaired", WAIT, || async {
             let (body, ..) = object(&s3, &bucket, keys[1]).await?;
             (body == jwks).then_some(())
-        },
-    )
-    .await;
+        })
+        .await;
     controller.assert_running();
     drop(controller);
 
     // An issuer that is not the public URL: nothing is published, and the reason is kept
     // where the doctor and an operator can read it.
-    let wrong = ControllerProcess::start_with(
+    let wrong = Process::controller_with(
         &cluster,
         None,
         "publisher-wrong",
@@ -215,20 +229,22 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
             "1s",
         ],
     );
-    let status = wait_for("the refusal in the status", WAIT, Some(&wrong), || async {
-        state_status(&client)
-            .await
-            .filter(|s| s.starts_with("refused:"))
-    })
-    .await;
+    let status = wrong
+        .wait_for("the refusal in the status", WAIT, || async {
+            state_status(&client)
+                .await
+                .filter(|s| s.starts_with("refused:"))
+        })
+        .await;
     assert!(
         status.contains(&issuer) && status.contains("https://oidc.example.com/wrong"),
         "the refusal names both URLs: {status}"
     );
-    let events = wait_for("the refusal Event", WAIT, Some(&wrong), || async {
-        Some(state_events(&client, REFUSED_REASON).await).filter(|e| !e.is_empty())
-    })
-    .await;
+    let events = wrong
+        .wait_for("the refusal Event", WAIT, || async {
+            Some(state_events(&client, REFUSED_REASON).await).filter(|e| !e.is_empty())
+        })
+        .await;
     let note = events[0].note.clone().unwrap_or_default();
     assert_eq!(events[0].type_.as_deref(), Some("Warning"));
     assert!(
@@ -238,7 +254,7 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
     // Further refused passes (1 s apart) neither rewrite the status nor repeat the Event (a
     // repeat would be a second Event or a series on this one).
     let refused_version = state_version(&client).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    passes(&wrong, REFUSED_PASSES, 3.0).await;
     assert_eq!(state_version(&client).await, refused_version);
     let events = state_events(&client, REFUSED_REASON).await;
     assert_eq!(events.len(), 1, "one Event per refusal: {events:?}");
@@ -275,11 +291,12 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
 
     // Set right again: the first publish after the refusal says so (a Normal Event), so the
     // Warning is not the last word, and the status is no longer a refusal.
-    let fixed = ControllerProcess::start_with(&cluster, None, "publisher-fixed", &publisher_args);
-    let resumed = wait_for("the resume Event", WAIT, Some(&fixed), || async {
-        Some(state_events(&client, RESUMED_REASON).await).filter(|e| !e.is_empty())
-    })
-    .await;
+    let fixed = Process::controller_with(&cluster, None, "publisher-fixed", &publisher_args);
+    let resumed = fixed
+        .wait_for("the resume Event", WAIT, || async {
+            Some(state_events(&client, RESUMED_REASON).await).filter(|e| !e.is_empty())
+        })
+        .await;
     assert_eq!(resumed.len(), 1, "{resumed:?}");
     assert_eq!(resumed[0].type_.as_deref(), Some("Normal"));
     let status = state_status(&client).await.unwrap_or_default();
@@ -291,7 +308,7 @@ async fn publishes_the_api_servers_documents_and_refuses_a_wrong_issuer() {
 /// "Published keys" step, which compares the JWKS at the issuer URL with the API server's.
 async fn doctor_keys_step(cluster: &support::ControllerCluster) -> serde_json::Value {
     let sa = support::unique("publish-doctor");
-    crate::e2e::webhook_support::create_service_account(
+    irsa_e2e::webhook::create_service_account(
         &cluster.client,
         "default",
         &sa,
@@ -337,19 +354,16 @@ async fn a_rotated_key_stays_published_until_its_tokens_expired() {
     let client = support::client_for(&plane.kubeconfig()).await;
     support::install_crds(&client).await;
     let issuer = irsa::issuer::discover::issuer(&client, None).await.unwrap();
-    let kubeconfig = crate::e2e::identity::kubeconfig_in(
+    let kubeconfig = irsa_e2e::identity::kubeconfig_in(
         &client,
         &plane.kubeconfig(),
-        crate::e2e::identity::Component::Controller,
+        irsa_e2e::identity::Component::Controller,
     )
     .await;
     let aws_env = support::aws_env().await;
     let (s3, bucket) = public_bucket(&aws_env.sdk).await;
     let target = format!("s3://{bucket}/cluster");
-    let verify = format!(
-        "{}/{bucket}/cluster",
-        crate::common::moto::moto().endpoint()
-    );
+    let verify = format!("{}/{bucket}/cluster", irsa_e2e::moto::moto().endpoint());
     let public = issuer.url.clone();
     let cluster = support::ControllerCluster {
         settings,
@@ -378,16 +392,14 @@ async fn a_rotated_key_stays_published_until_its_tokens_expired() {
             .map_or_else(Vec::new, |(body, ..)| kids_of(&body))
     };
 
-    let controller = ControllerProcess::start_with(&cluster, None, "rotation", &args);
+    let controller = Process::controller_with(&cluster, None, "rotation", &args);
     let old = api_kids().await;
     assert_eq!(old.len(), 1, "{old:?}");
-    wait_for(
-        "the first key to be published",
-        WAIT,
-        Some(&controller),
-        || async { (published().await == old).then_some(()) },
-    )
-    .await;
+    controller
+        .wait_for("the first key to be published", WAIT, || async {
+            (published().await == old).then_some(())
+        })
+        .await;
 
     plane.script(&["rotate-key", "add"]);
     let both = api_kids().await;
@@ -397,19 +409,15 @@ async fn a_rotated_key_stays_published_until_its_tokens_expired() {
         "the API server publishes both keys: {both:?}"
     );
     let new: Vec<String> = both.iter().filter(|k| !old.contains(k)).cloned().collect();
-    wait_for(
-        "both keys to be published",
-        WAIT,
-        Some(&controller),
-        || async {
+    controller
+        .wait_for("both keys to be published", WAIT, || async {
             let mut got = published().await;
             got.sort();
             let mut want = both.clone();
             want.sort();
             (got == want).then_some(())
-        },
-    )
-    .await;
+        })
+        .await;
 
     // The old key leaves the API server; the first pass after this retires it, so its
     // retention runs from no earlier than now. The controller's own token was signed by that key and is now refused (in a pod the kubelet
@@ -424,36 +432,34 @@ async fn a_rotated_key_stays_published_until_its_tokens_expired() {
     );
     drop(controller);
     let cluster = support::ControllerCluster {
-        kubeconfig: crate::e2e::identity::kubeconfig_in(
+        kubeconfig: irsa_e2e::identity::kubeconfig_in(
             &client,
             &plane.kubeconfig(),
-            crate::e2e::identity::Component::Controller,
+            irsa_e2e::identity::Component::Controller,
         )
         .await,
         ..cluster
     };
-    let controller = ControllerProcess::start_with(&cluster, None, "rotation-2", &args);
+    let controller = Process::controller_with(&cluster, None, "rotation-2", &args);
     let retained: Vec<String> = new.iter().chain(&old).cloned().collect();
-    wait_for(
-        "the new key first, the old one retained",
-        WAIT,
-        Some(&controller),
-        || async { (published().await == retained).then_some(()) },
-    )
-    .await;
+    controller
+        .wait_for("the new key first, the old one retained", WAIT, || async {
+            (published().await == retained).then_some(())
+        })
+        .await;
     let elapsed = dropped_before.elapsed();
     assert!(
         elapsed < RETENTION,
         "the restarted controller kept the retired key ({elapsed:?} after the API server dropped it)"
     );
 
-    wait_for(
-        "the old key to be dropped after the retention",
-        WAIT,
-        Some(&controller),
-        || async { (published().await == new).then_some(()) },
-    )
-    .await;
+    controller
+        .wait_for(
+            "the old key to be dropped after the retention",
+            WAIT,
+            || async { (published().await == new).then_some(()) },
+        )
+        .await;
     let elapsed = dropped_before.elapsed();
     assert!(
         elapsed + Duration::from_secs(3) >= RETENTION,

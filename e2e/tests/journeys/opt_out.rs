@@ -15,8 +15,8 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
 
-use crate::e2e::support::{self, doctor_step};
-use crate::e2e::webhook_support::{
+use irsa_e2e::support::{self, doctor_step};
+use irsa_e2e::webhook::{
     create_pod, has_token_volume, namespace_with_annotated_app, pod, serve_namespace, unregister,
 };
 

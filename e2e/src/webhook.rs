@@ -2,11 +2,7 @@
 //! registration rendered from the chart and pointed at that process, pods created through the
 //! API server, and the checks on what the API server stored.
 
-use std::fs::File;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::path::Path;
 
 use base64::Engine;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -15,18 +11,14 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::common::merge;
-use crate::e2e::support::{WAIT, helm_template, unique, wait_for};
+use crate::free_port;
+use crate::merge;
+use crate::process::Process;
+use crate::support::{WAIT, helm_template, unique};
+use crate::wait::wait_for;
 
 pub const ROLE_ARN: &str = "arn:aws:iam::111122223333:role/irsa-e2e-webhook";
 pub const TOKEN_VOLUME: &str = irsa::mutate::config::TOKEN_VOLUME_NAME;
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
 
 /// A self-signed serving certificate for 127.0.0.1: the API server trusts it through the
 /// registration's caBundle (a self-signed leaf is its own trust anchor).
@@ -36,6 +28,8 @@ pub struct TestCert {
 }
 
 impl TestCert {
+    /// A fresh key and certificate each time: not a `Default`.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
             .unwrap();
@@ -50,17 +44,20 @@ impl TestCert {
     }
 }
 
-/// `irsa webhook` (the binary cargo built) as a child process on free 127.0.0.1 ports,
-/// authenticated by `kubeconfig` (the chart's webhook ServiceAccount). Killed on drop; its log is printed when the test panics.
+/// `irsa webhook` as a child [`Process`] on free 127.0.0.1 ports, authenticated by
+/// `kubeconfig` (the chart's webhook ServiceAccount), with its serving certificate. Killed on
+/// drop; its log is printed when the test panics.
 pub struct WebhookProcess {
-    child: Mutex<Child>,
-    log: PathBuf,
+    process: Process,
     pub url: String,
     pub cert: TestCert,
-    /// Everything to start it again on the same ports with the same files.
-    command: Vec<std::ffi::OsString>,
-    kubeconfig: PathBuf,
-    readyz: String,
+}
+
+impl std::ops::Deref for WebhookProcess {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
+    }
 }
 
 impl WebhookProcess {
@@ -77,135 +74,43 @@ impl WebhookProcess {
     }
 
     async fn launch(kubeconfig: &Path, name: &str, files: bool, extra: &[&str]) -> Self {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique(&format!("e2e-{name}")));
+        let dir = crate::target_tmp().join(unique(&format!("e2e-{name}")));
         std::fs::create_dir_all(&dir).unwrap();
         let cert = TestCert::new();
         let (cert_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
         std::fs::write(&cert_file, &cert.cert_pem).unwrap();
         std::fs::write(&key_file, &cert.key_pem).unwrap();
-        let (port, admin) = (free_port(), free_port());
-        let mut command: Vec<std::ffi::OsString> = vec![
-            "webhook".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}").into(),
-            "--metrics-listen".into(),
-            format!("127.0.0.1:{admin}").into(),
-            "--log-format".into(),
-            "json".into(),
-        ];
+        let (port, admin) = (free_port(), format!("127.0.0.1:{}", free_port()));
+        let listen = format!("127.0.0.1:{port}");
+        let mut args: Vec<std::ffi::OsString> = ["webhook", "--listen", &listen]
+            .into_iter()
+            .chain(["--metrics-listen", &admin, "--log-format", "json"])
+            .map(Into::into)
+            .collect();
         if files {
-            command.extend([
+            args.extend([
                 "--tls-cert-file".into(),
                 cert_file.into(),
                 "--tls-key-file".into(),
                 key_file.into(),
             ]);
         }
-        command.extend(extra.iter().map(Into::into));
-        let log = dir.join("webhook.log");
-        let process = Self {
-            child: Mutex::new(spawn(&command, kubeconfig, &log)),
-            log,
-            url: format!("https://127.0.0.1:{port}/mutate"),
+        args.extend(extra.iter().map(Into::into));
+        let process = Process::irsa(name, args, [("KUBECONFIG", kubeconfig)], Some(admin));
+        process.wait_ready(WAIT).await;
+        Self {
+            process,
+            url: format!("https://{listen}/mutate"),
             cert,
-            command,
-            kubeconfig: kubeconfig.to_path_buf(),
-            readyz: format!("http://127.0.0.1:{admin}/readyz"),
-        };
-        println!(
-            "irsa webhook {name} started on 127.0.0.1:{port}; log: {}",
-            process.log.display()
-        );
-        process.wait_ready().await;
-        process
+        }
     }
 
-    /// Starts the (killed) process again on the same ports with the same certificate.
+    /// Starts the (killed) process again on the same ports with the same certificate and
+    /// waits until it is ready.
     pub async fn restart(&self) {
-        self.kill();
-        *self.child.lock().unwrap() = spawn(&self.command, &self.kubeconfig, &self.log);
-        self.wait_ready().await;
+        self.process.restart();
+        self.process.wait_ready(WAIT).await;
     }
-
-    async fn wait_ready(&self) {
-        let http = reqwest::Client::new();
-        wait_for(
-            &format!("irsa webhook to be ready ({})", self.readyz),
-            WAIT,
-            None,
-            || async {
-                self.assert_running();
-                let ok = http
-                    .get(&self.readyz)
-                    .send()
-                    .await
-                    .ok()?
-                    .status()
-                    .is_success();
-                ok.then_some(())
-            },
-        )
-        .await;
-    }
-
-    /// The text of its `/metrics`.
-    pub async fn metrics(&self) -> String {
-        let url = self.readyz.replace("/readyz", "/metrics");
-        reqwest::get(&url).await.unwrap().text().await.unwrap()
-    }
-
-    /// SIGKILL and wait: the API server's calls then get "connection refused".
-    pub fn kill(&self) {
-        let mut child = self.child.lock().unwrap();
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-
-    pub fn assert_running(&self) {
-        if let Some(status) = self.child.lock().unwrap().try_wait().unwrap() {
-            panic!(
-                "irsa webhook exited with {status}; log:\n{}",
-                self.log_tail()
-            );
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(100)..].join("\n")
-    }
-}
-
-impl Drop for WebhookProcess {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- last lines of the webhook log {} ---\n{}",
-                self.log.display(),
-                self.log_tail()
-            );
-        }
-    }
-}
-
-/// `irsa webhook COMMAND...` with `kubeconfig`, its output appended to `log`.
-fn spawn(command: &[std::ffi::OsString], kubeconfig: &Path, log: &Path) -> Child {
-    let out = File::options().create(true).append(true).open(log).unwrap();
-    let err = out.try_clone().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_irsa"))
-        .args(command)
-        .env("KUBECONFIG", kubeconfig)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info,irsa=debug".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", env!("CARGO_BIN_EXE_irsa")))
 }
 
 /// How a test registers the webhook; everything else comes from the chart.
@@ -269,8 +174,7 @@ pub async fn serve_namespace(
     name: &str,
     failure_policy: &'static str,
 ) -> (WebhookProcess, String) {
-    let kubeconfig =
-        crate::e2e::identity::kubeconfig(client, crate::e2e::identity::Component::Webhook).await;
+    let kubeconfig = crate::identity::kubeconfig(client, crate::identity::Component::Webhook).await;
     let webhook = WebhookProcess::start(&kubeconfig, name, &[]).await;
     let mut reg = Registration::new(&[ns]);
     reg.failure_policy = failure_policy;
@@ -316,11 +220,8 @@ pub async fn create_service_account(client: &kube::Client, ns: &str, name: &str,
 /// A fresh namespace (name starting with `prefix`) holding ServiceAccount `app`, annotated
 /// with [`ROLE_ARN`] under the suite's annotation prefix: what the webhook injects for.
 pub async fn namespace_with_annotated_app(client: &kube::Client, prefix: &str) -> String {
-    let ns = crate::e2e::support::create_namespace(client, prefix).await;
-    let annotation = format!(
-        "{}/role-arn",
-        crate::e2e::support::settings().annotation_prefix
-    );
+    let ns = crate::support::create_namespace(client, prefix).await;
+    let annotation = format!("{}/role-arn", crate::support::settings().annotation_prefix);
     create_service_account(client, &ns, "app", json!({annotation: ROLE_ARN})).await;
     ns
 }
@@ -366,7 +267,6 @@ pub async fn wait_until_mutating(
     wait_for(
         &format!("the API server to call the registered webhook for pods in {ns}"),
         WAIT,
-        None,
         || async {
             let created = pods.create(&dry_run, &probe).await.ok()?;
             has_token_volume(&serde_json::to_value(created).unwrap()).then_some(())

@@ -10,7 +10,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::e2e::support::{self, unique};
+use crate::support::{self, unique};
 
 /// The release the RBAC is rendered for: `helm install irsa charts/irsa -n irsa-system`.
 pub const RELEASE: &str = "irsa";
@@ -180,7 +180,7 @@ pub async fn kubeconfig_of(
         }}],
         "current-context": sa,
     });
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+    let path = crate::target_tmp()
         .join(unique(&format!("e2e-{sa}")))
         .with_extension("kubeconfig");
     // JSON is YAML: kubectl and kube-rs read it as a kubeconfig.

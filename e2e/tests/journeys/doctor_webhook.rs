@@ -9,8 +9,9 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::e2e::support::{self, WAIT, doctor_step, wait_for};
-use crate::e2e::webhook_support::{
+use irsa_e2e::support::{self, WAIT, doctor_step};
+use irsa_e2e::wait::wait_for;
+use irsa_e2e::webhook::{
     TestCert, namespace_with_annotated_app, serve_namespace, unregister, wait_until_mutating,
 };
 
@@ -52,7 +53,6 @@ async fn once_unmutated(aws: &support::AwsEnv, ns: &str, config: &str) -> (Value
     wait_for(
         "the doctor to see the dry-run pod unmutated",
         WAIT,
-        None,
         || async {
             let (step, dry_run) = webhook_steps(aws, ns, config);
             (dry_run["status"] == "FAIL").then_some((step, dry_run))

@@ -5,7 +5,9 @@
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
-use crate::e2e::support::{self, ControllerProcess, WAIT, wait_for};
+use irsa_e2e::process::Process;
+use irsa_e2e::support::{self, WAIT};
+use irsa_e2e::wait::wait_for;
 
 const LEASE: &str = irsa::cli::DEFAULT_LEASE_NAME;
 
@@ -20,23 +22,18 @@ async fn a_standby_takes_over_when_the_leader_dies() {
     let cluster = support::controller_cluster().await;
     // The chart's Role allows Leases in the release namespace only; a Lease name of its own
     // makes the election this test's alone.
-    let ns = crate::e2e::identity::RELEASE_NAMESPACE;
+    let ns = irsa_e2e::identity::RELEASE_NAMESPACE;
     let lease = support::unique(LEASE);
     let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), ns);
 
-    let a = ControllerProcess::start(&cluster, Some(&lease), "e2e-a");
-    let b = ControllerProcess::start(&cluster, Some(&lease), "e2e-b");
+    let a = Process::controller(&cluster, Some(&lease), "e2e-a");
+    let b = Process::controller(&cluster, Some(&lease), "e2e-b");
     // Identities are `<HOSTNAME>_<random>`.
-    let first = wait_for(
-        &format!("a holder of Lease {ns}/{lease}"),
-        WAIT,
-        None,
-        || async {
-            a.assert_running();
-            b.assert_running();
-            holder(&leases, &lease).await.filter(|h| !h.is_empty())
-        },
-    )
+    let first = wait_for(&format!("a holder of Lease {ns}/{lease}"), WAIT, || async {
+        a.assert_running();
+        b.assert_running();
+        holder(&leases, &lease).await.filter(|h| !h.is_empty())
+    })
     .await;
     let (leader, standby, standby_prefix) = if first.starts_with("e2e-a_") {
         (a, b, "e2e-b_")
@@ -47,24 +44,23 @@ async fn a_standby_takes_over_when_the_leader_dies() {
     println!("{first} leads; killing it");
 
     leader.kill();
-    let second = wait_for(
-        &format!("the standby ({standby_prefix}*) to take Lease {ns}/{lease} over"),
-        WAIT,
-        Some(&standby),
-        || async {
-            holder(&leases, &lease)
-                .await
-                .filter(|h| h.starts_with(standby_prefix))
-        },
-    )
-    .await;
+    let second = standby
+        .wait_for(
+            &format!("the standby ({standby_prefix}*) to take Lease {ns}/{lease} over"),
+            WAIT,
+            || async {
+                holder(&leases, &lease)
+                    .await
+                    .filter(|h| h.starts_with(standby_prefix))
+            },
+        )
+        .await;
     println!("{second} took over; stopping it gracefully");
 
     standby.terminate();
     wait_for(
         &format!("{second} to release Lease {ns}/{lease} on SIGTERM"),
         WAIT,
-        None,
         || async { holder(&leases, &lease).await.filter(String::is_empty) },
     )
     .await;

@@ -12,7 +12,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Api;
 use serde_json::{Value, json};
 
-use crate::e2e::support::{self, helm, kubectl, run, unique};
+use irsa_e2e::support::{self, helm, kubectl, run, unique};
 
 const CRDS: [&str; 2] = ["iamrolebindings.irsa.dev", "iamrolegrants.irsa.dev"];
 
@@ -103,7 +103,8 @@ async fn helm_install_upgrade_keeps_the_ca_and_uninstall_keeps_the_crds() {
     let client = support::client().await;
     let ns = support::create_namespace(&client, "irsa-e2e-helm").await;
     let release = unique("irsa-e2e");
-    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/irsa");
+    let chart = irsa_e2e::repo().join("charts/irsa");
+    let chart = &*chart.to_string_lossy();
     // The values a user passes (README "Install"), plus one the test needs: the webhook must
     // not intercept the pods of other tests running at once, so it selects no real namespace.
     let values = json!({
@@ -188,9 +189,7 @@ async fn kubectl_apply_k_config_default_creates_everything_but_cert_manager_obje
     let prefix = format!("{}-", unique("e2e"));
     // Kustomize takes bases by relative path only: the overlay lives at a known depth below
     // the repository (target/ is ignored by git).
-    let overlay = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/e2e-kustomize")
-        .join(&ns);
+    let overlay = irsa_e2e::repo().join("target/e2e-kustomize").join(&ns);
     std::fs::create_dir_all(&overlay).unwrap();
     let base = "../../../config/default";
     std::fs::write(
@@ -285,7 +284,7 @@ async fn kubectl_apply_f_crds_as_the_messages_say_installs_the_crds() {
     assert_eq!(command[0], "kubectl", "{command:?}");
     let out = std::process::Command::new("kubectl")
         .args(&command[1..])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(irsa_e2e::repo())
         .output()
         .unwrap_or_else(|e| panic!("running kubectl: {e}"));
     let (stdout, stderr) = (

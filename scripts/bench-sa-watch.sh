@@ -24,12 +24,13 @@
 #
 # The reference is built from its Go module through the module proxy, at REF_VERSION (pinned
 # below), into ${IRSA_K8S_CACHE:-~/.cache/irsa/k8s}/pod-identity-webhook-<version>/ on the
-# first run (`go` on PATH; a few minutes on 2 cores): a benchmark dependency, so `make test`
-# does not build it.
+# first run (`go` on PATH; about 6 minutes on 2 cores under load, module downloads included): a
+# benchmark dependency, so `make test` does not build it.
 #
 # Knobs (env): BENCH_SERVICE_ACCOUNTS (10000), BENCH_NAMESPACES (100), BENCH_PORT (18448),
 # BENCH_METRICS_PORT (19093), BENCH_REF_PORT (18449), BENCH_REF_METRICS_PORT (19094),
-# IRSA_POD_IDENTITY_WEBHOOK_VERSION, IRSA_CONTROL_PLANE_DIR (the plane's state directory).
+# IRSA_POD_IDENTITY_WEBHOOK_VERSION, IRSA_K8S_CACHE, IRSA_CONTROL_PLANE_DIR and
+# IRSA_VERIFIER_DIR (the plane's and its verifying STS's state directories).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

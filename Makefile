@@ -99,8 +99,10 @@ bench-rss:
 bench-pods-rss:
 	./scripts/bench-pods-rss.sh
 
-# Memory of the webhook's ServiceAccount cache fed by a local control plane, with 10k annotated
-# ServiceAccounts (release build, 127.0.0.1 only). See docs/benchmarks.md.
+# Memory of the webhook's ServiceAccount cache fed by a local control plane, with the plane's own
+# and 10k annotated ServiceAccounts, side by side with the Go reference webhook
+# (amazon-eks-pod-identity-webhook, built from its Go module on the first run) against the same
+# API server (release build). See docs/benchmarks.md.
 .PHONY: bench-sa-watch
 bench-sa-watch:
 	./scripts/bench-sa-watch.sh

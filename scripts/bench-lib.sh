@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the benchmarks (bench-webhook.sh, bench-rss.sh, bench-floor.sh, bench-sa-watch.sh;
 # bench-pods-rss.sh uses only bench_require and the /proc readings): the tools they need, the
 # release binary, a work directory removed on exit (the webhook stopped first), a self-signed
@@ -47,7 +48,7 @@ bench_cleanup() {
 }
 
 # bench_start_webhook SERVICE_ACCOUNTS_FILE [WRAPPER...]: starts the webhook (under WRAPPER,
-# e.g. valgrind, if given), waits (60 s at most: valgrind starts it slowly) for /readyz. "-" for
+# e.g. valgrind, if given), waits (bench_wait: 60 s at most, valgrind starts it slowly) for /readyz. "-" for
 # the file: the ServiceAccounts come from the API server of KUBECONFIG.
 bench_start_webhook() {
     local sa_flags=(--service-accounts-file "$1")
@@ -58,12 +59,25 @@ bench_start_webhook() {
         "${sa_flags[@]}" --log-format json \
         2> "$WORK/webhook.log" &
     PID=$!
+    bench_wait bench_readyz
+}
+
+bench_readyz() { curl -fsS "http://127.0.0.1:$MPORT/readyz" >/dev/null 2>&1; }
+
+# bench_wait CHECK...: runs CHECK every 0.1 s until it succeeds, 60 s at most; exits, with the
+# server's log ($WORK/webhook.log), when the server started last (PID) exits first or the time is
+# up.
+bench_wait() {
+    local _
     for _ in $(seq 1 600); do
-        curl -fsS "http://127.0.0.1:$MPORT/readyz" >/dev/null 2>&1 && break
-        kill -0 "$PID" 2>/dev/null || { cat "$WORK/webhook.log" >&2; exit 1; }
+        "$@" && return 0
+        kill -0 "$PID" 2>/dev/null || break
         sleep 0.1
     done
-    curl -fsS "http://127.0.0.1:$MPORT/readyz" >/dev/null
+    "$@" && return 0
+    echo "not ready: $*" >&2
+    cat "$WORK/webhook.log" >&2
+    exit 1
 }
 
 # bench_service_accounts N EVERY: a List of N ServiceAccounts over 100 namespaces, every EVERY-th

@@ -80,6 +80,44 @@ bench_wait() {
     exit 1
 }
 
+# bench_controller_setup: for the controller's benchmarks (bench-pods-rss.sh,
+# bench-controller.sh): a work directory, the release binary as BIN (BENCH_IRSA_BIN when given;
+# a copy, since a shared target directory may get another checkout's binary meanwhile), moto for
+# IAM and STS on 127.0.0.1:MOTO_PORT, answering, with the AWS SDK's credentials exported for it,
+# and an EXIT trap that stops the controller (PID) and moto and removes the work directory.
+bench_controller_setup() {
+    WORK=$(mktemp -d)
+    if [[ -n "${BENCH_IRSA_BIN:-}" ]]; then
+        cp "$BENCH_IRSA_BIN" "$WORK/irsa"
+    else
+        cargo build --release --locked --bin irsa
+        cp "${CARGO_TARGET_DIR:-target}/release/irsa" "$WORK/irsa"
+    fi
+    BIN=$WORK/irsa
+    PID=""
+    MOTO=""
+    trap bench_controller_cleanup EXIT
+    export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
+    moto_server -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
+    MOTO=$!
+    local _
+    for _ in $(seq 1 100); do
+        curl -fsS "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    echo "moto did not answer on 127.0.0.1:$MOTO_PORT" >&2
+    cat "$WORK/moto.log" >&2
+    exit 1
+}
+
+bench_controller_cleanup() {
+    local pid
+    for pid in "$PID" "$MOTO"; do
+        if [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null || true; fi
+    done
+    rm -rf "$WORK"
+}
+
 # bench_service_accounts N EVERY: a List of N ServiceAccounts over 100 namespaces, every EVERY-th
 # annotated with a role (1: all of them), on stdout; the first is bench/app, annotated, the one
 # the benchmark review's pod runs as. JSON: the YAML parser's node budget stops short of 100k

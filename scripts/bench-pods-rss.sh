@@ -37,28 +37,9 @@ CHUNK=1000
 source scripts/bench-lib.sh
 bench_require kubectl moto_server python3 curl
 
-WORK=$(mktemp -d)
-if [[ -n "${BENCH_IRSA_BIN:-}" ]]; then
-    cp "$BENCH_IRSA_BIN" "$WORK/irsa"
-else
-    cargo build --release --locked --bin irsa
-    # A copy: a shared target directory may get another checkout's binary meanwhile.
-    cp "${CARGO_TARGET_DIR:-target}/release/irsa" "$WORK/irsa"
-fi
-BIN=$WORK/irsa
+bench_controller_setup
 "$BIN" controller --help | grep -q -- --detect-uninjected-pods ||
     { echo "$BIN has no pod watch (--detect-uninjected-pods)" >&2; exit 1; }
-PID=""
-MOTO=""
-cleanup() {
-    [[ -n "$PID" ]] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-    [[ -n "$MOTO" ]] && kill -TERM "$MOTO" 2>/dev/null && wait "$MOTO" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-moto_server -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
-MOTO=$!
 kubectl apply --server-side -f crds/irsa.dev.yaml >/dev/null
 kubectl wait --for condition=established --timeout=60s crd/iamrolebindings.irsa.dev crd/iamrolegrants.irsa.dev >/dev/null
 for i in $(seq 0 $((NAMESPACES - 1))); do
@@ -66,11 +47,9 @@ for i in $(seq 0 $((NAMESPACES - 1))); do
     kubectl -n "bench-$i" create serviceaccount app >/dev/null
     kubectl -n "bench-$i" annotate serviceaccount app "eks.amazonaws.com/role-arn=$ROLE" >/dev/null
 done
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1 && break; sleep 0.2; done
 
 start_controller() {
-    AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 \
-        "$BIN" controller --cluster-name bench --leader-election false \
+    "$BIN" controller --cluster-name bench --leader-election false \
         --manage-oidc-provider false --manage-annotated-serviceaccounts false \
         --aws-endpoint-url "http://127.0.0.1:$MOTO_PORT" \
         --metrics-listen "127.0.0.1:$MPORT" --log-format json >"$WORK/controller.log" 2>&1 &

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::aws::thumbprint;
+use crate::controller::election::{self, Election};
 use crate::controller::iam::queue::RoleQueue;
 use crate::controller::iam::reconcile::RoleSettings;
 use crate::controller::iam::state::RoleState;
@@ -35,7 +36,6 @@ use crate::controller::k8s::events::EventPublisher;
 use crate::controller::k8s::pods::{self, PodWatch};
 use crate::controller::k8s::reconcile::{self as bindings, Context};
 use crate::controller::k8s::snapshot::{self, bindings_of_role, bindings_of_sa, strip_sa};
-use crate::controller::leader::{self, LeaderConfig};
 use crate::controller::metrics::{Aws, Metrics};
 use crate::controller::policy::desired::{self, Key, Snapshot};
 use crate::controller::policy::report::RoleReport;
@@ -200,8 +200,7 @@ impl ElectedWork {
 /// shutdown signal, or until a task of `outer` ends on its own (then with that as the error).
 /// Either way `work` is stopped the graceful way and the Lease released before `outer` stops.
 pub async fn run_until_shutdown(
-    client: Client,
-    election: Option<LeaderConfig>,
+    election: Option<Election>,
     work: ElectedWork,
     mut outer: Supervisor,
     is_leader: Gauge,
@@ -214,9 +213,8 @@ pub async fn run_until_shutdown(
         move || work.run(stop)
     };
     let mut main: Pin<Box<dyn Future<Output = anyhow::Result<()>>>> = match election {
-        Some(cfg) => Box::pin(leader::run_until_shutdown(
-            client,
-            cfg,
+        Some(election) => Box::pin(election::run_until_shutdown(
+            election,
             is_leader,
             standby_ready,
             stopped(stop_rx),

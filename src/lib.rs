@@ -9,6 +9,7 @@
 // `#[cfg(test)]` code is exempt through clippy.toml.
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
+pub mod admin;
 pub mod arn;
 pub mod aws;
 pub mod backoff;

@@ -6,7 +6,6 @@
 //! which is pure. AWS is reached through [`crate::aws`] (as [`metrics::Aws`], counting every
 //! call), the issuer through [`crate::issuer::discover`].
 
-pub mod admin;
 pub mod election;
 pub mod iam;
 pub mod k8s;
@@ -84,7 +83,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     let ready = Arc::new(AtomicBool::new(false));
     // Long-running tasks outside the elected work (the admin port serves standbys too).
     let mut outer = Supervisor::new();
-    wiring::spawn_admin_server(&mut outer, args.metrics_listen, registry, ready.clone()).await?;
+    wiring::spawn_admin_server(&mut outer, args.metrics_listen, registry, ready.clone())?;
 
     let sdk = aws::load_sdk_config(args.aws_endpoint_url.as_deref()).await;
     let aws = Aws::new(&sdk, metrics.clone());

@@ -14,6 +14,10 @@
 //! - **Quick takeover.** A standby of the crate looks at a held Lease again only when it
 //!   expires, so a released Lease would wait out the duration; here a standby starts a fresh
 //!   look every [`RETRY_PERIOD`] instead (two GETs).
+//! - **No two writers among three or more replicas.** Taking over an expired Lease, the crate
+//!   clears its holder without a precondition before it applies its own; a standby that saw
+//!   the Lease expired can thus clear the Lease another standby has just taken. So a new
+//!   leader waits [`SETTLE`] and reads the Lease again before it starts its work.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseParams};
 use prometheus_client::metrics::gauge::Gauge;
 
@@ -35,6 +41,10 @@ pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
 /// Connect, read and write timeouts of the Lease's client. A renewal is two requests (the
 /// patch and a read-back), so two of these stay under [`GRACE`].
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a new leader waits before reading the Lease back: a standby that decided to clear
+/// the expired Lease before we took it has sent that write by then (a look gives up after
+/// [`RETRY_PERIOD`], a request after [`REQUEST_TIMEOUT`]).
+pub const SETTLE: Duration = RETRY_PERIOD.saturating_add(REQUEST_TIMEOUT);
 /// How long the leader tries to release the Lease on shutdown.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -122,9 +132,13 @@ impl Election {
         loop {
             match self.manager().await {
                 Ok(manager) => match tokio::time::timeout(RETRY_PERIOD, manager.changed()).await {
-                    Ok(Ok(true)) => {
+                    Ok(Ok(true)) if self.still_ours_after_settling().await => {
                         tracing::info!(lease = %self.lease_ref(), identity = %self.identity, "acquired the lease; this replica is now the leader");
                         return manager;
+                    }
+                    Ok(Ok(true)) => {
+                        tracing::info!(lease = %self.lease_ref(), "another standby cleared the lease as this one took it; standing by");
+                        continue;
                     }
                     // Still held by another replica (the crate waits for its expiry).
                     Ok(Ok(false)) | Err(_) => continue,
@@ -135,6 +149,41 @@ impl Election {
                 Err(e) => tracing::warn!("{e:#}"),
             }
             tokio::time::sleep(RETRY_PERIOD).await;
+        }
+    }
+
+    /// Whether the Lease, just taken, is still ours once the writes of other standbys that saw
+    /// it expired have landed.
+    async fn still_ours_after_settling(&self) -> bool {
+        tokio::time::sleep(SETTLE).await;
+        self.is_ours().await
+    }
+
+    async fn is_ours(&self) -> bool {
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), &self.namespace);
+        match leases.get_opt(&self.lease_name).await {
+            Ok(lease) => {
+                let holder = lease.and_then(|l| l.spec).and_then(|s| s.holder_identity);
+                holder.as_deref() == Some(self.identity.as_str())
+            }
+            Err(e) => {
+                tracing::warn!(lease = %self.lease_ref(), error = %e, "reading the lease failed");
+                false
+            }
+        }
+    }
+
+    /// A shutdown while standing by: the Lease is released only if this replica took it
+    /// meanwhile (the shutdown came as it was taking it, or during [`SETTLE`]); a standby
+    /// never writes to another's Lease.
+    async fn release_if_ours(&self) {
+        if !self.is_ours().await {
+            tracing::info!("shutdown while standing by; the Lease was never held");
+            return;
+        }
+        match self.manager().await {
+            Ok(manager) => self.release(&manager).await,
+            Err(e) => tracing::warn!("{e:#}"),
         }
     }
 
@@ -218,7 +267,7 @@ where
     let manager = tokio::select! {
         manager = election.acquire() => manager,
         () = shutdown => {
-            tracing::info!("shutdown while standing by; the Lease was never held");
+            election.release_if_ours().await;
             return Ok(());
         }
     };

@@ -109,6 +109,56 @@ fn election(server: &Shared) -> Election {
     Election::new(client, "irsa", crate::cli::DEFAULT_LEASE_NAME, "me")
 }
 
+/// A replica running the election until `stop` (which its work, once started, waits for too).
+struct Candidate {
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    gauge: Gauge,
+    ready: Arc<AtomicBool>,
+    worked: Arc<AtomicBool>,
+}
+
+fn candidate(server: &Shared) -> Candidate {
+    let (gauge, ready, worked) = (
+        Gauge::default(),
+        Arc::<AtomicBool>::default(),
+        Arc::<AtomicBool>::default(),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut work_stopped = stopped.clone();
+    let task = tokio::spawn(run_until_shutdown(
+        election(server),
+        gauge.clone(),
+        ready.clone(),
+        async move {
+            let _ = { stopped }.wait_for(|s| *s).await;
+        },
+        {
+            let worked = worked.clone();
+            move || async move {
+                worked.store(true, Ordering::SeqCst);
+                let _ = work_stopped.wait_for(|s| *s).await;
+                Ok(())
+            }
+        },
+    ));
+    Candidate {
+        task,
+        stop,
+        gauge,
+        ready,
+        worked,
+    }
+}
+
+impl Candidate {
+    async fn leading(&self) {
+        while !self.worked.load(Ordering::SeqCst) {
+            run_for(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// Lets the election and the server run `d` of (paused) time.
 async fn run_for(d: Duration) {
     tokio::time::sleep(d).await;
@@ -123,6 +173,10 @@ fn a_failed_renewal_stops_the_leader_before_the_lease_expires() {
         "a renewal is a patch and a read-back"
     );
     assert!(RETRY_PERIOD < DURATION - GRACE);
+    assert!(
+        SETTLE + REQUEST_TIMEOUT < DURATION - GRACE,
+        "a new leader starts well before its first renewal"
+    );
 }
 
 #[test]
@@ -142,31 +196,13 @@ fn the_lease_client_gives_up_on_a_silent_api_server_within_the_request_timeout()
 async fn a_standby_is_ready_and_leaves_on_shutdown_without_writing() {
     let server = Shared::default();
     server.lock().unwrap().lease = Some(lease_held_by("other"));
-    let gauge = Gauge::default();
-    let ready = Arc::new(AtomicBool::new(false));
-    let worked = Arc::new(AtomicBool::new(false));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(run_until_shutdown(
-        election(&server),
-        gauge.clone(),
-        ready.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-        {
-            let worked = worked.clone();
-            move || async move {
-                worked.store(true, Ordering::SeqCst);
-                Ok(())
-            }
-        },
-    ));
+    let c = candidate(&server);
     run_for(RETRY_PERIOD * 3).await;
-    assert!(ready.load(Ordering::SeqCst), "a standby reports ready");
-    assert_eq!(gauge.get(), 0);
-    stop.send(()).unwrap();
-    task.await.unwrap().unwrap();
-    assert!(!worked.load(Ordering::SeqCst));
+    assert!(c.ready.load(Ordering::SeqCst), "a standby reports ready");
+    assert_eq!(c.gauge.get(), 0);
+    c.stop.send(true).unwrap();
+    c.task.await.unwrap().unwrap();
+    assert!(!c.worked.load(Ordering::SeqCst));
     let s = server.lock().unwrap();
     assert!(
         s.methods.iter().all(|m| m == Method::GET),
@@ -179,31 +215,23 @@ async fn a_standby_is_ready_and_leaves_on_shutdown_without_writing() {
 async fn a_released_lease_is_taken_over_within_a_retry_period_not_at_its_expiry() {
     let server = Shared::default();
     server.lock().unwrap().lease = Some(lease_held_by("other"));
-    let gauge = Gauge::default();
-    let task = tokio::spawn(run_until_shutdown(
-        election(&server),
-        gauge.clone(),
-        Arc::new(AtomicBool::new(false)),
-        std::future::pending(),
-        std::future::pending,
-    ));
+    let c = candidate(&server);
     run_for(RETRY_PERIOD).await;
-    assert_eq!(gauge.get(), 0);
+    assert_eq!(c.gauge.get(), 0);
     // The leader releases: the crate's own standby would sleep until the old expiry.
     let released = tokio::time::Instant::now();
-    if let Some(spec) = server.lock().unwrap().lease.as_mut() {
-        spec["spec"] = json!({});
+    if let Some(lease) = server.lock().unwrap().lease.as_mut() {
+        lease["spec"] = json!({});
     }
-    while gauge.get() == 0 {
-        run_for(Duration::from_millis(100)).await;
-    }
+    c.leading().await;
     assert!(
-        released.elapsed() <= RETRY_PERIOD * 2,
+        released.elapsed() <= RETRY_PERIOD * 2 + SETTLE,
         "took {:?}",
         released.elapsed()
     );
     assert_eq!(holder(&server).as_deref(), Some("me"));
-    task.abort();
+    assert_eq!(c.gauge.get(), 1);
+    c.task.abort();
 }
 
 #[tokio::test(start_paused = true)]
@@ -281,22 +309,59 @@ async fn a_failed_renewal_stops_the_work_before_the_lease_expires_and_fails_the_
 #[tokio::test(start_paused = true)]
 async fn a_leader_whose_lease_was_taken_stops_at_its_next_renewal() {
     let server = Shared::default();
+    let c = candidate(&server);
+    c.leading().await;
+    server.lock().unwrap().lease = Some(lease_held_by("other"));
+    let err = c.task.await.unwrap().unwrap_err();
+    assert!(
+        err.to_string().contains("another replica holds it"),
+        "{err:#}"
+    );
+    assert_eq!(c.gauge.get(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_cleared_by_another_standby_as_it_was_taken_is_not_led() {
+    let server = Shared::default();
+    let mut expired = lease_held_by("old");
+    expired["spec"]["renewTime"] = json!("2026-01-01T00:00:00.000000Z");
+    server.lock().unwrap().lease = Some(expired);
     let gauge = Gauge::default();
+    let worked = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn(run_until_shutdown(
         election(&server),
         gauge.clone(),
         Arc::new(AtomicBool::new(false)),
         std::future::pending(),
-        std::future::pending,
+        {
+            let worked = worked.clone();
+            move || async move {
+                worked.store(true, Ordering::SeqCst);
+                std::future::pending().await
+            }
+        },
     ));
-    while gauge.get() == 0 {
-        run_for(Duration::from_millis(100)).await;
+    while holder(&server).as_deref() != Some("me") {
+        run_for(Duration::from_millis(50)).await;
     }
+    // The other standby's clearing write lands, then its claim.
     server.lock().unwrap().lease = Some(lease_held_by("other"));
-    let err = task.await.unwrap().unwrap_err();
-    assert!(
-        err.to_string().contains("another replica holds it"),
-        "{err:#}"
-    );
+    run_for(SETTLE * 3).await;
+    assert!(!worked.load(Ordering::SeqCst), "both replicas would write");
     assert_eq!(gauge.get(), 0);
+    task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_while_taking_the_lease_still_releases_it() {
+    let server = Shared::default();
+    let c = candidate(&server);
+    // Taken, and not yet started: the new leader is settling.
+    while holder(&server).as_deref() != Some("me") {
+        run_for(Duration::from_millis(50)).await;
+    }
+    c.stop.send(true).unwrap();
+    c.task.await.unwrap().unwrap();
+    assert!(!c.worked.load(Ordering::SeqCst));
+    assert_eq!(holder(&server), None, "released on shutdown");
 }

@@ -32,9 +32,10 @@ use prometheus_client::metrics::gauge::Gauge;
 
 /// How long a Lease stays valid after its last renewal: client-go's default.
 pub const DURATION: Duration = Duration::from_secs(15);
-/// How long before expiry the leader renews; a failed renewal stops the leader at least this
-/// long before a standby may take over, which is also the node clock skew tolerated (the
-/// crate compares the holder's `renewTime` with the standby's wall clock).
+/// How long before expiry the leader renews. A renewal that fails stops the leader before
+/// the Lease expires, by this minus the time the renewal took to fail (at most two
+/// [`REQUEST_TIMEOUT`]s): the node clock skew tolerated, as the crate compares the holder's
+/// `renewTime` with the standby's wall clock.
 pub const GRACE: Duration = Duration::from_secs(5);
 /// How often a standby looks at the Lease.
 pub const RETRY_PERIOD: Duration = Duration::from_secs(2);

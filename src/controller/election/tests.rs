@@ -164,6 +164,17 @@ async fn run_for(d: Duration) {
     tokio::time::sleep(d).await;
 }
 
+/// The error a leader that lost its Lease fails with, within `limit` (paused time).
+async fn stops_within(
+    limit: Duration,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Error {
+    match tokio::time::timeout(limit, task).await {
+        Ok(joined) => joined.unwrap().unwrap_err(),
+        Err(_) => panic!("the leader kept working {limit:?} after losing its Lease"),
+    }
+}
+
 #[test]
 fn a_failed_renewal_stops_the_leader_before_the_lease_expires() {
     // LeaseParams::new panics unless 0 < grace < duration.
@@ -295,7 +306,7 @@ async fn a_failed_renewal_stops_the_work_before_the_lease_expires_and_fails_the_
     let _ = running.wait_for(|r| *r).await;
     let acquired = tokio::time::Instant::now();
     server.lock().unwrap().refuse_writes = true;
-    let err = task.await.unwrap().unwrap_err();
+    let err = stops_within(DURATION, task).await;
     assert!(
         acquired.elapsed() < DURATION,
         "stopped only after {:?}, when a standby may already lead",
@@ -312,7 +323,7 @@ async fn a_leader_whose_lease_was_taken_stops_at_its_next_renewal() {
     let c = candidate(&server);
     c.leading().await;
     server.lock().unwrap().lease = Some(lease_held_by("other"));
-    let err = c.task.await.unwrap().unwrap_err();
+    let err = stops_within(DURATION, c.task).await;
     assert!(
         err.to_string().contains("another replica holds it"),
         "{err:#}"

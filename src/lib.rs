@@ -13,6 +13,7 @@
 // The pure core, under the paths the rest of this crate (and its tests) name it by.
 pub use irsa_core::{arn, mutate, names, trust};
 
+pub mod admin;
 pub mod aws;
 pub mod backoff;
 pub mod cli;

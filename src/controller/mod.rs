@@ -6,10 +6,9 @@
 //! which is pure (in the `irsa-core` crate). AWS is reached through [`crate::aws`] (as [`metrics::Aws`], counting every
 //! call), the issuer through [`crate::issuer::discover`].
 
-pub mod admin;
+pub mod election;
 pub mod iam;
 pub mod k8s;
-pub mod leader;
 pub mod metrics;
 pub mod publish;
 pub mod wiring;
@@ -75,9 +74,10 @@ fn crd_answer(crd: &str, result: Result<(), kube::Error>) -> anyhow::Result<()> 
 /// settings), then the elected work until SIGTERM or a failed task.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     let issuer_roots = wiring::issuer_roots(args.issuer_ca_file.as_deref())?;
-    let client = Client::try_default()
-        .await
-        .context("cannot build a Kubernetes client (in-cluster service account or KUBECONFIG)")?;
+    let config = kube::Config::infer().await.context(
+        "cannot configure a Kubernetes client (in-cluster service account or KUBECONFIG)",
+    )?;
+    let client = Client::try_from(config.clone()).context("cannot build a Kubernetes client")?;
     check_crds(&client).await?;
 
     let metrics = metrics::Metrics::default();
@@ -86,7 +86,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     let ready = Arc::new(AtomicBool::new(false));
     // Long-running tasks outside the elected work (the admin port serves standbys too).
     let mut outer = Supervisor::new();
-    wiring::spawn_admin_server(&mut outer, args.metrics_listen, registry, ready.clone()).await?;
+    wiring::spawn_admin_server(&mut outer, args.metrics_listen, registry, ready.clone())?;
 
     let sdk = aws::load_sdk_config(args.aws_endpoint_url.as_deref()).await;
     let aws = Aws::new(&sdk, metrics.clone());
@@ -132,14 +132,15 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
             .detect_uninjected_pods
             .then(|| k8s::pods::Settings::excluding(client.default_namespace())),
     };
-    let election = args.leader_election.then(|| {
-        leader::LeaderConfig::for_controller(
-            &client,
+    let election = match args.leader_election {
+        true => Some(election::Election::for_controller(
+            &config,
             args.leader_election_namespace.as_deref(),
             &args.leader_election_lease_name,
-        )
-    });
-    wiring::run_until_shutdown(client, election, work, outer, is_leader, ready).await?;
+        )?),
+        false => None,
+    };
+    wiring::run_until_shutdown(election, work, outer, is_leader, ready).await?;
     info!("irsa controller stopped");
     Ok(ExitCode::SUCCESS)
 }

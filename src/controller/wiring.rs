@@ -26,6 +26,8 @@ use rustls::pki_types::pem::PemObject;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
+use crate::admin;
+use crate::controller::election::{self, Election};
 use crate::controller::iam::queue::RoleQueue;
 use crate::controller::iam::reconcile::RoleSettings;
 use crate::controller::iam::state::RoleState;
@@ -34,32 +36,44 @@ use crate::controller::k8s::events::EventPublisher;
 use crate::controller::k8s::pods::{self, PodWatch};
 use crate::controller::k8s::reconcile::{self as bindings, Context};
 use crate::controller::k8s::snapshot::{self, bindings_of_role, bindings_of_sa, strip_sa};
-use crate::controller::leader::{self, LeaderConfig};
 use crate::controller::metrics::{Aws, Metrics};
 use crate::controller::policy::desired::{self, Key, Snapshot};
 use crate::controller::policy::report::RoleReport;
-use crate::controller::{admin, publish};
+use crate::controller::publish;
 use crate::crd::{IAMRoleBinding, IAMRoleGrant};
 use crate::error::UsageError;
 use crate::issuer::{IssuerUrl, thumbprint};
 use crate::supervise::Supervisor;
+use crate::webhook::ConnectionLimits;
 
 /// How long in-flight binding reconciles may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Spawns the admin port (metrics, health, readiness); it serves standbys too. Binding the
 /// address fails here, before anything else starts.
-pub async fn spawn_admin_server(
+pub fn spawn_admin_server(
     tasks: &mut Supervisor,
     addr: SocketAddr,
     registry: Registry,
     ready: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
+    let listener = admin::bind(addr)?;
+    let app = admin_router(registry, ready);
     tasks.spawn(
         "metrics server",
-        admin::serve(addr, Arc::new(registry), ready).await?,
+        admin::serve(listener, app, ConnectionLimits::ADMIN)?,
     );
     Ok(())
+}
+
+/// The controller's admin router: ready once its caches have synced, or while standing by.
+fn admin_router(registry: Registry, ready: Arc<AtomicBool>) -> axum::Router {
+    admin::router(Arc::new(registry), move || {
+        match ready.load(Ordering::Relaxed) {
+            true => Ok("ok\n"),
+            false => Err("caches not synced yet\n"),
+        }
+    })
 }
 
 /// The roots the issuer's chain is verified against before it is pinned: `--issuer-ca-file`
@@ -200,8 +214,7 @@ impl ElectedWork {
 /// shutdown signal, or until a task of `outer` ends on its own (then with that as the error).
 /// Either way `work` is stopped the graceful way and the Lease released before `outer` stops.
 pub async fn run_until_shutdown(
-    client: Client,
-    election: Option<LeaderConfig>,
+    election: Option<Election>,
     work: ElectedWork,
     mut outer: Supervisor,
     is_leader: Gauge,
@@ -214,9 +227,8 @@ pub async fn run_until_shutdown(
         move || work.run(stop)
     };
     let mut main: Pin<Box<dyn Future<Output = anyhow::Result<()>>>> = match election {
-        Some(cfg) => Box::pin(leader::run_until_shutdown(
-            client,
-            cfg,
+        Some(election) => Box::pin(election::run_until_shutdown(
+            election,
             is_leader,
             standby_ready,
             stopped(stop_rx),
@@ -596,4 +608,64 @@ fn binding_controller(
                 tracing::debug!(error = %e, "binding reconcile");
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn get(app: axum::Router, path: &str) -> (StatusCode, String) {
+        let resp = app
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_admin_port_serves_readiness_and_the_controller_metrics() {
+        let metrics = Metrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        metrics.reconciled("binding");
+        metrics.reconcile_failed("role", "throttled");
+        metrics.set_trust_chars("arn:aws:iam::111122223333:role/r", 812);
+        let ready = Arc::new(AtomicBool::new(false));
+        let app = admin_router(registry, ready.clone());
+
+        assert_eq!(
+            get(app.clone(), "/healthz").await,
+            (StatusCode::OK, "ok\n".into())
+        );
+        assert_eq!(
+            get(app.clone(), "/readyz").await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "caches not synced yet\n".into()
+            )
+        );
+        ready.store(true, Ordering::Relaxed);
+        assert_eq!(
+            get(app.clone(), "/readyz").await,
+            (StatusCode::OK, "ok\n".into())
+        );
+        let (status, text) = get(app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        for line in [
+            r#"irsa_controller_reconciles_total{kind="binding"} 1"#,
+            r#"irsa_controller_reconcile_errors_total{kind="role",error="throttled"} 1"#,
+            r#"irsa_controller_trust_policy_chars{role="arn:aws:iam::111122223333:role/r"} 812"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The two HTTP surfaces: `POST /mutate` (TLS, answered by [`super::decide`]) and the
-//! plain-HTTP admin port (`/healthz`, `/readyz`, `/metrics`), plus their lifecycle.
+//! plain-HTTP admin port (served by [`crate::admin`], ready once the ServiceAccount cache has
+//! synced), plus their lifecycle.
 
 use std::{
     net::SocketAddr,
@@ -16,7 +17,7 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::post,
 };
 use axum_server::{
     accept::DefaultAcceptor,
@@ -37,7 +38,7 @@ use super::{
     review::{self, BadReview, Outcome},
     tls::{self, ReloadingCert},
 };
-use crate::{mutate::MutationConfig, supervise::Supervisor};
+use crate::{admin, mutate::MutationConfig, supervise::Supervisor};
 
 /// The largest request body `POST /mutate` reads (HTTP 413 beyond): a CREATE review carries
 /// one object, which the API server caps at 3 MiB, plus the envelope (user info, options).
@@ -133,13 +134,21 @@ async fn reserve_body(
     next.run(request).await
 }
 
-/// The plain-HTTP admin router.
+/// The plain-HTTP admin router: ready once the ServiceAccount cache has synced (the
+/// certificate is loaded before the server starts, so only the cache can lag).
 pub fn admin_router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+    admin::router(state.metrics.clone(), move || {
+        match state.cache.is_synced() {
+            true => Ok("ready\n"),
+            false => Err("ServiceAccount cache not synced yet\n"),
+        }
+    })
+}
+
+impl admin::Exposition for Metrics {
+    fn response(&self) -> Response {
+        Metrics::response(self)
+    }
 }
 
 async fn mutate(State(admission): State<Admission>, headers: HeaderMap, body: Bytes) -> Response {
@@ -245,22 +254,6 @@ fn internal_error(err: &dyn std::fmt::Display) -> (Outcome, Response) {
     )
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
-    // The certificate is loaded before the server starts, so only the cache can lag.
-    if state.cache.is_synced() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceAccount cache not synced yet\n",
-        )
-    }
-}
-
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    state.metrics.response()
-}
-
 /// Everything `start` needs besides the ServiceAccount cache.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -351,12 +344,15 @@ pub async fn start(
         );
     }
 
-    let admin = std::net::TcpListener::bind(opts.metrics_listen)
-        .with_context(|| format!("cannot listen on --metrics-listen {}", opts.metrics_listen))?;
-    let metrics_addr = admin.local_addr()?;
+    let admin_listener = admin::bind(opts.metrics_listen)?;
+    let metrics_addr = admin_listener.local_addr()?;
     background.spawn(
         "metrics server",
-        admin_thread(admin, admin_router(state.clone()), opts.admin_limits)?,
+        admin::serve(
+            admin_listener,
+            admin_router(state.clone()),
+            opts.admin_limits,
+        )?,
     );
 
     let listener = std::net::TcpListener::bind(opts.listen)
@@ -386,53 +382,6 @@ pub async fn start(
         server: Some(server),
         background,
     })
-}
-
-/// Serves the admin port on its own thread and single-threaded runtime, so that `/healthz`
-/// and `/readyz` answer even while every worker of the main runtime is busy. The returned
-/// future ends when that server does; dropping it (the supervisor's shutdown) stops it.
-fn admin_thread(
-    listener: std::net::TcpListener,
-    app: Router,
-    limits: ConnectionLimits,
-) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
-    let handle = axum_server::Handle::new();
-    let stop = StopOnDrop(handle.clone());
-    let (done, ended) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("irsa-admin".into())
-        .spawn(move || {
-            let served = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .and_then(|runtime| {
-                    runtime.block_on(async move {
-                        let server = axum_server::from_tcp(listener)?
-                            .acceptor(Capped::new(DefaultAcceptor, limits.max_connections))
-                            .handle(handle);
-                        limits.apply(server).serve(app.into_make_service()).await
-                    })
-                });
-            // Nobody listens any more when the webhook is shutting down.
-            let _ = done.send(served);
-        })
-        .context("cannot start the admin server's thread")?;
-    Ok(async move {
-        let _stop = stop;
-        match ended.await {
-            Ok(served) => served.context("the metrics server stopped"),
-            Err(_) => Err(anyhow::anyhow!("the metrics server's thread panicked")),
-        }
-    })
-}
-
-/// Stops an axum-server when dropped.
-struct StopOnDrop(axum_server::Handle<SocketAddr>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.shutdown();
-    }
 }
 
 impl Running {

@@ -611,7 +611,7 @@ const RBAC: &[(&str, &str, &str, &[&str])] = &[
         "controller-leader-election",
         "coordination.k8s.io",
         "leases",
-        &["get", "create", "update"],
+        &["get", "create", "patch"],
     ),
     // tls.mode=self only, each restricted by resourceName to the release's own object.
     ("webhook-self-tls", "", "secrets", &["get", "update"]),

@@ -7,6 +7,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum, builder::PossibleValue};
 
+use crate::controller::election;
 use crate::issuer::IssuerUrl;
 use crate::mutate::{self, config::DEFAULT_TOKEN_MOUNT_PATH};
 pub use crate::telemetry::LogFormat;
@@ -389,7 +390,7 @@ pub struct ControllerArgs {
 
     /// Name of the leader-election Lease: two installations sharing a namespace need
     /// different names.
-    #[arg(long, env = "IRSA_LEADER_ELECTION_LEASE_NAME", default_value = DEFAULT_LEASE_NAME)]
+    #[arg(long, env = "IRSA_LEADER_ELECTION_LEASE_NAME", default_value = election::DEFAULT_LEASE_NAME)]
     pub leader_election_lease_name: String,
 
     /// AWS endpoint override for IAM and STS (tests point this at a local emulator).
@@ -602,9 +603,6 @@ fn parse_bounded(s: &str, max: Duration) -> Result<Duration, String> {
 fn human(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(d)
 }
-
-/// Name of the controller's Lease (in the namespace given by `--leader-election-namespace`).
-pub const DEFAULT_LEASE_NAME: &str = "irsa-controller";
 
 /// The longest `--sa-lookup-timeout`: the API server waits at most 30s for a webhook.
 pub const MAX_LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);

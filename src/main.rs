@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 use irsa::{
     cli::{Cli, Command},
-    commands, controller,
+    commands,
     error::UsageError,
     telemetry,
 };
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Webhook(args) => commands::webhook::run(args).await,
-            Command::Controller(args) => controller::run(args).await,
+            Command::Controller(args) => commands::controller::run(args).await,
             Command::Doctor(args) => commands::doctor::run(args).await,
             Command::Mutate(args) => commands::mutate::run(args),
             Command::TrustPolicy(args) => commands::trust_policy::run(args),

@@ -30,6 +30,9 @@ use kube::Api;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseParams};
 use prometheus_client::metrics::gauge::Gauge;
 
+/// Name of the controller's Lease (in the namespace given by `--leader-election-namespace`).
+pub const DEFAULT_LEASE_NAME: &str = "irsa-controller";
+
 /// How long a Lease stays valid after its last renewal: client-go's default.
 pub const DURATION: Duration = Duration::from_secs(15);
 /// How long before expiry the leader renews. A renewal that fails stops the leader before

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::Api;
@@ -108,61 +107,6 @@ pub async fn issuer_thumbprints(issuer: &IssuerUrl, roots: &thumbprint::Roots) -
             t.value().map(str::to_string)
         })
         .collect()
-}
-
-/// The issuer publisher, when `--publish-issuer` is set.
-pub fn publisher(
-    args: &crate::cli::PublishArgs,
-    client: &Client,
-    sdk: &aws_config::SdkConfig,
-    issuer_roots: &thumbprint::Roots,
-    metrics: &Metrics,
-) -> anyhow::Result<Option<publish::Publisher>> {
-    let Some(url) = &args.publish_issuer else {
-        return Ok(None);
-    };
-    let region = sdk
-        .region()
-        .map_or_else(|| "us-east-1".to_string(), ToString::to_string);
-    let target = publish::Target::parse(
-        url,
-        args.issuer_public_url.as_deref(),
-        args.issuer_verify_url.as_deref(),
-        &region,
-    )
-    .map_err(|e| UsageError::new(e.to_string()))?;
-    let mut s3 = aws_sdk_s3::config::Builder::from(sdk);
-    if sdk.endpoint_url().is_some() {
-        // An emulator or a private endpoint: buckets by path, not by host name.
-        s3 = s3.force_path_style(true);
-    }
-    info!(bucket = %target.bucket, prefix = %target.prefix, public = %target.public_url,
-          "publishing the issuer documents");
-    // The read-back is what STS will do at the public URL: a private issuer CA
-    // (--issuer-ca-file) must verify it too.
-    let mut http = reqwest::Client::builder().timeout(Duration::from_secs(10));
-    if let thumbprint::Roots::Only(certs) = issuer_roots {
-        for cert in certs {
-            http = http.add_root_certificate(
-                reqwest::Certificate::from_der(cert).context("--issuer-ca-file")?,
-            );
-        }
-    }
-    Ok(Some(publish::Publisher {
-        kube: client.clone(),
-        s3: aws_sdk_s3::Client::from_conf(s3.build()),
-        http: http
-            .build()
-            .context("building the HTTP client for the issuer read-back")?,
-        target,
-        retention: args.issuer_key_retention,
-        state: (
-            client.default_namespace().to_string(),
-            args.issuer_state_configmap.clone(),
-        ),
-        metrics: metrics.clone(),
-        recorder: recorder(client),
-    }))
 }
 
 /// Everything that writes (IAM, SA annotations, status, the issuer documents): the work only
@@ -285,7 +229,7 @@ fn on_init_done<K>(
 }
 
 /// The Events recorder of the controller.
-fn recorder(client: &Client) -> Recorder {
+pub fn recorder(client: &Client) -> Recorder {
     Recorder::new(client.clone(), Reporter::from("irsa-controller"))
 }
 

@@ -5,11 +5,12 @@
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
+use irsa_e2e::metrics;
 use irsa_e2e::process::Process;
 use irsa_e2e::support::{self, WAIT};
 use irsa_e2e::wait::wait_for;
 
-const LEASE: &str = irsa::cli::DEFAULT_LEASE_NAME;
+const LEASE: &str = irsa::controller::election::DEFAULT_LEASE_NAME;
 
 async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
     let lease = leases.get_opt(name).await.ok()??;
@@ -55,7 +56,14 @@ async fn a_standby_takes_over_when_the_leader_dies() {
             },
         )
         .await;
-    println!("{second} took over; stopping it gracefully");
+    // Leading, not only holding: once its work runs, SIGTERM must release the Lease when that
+    // work stops (a SIGTERM while it still settles into the Lease takes another path).
+    standby
+        .wait_for(&format!("{second} to lead"), WAIT, || async {
+            metrics::metric(&standby.metrics().await, "irsa_controller_is_leader") == 1.0
+        })
+        .await;
+    println!("{second} took over and leads; stopping it gracefully");
 
     standby.terminate();
     wait_for(

@@ -106,7 +106,7 @@ fn serve(mut handle: ApiHandle, server: Shared) {
 fn election(server: &Shared) -> Election {
     let (client, handle) = mock_client();
     serve(handle, server.clone());
-    Election::new(client, "irsa", crate::cli::DEFAULT_LEASE_NAME, "me")
+    Election::new(client, "irsa", super::DEFAULT_LEASE_NAME, "me")
 }
 
 /// A replica running the election until `stop` (which its work, once started, waits for too).

@@ -25,7 +25,7 @@ use kube::runtime::events::Recorder;
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use crate::backoff::{Backoff, Jitter};
 use crate::controller::iam::queue::{RoleQueue, Stopped};
@@ -65,6 +65,21 @@ pub enum Error {
 }
 
 impl Error {
+    /// A finalizer patch whose test of the cached finalizers failed (422): the binding was
+    /// reconciled from a cached copy older than the API server's, typically a second reconcile
+    /// of a burst before the watch delivered the first one's finalizer. Nothing is wrong; the
+    /// next reconcile works on the current object.
+    pub fn is_stale_cache(&self) -> bool {
+        let Error::Finalizer(e) = self else {
+            return false;
+        };
+        matches!(
+            e.as_ref(),
+            finalizer::Error::AddFinalizer(kube::Error::Api(s))
+                | finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) if s.code == 422
+        )
+    }
+
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube { .. } => "kube",
@@ -80,6 +95,10 @@ impl Error {
         }
     }
 }
+
+/// How soon a binding reconciled from a stale cached copy is reconciled again: time for the
+/// watch to deliver the current object.
+const STALE_CACHE_RETRY: Duration = Duration::from_secs(1);
 
 /// What the binding reconciler shares.
 pub struct Context {
@@ -122,7 +141,13 @@ pub async fn reconcile(binding: Arc<IAMRoleBinding>, ctx: Arc<Context>) -> Resul
 }
 
 /// Requeue with exponential backoff (5s · 2^n, max 5 min) and count the error.
+/// A stale cache ([`Error::is_stale_cache`]) is no failure: requeued at once, not counted,
+/// logged at debug level.
 pub fn error_policy(binding: Arc<IAMRoleBinding>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.is_stale_cache() {
+        debug!(binding = %binding.name_any(), error = %error, "the cached binding was behind the API server's; reconciling it again");
+        return Action::requeue(STALE_CACHE_RETRY);
+    }
     ctx.metrics
         .reconcile_failed("binding", error.metric_label());
     let n = match (key_of(&binding), ctx.failures.lock()) {
@@ -353,4 +378,40 @@ async fn cleanup(b: &IAMRoleBinding, ctx: &Context) -> Result<Action> {
     }
     info!(binding = %key, "subjects removed; releasing the finalizer");
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    fn finalizer_error(add: bool, code: u16) -> Error {
+        let api = kube::Error::Api(Box::new(Status {
+            code,
+            ..Status::default()
+        }));
+        Error::Finalizer(Box::new(if add {
+            finalizer::Error::AddFinalizer(api)
+        } else {
+            finalizer::Error::RemoveFinalizer(api)
+        }))
+    }
+
+    #[test]
+    fn only_a_failed_finalizer_test_is_a_stale_cache() {
+        assert!(finalizer_error(true, 422).is_stale_cache());
+        assert!(finalizer_error(false, 422).is_stale_cache());
+        assert!(
+            !finalizer_error(true, 403).is_stale_cache(),
+            "RBAC is a failure"
+        );
+        assert!(!finalizer_error(true, 500).is_stale_cache());
+        let apply = Error::Finalizer(Box::new(finalizer::Error::ApplyFailed(
+            Error::NoNamespace {
+                binding: "b".into(),
+            },
+        )));
+        assert!(!apply.is_stale_cache());
+    }
 }

@@ -194,11 +194,16 @@ cmd_up() {
   # Every port explicit (mini would otherwise probe from fixed defaults and derive gRPC ports
   # as port+10000); the Admin server cannot be turned off (it hosts mini's maintenance
   # worker), only its UI; WebDAV, Iceberg and Lance off; no telemetry.
+  # Volumes: a fixed count of small ones. By default mini sizes both from the disk's free
+  # space, and every bucket is a collection of its own that takes several volumes, so on a
+  # nearly full disk a later bucket got no volume at all (PutObject: InternalError, "No
+  # writable volumes"). Volumes are not preallocated: the count reserves no disk.
   SSL_CERT_FILE="$DIR/pki/trust.pem" "$WEED" mini \
     -dir "$DIR/data" \
     -ip 127.0.0.1 -ip.bind 127.0.0.1 \
     -master.port "$master" -master.port.grpc "$master_grpc" -master.telemetry=false \
     -volume.port "$volume" -volume.port.grpc "$volume_grpc" \
+    -volume.max 1000 -master.volumeSizeLimitMB 64 \
     -filer.port "$filer" -filer.port.grpc "$filer_grpc" -filer.localSocket "$DIR/filer.sock" \
     -s3.port "$s3" -s3.port.https "$s3_https" -s3.port.grpc "$s3_grpc" \
     -s3.localSocket "$DIR/s3.sock" \

@@ -34,7 +34,9 @@ use crate::controller::iam::worker::{RoleWorker, SnapshotFn, WorkerOptions};
 use crate::controller::k8s::events::EventPublisher;
 use crate::controller::k8s::pods::{self, PodWatch};
 use crate::controller::k8s::reconcile::{self as bindings, Context};
-use crate::controller::k8s::snapshot::{self, bindings_of_role, bindings_of_sa, strip_sa};
+use crate::controller::k8s::snapshot::{
+    self, bindings_of_role, bindings_of_sa, strip_binding, strip_sa,
+};
 use crate::controller::metrics::{Aws, Metrics};
 use crate::controller::policy::desired::{self, Key, Snapshot};
 use crate::controller::policy::report::RoleReport;
@@ -291,6 +293,7 @@ pub async fn run_reconcilers(
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
+    .modify(strip_binding)
     .reflect(binding_writer)
     .inspect(on_init_done(synced[0].clone()))
     .applied_objects();

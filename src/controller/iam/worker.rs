@@ -24,7 +24,9 @@ use crate::controller::policy::report::{Outcome, RoleReport};
 /// Knobs of the worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerOptions {
-    /// How long to collect dirty roles after the first one before reconciling.
+    /// A pass starts once no role was marked dirty for this long (the burst is over), and at
+    /// the latest [`MAX_DEBOUNCES`] times this after the first mark (a steady stream of
+    /// changes still gets passes).
     pub debounce: Duration,
     /// `--resync-interval`: every known role is re-checked this often.
     pub resync: Duration,
@@ -50,6 +52,9 @@ impl Default for WorkerOptions {
         }
     }
 }
+
+/// A pass waits at most this many debounce periods after the first mark of a burst.
+pub const MAX_DEBOUNCES: u32 = 5;
 
 /// A function returning the current snapshot (the reflector stores, or a test's fixture).
 pub type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;
@@ -136,8 +141,18 @@ impl RoleWorker {
                 msg = self.rx.recv() => {
                     let Some(msg) = msg else { return };
                     Self::take(msg, &mut dirty, &mut waiters);
-                    // Debounce: let the rest of a burst arrive, then do one pass for all.
-                    tokio::time::sleep(self.options.debounce).await;
+                    // Debounce: let the rest of a burst arrive, then do one pass for all. A
+                    // `kubectl apply` of many bindings arrives over seconds, so the pass waits
+                    // for a quiet period rather than a fixed time after the first mark.
+                    let latest = tokio::time::Instant::now()
+                        + self.options.debounce * MAX_DEBOUNCES;
+                    loop {
+                        let quiet = tokio::time::Instant::now() + self.options.debounce;
+                        match tokio::time::timeout_at(quiet.min(latest), self.rx.recv()).await {
+                            Ok(Some(msg)) => Self::take(msg, &mut dirty, &mut waiters),
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
                 }
                 _ = resync.tick() => {
                     resyncing = true;

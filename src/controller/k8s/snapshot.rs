@@ -3,6 +3,7 @@
 //! IAM side computes from ([`snapshot`]).
 
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
@@ -11,12 +12,29 @@ use crate::controller::policy::authz::GrantSpec;
 use crate::controller::policy::desired::{AnnotatedSa, BindingInfo, Snapshot};
 use crate::crd::{IAMRoleBinding, IAMRoleGrant};
 
+/// `kubectl apply`'s copy of the whole object, in an annotation no reader of the stores needs.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Drops what no reader of the ServiceAccount store needs before it is stored.
 pub fn strip_sa(sa: &mut ServiceAccount) {
     // Only metadata is read; secrets lists can be long on old clusters.
     sa.secrets = None;
     sa.image_pull_secrets = None;
-    sa.metadata.managed_fields = None;
+    strip_meta(&mut sa.metadata);
+}
+
+/// Drops what no reader of the binding store needs before it is stored: the field managers'
+/// records (several per binding: its creator, the controller's finalizer and status) are
+/// most of a stored binding's memory.
+pub fn strip_binding(binding: &mut IAMRoleBinding) {
+    strip_meta(&mut binding.metadata);
+}
+
+fn strip_meta(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
 }
 
 /// Bindings to re-reconcile after `report`: those pointing at the role now or before.
@@ -107,5 +125,45 @@ pub fn snapshot(
             .iter()
             .map(|g| (g.name_any(), GrantSpec::from(&g.spec)))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    use super::*;
+
+    #[test]
+    fn stripping_keeps_what_the_readers_use() {
+        let mut sa = ServiceAccount::default();
+        sa.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        sa.metadata.annotations = Some(BTreeMap::from([
+            (LAST_APPLIED.to_string(), "{...}".to_string()),
+            (annotate::OWNER.to_string(), "b".to_string()),
+        ]));
+        let mut binding = IAMRoleBinding::new(
+            "b",
+            serde_json::from_value(serde_json::json!({
+                "roleArn": "arn:aws:iam::111122223333:role/app", "serviceAccounts": ["app"]
+            }))
+            .unwrap(),
+        );
+        binding.metadata = sa.metadata.clone();
+
+        strip_sa(&mut sa);
+        strip_binding(&mut binding);
+        for meta in [&sa.metadata, &binding.metadata] {
+            assert_eq!(meta.managed_fields, None);
+            assert_eq!(
+                meta.annotations
+                    .as_ref()
+                    .map(|a| a.keys().map(String::as_str).collect::<Vec<_>>()),
+                Some(vec![annotate::OWNER])
+            );
+        }
+        assert_eq!(binding.spec.service_accounts, ["app"]);
     }
 }

@@ -263,6 +263,13 @@ printf '%-44s %s\n' \
     "roles compacted (a namespace wildcard)" "$COMPACTED" \
     "bindings refused for size" "$REFUSED" \
     "roles whose foreign statement changed" "$FOREIGN_LOST"
+if [[ $WARNINGS -gt 0 ]]; then
+    echo "the warnings, by message:"
+    grep '"level":"WARN"' "$WORK/controller.log" |
+        python3 -c 'import collections, json, sys
+c = collections.Counter(json.loads(l).get("fields", {}).get("message", "?") for l in sys.stdin)
+for m, n in c.most_common(5): print(f"  {n} x {m}")'
+fi
 [[ $FOREIGN_LOST == 0 ]] || { echo "a foreign statement was lost" >&2; exit 1; }
 [[ $BURST_WRITES -le $BURST_ROLES ]] || echo "burst: more IAM writes than roles touched" >&2
 echo "bindings $BINDINGS roles $ROLES converge_s $CONVERGE_S iam_writes $WRITES burst_writes $BURST_WRITES steady_writes $STEADY_WRITES rss_mib $(awk -v k="$PEAK" 'BEGIN { printf "%.1f", k / 1024 }')"

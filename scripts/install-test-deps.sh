@@ -17,3 +17,6 @@ command -v moto_server >/dev/null || { echo "moto_server not on PATH after insta
 ./scripts/control-plane.sh build
 # The verifying STS of the whole-trip tests: SeaweedFS built from its Go module (cached likewise).
 ./scripts/verifying-sts.sh build
+# promtool and Prometheus, for the alert rules' unit tests and the Prometheus journey, built
+# from their Go module (cached likewise).
+./scripts/prometheus.sh build

@@ -5,6 +5,7 @@
 //! - [`wait`]: the one deadline-bound wait; [`process`]: the one child-process type (the
 //!   `irsa webhook` and `irsa controller` processes the tests start); [`metrics`]: strict reads
 //!   of a Prometheus text (a missing series fails the test).
+//! - [`prometheus`]: promtool and Prometheus, for the chart's alert rules and dashboard.
 //! - [`moto`]: the IAM/STS emulator behind a fault-injecting, counting proxy; [`verifier`]: the
 //!   verifying STS of the whole-trip journeys.
 //! - [`support`], [`identity`], [`webhook`], [`kubelet`], [`trust_check`]: what the journeys
@@ -19,6 +20,7 @@ pub mod kubelet;
 pub mod metrics;
 pub mod moto;
 pub mod process;
+pub mod prometheus;
 pub mod support;
 pub mod trust_check;
 pub mod verifier;

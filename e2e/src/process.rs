@@ -1,7 +1,8 @@
 //! The one child-process type of the test suites: the `irsa webhook` and `irsa controller`
-//! processes the tests start. Spawned with its arguments and environment, its output captured
-//! in a log file, killed on drop, its log printed when the test fails; it can wait for its
-//! readiness and guard any wait (a process that exits fails the wait at once, with its log).
+//! processes the tests start, and the Prometheus that scrapes them ([`crate::prometheus`]).
+//! Spawned with its arguments and environment, its output captured in a log file, killed on
+//! drop, its log printed when the test fails; it can wait for its readiness and guard any wait
+//! (a process that exits fails the wait at once, with its log).
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -56,15 +57,52 @@ impl Process {
         let command = args
             .first()
             .map_or_else(String::new, |a| a.to_string_lossy().into_owned());
+        Self::launch(
+            format!("irsa {command} {name}"),
+            crate::irsa_bin(),
+            args,
+            env,
+            admin,
+        )
+    }
+
+    /// Another program the tests run beside irsa (e.g. Prometheus), named `name` in messages
+    /// and in its log file's name, with `env` on top of the test's environment.
+    pub fn program<A, K, V>(
+        name: &str,
+        program: PathBuf,
+        args: impl IntoIterator<Item = A>,
+        env: impl IntoIterator<Item = (K, V)>,
+    ) -> Self
+    where
+        A: AsRef<OsStr>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        let env = env
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().into(), v.as_ref().into()))
+            .collect();
+        let args = args.into_iter().map(|a| a.as_ref().into()).collect();
+        Self::launch(name.to_string(), program, args, env, None)
+    }
+
+    fn launch(
+        name: String,
+        program: PathBuf,
+        args: Vec<OsString>,
+        env: Vec<(OsString, OsString)>,
+        admin: Option<String>,
+    ) -> Self {
         let log = crate::target_tmp().join(format!(
-            "irsa-{command}-{name}-{}-{:08x}.log",
+            "{}-{}-{:08x}.log",
+            name.replace(' ', "-"),
             std::process::id(),
             rand::random::<u32>()
         ));
-        let program = crate::irsa_bin();
         let child = spawn(&program, &args, &env, &log);
         let process = Self {
-            name: format!("irsa {command} {name}"),
+            name,
             program,
             args,
             env,
@@ -174,7 +212,8 @@ impl Process {
         crate::metrics::scrape(&self.metrics_url()).await
     }
 
-    fn admin(&self) -> &str {
+    /// Its admin port (`--metrics-listen`), `127.0.0.1:PORT`: a scrape target.
+    pub fn admin(&self) -> &str {
         self.admin
             .as_deref()
             .unwrap_or_else(|| panic!("{} was started without an admin port", self.name))

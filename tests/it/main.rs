@@ -11,6 +11,7 @@
 
 mod common;
 
+mod alerts;
 mod cli_doctor;
 mod cli_mutate;
 mod cli_trust_policy;

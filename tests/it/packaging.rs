@@ -83,7 +83,7 @@ fn helm_in(action: &str, values: &Value, namespace: &str) -> Result<String, Stri
 }
 
 /// Chart values with the one value every install must give.
-fn values(extra: Value) -> Value {
+pub(crate) fn values(extra: Value) -> Value {
     let mut v = json!({"controller": {"clusterName": "demo"}});
     merge(&mut v, extra);
     v
@@ -96,7 +96,7 @@ fn parse_docs(yaml: &str) -> Vec<Value> {
 }
 
 /// Renders, lints, and checks every manifest's round trip; panics with all problems.
-fn render_checked(vals: &Value) -> Vec<Value> {
+pub(crate) fn render_checked(vals: &Value) -> Vec<Value> {
     let out = helm("render", vals).unwrap_or_else(|e| panic!("render with {vals} failed:\n{e}"));
     if let Err(e) = helm("lint", vals) {
         panic!("helm lint --strict with {vals} failed:\n{e}");

@@ -10,7 +10,8 @@
 #   bindings         BENCH_BINDINGS IAMRoleBindings of one ServiceAccount each, spread over
 #                    BENCH_ROLES roles (which exist in moto, each with a foreign statement), and
 #                    one grant allowing them all: seconds until every binding is Ready, IAM
-#                    reads and writes (from the controller's own per-call counter), the API
+#                    reads and writes (from the controller's own per-call counter), binding
+#                    reconciles per binding, the API
 #                    server's write requests, RSS growth per binding;
 #   burst            BENCH_BURST bindings edited at once (a second ServiceAccount each), on a
 #                    tenth of the roles: IAM writes, which must not exceed the roles touched;
@@ -196,6 +197,7 @@ RSS_SAS=$(rss_kb)
 
 create grant
 writes0=$(iam_writes) reads0=$(iam_reads) api0=$(api_writes)
+reconciles0=$(metric irsa_controller_reconciles_total 'kind="binding"')
 t0=$SECONDS
 create bindings
 CREATE_S=$((SECONDS - t0))
@@ -203,6 +205,7 @@ wait_ready "$BINDINGS" 3600
 CONVERGE_S=$((SECONDS - t0))
 wait_iam_quiet
 WRITES=$(($(iam_writes) - writes0)) READS=$(($(iam_reads) - reads0)) API=$(($(api_writes) - api0))
+RECONCILES=$(($(metric irsa_controller_reconciles_total 'kind="binding"') - reconciles0))
 RSS_BINDINGS=$(rss_kb)
 WARNINGS=$(grep -c '"level":"WARN"' "$WORK/controller.log" || true)
 
@@ -256,6 +259,7 @@ printf '%-44s %s\n' \
     "IAM writes (total, per role)" "$WRITES, $(per "$WRITES" "$ROLES")" \
     "IAM reads (total, per role)" "$READS, $(per "$READS" "$ROLES")" \
     "API-server writes (status, finalizers, SAs, Events)" "$API" \
+    "binding reconciles (total, per binding)" "$RECONCILES, $(per "$RECONCILES" "$BINDINGS")" \
     "controller warnings logged" "$WARNINGS" \
     "burst: bindings edited, roles touched" "$BURST, $BURST_ROLES" \
     "burst: IAM writes, reads, settled after (s)" "$BURST_WRITES, $BURST_READS, $BURST_S" \

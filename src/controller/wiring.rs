@@ -16,6 +16,7 @@ use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::{Predicate as _, PredicateConfig, predicates};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use prometheus_client::metrics::gauge::Gauge;
@@ -296,7 +297,15 @@ pub async fn run_reconcilers(
     .modify(strip_binding)
     .reflect(binding_writer)
     .inspect(on_init_done(synced[0].clone()))
-    .applied_objects();
+    .applied_objects()
+    // Only a change of the spec (generation; a deletion raises it too) or of the finalizers
+    // is news to the reconciler: not its own status writes, which would reconcile every
+    // binding once more per write. Role reports and ServiceAccount changes trigger bindings
+    // through their own channels.
+    .predicate_filter(
+        predicates::generation.combine(predicates::finalizers),
+        PredicateConfig::default(),
+    );
     let controller = Controller::for_stream(binding_stream, binding_store.clone());
     let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
     let (grant_store, grant_writer) = reflector::store::<IAMRoleGrant>();

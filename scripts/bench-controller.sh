@@ -11,8 +11,8 @@
 #                    BENCH_ROLES roles (which exist in moto, each with a foreign statement), and
 #                    one grant allowing them all: seconds until every binding is Ready, IAM
 #                    reads and writes (from the controller's own per-call counter), binding
-#                    reconciles per binding, the API
-#                    server's write requests, RSS growth per binding;
+#                    reconciles per binding, the API server's write requests, RSS growth per
+#                    binding;
 #   burst            BENCH_BURST bindings edited at once (a second ServiceAccount each), on a
 #                    tenth of the roles: IAM writes, which must not exceed the roles touched;
 #   steady           BENCH_STEADY_RESYNCS resync intervals with nothing changing: IAM writes

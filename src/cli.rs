@@ -10,8 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum, builder::PossibleValue};
 use crate::controller::election;
 use crate::issuer::IssuerUrl;
 use crate::mutate::{self, config::DEFAULT_TOKEN_MOUNT_PATH};
-pub use crate::telemetry::LogFormat;
-pub use crate::webhook::tls::TlsVersion;
+use crate::telemetry::LogFormat;
+use crate::webhook::tls::TlsVersion;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -49,15 +49,6 @@ pub enum IssuerSource {
     Discovery,
 }
 
-impl std::fmt::Display for IssuerSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            IssuerSource::Flag => f.write_str("--issuer-url"),
-            IssuerSource::Discovery => write!(f, "/{DISCOVERY_PATH}"),
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issuer {
     /// Exactly as tokens carry it in `iss`.

@@ -353,7 +353,7 @@ async fn shutdown_before_the_first_list_still_returns() {
 /// ServiceAccount team-a/app, and `run_reconcilers` running against both, caches synced.
 async fn start(max_chars: usize) -> Harness {
     irsa::install_crypto_provider();
-    irsa::telemetry::init(irsa::cli::LogFormat::Text);
+    irsa::telemetry::init(irsa::telemetry::LogFormat::Text);
     let aws = moto::test_aws().await;
     let role_name = moto::unique("role");
     let role = aws

@@ -354,7 +354,7 @@ async fn http2_is_negotiated_with_alpn_and_http1_still_works() {
     let dir13 = temp_dir("h2-13");
     let (c, k) = write_pair(&dir13, &pair);
     let mut opts = options(c, k);
-    opts.tls_min_version = irsa::cli::TlsVersion::V1_3;
+    opts.tls_min_version = irsa::webhook::tls::TlsVersion::V1_3;
     let tls13 = start_fixed(opts).await;
     let old = client_builder(&pair.0, tls13.addr)
         .tls_version_max(reqwest::tls::Version::TLS_1_2)

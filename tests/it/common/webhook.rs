@@ -13,12 +13,11 @@ use std::{
 
 use axum::http::{Response, StatusCode};
 use irsa::{
-    cli::TlsVersion,
     mutate::{Identities, MutationConfig, ServiceAccountInfo},
     testing::kube_api::{ApiHandle, json_response},
     webhook::{
         AppState, CertSource, ConnectionLimits, Metrics, Options, Running, ServiceAccountCache,
-        identities::WatchedIdentities,
+        identities::WatchedIdentities, tls::TlsVersion,
     },
 };
 use kube::client::Body;

@@ -46,7 +46,8 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     let aws = Aws::new(&sdk, metrics.clone());
     let identity =
         cluster::resolve(&client, args.issuer_url.as_ref(), &args.cluster_name, &aws).await?;
-    info!(issuer = %identity.issuer.url, account = %identity.account,
+    info!(issuer = %identity.issuer.url, issuer_source = identity.issuer.source.as_str(),
+          account = %identity.account,
           provider = %identity.provider_arn(), "cluster identity");
     let thumbprints = match args.manage_oidc_provider {
         true => wiring::issuer_thumbprints(&identity.issuer.url, &issuer_roots).await,

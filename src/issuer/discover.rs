@@ -49,6 +49,16 @@ pub enum IssuerSource {
     Discovery,
 }
 
+impl IssuerSource {
+    /// Where the issuer came from, as the controller's start-up line says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuerSource::Flag => "--issuer-url",
+            IssuerSource::Discovery => "discovered",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issuer {
     /// Exactly as tokens carry it in `iss`.

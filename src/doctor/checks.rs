@@ -392,16 +392,23 @@ pub fn bindings(
                 check
             }
         }
-        Some(c) => Check::fail(
-            ID,
-            TITLE,
-            format!("{binding_name}: Ready=False ({}): {}", c.reason, c.message),
-            format!(
-                "kubectl describe iamrolebinding -n {namespace} {}",
-                binding.metadata.name.as_deref().unwrap_or("")
-            ),
-        )
-        .with_sts_error(STS_ACCESS_DENIED),
+        Some(c) => {
+            let check = Check::fail(
+                ID,
+                TITLE,
+                format!("{binding_name}: Ready=False ({}): {}", c.reason, c.message),
+                format!(
+                    "kubectl describe iamrolebinding -n {namespace} {}",
+                    binding.metadata.name.as_deref().unwrap_or("")
+                ),
+            );
+            // With the trust statement written, what is left undone (a ServiceAccount
+            // annotation in conflict, say) does not stop STS: the trust-policy step decides.
+            match condition(condition::TRUST_POLICY_APPLIED).is_some_and(|t| t.status == "True") {
+                true => check,
+                false => check.with_sts_error(STS_ACCESS_DENIED),
+            }
+        }
     }
 }
 

@@ -660,3 +660,50 @@ fn an_uninjected_pod_names_the_controllers_event() {
         evidence
     );
 }
+
+fn binding_with(conditions: serde_json::Value) -> crate::crd::IAMRoleBinding {
+    serde_json::from_value(json!({
+        "apiVersion": "irsa.dev/v1alpha1", "kind": "IAMRoleBinding",
+        "metadata": {"name": "app", "namespace": "team-a"},
+        "spec": {"roleArn": ARN, "serviceAccounts": ["app"]},
+        "status": {"conditions": conditions},
+    }))
+    .unwrap()
+}
+
+fn condition(type_: &str, status: &str, reason: &str) -> serde_json::Value {
+    json!({"type": type_, "status": status, "reason": reason, "message": "m",
+           "lastTransitionTime": "2026-12-07T00:00:00Z"})
+}
+
+#[test]
+fn a_binding_not_ready_predicts_access_denied_only_while_its_trust_statement_is_missing() {
+    let arn = RoleArn::parse(ARN).unwrap();
+    let conflict = binding_with(json!([
+        condition("Ready", "False", "Conflict"),
+        condition("TrustPolicyApplied", "True", "TrustPolicyApplied"),
+        condition("ServiceAccountsAnnotated", "False", "Conflict"),
+    ]));
+    let check = bindings("team-a", "app", &arn, Ok(std::slice::from_ref(&conflict)));
+    assert_eq!(check.status, Status::Fail, "{check:?}");
+    assert!(
+        check.evidence.contains("Ready=False (Conflict)"),
+        "{check:?}"
+    );
+    assert_eq!(
+        check.sts_error, None,
+        "the role trusts the ServiceAccount: {check:?}"
+    );
+
+    let too_large = binding_with(json!([
+        condition("Ready", "False", "TrustPolicyTooLarge"),
+        condition("TrustPolicyApplied", "False", "TrustPolicyTooLarge"),
+    ]));
+    let check = bindings("team-a", "app", &arn, Ok(std::slice::from_ref(&too_large)));
+    assert_eq!(check.status, Status::Fail, "{check:?}");
+    assert_eq!(
+        check.sts_error.as_deref(),
+        Some(STS_ACCESS_DENIED),
+        "{check:?}"
+    );
+}

@@ -65,6 +65,7 @@ fn unit_tests() -> Vec<(&'static str, Value)> {
         ("irsa-webhook.yaml", all_rules_on()),
         ("irsa-controller.yaml", all_rules_on()),
         ("thresholds.yaml", changed_thresholds()),
+        ("counts.yaml", all_rules_on()),
     ]
 }
 

@@ -95,6 +95,10 @@ pub fn service_monitor_jobs(docs: &[Value]) -> BTreeMap<String, String> {
     jobs
 }
 
+/// The controller's gauge of its last successful publishing pass (unix seconds; 0 until the
+/// first, and always without `--publish-issuer`): the dashboard's publish-age query reads it.
+pub const PUBLISHED_AT: &str = "irsa_controller_issuer_last_publish_timestamp_seconds";
+
 /// Every query of the rendered dashboard (`<name>-dashboard` ConfigMap): (panel title, expr).
 pub fn dashboard_queries(docs: &[Value]) -> Vec<(String, String)> {
     let map = docs

@@ -6,7 +6,11 @@
 //! - `promtool test rules` runs the unit tests of `charts/irsa/tests/rules/`: per alert, the
 //!   input series of the situation it is for, the alert expected firing at the time its `for:`
 //!   says with its labels and annotations, and healthy series for which it stays silent; the
-//!   thresholds that are chart values at their defaults and at changed values.
+//!   thresholds and `for:` durations that are chart values at their defaults and at changed
+//!   values; the counters of failures start at their first failure (series born at 1), which
+//!   counts;
+//! - the dashboard's issuer publish-age query, which a Prometheus of an install without
+//!   publishing cannot show (the journey's is one), through `promtool test rules`' query tests.
 //!
 //! A missing promtool fails (saying to run `make deps`); nothing here is skipped. The same
 //! rules run in a real Prometheus against the journeys' processes in
@@ -18,9 +22,9 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use irsa_e2e::prometheus::{promtool, rule_file};
+use irsa_e2e::prometheus::{PUBLISHED_AT, dashboard_queries, promtool, rule_file};
 
-use super::packaging::{render_checked, values};
+use super::packaging::{helm, render_checked, values};
 
 /// Where the promtool unit tests live; each names `rules.yaml`, written beside it.
 const TESTS: &str = "charts/irsa/tests/rules";
@@ -33,13 +37,22 @@ fn all_rules_on() -> Value {
     })
 }
 
-/// The thresholds that are chart values, changed from their defaults (0.5 s and 2048).
+/// The thresholds and `for:` durations that are chart values, changed from their defaults
+/// (0.5 s, 2048; 5m, 10m, 15m and 0s).
 fn changed_thresholds() -> Value {
     let mut v = all_rules_on();
     irsa_e2e::merge(
         &mut v,
         json!({
-            "metrics": {"prometheusRule": {"webhookLatencySeconds": 2}},
+            "metrics": {"prometheusRule": {
+                "webhookLatencySeconds": 2,
+                "for": {
+                    "IrsaWebhookDown": "1m",
+                    "IrsaWebhookBadRequests": "0s",
+                    "IrsaControllerIamErrors": "0s",
+                    "IrsaControllerReconcileErrors": "2m",
+                },
+            }},
             "controller": {"trustPolicyMaxChars": 4096},
         }),
     );
@@ -52,6 +65,7 @@ fn unit_tests() -> Vec<(&'static str, Value)> {
         ("irsa-webhook.yaml", all_rules_on()),
         ("irsa-controller.yaml", all_rules_on()),
         ("thresholds.yaml", changed_thresholds()),
+        ("counts.yaml", all_rules_on()),
     ]
 }
 
@@ -188,4 +202,57 @@ fn every_alert_has_a_firing_and_a_silent_unit_test() {
         never_fired.is_empty() && never_silent.is_empty(),
         "alerts no unit test expects firing: {never_fired:?}; expects silent: {never_silent:?}"
     );
+}
+
+/// The dashboard's publish age: no line before the first publish (the gauge is 0 then, and
+/// `time() - 0` would be 56 years), the seconds since the last pass after it.
+#[test]
+fn the_dashboards_publish_age_is_absent_until_the_first_publish_then_its_age() {
+    let docs = render_checked(&values(
+        json!({"metrics": {"grafanaDashboard": {"enabled": true}}}),
+    ));
+    let (_, age) = dashboard_queries(&docs)
+        .into_iter()
+        .find(|(_, expr)| expr.contains(PUBLISHED_AT))
+        .unwrap_or_else(|| panic!("a dashboard query of {PUBLISHED_AT}"));
+    let check =
+        |at: &str, samples: Value| json!({"expr": age, "eval_time": at, "exp_samples": samples});
+    let tests = json!({
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            // The controller starts (0), publishes at 2m and never again.
+            "input_series": [{
+                "series": format!("{PUBLISHED_AT}{{instance=\"10.0.0.2:9091\"}}"),
+                "values": "0 0 120x10",
+            }],
+            "promql_expr_test": [
+                check("1m", json!([])),
+                check("5m", json!([{"labels": "{}", "value": 180}])),
+            ],
+        }],
+    });
+    let dir = scratch("dashboard");
+    std::fs::write(dir.join("dashboard.yaml"), tests.to_string()).unwrap();
+    if let Err(out) = run_promtool(&dir, &["test", "rules", "dashboard.yaml"]) {
+        panic!("the dashboard's publish age {age:?}:\n{out}");
+    }
+}
+
+/// A `for:` of an alert the chart does not have, or that is not a Prometheus duration, is
+/// refused by the values schema (not rendered into a rule Prometheus would reject, or ignored).
+#[test]
+fn the_for_values_refuse_an_unknown_alert_and_a_non_duration() {
+    for (bad, mentions) in [
+        (json!({"IrsaWebhookDwn": "1m"}), "IrsaWebhookDwn"),
+        (json!({"IrsaWebhookDown": "5 minutes"}), "IrsaWebhookDown"),
+    ] {
+        let vals = values(json!({"metrics": {"prometheusRule": {"enabled": true, "for": bad}}}));
+        let err = helm("render", &vals).expect_err(&format!("{bad} was accepted"));
+        assert!(
+            err.contains(mentions),
+            "{bad}: error does not name {mentions}:\n{err}"
+        );
+    }
 }

@@ -61,7 +61,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
     }
 }
 
-fn helm(action: &str, values: &Value) -> Result<String, String> {
+pub(crate) fn helm(action: &str, values: &Value) -> Result<String, String> {
     helm_in(action, values, NS)
 }
 

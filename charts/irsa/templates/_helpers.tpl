@@ -97,3 +97,15 @@ seccompProfile:
 - {{ toYaml $c | nindent 2 | trim }}
 {{- end }}
 {{- end -}}
+
+{{- /* How much the counters of a selector grew over a window (list SELECTOR WINDOW), exactly:
+each series now minus its value one window ago, where a series born within the window counts
+from 0. A failure counter is created at its first failure, with 1: increase() would count that
+first failure only once a second one follows, and it extrapolates, so that "more than 5" could
+fire at 5. A series that was reset within the window (its process restarted) falls back to
+increase(), which knows resets. */ -}}
+{{- define "irsa.alerts.growth" -}}
+{{- $series := index . 0 -}}
+{{- $window := index . 1 -}}
+((({{ $series }} - ({{ $series }} offset {{ $window }} or {{ $series }} * 0)) unless resets({{ $series }}[{{ $window }}]) > 0) or increase({{ $series }}[{{ $window }}]))
+{{- end -}}

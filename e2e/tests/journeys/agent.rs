@@ -270,6 +270,36 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
         }
     }
 
+    // Concurrent first requests of one pod wait for one STS call.
+    let web = token("web");
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (url, token) = (full_uri.clone(), web.clone());
+        burst.spawn(async move { ask(&url, Some(&token)).await });
+    }
+    let answers = burst.join_all().await;
+    let keys: std::collections::BTreeSet<_> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "{body}");
+            body["AccessKeyId"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(keys.len(), 1, "one set of credentials: {keys:?}");
+    assert_eq!(
+        aws.faults().calls("AssumeRole"),
+        1,
+        "one STS call for 16 requests"
+    );
+    let (_, answer) = &answers[0];
+    assert_eq!(answer["AccountId"], ACCOUNT);
+    for field in ["SecretAccessKey", "Token", "Expiration"] {
+        assert!(
+            answer[field].as_str().is_some_and(|v| !v.is_empty()),
+            "{field}: {answer}"
+        );
+    }
+
     // boto3's container provider, in the pod's environment, gets credentials from the agent
     // and uses them (moto answers STS and S3 for the assumed role's keys).
     let s3 = support::s3_client(aws.sdk_config());
@@ -304,7 +334,7 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
     assert_eq!(
         calls.len(),
         1,
-        "the second process got the cached credentials: {calls:?}"
+        "both processes got the cached credentials: {calls:?}"
     );
     let call = &calls[0];
     assert_eq!(call["RoleArn"], role_arn(&granted));
@@ -350,4 +380,60 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
     let _ = Api::<IAMRoleGrant>::all(client)
         .delete(&grant_name, &DeleteParams::default())
         .await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
+async fn the_api_server_refuses_an_association_sts_would_refuse() {
+    support::settings();
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let ns = support::create_namespace(&client, "irsa-e2e-pia").await;
+    let api = Api::<PodIdentityAssociation>::namespaced(client.clone(), &ns);
+    let valid = json!({
+        "apiVersion": "irsa.dev/v1alpha1", "kind": "PodIdentityAssociation",
+        "metadata": {"name": "app"},
+        "spec": {"serviceAccountName": "app", "roleArn": role_arn("app")},
+    });
+    for (case, spec, expected) in [
+        (
+            "a tag the agent sets",
+            json!({"sessionTags": {"Kubernetes-Namespace": "other"}}),
+            "cannot use the aws: prefix or the agent's own tags",
+        ),
+        (
+            "an unknown placeholder",
+            json!({"roleSessionName": "{node}-x"}),
+            "the placeholders {namespace}, {serviceAccount}, {podName}, {podUid}",
+        ),
+        (
+            "a target equal to the role",
+            json!({"targetRoleArn": role_arn("app")}),
+            "it must differ from roleArn",
+        ),
+        (
+            "tags with tags disabled",
+            json!({"disableSessionTags": true, "sessionTags": {"team": "a"}}),
+            "cannot be set with disableSessionTags: true",
+        ),
+        (
+            "not a role ARN",
+            json!({"roleArn": "app"}),
+            "must be an IAM role ARN",
+        ),
+    ] {
+        let mut object = valid.clone();
+        irsa_e2e::merge(&mut object, json!({"spec": spec}));
+        let object: PodIdentityAssociation = serde_json::from_value(object).unwrap();
+        let err = api
+            .create(&PostParams::default(), &object)
+            .await
+            .expect_err(case);
+        assert!(err.to_string().contains(expected), "{case}: {err}");
+    }
+    let object: PodIdentityAssociation = serde_json::from_value(valid).unwrap();
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("the valid association is accepted");
+    support::delete_namespace(&client, &ns).await;
 }

@@ -83,6 +83,8 @@ pub enum Command {
     Crd(CrdArgs),
     /// Offline: the issuer documents (discovery + JWKS) of a self-managed cluster.
     Issuer(IssuerArgs),
+    /// Serve Pod Identity credentials on this node (the container-credentials endpoint).
+    Agent(AgentArgs),
 }
 
 #[derive(Debug, Args)]
@@ -346,6 +348,44 @@ pub struct WebhookArgs {
 
     #[command(flatten)]
     pub mutation: MutationArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The node this agent serves: only pods running on it get credentials.
+    #[arg(long, env = "IRSA_NODE_NAME")]
+    pub node_name: String,
+
+    /// This cluster's name: the `irsa-cluster-name` session tag.
+    #[arg(long, env = "IRSA_CLUSTER_NAME")]
+    pub cluster_name: String,
+
+    /// Address of the credentials endpoint (EKS's agent answers on 169.254.170.23:80 and
+    /// [fd00:ec2::23]:80, which the chart sets up on the node).
+    #[arg(long, env = "IRSA_LISTEN", default_value = "169.254.170.23:80")]
+    pub listen: SocketAddr,
+
+    /// Plain-HTTP address serving /metrics, /healthz and /readyz (the probes).
+    #[arg(long, env = "IRSA_METRICS_LISTEN", default_value = "0.0.0.0:2705")]
+    pub metrics_listen: SocketAddr,
+
+    /// The audience the pods' tokens must be for.
+    #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = mutate::config::DEFAULT_CC_AUDIENCE)]
+    pub audience: String,
+
+    /// AWS endpoint override for STS (tests point this at a local emulator).
+    #[arg(long, env = "IRSA_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+
+    /// Duration of the role sessions asked of STS (15m to 1h: the agent's own credentials
+    /// are a role session, and STS caps a chained session at one hour).
+    #[arg(long, env = "IRSA_SESSION_DURATION", default_value = "1h", value_parser = parse_session_duration)]
+    pub session_duration: Duration,
+
+    /// Credentials are handed out again until this long before they expire; then new ones
+    /// are assumed. Above the SDKs' own refresh windows (boto3 refreshes 15 minutes ahead).
+    #[arg(long, env = "IRSA_REFRESH_MARGIN", default_value = "20m", value_parser = parse_interval)]
+    pub refresh_margin: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -617,6 +657,15 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
 /// A period fed to `tokio::time::interval`: more than zero, at most [`MAX_INTERVAL`].
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
     parse_bounded(s, MAX_INTERVAL)
+}
+
+/// `--session-duration`: STS's bounds for a chained role session, 15 minutes to one hour.
+pub fn parse_session_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_bounded(s, Duration::from_secs(3600))?;
+    if d < Duration::from_secs(900) {
+        return Err(format!("{} is below STS's minimum of 15m", human(d)));
+    }
+    Ok(d)
 }
 
 /// `--tls-*-validity`, `--tls-ca-overlap`: more than zero, at most [`MAX_RETENTION`].

@@ -1,8 +1,10 @@
-//! IAMRoleBinding / IAMRoleGrant custom resources (group `irsa.dev`, version `v1alpha1`).
+//! IAMRoleBinding / IAMRoleGrant / PodIdentityAssociation custom resources (group `irsa.dev`, version `v1alpha1`).
 //!
 //! The schema carries every check the API server can make on its own (ARN pattern, non-empty
 //! and unique ServiceAccount names, CEL rules), so a typo is refused at `kubectl apply` time;
 //! everything else (authorization, IAM state, quota) is reported in `status`, never by a crash.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -11,6 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use irsa_core::crd_status::conditions_schema;
 pub use irsa_core::crd_status::{IAMRoleBindingStatus, condition, reason};
+
+use irsa_core::pod_identity::{
+    MAX_SESSION_NAME, MAX_TAG_KEY, MAX_TAG_VALUE, SESSION_NAME_TEMPLATE_PATTERN,
+};
 
 use crate::{
     arn::ROLE_ARN_PATTERN,
@@ -165,6 +171,101 @@ impl From<&IAMRoleGrantSpec> for GrantSpec {
     }
 }
 
+/// This namespace's ServiceAccount gets this role through `irsa agent` (Pod Identity).
+// clippy reads the repeated `type_` of kube's printcolumn(...) entries as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "irsa.dev",
+    version = "v1alpha1",
+    kind = "PodIdentityAssociation",
+    plural = "podidentityassociations",
+    singular = "podidentityassociation",
+    shortname = "pia",
+    category = "irsa",
+    namespaced,
+    status = "PodIdentityAssociationStatus",
+    derive = "PartialEq",
+    doc = "Pods of this namespace running as the ServiceAccount get credentials for the role from `irsa agent`, the node-local container-credentials endpoint (when an IAMRoleGrant allows the role for the namespace).",
+    printcolumn(
+        name = "ServiceAccount",
+        type_ = "string",
+        json_path = ".spec.serviceAccountName"
+    ),
+    printcolumn(name = "Role", type_ = "string", json_path = ".spec.roleArn"),
+    printcolumn(name = "Target", type_ = "string", json_path = ".spec.targetRoleArn"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.targetRoleArn) || self.targetRoleArn != self.roleArn",
+        "message": "targetRoleArn is the role assumed with roleArn's credentials; it must differ from roleArn (leave it out to use roleArn directly)"
+    },
+    {
+        "rule": "!(has(self.disableSessionTags) && self.disableSessionTags && has(self.sessionTags) && size(self.sessionTags) > 0)",
+        "message": "sessionTags are added to the agent's session tags; they cannot be set with disableSessionTags: true"
+    }
+]))]
+pub struct PodIdentityAssociationSpec {
+    /// The ServiceAccount (in this namespace) whose pods get the role.
+    #[schemars(schema_with = "service_account_name_schema")]
+    pub service_account_name: String,
+
+    /// The role the agent assumes with its own credentials. Its trust policy must trust the
+    /// agent's role (`sts:AssumeRole` and `sts:TagSession`).
+    #[schemars(schema_with = "role_arn_schema")]
+    pub role_arn: String,
+
+    /// Role chaining: assumed with `roleArn`'s credentials, and what the pod gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_role_arn_schema")]
+    pub target_role_arn: Option<String>,
+
+    /// Assume the role without session tags (the role then cannot condition on them).
+    #[serde(default)]
+    pub disable_session_tags: bool,
+
+    /// Session tags added to the agent's own (`kubernetes-namespace`,
+    /// `kubernetes-service-account`, `kubernetes-pod-name`, `kubernetes-pod-uid`,
+    /// `irsa-cluster-name`), transitive like them; they cannot replace those.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "session_tags_schema")]
+    pub session_tags: BTreeMap<String, String>,
+
+    /// The STS session name, with placeholders `{namespace}`, `{serviceAccount}`,
+    /// `{podName}`, `{podUid}` (default `{namespace}-{podName}`), cut to 64 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "session_name_template_schema")]
+    pub role_session_name: Option<String>,
+}
+
+/// Conditions of an association (Ready, Authorized), like a binding's.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIdentityAssociationStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IAMRoleGrantStatus {
@@ -201,22 +302,64 @@ fn role_arn_schema(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-fn service_account_names_schema(_: &mut SchemaGenerator) -> Schema {
+fn optional_role_arn_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = role_arn_schema(generator);
+    schema.insert("nullable".into(), true.into());
+    schema
+}
+
+fn service_account_name_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        // No minLength: the rule refuses "" with its own message, not a second one.
+        "type": "string",
+        "maxLength": 253,
+        "x-kubernetes-validations": [{
+            "rule": matches(SERVICE_ACCOUNT_NAME_PATTERN),
+            // Kubernetes' own wording for a name that is not a DNS subdomain.
+            "message": "a ServiceAccount name must be a lowercase RFC 1123 subdomain: lower case alphanumeric characters, '-' or '.', starting and ending with an alphanumeric character (e.g. 'app' or 'app.v2')",
+        }],
+    })
+}
+
+fn service_account_names_schema(generator: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "array",
         "minItems": 1,
         "maxItems": 500,
         "x-kubernetes-list-type": "set",
-        "items": {
-            // No minLength: the rule refuses "" with its own message, not a second one.
-            "type": "string",
-            "maxLength": 253,
-            "x-kubernetes-validations": [{
-                "rule": matches(SERVICE_ACCOUNT_NAME_PATTERN),
-                // Kubernetes' own wording for a name that is not a DNS subdomain.
-                "message": "a ServiceAccount name must be a lowercase RFC 1123 subdomain: lower case alphanumeric characters, '-' or '.', starting and ending with an alphanumeric character (e.g. 'app' or 'app.v2')",
-            }],
-        },
+        "items": service_account_name_schema(generator),
+    })
+}
+
+fn session_tags_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        // STS takes 50 session tags; the agent sets 5 of them.
+        "maxProperties": 45,
+        "additionalProperties": {"type": "string", "maxLength": MAX_TAG_VALUE},
+        "x-kubernetes-validations": [
+            {
+                "rule": format!("self.all(k, size(k) <= {MAX_TAG_KEY})"),
+                "message": format!("a session tag key has at most {MAX_TAG_KEY} characters"),
+            },
+            {
+                "rule": "self.all(k, !k.lowerAscii().startsWith('aws:') && !(k.lowerAscii() in ['kubernetes-namespace', 'kubernetes-service-account', 'kubernetes-pod-name', 'kubernetes-pod-uid', 'irsa-cluster-name']))",
+                "message": "sessionTags cannot use the aws: prefix or the agent's own tags (kubernetes-namespace, kubernetes-service-account, kubernetes-pod-name, kubernetes-pod-uid, irsa-cluster-name)",
+            },
+        ],
+    })
+}
+
+fn session_name_template_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "nullable": true,
+        "minLength": 1,
+        "maxLength": 4 * MAX_SESSION_NAME,
+        "x-kubernetes-validations": [{
+            "rule": matches(SESSION_NAME_TEMPLATE_PATTERN),
+            "message": "a session name template holds the characters STS accepts ([A-Za-z0-9_+=,.@-]) and the placeholders {namespace}, {serviceAccount}, {podName}, {podUid}",
+        }],
     })
 }
 
@@ -274,12 +417,16 @@ fn role_arn_glob_list_schema(_: &mut SchemaGenerator) -> Schema {
 /// (its kustomization is the extension-less `Kustomization`).
 pub const INSTALL_COMMAND: &str = "kubectl apply -f crds/";
 
-/// Both CRDs as one multi-document YAML, grant first (it is what an admin creates first).
+/// The CRDs as one multi-document YAML, grant first (it is what an admin creates first).
 /// This is `irsa crd`'s output and the content of `crds/irsa.dev.yaml`.
 pub fn crds_yaml() -> Result<String, serde_saphyr::ser_error::Error> {
     use kube::CustomResourceExt;
     let mut out = String::from("# Generated by `irsa crd` (make crds). Do not edit by hand.\n");
-    for crd in [IAMRoleGrant::crd(), IAMRoleBinding::crd()] {
+    for crd in [
+        IAMRoleGrant::crd(),
+        IAMRoleBinding::crd(),
+        PodIdentityAssociation::crd(),
+    ] {
         out.push_str("---\n");
         out.push_str(&serde_saphyr::to_string(&crd)?);
     }
@@ -327,6 +474,28 @@ mod tests {
     }
 
     #[test]
+    fn association_crd_shape() {
+        let crd = PodIdentityAssociation::crd();
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["pia".to_string()]));
+        let v = &crd.spec.versions[0];
+        assert!(v.subresources.as_ref().unwrap().status.is_some());
+        let schema = serde_json::to_value(&v.schema).unwrap();
+        let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
+        assert_eq!(spec["required"], json!(["roleArn", "serviceAccountName"]));
+        assert_eq!(
+            spec["x-kubernetes-validations"].as_array().unwrap().len(),
+            2
+        );
+        let a: PodIdentityAssociation = serde_saphyr::from_str(
+            "apiVersion: irsa.dev/v1alpha1\nkind: PodIdentityAssociation\nmetadata: {name: app, namespace: team-a}\nspec:\n  serviceAccountName: app\n  roleArn: arn:aws:iam::111122223333:role/team-a-app\n  sessionTags: {team: payments}\n",
+        )
+        .unwrap();
+        assert!(!a.spec.disable_session_tags);
+        assert_eq!(a.spec.session_tags["team"], "payments");
+    }
+
+    #[test]
     fn grant_is_cluster_scoped() {
         let crd = IAMRoleGrant::crd();
         assert_eq!(crd.spec.scope, "Cluster");
@@ -358,7 +527,7 @@ spec:
     }
 
     #[test]
-    fn crds_yaml_is_two_documents() {
+    fn crds_yaml_is_three_documents() {
         let yaml = crds_yaml().unwrap();
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).unwrap();
         let names: Vec<_> = docs
@@ -367,7 +536,11 @@ spec:
             .collect();
         assert_eq!(
             names,
-            ["iamrolegrants.irsa.dev", "iamrolebindings.irsa.dev"]
+            [
+                "iamrolegrants.irsa.dev",
+                "iamrolebindings.irsa.dev",
+                "podidentityassociations.irsa.dev"
+            ]
         );
     }
 }

@@ -14,6 +14,7 @@
 pub use irsa_core::{arn, mutate, names, trust};
 
 pub mod admin;
+pub mod agent;
 pub mod aws;
 pub mod backoff;
 pub mod cli;

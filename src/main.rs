@@ -48,6 +48,7 @@ fn main() -> ExitCode {
             Command::TrustPolicy(args) => commands::trust_policy::run(args),
             Command::Crd(args) => commands::crd::run(args),
             Command::Issuer(args) => commands::issuer::run(args),
+            Command::Agent(args) => commands::agent::run(args).await,
         }
     });
     match result {

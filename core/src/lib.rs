@@ -2,8 +2,9 @@
 //! the doctor (the `irsa` crate) translate between the world and these modules:
 //! [`mutate`] (the admission patch), [`trust`] (trust-policy compilation and evaluation),
 //! [`policy`] (the controller's decisions: authorization, desired trust, plan, status,
-//! annotations, uninjected pods), [`crd_status`], [`arn`], [`issuer`] (the issuer URL and its
-//! `host/path` rule) and [`names`].
+//! annotations, uninjected pods), [`pod_identity`] (the agent's session name, session tags
+//! and grant check), [`crd_status`], [`arn`], [`issuer`] (the issuer URL and its `host/path`
+//! rule) and [`names`].
 //!
 //! The dependency list in Cargo.toml is what keeps it pure: no kube client, tokio, AWS SDK or
 //! clap. Kubernetes appears only as k8s-openapi's plain types.
@@ -21,5 +22,6 @@ pub mod fixtures;
 pub mod issuer;
 pub mod mutate;
 pub mod names;
+pub mod pod_identity;
 pub mod policy;
 pub mod trust;

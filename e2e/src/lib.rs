@@ -10,7 +10,8 @@
 //!   verifying STS of the whole-trip journeys.
 //! - [`support`], [`identity`], [`webhook`], [`kubelet`], [`trust_check`]: what the journeys
 //!   need from a cluster: settings, clients, namespaces, the chart's identities and
-//!   registrations, the kubelet stand-in, assertions on trust policies.
+//!   registrations, the kubelet stand-in, assertions on trust policies; [`sdk`]: the SDK
+//!   probes a pod's process runs.
 
 // Test code: a helper fails its test by panicking, like the test functions that call it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod moto;
 pub mod process;
 pub mod prometheus;
+pub mod sdk;
 pub mod support;
 pub mod trust_check;
 pub mod verifier;

@@ -211,6 +211,8 @@ struct ProxyState {
     received: Mutex<BTreeMap<String, usize>>,
     forwarded: Mutex<BTreeMap<String, usize>>,
     injected: AtomicUsize,
+    /// The query-protocol parameters of every request received, in order, by operation.
+    params: Mutex<Vec<(String, BTreeMap<String, String>)>>,
     /// Requests to hold after forwarding: (operation, where to hand the test its Release).
     holds: Mutex<Vec<(String, tokio::sync::oneshot::Sender<Release>)>>,
 }
@@ -272,6 +274,20 @@ impl FaultProxy {
             .get(operation)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The parameters of every request received for `operation`, in order (decoded from the
+    /// query protocol's form body: `RoleArn`, `Tags.member.1.Key`, ...). Moto keeps no record
+    /// of what it was asked beyond its state, e.g. not AssumeRole's session tags.
+    pub fn requests(&self, operation: &str) -> Vec<BTreeMap<String, String>> {
+        self.state
+            .params
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(op, _)| op == operation)
+            .map(|(_, params)| params.clone())
+            .collect()
     }
 
     /// Requests for `operation` that reached moto (= what IAM actually saw).
@@ -452,6 +468,11 @@ async fn handle(State((state, upstream, client)): State<AppState>, req: Request)
         .unwrap()
         .entry(operation.clone())
         .or_default() += 1;
+    state
+        .params
+        .lock()
+        .unwrap()
+        .push((operation.clone(), form_params(&body)));
     let fault = {
         let mut q = state.queue.lock().unwrap();
         let pos = q.iter().position(|(op, _)| *op == operation);
@@ -540,6 +561,20 @@ fn operation_of(headers: &axum::http::HeaderMap, body: &[u8]) -> String {
         .and_then(|t| t.rsplit('.').next())
         .unwrap_or("unknown")
         .to_string()
+}
+
+/// `a=1&b=x%20y` as a map (`+` is a space, as in HTML forms).
+fn form_params(body: &[u8]) -> BTreeMap<String, String> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
 }
 
 fn error_xml(status: StatusCode, code: &str, message: &str) -> Response {

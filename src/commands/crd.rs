@@ -1,4 +1,4 @@
-//! `irsa crd`: print both CustomResourceDefinitions (the source of `crds/irsa.dev.yaml`).
+//! `irsa crd`: print the CustomResourceDefinitions (the source of `crds/irsa.dev.yaml`).
 
 use std::{io::Write, process::ExitCode};
 

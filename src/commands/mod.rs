@@ -1,7 +1,8 @@
 //! Each subcommand from its flags (the only modules besides `cli` that see clap's types). The
-//! offline ones read files, call the pure modules and print; `webhook`, `controller` and
-//! `doctor` turn their flags into their modules' plain options.
+//! offline ones read files, call the pure modules and print; `webhook`, `controller`, `agent`
+//! and `doctor` turn their flags into their modules' plain options.
 
+pub mod agent;
 pub mod controller;
 pub mod crd;
 pub mod doctor;

@@ -1367,7 +1367,7 @@ fn kustomize_default_matches_the_chart() {
         parse_cli(&d);
     }
     let crds: Vec<CustomResourceDefinition> = all(&k, "CustomResourceDefinition");
-    assert_eq!(crds.len(), 2);
+    assert_eq!(crds.len(), 3);
 
     // Same objects as the chart in cert-manager mode, same webhook, same pod specs: the two
     // install paths cannot drift apart.

@@ -14,7 +14,11 @@ use serde_json::{Value, json};
 
 use irsa_e2e::support::{self, helm, kubectl, run, unique};
 
-const CRDS: [&str; 2] = ["iamrolebindings.irsa.dev", "iamrolegrants.irsa.dev"];
+const CRDS: [&str; 3] = [
+    "iamrolebindings.irsa.dev",
+    "iamrolegrants.irsa.dev",
+    "podidentityassociations.irsa.dev",
+];
 
 fn helm_ok(args: &[&str], stdin: &str) -> String {
     let (ok, stdout, stderr) = run(&helm(), args, stdin);

@@ -10,6 +10,7 @@
 // (clippy.toml only exempts `#[test]` functions themselves).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agent;
 mod alerts;
 mod controller;
 mod crd;

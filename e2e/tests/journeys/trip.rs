@@ -18,7 +18,6 @@
 //! The kubelet's part is played by `e2e/kubelet.rs`.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use irsa::crd::{IAMRoleBinding, IAMRoleGrant, IAMRoleGrantSpec};
@@ -30,6 +29,7 @@ use irsa_e2e::identity::{self, Component};
 use irsa_e2e::kubelet::Container;
 use irsa_e2e::process::Process;
 use irsa_e2e::process::wait_guarded;
+use irsa_e2e::sdk::{SDK_PROBE_PY, python};
 use irsa_e2e::support::{self, AwsEnv, ControllerCluster, OwnPlane, WAIT, unique};
 use irsa_e2e::verifier::Verifier;
 use irsa_e2e::webhook::{
@@ -377,25 +377,6 @@ impl Trip {
         self.controller = None;
         support::delete_namespace(&self.client, &self.ns).await;
     }
-}
-
-const SDK_PROBE_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/journeys/sdk_probe.py");
-
-/// The interpreter behind `python3` on PATH (pyenv's shim needs an environment the container
-/// does not have), asked once.
-fn python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            let (ok, out, err) = support::run(
-                "python3",
-                &["-c", "import sys, boto3; print(sys.executable)"],
-                "",
-            );
-            assert!(ok, "python3 with boto3 (make deps installs it): {err}");
-            PathBuf::from(out.trim())
-        })
-        .clone()
 }
 
 /// `examples/aws_sdk_probe.rs`, which cargo builds beside this test binary

@@ -1,0 +1,25 @@
+//! The AWS SDKs the journeys run as a pod's process ([`crate::kubelet::Container::run`]).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// `e2e/tests/journeys/sdk_probe.py`: boto3's default credential chain, then
+/// `sts get-caller-identity` and an S3 put and get (usage: `sdk_probe.py BUCKET KEY`).
+pub const SDK_PROBE_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/journeys/sdk_probe.py");
+
+/// The interpreter behind `python3` on PATH (pyenv's shim needs an environment the container
+/// does not have), asked once.
+pub fn python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let (ok, out, err) = crate::support::run(
+                "python3",
+                &["-c", "import sys, boto3; print(sys.executable)"],
+                "",
+            );
+            assert!(ok, "python3 with boto3 (make deps installs it): {err}");
+            PathBuf::from(out.trim())
+        })
+        .clone()
+}

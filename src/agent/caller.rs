@@ -1,0 +1,214 @@
+//! Who is asking: the token checked by the API server (TokenReview with the agent's
+//! audience), then the pod it is bound to checked against the pods of this node, then that
+//! pod's ServiceAccount's association and the grant that allows it. All lookups after the
+//! TokenReview read watched stores, never the API server.
+
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::PostParams;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, ResourceExt};
+
+use irsa_core::pod_identity::{self, PodRef};
+use irsa_core::policy::authz::{Decision, GrantSpec};
+
+use super::refusal::{Refusal, reason};
+use crate::crd::{IAMRoleGrant, PodIdentityAssociation};
+
+/// The `user.extra` keys under which the API server names the pod a token is bound to.
+const EXTRA_POD_NAME: &str = "authentication.kubernetes.io/pod-name";
+const EXTRA_POD_UID: &str = "authentication.kubernetes.io/pod-uid";
+const SA_USER_PREFIX: &str = "system:serviceaccount:";
+
+/// A pod the API server vouched for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub namespace: String,
+    pub service_account: String,
+    pub pod_name: String,
+    pub pod_uid: String,
+}
+
+impl Caller {
+    pub fn pod_ref(&self) -> PodRef<'_> {
+        PodRef {
+            namespace: &self.namespace,
+            service_account: &self.service_account,
+            pod_name: &self.pod_name,
+            pod_uid: &self.pod_uid,
+        }
+    }
+}
+
+/// What the agent watches.
+#[derive(Clone)]
+pub struct Stores {
+    /// The pods of this node only (a field selector on `spec.nodeName`).
+    pub pods: Store<Pod>,
+    pub associations: Store<PodIdentityAssociation>,
+    pub grants: Store<IAMRoleGrant>,
+}
+
+/// The caller of `token` per a TokenReview for `audience`.
+pub async fn review(client: &kube::Client, token: &str, audience: &str) -> Result<Caller, Refusal> {
+    let request = TokenReview {
+        spec: TokenReviewSpec {
+            token: Some(token.to_string()),
+            audiences: Some(vec![audience.to_string()]),
+        },
+        ..TokenReview::default()
+    };
+    let answer = Api::<TokenReview>::all(client.clone())
+        .create(&PostParams::default(), &request)
+        .await
+        // kube's error names the request, not its body: no token in it.
+        .map_err(|e| {
+            Refusal::unavailable(
+                reason::TOKEN_REVIEW_FAILED,
+                format!("the API server did not review the token: {e}"),
+            )
+        })?;
+    let status = answer.status.unwrap_or_default();
+    if status.authenticated != Some(true) {
+        let why = status
+            .error
+            .filter(|e| !e.is_empty())
+            .map(|e| e.replace(token, "<token>"))
+            .unwrap_or_else(|| "not authenticated".into());
+        return Err(Refusal::unauthorized(
+            reason::INVALID_TOKEN,
+            format!("the API server rejected the token for audience {audience:?}: {why}"),
+        ));
+    }
+    if !status
+        .audiences
+        .as_ref()
+        .is_some_and(|a| a.iter().any(|a| a == audience))
+    {
+        return Err(Refusal::unauthorized(
+            reason::INVALID_TOKEN,
+            format!("the token is not for audience {audience:?}"),
+        ));
+    }
+    let user = status.user.unwrap_or_default();
+    let (namespace, service_account) = user
+        .username
+        .as_deref()
+        .and_then(|u| u.strip_prefix(SA_USER_PREFIX))
+        .and_then(|rest| rest.split_once(':'))
+        .ok_or_else(|| {
+            Refusal::unauthorized(
+                reason::INVALID_TOKEN,
+                "the token is not a ServiceAccount's".to_string(),
+            )
+        })?;
+    let extra = |key: &str| {
+        user.extra
+            .as_ref()
+            .and_then(|e| e.get(key))
+            .and_then(|v| v.first())
+            .cloned()
+    };
+    let (Some(pod_name), Some(pod_uid)) = (extra(EXTRA_POD_NAME), extra(EXTRA_POD_UID)) else {
+        return Err(Refusal::unauthorized(
+            reason::NOT_BOUND_TO_POD,
+            format!(
+                "the token of ServiceAccount {namespace}/{service_account} is not bound to a pod (a projected token is)"
+            ),
+        ));
+    };
+    Ok(Caller {
+        namespace: namespace.to_string(),
+        service_account: service_account.to_string(),
+        pod_name,
+        pod_uid,
+    })
+}
+
+/// The association that gives `caller` a role: `caller`'s pod runs on this node (`node`),
+/// has the token's uid, and an `IAMRoleGrant` allows the association's roles.
+pub fn association(
+    stores: &Stores,
+    caller: &Caller,
+    node: &str,
+    cluster: &str,
+) -> Result<std::sync::Arc<PodIdentityAssociation>, Refusal> {
+    let pod = stores
+        .pods
+        .get(&ObjectRef::new(&caller.pod_name).within(&caller.namespace))
+        .ok_or_else(|| {
+            Refusal::forbidden(
+                reason::POD_NOT_ON_NODE,
+                format!(
+                    "pod {}/{} does not run on node {node} (or no longer exists)",
+                    caller.namespace, caller.pod_name
+                ),
+            )
+        })?;
+    if pod.uid().as_deref() != Some(caller.pod_uid.as_str()) {
+        return Err(Refusal::forbidden(
+            reason::POD_UID_MISMATCH,
+            format!(
+                "the token is bound to pod {}/{} uid {}, which is not the pod of that name on node {node}",
+                caller.namespace, caller.pod_name, caller.pod_uid
+            ),
+        ));
+    }
+    let mut found: Vec<_> = stores
+        .associations
+        .state()
+        .into_iter()
+        .filter(|a| {
+            a.namespace().as_deref() == Some(caller.namespace.as_str())
+                && a.spec.service_account_name == caller.service_account
+        })
+        .collect();
+    found.sort_by_key(|a| a.name_any());
+    let association = match found.as_slice() {
+        [] => {
+            return Err(Refusal::forbidden(
+                reason::NO_ASSOCIATION,
+                format!(
+                    "no PodIdentityAssociation in namespace {} names ServiceAccount {}",
+                    caller.namespace, caller.service_account
+                ),
+            ));
+        }
+        [one] => one.clone(),
+        many => {
+            let names: Vec<_> = many.iter().map(|a| a.name_any()).collect();
+            return Err(Refusal::forbidden(
+                reason::AMBIGUOUS_ASSOCIATION,
+                format!(
+                    "PodIdentityAssociations {names:?} in namespace {} all name ServiceAccount {}; keep one",
+                    caller.namespace, caller.service_account
+                ),
+            ));
+        }
+    };
+    let grants: Vec<(String, GrantSpec)> = stores
+        .grants
+        .state()
+        .iter()
+        .map(|g| (g.name_any(), GrantSpec::from(&g.spec)))
+        .collect();
+    let mut roles = vec![association.spec.role_arn.as_str()];
+    roles.extend(association.spec.target_role_arn.as_deref());
+    match pod_identity::authorize(
+        &caller.namespace,
+        &caller.service_account,
+        &roles,
+        cluster,
+        &grants,
+    ) {
+        Decision::Authorized { .. } => Ok(association),
+        Decision::Denied { reason: why } => Err(Refusal::forbidden(
+            reason::NOT_AUTHORIZED,
+            format!(
+                "PodIdentityAssociation {}/{}: {why}",
+                caller.namespace,
+                association.name_any()
+            ),
+        )),
+    }
+}

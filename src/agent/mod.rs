@@ -1,0 +1,247 @@
+//! `irsa agent`: the node-local container-credentials endpoint of Pod Identity, answering
+//! AWS SDKs (`AWS_CONTAINER_CREDENTIALS_FULL_URI`, `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`)
+//! on `GET /v1/credentials` as EKS's agent does, for any cluster.
+//!
+//! A request's token is reviewed by the API server ([`caller::review`]); the pod, the
+//! association and the grants come from watched stores ([`caller::association`]); the
+//! credentials from STS through the cache of [`credentials::Issuer`]. The admin port (its own
+//! address) serves `/healthz`, `/readyz` (the stores have synced) and `/metrics`.
+
+pub mod caller;
+pub mod credentials;
+pub mod metrics;
+pub mod refusal;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{HeaderMap, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, ResourceExt};
+
+use irsa_core::pod_identity;
+
+use self::caller::{Caller, Stores};
+use self::credentials::{Issuer, Key, Request};
+pub use self::metrics::Metrics;
+use self::refusal::{Refusal, reason};
+use crate::crd::{IAMRoleGrant, PodIdentityAssociation};
+
+/// Where SDKs ask.
+pub const CREDENTIALS_PATH: &str = "/v1/credentials";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    /// The node this agent serves (pods of other nodes are refused).
+    pub node_name: String,
+    pub cluster_name: String,
+    /// The audience the pods' tokens must be for.
+    pub audience: String,
+    pub aws_endpoint_url: Option<String>,
+    /// Duration of the sessions asked of STS.
+    pub session_duration: Duration,
+    /// Credentials are handed out until this long before they expire.
+    pub refresh_margin: Duration,
+}
+
+#[derive(Clone)]
+struct Agent {
+    client: kube::Client,
+    stores: Stores,
+    synced: Arc<AtomicBool>,
+    issuer: Issuer,
+    metrics: Metrics,
+    node: Arc<str>,
+    cluster: Arc<str>,
+    audience: Arc<str>,
+}
+
+/// Runs the agent until SIGTERM or a part of it fails.
+pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<()> {
+    let metrics = Metrics::default();
+    let sdk = crate::aws::load_sdk_config(options.aws_endpoint_url.as_deref()).await;
+    let issuer = Issuer::new(
+        sdk,
+        options.session_duration,
+        options.refresh_margin,
+        metrics.clone(),
+    );
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    let (associations, association_writer) = reflector::store::<PodIdentityAssociation>();
+    let (grants, grant_writer) = reflector::store::<IAMRoleGrant>();
+    let node_pods =
+        watcher::Config::default().fields(&format!("spec.nodeName={}", options.node_name));
+    let watches = futures::future::join3(
+        drain(reflector(
+            pod_writer,
+            watcher(Api::<Pod>::all(client.clone()), node_pods),
+        )),
+        drain(reflector(
+            association_writer,
+            watcher(
+                Api::<PodIdentityAssociation>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        )),
+        drain(reflector(
+            grant_writer,
+            watcher(
+                Api::<IAMRoleGrant>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        )),
+    );
+    let stores = Stores {
+        pods,
+        associations,
+        grants,
+    };
+    let synced = Arc::new(AtomicBool::new(false));
+    {
+        let (stores, synced) = (stores.clone(), synced.clone());
+        tokio::spawn(async move {
+            let _ = futures::future::join3(
+                stores.pods.wait_until_ready(),
+                stores.associations.wait_until_ready(),
+                stores.grants.wait_until_ready(),
+            )
+            .await;
+            synced.store(true, Ordering::Release);
+            tracing::info!("pods, associations and grants synced; serving credentials");
+        });
+    }
+    let agent = Agent {
+        client,
+        stores,
+        synced: synced.clone(),
+        issuer,
+        metrics: metrics.clone(),
+        node: options.node_name.as_str().into(),
+        cluster: options.cluster_name.as_str().into(),
+        audience: options.audience.as_str().into(),
+    };
+
+    let admin_listener = crate::admin::bind(options.metrics_listen)?;
+    let admin_app = crate::admin::router(Arc::new(metrics.registry()), move || {
+        if synced.load(Ordering::Acquire) {
+            Ok("ok\n")
+        } else {
+            Err("the pod, association and grant watches have not synced yet\n")
+        }
+    });
+    let admin = crate::admin::serve(
+        admin_listener,
+        admin_app,
+        crate::webhook::ConnectionLimits::ADMIN,
+    )?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on --listen {}", options.listen))?;
+    tracing::info!(
+        listen = %options.listen,
+        node = %options.node_name,
+        audience = %options.audience,
+        "irsa agent started"
+    );
+    let server =
+        axum::serve(listener, router(agent)).with_graceful_shutdown(crate::shutdown::signal());
+    tokio::select! {
+        served = server.into_future() => served.context("the credentials server stopped"),
+        done = admin => done,
+        _ = watches => anyhow::bail!("the watches ended"),
+    }
+}
+
+async fn drain<S: futures::Stream<Item = Result<T, watcher::Error>>, T>(stream: S) {
+    let stream = stream.default_backoff();
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        if let Err(e) = event {
+            tracing::warn!(error = %e, "watch error; retrying");
+        }
+    }
+}
+
+fn router(agent: Agent) -> Router {
+    Router::new()
+        .route(CREDENTIALS_PATH, get(credentials))
+        .with_state(agent)
+}
+
+async fn credentials(State(agent): State<Agent>, headers: HeaderMap) -> Response {
+    match issue(&agent, &headers).await {
+        Ok(issued) => {
+            agent.metrics.request(200, "Issued");
+            Json(&*issued).into_response()
+        }
+        Err(refusal) => {
+            agent
+                .metrics
+                .request(refusal.status.as_u16(), refusal.reason);
+            tracing::info!(
+                status = refusal.status.as_u16(),
+                reason = refusal.reason,
+                message = %refusal.message,
+                "credentials refused"
+            );
+            refusal.into_response()
+        }
+    }
+}
+
+async fn issue(agent: &Agent, headers: &HeaderMap) -> Result<Arc<credentials::Issued>, Refusal> {
+    if !agent.synced.load(Ordering::Acquire) {
+        return Err(Refusal::unavailable(
+            reason::NOT_READY,
+            "the agent has not synced its pods, associations and grants yet",
+        ));
+    }
+    // SDKs send the token file's content as is; a `Bearer ` prefix is accepted too.
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            Refusal::unauthorized(
+                reason::MISSING_TOKEN,
+                "no token in the Authorization header (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)",
+            )
+        })?;
+    let caller: Caller = caller::review(&agent.client, token, &agent.audience).await?;
+    let association = caller::association(&agent.stores, &caller, &agent.node, &agent.cluster)?;
+    let spec = &association.spec;
+    let pod = caller.pod_ref();
+    let tags = pod_identity::session_tags(
+        &pod,
+        &agent.cluster,
+        &spec.session_tags,
+        spec.disable_session_tags,
+    )
+    .map_err(|why| Refusal::forbidden(reason::INVALID_ASSOCIATION, why))?;
+    let request = Request {
+        role_arn: spec.role_arn.clone(),
+        target_role_arn: spec.target_role_arn.clone(),
+        session_name: pod_identity::session_name(spec.role_session_name.as_deref(), &pod),
+        tags,
+    };
+    let key = Key {
+        pod_uid: caller.pod_uid.clone(),
+        association_uid: association.uid().unwrap_or_default(),
+        association_generation: association.metadata.generation.unwrap_or_default(),
+    };
+    agent.issuer.get(key, request).await
+}

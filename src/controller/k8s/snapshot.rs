@@ -1,15 +1,19 @@
 //! The reflector stores: what the ServiceAccount store keeps ([`strip_sa`]), which bindings a
-//! change concerns ([`bindings_of_role`], [`bindings_of_sa`]), and the pure [`Snapshot`] the
+//! change concerns ([`bindings_of_role`], [`bindings_of_sa`], from the stores'
+//! [indexes](crate::controller::k8s::index)), and the pure [`Snapshot`] the
 //! IAM side computes from ([`snapshot`]).
+
+use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use crate::controller::k8s::index::{self, Index};
 use crate::controller::policy::annotate;
 use crate::controller::policy::authz::GrantSpec;
-use crate::controller::policy::desired::{AnnotatedSa, BindingInfo, Snapshot};
+use crate::controller::policy::desired::{AnnotatedSa, BindingInfo, Key, Snapshot};
 use crate::crd::{IAMRoleBinding, IAMRoleGrant};
 
 /// `kubectl apply`'s copy of the whole object, in an annotation no reader of the stores needs.
@@ -39,39 +43,30 @@ fn strip_meta(meta: &mut ObjectMeta) {
 
 /// Bindings to re-reconcile after `report`: those pointing at the role now or before.
 pub fn bindings_of_role(
-    store: &Store<IAMRoleBinding>,
+    by_role: &Index<IAMRoleBinding>,
     role: &str,
 ) -> Vec<ObjectRef<IAMRoleBinding>> {
-    store
-        .state_filter(|b| {
-            b.spec.role_arn == role
-                || b.status
-                    .as_ref()
-                    .and_then(|s| s.role_arn.as_deref())
-                    .is_some_and(|r| r == role)
-        })
-        .iter()
-        .map(|b| ObjectRef::from_obj(b.as_ref()))
-        .collect()
+    by_role.get(role).iter().map(binding_ref).collect()
 }
 
 /// Bindings affected by a change of `sa` (they list it, or they annotated it).
 pub fn bindings_of_sa(
-    store: &Store<IAMRoleBinding>,
+    by_service_account: &Index<IAMRoleBinding>,
     sa: &ServiceAccount,
 ) -> Vec<ObjectRef<IAMRoleBinding>> {
     let ns = sa.namespace().unwrap_or_default();
-    let name = sa.name_any();
-    let owner = sa.annotations().get(annotate::OWNER).cloned();
-    store
-        .state_filter(|b| {
-            b.namespace().as_deref() == Some(ns.as_str())
-                && (b.spec.service_accounts.contains(&name)
-                    || owner.as_deref() == Some(&b.name_any()))
-        })
-        .iter()
-        .map(|b| ObjectRef::from_obj(b.as_ref()))
-        .collect()
+    let mut keys: BTreeSet<Key> = by_service_account
+        .get(&index::namespaced(&ns, &sa.name_any()))
+        .into_iter()
+        .collect();
+    if let Some(owner) = sa.annotations().get(annotate::OWNER) {
+        keys.insert(Key::new(&ns, owner));
+    }
+    keys.iter().map(binding_ref).collect()
+}
+
+fn binding_ref(key: &Key) -> ObjectRef<IAMRoleBinding> {
+    ObjectRef::new(&key.name).within(&key.namespace)
 }
 
 /// The snapshot the role worker computes from, read from the reflector stores.

@@ -90,18 +90,20 @@ write("grant", [{"apiVersion": "irsa.dev/v1alpha1", "kind": "IAMRoleGrant",
                  "metadata": {"name": "bench"},
                  "spec": {"namespaces": ["bench-*"], "roleArns": [f"arn:aws:iam::{account}:role/bench-*"],
                           "allowNamespaceWildcardTrust": True}}])
+# The burst gives a binding a second ServiceAccount of its namespace that no binding lists
+# (above every one they list) and that is not annotated: the same index modulo 10 and nss.
+step = 10 * nss
+spare = ((sa_of(bindings - 1) + step) // step) * step
 def binding(j, extra=False):
     k = sa_of(j)
-    names = [f"sa-{k}"] + ([f"sa-{k + 10 * nss}"] if extra else [])
+    names = [f"sa-{k}"] + ([f"sa-{k + spare}"] if extra else [])
     return {"apiVersion": "irsa.dev/v1alpha1", "kind": "IAMRoleBinding",
             "metadata": {"name": f"b-{j}", "namespace": ns(k)},
             "spec": {"roleArn": role(j % roles), "serviceAccounts": names}}
 write("bindings", [binding(j) for j in range(bindings)])
-# The burst: bindings of the first tenth of the roles, each given a second ServiceAccount
-# (one of the same namespace, unannotated).
+# The burst: bindings of the first tenth of the roles, each given its spare ServiceAccount.
 tenth = max(1, roles // 10)
-edited = [j for j in range(bindings) if j % roles < tenth and sa_of(j) + 10 * nss < sas
-          and (sa_of(j) + 10 * nss) % 10 != 9][:burst]
+edited = [j for j in range(bindings) if j % roles < tenth and sa_of(j) + spare < sas][:burst]
 write("burst", [binding(j, extra=True) for j in edited])
 with open(f"{work}/burst-roles", "w") as f:
     f.write(str(len({j % roles for j in edited})))

@@ -241,7 +241,12 @@ fn on_init_done<K>(
 
 /// The Events recorder of the controller.
 pub fn recorder(client: &Client) -> Recorder {
-    Recorder::new(client.clone(), Reporter::from("irsa-controller"))
+    Recorder::new(client.clone(), reporter())
+}
+
+/// Who the controller's Events say reported them.
+fn reporter() -> Reporter {
+    Reporter::from("irsa-controller")
 }
 
 /// The three reflector stores and the annotation prefix: what a [`Snapshot`] is read from.
@@ -450,7 +455,10 @@ fn spawn_service_account_watch(
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(strip_sa)
+    .modify({
+        let prefix = h.stores.prefix.clone();
+        move |sa| strip_sa(sa, &prefix)
+    })
     .inspect(owners.updater())
     .reflect(writer)
     .inspect(on_init_done(synced))
@@ -565,7 +573,8 @@ fn spawn_report_handler(
     handles: &Handles,
     mut reports: mpsc::UnboundedReceiver<Arc<RoleReport>>,
 ) {
-    let mut events = EventPublisher::new(recorder(client), handles.stores.bindings.clone());
+    let mut events =
+        EventPublisher::new(client.clone(), reporter(), handles.stores.bindings.clone());
     let (by_role, tx) = (handles.bindings_by_role.clone(), handles.triggers.clone());
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Arc<RoleReport>>();
     tasks.spawn("role reports", async move {

@@ -1167,8 +1167,7 @@ mod kube_side {
         let (client, mut handle) = mock_client();
         let (bs, mut bw) = reflector::store::<IAMRoleBinding>();
         bw.apply_watcher_event(&watcher::Event::Apply(the_binding(true, false)));
-        let mut events =
-            events::EventPublisher::new(Recorder::new(client, Reporter::from("irsa-test")), bs);
+        let mut events = events::EventPublisher::new(client, Reporter::from("irsa-test"), bs);
 
         // A write: TrustPolicyUpdated with the numbers.
         let written = report(true);

@@ -680,6 +680,61 @@ mod tests {
         (status, String::from_utf8(bytes.to_vec()).unwrap())
     }
 
+    /// Handles over empty stores but `bindings`; the channels' receivers are dropped.
+    fn handles(bindings: Store<IAMRoleBinding>) -> Handles {
+        let (queue, _) = RoleQueue::channel();
+        Handles {
+            stores: Stores {
+                bindings,
+                service_accounts: reflector::store().0,
+                grants: reflector::store().0,
+                prefix: "eks.amazonaws.com".into(),
+            },
+            bindings_by_service_account: index::bindings_by_service_account(),
+            bindings_by_role: index::bindings_by_role(),
+            own_writes: OwnWrites::default(),
+            queue,
+            roles: Arc::default(),
+            triggers: mpsc::unbounded_channel().0,
+            service_account_changes: mpsc::unbounded_channel().0,
+        }
+    }
+
+    #[test]
+    fn an_own_write_spares_its_binding_only_while_the_binding_is_unchanged() {
+        let (bindings, mut writer) = reflector::store::<IAMRoleBinding>();
+        let h = handles(bindings);
+        let mut b = IAMRoleBinding::new(
+            "b",
+            serde_json::from_value(serde_json::json!({
+                "roleArn": "arn:aws:iam::111122223333:role/app", "serviceAccounts": ["app"]
+            }))
+            .unwrap(),
+        );
+        b.metadata.namespace = Some("team-a".into());
+        b.metadata.generation = Some(1);
+        writer.apply_watcher_event(&watcher::Event::Apply(b.clone()));
+        let key = Key::new("team-a", "app");
+        let mut sa = ServiceAccount::default();
+        sa.metadata.resource_version = Some("7".into());
+        let write = || crate::controller::k8s::own_writes::Write {
+            resource_version: "7".into(),
+            binding: "b".into(),
+            generation: 1,
+        };
+
+        h.own_writes.record(key.clone(), write());
+        assert_eq!(own_write(&h, &key, &sa), Some("b".into()));
+        assert_eq!(own_write(&h, &key, &sa), None, "one event per write");
+
+        // The binding's spec changed between its write and the write's event: that binding
+        // must be reconciled again (the ServiceAccount may no longer be listed).
+        h.own_writes.record(key.clone(), write());
+        b.metadata.generation = Some(2);
+        writer.apply_watcher_event(&watcher::Event::Apply(b));
+        assert_eq!(own_write(&h, &key, &sa), None);
+    }
+
     #[tokio::test]
     async fn the_admin_port_serves_readiness_and_the_controller_metrics() {
         let metrics = Metrics::default();

@@ -3,6 +3,7 @@
 //! own fails the process; the binding `Controller`, the issuer publisher and the leader
 //! elector are futures their caller drives, as each decides when the others stop.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::Api;
-use kube::runtime::controller::Controller;
+use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::utils::{Predicate as _, PredicateConfig, predicates};
@@ -33,6 +34,8 @@ use crate::controller::iam::reconcile::RoleSettings;
 use crate::controller::iam::state::RoleState;
 use crate::controller::iam::worker::{RoleWorker, SnapshotFn, WorkerOptions};
 use crate::controller::k8s::events::EventPublisher;
+use crate::controller::k8s::index::{self, Index};
+use crate::controller::k8s::own_writes::OwnWrites;
 use crate::controller::k8s::pods::{self, PodWatch};
 use crate::controller::k8s::reconcile::{self as bindings, Context};
 use crate::controller::k8s::snapshot::{
@@ -50,6 +53,11 @@ use crate::webhook::ConnectionLimits;
 
 /// How long in-flight binding reconciles may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Binding reconciles at once. Each is a few API-server requests (or a wait for an IAM pass,
+/// when deleting): unbounded, thousands of new bindings opened thousands of connections at
+/// once. Triggers of a binding waiting for its turn merge into one reconcile.
+const BINDING_CONCURRENCY: u16 = 32;
 
 /// Spawns the admin port (metrics, health, readiness); it serves standbys too. Binding the
 /// address fails here, before anything else starts.
@@ -233,7 +241,12 @@ fn on_init_done<K>(
 
 /// The Events recorder of the controller.
 pub fn recorder(client: &Client) -> Recorder {
-    Recorder::new(client.clone(), Reporter::from("irsa-controller"))
+    Recorder::new(client.clone(), reporter())
+}
+
+/// Who the controller's Events say reported them.
+fn reporter() -> Reporter {
+    Reporter::from("irsa-controller")
 }
 
 /// The three reflector stores and the annotation prefix: what a [`Snapshot`] is read from.
@@ -256,12 +269,16 @@ impl Stores {
     }
 }
 
-/// What the watch tasks share: the stores they read, the IAM worker's queue and reports, the
-/// channel that re-triggers binding reconciles and the one naming changed ServiceAccounts to
-/// the pod watch (a send fails harmlessly when it is off).
+/// What the watch tasks share: the stores they read and their indexes, the IAM worker's queue
+/// and reports, the ServiceAccount writes the reconciler made, the channel that re-triggers
+/// binding reconciles and the one naming changed ServiceAccounts to the pod watch (a send
+/// fails harmlessly when it is off).
 #[derive(Clone)]
 struct Handles {
     stores: Stores,
+    bindings_by_service_account: Index<IAMRoleBinding>,
+    bindings_by_role: Index<IAMRoleBinding>,
+    own_writes: OwnWrites,
     queue: RoleQueue,
     roles: Arc<RoleState>,
     triggers: mpsc::UnboundedSender<ObjectRef<IAMRoleBinding>>,
@@ -289,12 +306,16 @@ pub async fn run_reconcilers(
     // store, and the Controller's runner already waits on the bindings store).
     let synced: [Arc<AtomicBool>; 3] = Default::default();
     let (binding_store, binding_writer) = reflector::store::<IAMRoleBinding>();
+    let by_service_account = index::bindings_by_service_account();
+    let by_role = index::bindings_by_role();
     let binding_stream = watcher(
         Api::<IAMRoleBinding>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
     .modify(strip_binding)
+    .inspect(by_service_account.updater())
+    .inspect(by_role.updater())
     .reflect(binding_writer)
     .inspect(on_init_done(synced[0].clone()))
     .applied_objects()
@@ -306,7 +327,8 @@ pub async fn run_reconcilers(
         predicates::generation.combine(predicates::finalizers),
         PredicateConfig::default(),
     );
-    let controller = Controller::for_stream(binding_stream, binding_store.clone());
+    let controller = Controller::for_stream(binding_stream, binding_store.clone())
+        .with_config(controller::Config::default().concurrency(BINDING_CONCURRENCY));
     let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
     let (grant_store, grant_writer) = reflector::store::<IAMRoleGrant>();
     let stores = Stores {
@@ -326,8 +348,13 @@ pub async fn run_reconcilers(
     let worker = worker.with_reports(report_tx).wait_for(ready_rx);
     let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<ObjectRef<IAMRoleBinding>>();
     let (sa_changes_tx, sa_changes_rx) = mpsc::unbounded_channel();
+    let owners = index::service_accounts_by_owner();
+    let own_writes = OwnWrites::default();
     let handles = Handles {
         stores: stores.clone(),
+        bindings_by_service_account: by_service_account,
+        bindings_by_role: by_role,
+        own_writes: own_writes.clone(),
         queue: queue.clone(),
         roles: state.clone(),
         triggers: trigger_tx,
@@ -336,7 +363,13 @@ pub async fn run_reconcilers(
 
     let mut tasks = Supervisor::new();
     spawn_iam_worker(&mut tasks, worker);
-    spawn_service_account_watch(&mut tasks, &client, &handles, sa_writer, synced[1].clone());
+    spawn_service_account_watch(
+        &mut tasks,
+        &client,
+        &handles,
+        (sa_writer, owners.clone()),
+        synced[1].clone(),
+    );
     spawn_grant_watch(
         &mut tasks,
         &client,
@@ -366,6 +399,8 @@ pub async fn run_reconcilers(
         queue,
         roles: state,
         service_accounts: stores.service_accounts,
+        owners,
+        own_writes,
         prefix: stores.prefix,
         failures: Default::default(),
     });
@@ -401,12 +436,16 @@ fn spawn_iam_worker(tasks: &mut Supervisor, worker: RoleWorker) {
     });
 }
 
-/// ServiceAccounts: keep the store; re-trigger bindings listing them; mark their roles.
+/// ServiceAccounts: keep the store and its index of owners; re-trigger the bindings listing
+/// them (not the one whose own write an event is); mark their roles.
 fn spawn_service_account_watch(
     tasks: &mut Supervisor,
     client: &Client,
     handles: &Handles,
-    writer: reflector::store::Writer<ServiceAccount>,
+    (writer, owners): (
+        reflector::store::Writer<ServiceAccount>,
+        Index<ServiceAccount>,
+    ),
     synced: Arc<AtomicBool>,
 ) {
     let h = handles.clone();
@@ -416,7 +455,11 @@ fn spawn_service_account_watch(
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(strip_sa)
+    .modify({
+        let prefix = h.stores.prefix.clone();
+        move |sa| strip_sa(sa, &prefix)
+    })
+    .inspect(owners.updater())
     .reflect(writer)
     .inspect(on_init_done(synced))
     .touched_objects();
@@ -430,13 +473,16 @@ fn spawn_service_account_watch(
                     continue;
                 }
             };
-            for r in bindings_of_sa(&h.stores.bindings, &sa) {
-                let _ = h.triggers.send(r);
+            let key = Key::new(&sa.namespace().unwrap_or_default(), &sa.name_any());
+            let writer = own_write(&h, &key, &sa);
+            for r in bindings_of_sa(&h.bindings_by_service_account, &sa) {
+                if writer.as_deref() != Some(r.name.as_str()) {
+                    let _ = h.triggers.send(r);
+                }
             }
             if let Some(role) = sa.annotations().get(&role_key) {
                 h.queue.mark(role.trim());
             }
-            let key = Key::new(&sa.namespace().unwrap_or_default(), &sa.name_any());
             for role in h.roles.roles_trusting_sa(&key) {
                 h.queue.mark(&role);
             }
@@ -444,6 +490,19 @@ fn spawn_service_account_watch(
         }
         Ok(())
     });
+}
+
+/// The binding whose own write `sa` is, while the binding is still at the generation that
+/// made it (a binding changed since is reconciled as usual).
+fn own_write(h: &Handles, key: &Key, sa: &ServiceAccount) -> Option<String> {
+    let write = h
+        .own_writes
+        .writer_of(key, sa.metadata.resource_version.as_deref())?;
+    let binding = h
+        .stores
+        .bindings
+        .get(&ObjectRef::new(&write.binding).within(&key.namespace))?;
+    (binding.metadata.generation.unwrap_or(0) == write.generation).then_some(write.binding)
 }
 
 /// Pods (`--detect-uninjected-pods`): judged against the ServiceAccount store once it has
@@ -505,24 +564,58 @@ fn spawn_grant_watch(
     });
 }
 
-/// Role reports: Events, and re-trigger the bindings of the role so their status follows.
+/// Role reports: re-trigger the bindings of the role so their status follows (unless the
+/// report says what the role's previous one said, as a resync's do), and publish the Events
+/// in a task of their own, so that Event writes never hold up the re-triggers.
 fn spawn_report_handler(
     tasks: &mut Supervisor,
     client: &Client,
     handles: &Handles,
     mut reports: mpsc::UnboundedReceiver<Arc<RoleReport>>,
 ) {
-    let mut events = EventPublisher::new(recorder(client), handles.stores.bindings.clone());
-    let (bs, tx) = (handles.stores.bindings.clone(), handles.triggers.clone());
+    let mut events =
+        EventPublisher::new(client.clone(), reporter(), handles.stores.bindings.clone());
+    let (by_role, tx) = (handles.bindings_by_role.clone(), handles.triggers.clone());
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Arc<RoleReport>>();
     tasks.spawn("role reports", async move {
+        let mut last: HashMap<String, Arc<RoleReport>> = HashMap::new();
         while let Some(report) = reports.recv().await {
-            for r in bindings_of_role(&bs, &report.role) {
-                let _ = tx.send(r);
+            let previous = last.insert(report.role.clone(), report.clone());
+            if !previous.is_some_and(|p| same_but_pass(&p, &report)) {
+                for r in bindings_of_role(&by_role, &report.role) {
+                    let _ = tx.send(r);
+                }
             }
+            let _ = events_tx.send(report);
+        }
+        Ok(())
+    });
+    tasks.spawn("role events", async move {
+        while let Some(report) = events_rx.recv().await {
             events.on_report(&report).await;
         }
         Ok(())
     });
+}
+
+/// Do two reports of a role say the same (`pass` aside, which every report raises)?
+fn same_but_pass(a: &RoleReport, b: &RoleReport) -> bool {
+    // Destructured, so that a new field of the report is a decision here.
+    let RoleReport {
+        role,
+        desired,
+        authorized_with_tags,
+        outcome,
+        provider_arn,
+        limit,
+        pass: _,
+    } = a;
+    *role == b.role
+        && *desired == b.desired
+        && *authorized_with_tags == b.authorized_with_tags
+        && *outcome == b.outcome
+        && *provider_arn == b.provider_arn
+        && *limit == b.limit
 }
 
 /// Ready once every cache has its initial list: then the first resync may remove subjects.
@@ -585,6 +678,61 @@ mod tests {
             .unwrap()
             .to_bytes();
         (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    /// Handles over empty stores but `bindings`; the channels' receivers are dropped.
+    fn handles(bindings: Store<IAMRoleBinding>) -> Handles {
+        let (queue, _) = RoleQueue::channel();
+        Handles {
+            stores: Stores {
+                bindings,
+                service_accounts: reflector::store().0,
+                grants: reflector::store().0,
+                prefix: "eks.amazonaws.com".into(),
+            },
+            bindings_by_service_account: index::bindings_by_service_account(),
+            bindings_by_role: index::bindings_by_role(),
+            own_writes: OwnWrites::default(),
+            queue,
+            roles: Arc::default(),
+            triggers: mpsc::unbounded_channel().0,
+            service_account_changes: mpsc::unbounded_channel().0,
+        }
+    }
+
+    #[test]
+    fn an_own_write_spares_its_binding_only_while_the_binding_is_unchanged() {
+        let (bindings, mut writer) = reflector::store::<IAMRoleBinding>();
+        let h = handles(bindings);
+        let mut b = IAMRoleBinding::new(
+            "b",
+            serde_json::from_value(serde_json::json!({
+                "roleArn": "arn:aws:iam::111122223333:role/app", "serviceAccounts": ["app"]
+            }))
+            .unwrap(),
+        );
+        b.metadata.namespace = Some("team-a".into());
+        b.metadata.generation = Some(1);
+        writer.apply_watcher_event(&watcher::Event::Apply(b.clone()));
+        let key = Key::new("team-a", "app");
+        let mut sa = ServiceAccount::default();
+        sa.metadata.resource_version = Some("7".into());
+        let write = || crate::controller::k8s::own_writes::Write {
+            resource_version: "7".into(),
+            binding: "b".into(),
+            generation: 1,
+        };
+
+        h.own_writes.record(key.clone(), write());
+        assert_eq!(own_write(&h, &key, &sa), Some("b".into()));
+        assert_eq!(own_write(&h, &key, &sa), None, "one event per write");
+
+        // The binding's spec changed between its write and the write's event: that binding
+        // must be reconciled again (the ServiceAccount may no longer be listed).
+        h.own_writes.record(key.clone(), write());
+        b.metadata.generation = Some(2);
+        writer.apply_watcher_event(&watcher::Event::Apply(b));
+        assert_eq!(own_write(&h, &key, &sa), None);
     }
 
     #[tokio::test]

@@ -677,7 +677,7 @@ mod kube_side {
     use irsa::controller::iam::queue::Msg;
     use irsa::controller::iam::state::RoleState;
     use irsa::controller::k8s::reconcile::{self as bindings, Context};
-    use irsa::controller::k8s::{events, snapshot};
+    use irsa::controller::k8s::{events, index, snapshot};
     use irsa::controller::policy::annotate::{MANAGED, OWNER};
     use irsa::controller::policy::desired::RoleDesired;
     use irsa::controller::policy::report::RoleReport;
@@ -784,8 +784,11 @@ mod kube_side {
     fn fixture(sas: Vec<ServiceAccount>, reports: Vec<Arc<RoleReport>>) -> Fixture {
         let (client, handle) = mock_client();
         let (store, mut writer): (Store<ServiceAccount>, _) = reflector::store();
+        let owners = index::service_accounts_by_owner();
         for s in sas {
-            writer.apply_watcher_event(&watcher::Event::Apply(s));
+            let event = watcher::Event::Apply(s);
+            owners.apply_watcher_event(&event);
+            writer.apply_watcher_event(&event);
         }
         let state = Arc::new(RoleState::default());
         for r in reports {
@@ -799,6 +802,8 @@ mod kube_side {
             queue,
             roles: state,
             service_accounts: store,
+            owners,
+            own_writes: Default::default(),
             prefix: P.into(),
             failures: std::sync::Mutex::new(HashMap::new()),
         });
@@ -1099,7 +1104,14 @@ mod kube_side {
             role_arn: Some("arn:aws:iam::123456789012:role/old".into()),
             ..Default::default()
         });
-        bw.apply_watcher_event(&watcher::Event::Apply(moved));
+        let (by_sa, by_role) = (
+            index::bindings_by_service_account(),
+            index::bindings_by_role(),
+        );
+        let moved = watcher::Event::Apply(moved);
+        by_sa.apply_watcher_event(&moved);
+        by_role.apply_watcher_event(&moved);
+        bw.apply_watcher_event(&moved);
         sw.apply_watcher_event(&watcher::Event::Apply(sa(&[(
             &format!("{P}/role-arn"),
             " arn:aws:iam::123456789012:role/x ",
@@ -1121,13 +1133,15 @@ mod kube_side {
             "arn:aws:iam::123456789012:role/x"
         );
         // Re-trigger maps: the SA's binding, the role's bindings (spec or previous role).
-        assert_eq!(snapshot::bindings_of_sa(&bs, &sa(&[])).len(), 1);
-        assert_eq!(snapshot::bindings_of_role(&bs, ROLE).len(), 1);
+        assert_eq!(snapshot::bindings_of_sa(&by_sa, &sa(&[])).len(), 1);
+        assert_eq!(snapshot::bindings_of_role(&by_role, ROLE).len(), 1);
         assert_eq!(
-            snapshot::bindings_of_role(&bs, "arn:aws:iam::123456789012:role/old").len(),
+            snapshot::bindings_of_role(&by_role, "arn:aws:iam::123456789012:role/old").len(),
             1
         );
-        assert!(snapshot::bindings_of_role(&bs, "arn:aws:iam::123456789012:role/x").is_empty());
+        assert!(
+            snapshot::bindings_of_role(&by_role, "arn:aws:iam::123456789012:role/x").is_empty()
+        );
     }
 
     /// Answers the next request, which must create an Event; returns (reason, type, note).
@@ -1153,8 +1167,7 @@ mod kube_side {
         let (client, mut handle) = mock_client();
         let (bs, mut bw) = reflector::store::<IAMRoleBinding>();
         bw.apply_watcher_event(&watcher::Event::Apply(the_binding(true, false)));
-        let mut events =
-            events::EventPublisher::new(Recorder::new(client, Reporter::from("irsa-test")), bs);
+        let mut events = events::EventPublisher::new(client, Reporter::from("irsa-test"), bs);
 
         // A write: TrustPolicyUpdated with the numbers.
         let written = report(true);

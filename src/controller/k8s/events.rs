@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::warn;
 
@@ -15,8 +16,14 @@ use crate::crd::IAMRoleBinding;
 
 /// Kubernetes Events for what a role reconcile did or refused, on the bindings concerned.
 /// Refusals are published when they start (not on every resync); IAM writes every time.
+///
+/// Each report's Events go through a [`Recorder`] of their own, as kube-runtime intends (one
+/// per reconcile): a Recorder keeps every Event it published for six minutes, to count
+/// repeats into a series, and one for the controller's lifetime held tens of megabytes at ten
+/// thousand bindings. Repeats across reports are rare: the notes carry the numbers.
 pub struct EventPublisher {
-    recorder: Recorder,
+    client: Client,
+    reporter: Reporter,
     bindings: Store<IAMRoleBinding>,
     /// Last outcome kind per role, and last verdict per binding, to publish changes only.
     last_role: HashMap<String, &'static str>,
@@ -52,31 +59,32 @@ pub async fn publish_on(
 const MAX_EVENTS_PER_REPORT: usize = 20;
 
 impl EventPublisher {
-    pub fn new(recorder: Recorder, bindings: Store<IAMRoleBinding>) -> Self {
+    pub fn new(client: Client, reporter: Reporter, bindings: Store<IAMRoleBinding>) -> Self {
         Self {
-            recorder,
+            client,
+            reporter,
             bindings,
             last_role: HashMap::new(),
             last_verdict: HashMap::new(),
         }
     }
 
-    async fn publish(&self, key: &Key, type_: EventType, reason: &str, action: &str, note: String) {
+    async fn publish(
+        &self,
+        recorder: &Recorder,
+        key: &Key,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let Some(b) = self
             .bindings
             .get(&ObjectRef::new(&key.name).within(&key.namespace))
         else {
             return;
         };
-        publish_on(
-            &self.recorder,
-            &b.object_ref(&()),
-            type_,
-            reason,
-            action,
-            &note,
-        )
-        .await;
+        publish_on(recorder, &b.object_ref(&()), type_, reason, action, &note).await;
     }
 
     pub async fn on_report(&mut self, r: &RoleReport) {
@@ -88,6 +96,7 @@ impl EventPublisher {
             Outcome::Failed { .. } => "failed",
         };
         let changed = self.last_role.insert(r.role.clone(), kind) != Some(kind);
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         let targets: Vec<&Key> = r
             .desired
             .verdicts
@@ -102,6 +111,7 @@ impl EventPublisher {
                 && let Verdict::Denied { reason: why } | Verdict::Invalid { reason: why } = verdict
             {
                 self.publish(
+                    &recorder,
                     key,
                     EventType::Warning,
                     reason::NOT_AUTHORIZED,
@@ -138,6 +148,7 @@ impl EventPublisher {
                     .collect();
                 for key in trusted {
                     self.publish(
+                        &recorder,
                         key,
                         EventType::Normal,
                         "TrustPolicyUpdated",
@@ -150,6 +161,7 @@ impl EventPublisher {
             Outcome::TooLarge(refusal) if changed => {
                 for key in &targets {
                     self.publish(
+                        &recorder,
                         key,
                         EventType::Warning,
                         reason::TRUST_POLICY_TOO_LARGE,
@@ -162,6 +174,7 @@ impl EventPublisher {
             Outcome::Failed { message, .. } if changed => {
                 for key in &targets {
                     self.publish(
+                        &recorder,
                         key,
                         EventType::Warning,
                         reason::IAM_ERROR,

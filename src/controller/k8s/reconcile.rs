@@ -30,6 +30,8 @@ use tracing::{debug, info, instrument, warn};
 use crate::backoff::{Backoff, Jitter};
 use crate::controller::iam::queue::{RoleQueue, Stopped};
 use crate::controller::iam::state::RoleState;
+use crate::controller::k8s::index::{self, Index};
+use crate::controller::k8s::own_writes::{OwnWrites, Write};
 use crate::controller::metrics::Metrics;
 use crate::controller::policy::annotate::{self, Plan, Wanted};
 use crate::controller::policy::desired::Key;
@@ -108,6 +110,10 @@ pub struct Context {
     pub queue: RoleQueue,
     pub roles: Arc<RoleState>,
     pub service_accounts: Store<ServiceAccount>,
+    /// The ServiceAccounts each binding annotated ([`index::service_accounts_by_owner`]).
+    pub owners: Index<ServiceAccount>,
+    /// The ServiceAccount writes made here, for the watch to recognise.
+    pub own_writes: OwnWrites,
     /// `--annotation-prefix`.
     pub prefix: String,
     /// Consecutive failures per binding, for `error_policy`'s backoff.
@@ -236,12 +242,15 @@ fn annotations_of(sa: &ServiceAccount) -> BTreeMap<String, String> {
     sa.metadata.annotations.clone().unwrap_or_default()
 }
 
+/// Writes `patch` on ServiceAccount `name` for binding `b`; false when it is gone.
 async fn patch_sa(
     ctx: &Context,
-    namespace: &str,
+    b: &IAMRoleBinding,
+    binding: &Key,
     name: &str,
     patch: &annotate::Patch,
 ) -> Result<bool> {
+    let namespace = &binding.namespace;
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
     match api
         .patch(
@@ -251,7 +260,17 @@ async fn patch_sa(
         )
         .await
     {
-        Ok(_) => Ok(true),
+        Ok(sa) => {
+            if let Some(version) = sa.metadata.resource_version {
+                let write = Write {
+                    resource_version: version,
+                    binding: binding.name.clone(),
+                    generation: b.metadata.generation.unwrap_or(0),
+                };
+                ctx.own_writes.record(Key::new(namespace, name), write);
+            }
+            Ok(true)
+        }
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(source) => Err(Error::Kube {
             what: format!("ServiceAccount {namespace}/{name}: writing annotations"),
@@ -260,19 +279,22 @@ async fn patch_sa(
     }
 }
 
-/// The ServiceAccounts of `namespace` this binding wrote annotations on.
-fn owned_service_accounts(
-    ctx: &Context,
-    namespace: &str,
-    binding: &str,
-) -> Vec<Arc<ServiceAccount>> {
-    ctx.service_accounts.state_filter(|sa| {
-        sa.namespace().as_deref() == Some(namespace)
-            && sa
-                .annotations()
+/// The ServiceAccounts of the binding's namespace it wrote annotations on: those the index
+/// names that the store still shows annotated by it.
+fn owned_service_accounts(ctx: &Context, binding: &Key) -> Vec<Arc<ServiceAccount>> {
+    ctx.owners
+        .get(&index::namespaced(&binding.namespace, &binding.name))
+        .into_iter()
+        .filter_map(|sa| {
+            ctx.service_accounts
+                .get(&ObjectRef::new(&sa.name).within(&sa.namespace))
+        })
+        .filter(|sa| {
+            sa.annotations()
                 .get(annotate::OWNER)
-                .is_some_and(|o| o == binding)
-    })
+                .is_some_and(|o| *o == binding.name)
+        })
+        .collect()
 }
 
 /// Sets (or releases) the annotations `annotateServiceAccounts` asks for.
@@ -286,13 +308,13 @@ async fn annotate_service_accounts(
         ..Default::default()
     };
     // Let go of SAs we annotated that are no longer listed (or all, when switched off).
-    for sa in owned_service_accounts(ctx, &key.namespace, &key.name) {
+    for sa in owned_service_accounts(ctx, key) {
         let name = sa.name_any();
         if b.spec.annotate_service_accounts && b.spec.service_accounts.contains(&name) {
             continue;
         }
         if let Some(p) = annotate::release(&annotations_of(&sa), &key.name) {
-            patch_sa(ctx, &key.namespace, &name, &p).await?;
+            patch_sa(ctx, b, key, &name, &p).await?;
         }
     }
     if summary.disabled {
@@ -317,7 +339,7 @@ async fn annotate_service_accounts(
         match annotate::plan(&annotations_of(&sa), &wanted) {
             Plan::UpToDate => summary.annotated.push(name.clone()),
             Plan::Patch(p) => {
-                if patch_sa(ctx, &key.namespace, name, &p).await? {
+                if patch_sa(ctx, b, key, name, &p).await? {
                     info!(service_account = %name, "annotated");
                     summary.annotated.push(name.clone());
                 } else {
@@ -348,9 +370,9 @@ fn nothing_to_clean(report: &RoleReport) -> bool {
 
 async fn cleanup(b: &IAMRoleBinding, ctx: &Context) -> Result<Action> {
     let key = key_of(b)?;
-    for sa in owned_service_accounts(ctx, &key.namespace, &key.name) {
+    for sa in owned_service_accounts(ctx, &key) {
         if let Some(p) = annotate::release(&annotations_of(&sa), &key.name) {
-            patch_sa(ctx, &key.namespace, &sa.name_any(), &p).await?;
+            patch_sa(ctx, b, &key, &sa.name_any(), &p).await?;
         }
     }
     let mut roles = vec![b.spec.role_arn.clone()];

@@ -1,36 +1,61 @@
 //! The reflector stores: what the ServiceAccount store keeps ([`strip_sa`]), which bindings a
-//! change concerns ([`bindings_of_role`], [`bindings_of_sa`]), and the pure [`Snapshot`] the
+//! change concerns ([`bindings_of_role`], [`bindings_of_sa`], from the stores'
+//! [indexes](crate::controller::k8s::index)), and the pure [`Snapshot`] the
 //! IAM side computes from ([`snapshot`]).
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use crate::controller::k8s::index::{self, Index};
 use crate::controller::policy::annotate;
 use crate::controller::policy::authz::GrantSpec;
-use crate::controller::policy::desired::{AnnotatedSa, BindingInfo, Snapshot};
+use crate::controller::policy::desired::{AnnotatedSa, BindingInfo, Key, Snapshot};
 use crate::crd::{IAMRoleBinding, IAMRoleGrant};
 
 /// `kubectl apply`'s copy of the whole object, in an annotation no reader of the stores needs.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// Drops what no reader of the ServiceAccount store needs before it is stored.
-pub fn strip_sa(sa: &mut ServiceAccount) {
-    // Only metadata is read; secrets lists can be long on old clusters.
-    sa.secrets = None;
-    sa.image_pull_secrets = None;
-    strip_meta(&mut sa.metadata);
+/// Keeps of a ServiceAccount what the readers of its store use: its name, namespace and
+/// resource version (matched against the reconciler's own writes), and the annotations under
+/// `prefix` and `irsa.dev/` (a binding's ownership records). A store holds every
+/// ServiceAccount of the cluster; the rest (labels, uid, other tools' annotations, secrets
+/// lists) would be most of its memory.
+pub fn strip_sa(sa: &mut ServiceAccount, prefix: &str) {
+    let meta = std::mem::take(&mut sa.metadata);
+    let ours = |key: &str| {
+        key.strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+            || key.starts_with("irsa.dev/")
+    };
+    let annotations = meta
+        .annotations
+        .map(|a| {
+            a.into_iter()
+                .filter(|(k, _)| ours(k))
+                .collect::<BTreeMap<_, _>>()
+        })
+        .filter(|a| !a.is_empty());
+    *sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: meta.name,
+            namespace: meta.namespace,
+            resource_version: meta.resource_version,
+            annotations,
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
 }
 
 /// Drops what no reader of the binding store needs before it is stored: the field managers'
 /// records (several per binding: its creator, the controller's finalizer and status) are
 /// most of a stored binding's memory.
 pub fn strip_binding(binding: &mut IAMRoleBinding) {
-    strip_meta(&mut binding.metadata);
-}
-
-fn strip_meta(meta: &mut ObjectMeta) {
+    let meta = &mut binding.metadata;
     meta.managed_fields = None;
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.remove(LAST_APPLIED);
@@ -39,39 +64,30 @@ fn strip_meta(meta: &mut ObjectMeta) {
 
 /// Bindings to re-reconcile after `report`: those pointing at the role now or before.
 pub fn bindings_of_role(
-    store: &Store<IAMRoleBinding>,
+    by_role: &Index<IAMRoleBinding>,
     role: &str,
 ) -> Vec<ObjectRef<IAMRoleBinding>> {
-    store
-        .state_filter(|b| {
-            b.spec.role_arn == role
-                || b.status
-                    .as_ref()
-                    .and_then(|s| s.role_arn.as_deref())
-                    .is_some_and(|r| r == role)
-        })
-        .iter()
-        .map(|b| ObjectRef::from_obj(b.as_ref()))
-        .collect()
+    by_role.get(role).iter().map(binding_ref).collect()
 }
 
 /// Bindings affected by a change of `sa` (they list it, or they annotated it).
 pub fn bindings_of_sa(
-    store: &Store<IAMRoleBinding>,
+    by_service_account: &Index<IAMRoleBinding>,
     sa: &ServiceAccount,
 ) -> Vec<ObjectRef<IAMRoleBinding>> {
     let ns = sa.namespace().unwrap_or_default();
-    let name = sa.name_any();
-    let owner = sa.annotations().get(annotate::OWNER).cloned();
-    store
-        .state_filter(|b| {
-            b.namespace().as_deref() == Some(ns.as_str())
-                && (b.spec.service_accounts.contains(&name)
-                    || owner.as_deref() == Some(&b.name_any()))
-        })
-        .iter()
-        .map(|b| ObjectRef::from_obj(b.as_ref()))
-        .collect()
+    let mut keys: BTreeSet<Key> = by_service_account
+        .get(&index::namespaced(&ns, &sa.name_any()))
+        .into_iter()
+        .collect();
+    if let Some(owner) = sa.annotations().get(annotate::OWNER) {
+        keys.insert(Key::new(&ns, owner));
+    }
+    keys.iter().map(binding_ref).collect()
+}
+
+fn binding_ref(key: &Key) -> ObjectRef<IAMRoleBinding> {
+    ObjectRef::new(&key.name).within(&key.namespace)
 }
 
 /// The snapshot the role worker computes from, read from the reflector stores.
@@ -130,20 +146,39 @@ pub fn snapshot(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 
     use super::*;
 
+    fn annotation_keys(meta: &ObjectMeta) -> Option<Vec<&str>> {
+        meta.annotations
+            .as_ref()
+            .map(|a| a.keys().map(String::as_str).collect())
+    }
+
     #[test]
     fn stripping_keeps_what_the_readers_use() {
-        let mut sa = ServiceAccount::default();
-        sa.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
-        sa.metadata.annotations = Some(BTreeMap::from([
-            (LAST_APPLIED.to_string(), "{...}".to_string()),
-            (annotate::OWNER.to_string(), "b".to_string()),
-        ]));
+        let meta = ObjectMeta {
+            name: Some("app".into()),
+            namespace: Some("team-a".into()),
+            resource_version: Some("42".into()),
+            uid: Some("0b6c1f0e-5d8f-4a53-9a57-1a2b3c4d5e6f".into()),
+            labels: Some(BTreeMap::from([("app".into(), "web".into())])),
+            managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+            annotations: Some(BTreeMap::from([
+                (LAST_APPLIED.to_string(), "{...}".to_string()),
+                ("example.com/role-arn".to_string(), "x".to_string()),
+                ("example.com.evil/x".to_string(), "x".to_string()),
+                ("meta.helm.sh/release-name".to_string(), "x".to_string()),
+                (annotate::OWNER.to_string(), "b".to_string()),
+            ])),
+            ..ObjectMeta::default()
+        };
+        let mut sa = ServiceAccount {
+            metadata: meta,
+            automount_service_account_token: Some(false),
+            ..ServiceAccount::default()
+        };
         let mut binding = IAMRoleBinding::new(
             "b",
             serde_json::from_value(serde_json::json!({
@@ -153,17 +188,38 @@ mod tests {
         );
         binding.metadata = sa.metadata.clone();
 
-        strip_sa(&mut sa);
+        strip_sa(&mut sa, "example.com");
         strip_binding(&mut binding);
-        for meta in [&sa.metadata, &binding.metadata] {
-            assert_eq!(meta.managed_fields, None);
-            assert_eq!(
-                meta.annotations
-                    .as_ref()
-                    .map(|a| a.keys().map(String::as_str).collect::<Vec<_>>()),
-                Some(vec![annotate::OWNER])
-            );
-        }
+        assert_eq!(
+            sa,
+            ServiceAccount {
+                metadata: ObjectMeta {
+                    name: Some("app".into()),
+                    namespace: Some("team-a".into()),
+                    resource_version: Some("42".into()),
+                    annotations: Some(BTreeMap::from([
+                        ("example.com/role-arn".to_string(), "x".to_string()),
+                        (annotate::OWNER.to_string(), "b".to_string()),
+                    ])),
+                    ..ObjectMeta::default()
+                },
+                ..ServiceAccount::default()
+            }
+        );
+        assert_eq!(binding.metadata.managed_fields, None);
+        assert_eq!(
+            annotation_keys(&binding.metadata),
+            Some(vec![
+                "example.com.evil/x",
+                "example.com/role-arn",
+                "irsa.dev/role-binding",
+                "meta.helm.sh/release-name",
+            ])
+        );
+        assert_eq!(
+            binding.metadata.uid.as_deref(),
+            Some("0b6c1f0e-5d8f-4a53-9a57-1a2b3c4d5e6f")
+        );
         assert_eq!(binding.spec.service_accounts, ["app"]);
     }
 }

@@ -10,6 +10,9 @@
 #   scripts/control-plane.sh down    stop exactly the processes `up` started
 #   scripts/control-plane.sh rotate-key add|drop   restart kube-apiserver with a second
 #                                    signing key (add), then with only that key (drop)
+#   scripts/control-plane.sh apiserver stop|start   stop kube-apiserver alone (etcd and
+#                                    kube-controller-manager keep running), start it again
+#                                    with the keys it had
 #
 # Binaries: ${IRSA_K8S_CACHE:-~/.cache/irsa/k8s}/<version>/. State (PKI, etcd data, logs,
 # pids, kubeconfig): ${IRSA_CONTROL_PLANE_DIR:-/tmp/irsa-control-plane}.
@@ -180,6 +183,7 @@ start() { # name command...
 start_apiserver() {
   local signing=$1
   shift
+  echo "$signing $*" >"$DIR/apiserver-keys"
   local etcd_port api_port
   read -r etcd_port api_port <"$DIR/ports"
   local server="https://127.0.0.1:$api_port" keys=() key issuer jwks=()
@@ -227,6 +231,21 @@ cmd_rotate_key() {
     *) die "usage: $0 rotate-key add|drop" ;;
   esac
   log "kube-apiserver restarted with the $1 key set"
+}
+
+# apiserver stop|start: an API-server outage with everything else kept (etcd's data too).
+cmd_apiserver() {
+  [[ -f "$DIR/ports" ]] || die "not running (scripts/control-plane.sh up)"
+  case "${1:-}" in
+    stop) stop_one kube-apiserver ;;
+    start)
+      local keys
+      read -r -a keys <"$DIR/apiserver-keys"
+      start_apiserver "${keys[@]}"
+      ;;
+    *) die "usage: $0 apiserver stop|start" ;;
+  esac
+  log "kube-apiserver: $1"
 }
 
 cmd_up() {
@@ -312,5 +331,6 @@ case "${1:-}" in
   env) [[ -f "$DIR/env" ]] && cmd_running || die "not running (scripts/control-plane.sh up)"; cat "$DIR/env" ;;
   down) cmd_down_quiet; log "down" ;;
   rotate-key) cmd_rotate_key "${2:-}" ;;
-  *) echo "usage: $0 build|up|env|down|rotate-key add|drop" >&2; exit 2 ;;
+  apiserver) cmd_apiserver "${2:-}" ;;
+  *) echo "usage: $0 build|up|env|down|rotate-key add|drop|apiserver stop|start" >&2; exit 2 ;;
 esac

@@ -8,6 +8,7 @@
 //! - [`prometheus`]: promtool and Prometheus, for the chart's alert rules and dashboard.
 //! - [`moto`]: the IAM/STS emulator behind a fault-injecting, counting proxy; [`verifier`]: the
 //!   verifying STS of the whole-trip journeys.
+//! - [`converge`]: the world of the fault and chaos journeys and its convergence check.
 //! - [`support`], [`identity`], [`webhook`], [`kubelet`], [`trust_check`]: what the journeys
 //!   need from a cluster: settings, clients, namespaces, the chart's identities and
 //!   registrations, the kubelet stand-in, assertions on trust policies; [`sdk`]: the SDK
@@ -16,6 +17,7 @@
 // Test code: a helper fails its test by panicking, like the test functions that call it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod converge;
 pub mod identity;
 pub mod kubelet;
 pub mod metrics;

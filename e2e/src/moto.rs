@@ -28,6 +28,14 @@
 //! per test even when tests share the emulator. The proxies run on a dedicated runtime thread,
 //! not on the test's runtime (`#[tokio::test]` makes one runtime per test, which dies with it).
 //! Operations are recognised from the `Action=` field of the AWS query protocol (IAM and STS).
+//!
+//! Faults come two ways: queued for the next calls of one operation ([`FaultProxy::inject_for`]),
+//! or standing — every request (or every request naming one role) gets the fault until the test
+//! changes it ([`FaultProxy::set_standing`]): the per-test schedule of the fault journeys. Every
+//! request is logged with its time, operation, role and fault ([`FaultProxy::log`]), so a test
+//! can bound the rate of calls while IAM fails. Every answer closes its connection, so a
+//! connection reset (done when a connection is accepted) hits the next request, not a pooled
+//! connection that predates it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
@@ -202,6 +210,22 @@ pub enum Fault {
     /// Forwarded (moto applies it) but the answer is withheld: the client sees a timeout for
     /// a write that happened — the case that catches non-idempotent retries.
     TimeoutAfterForward,
+    /// The connection is reset (RST) as soon as it is accepted, before a byte is read: only as
+    /// a standing fault for every request ([`FaultProxy::set_standing`] with no role).
+    Reset,
+    /// Forwarded after this long; the answer is moto's.
+    Latency(Duration),
+}
+
+/// One request as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub at: Instant,
+    /// The IAM/STS action, or `(reset)` for a connection reset before its request was read.
+    pub operation: String,
+    /// The `RoleName` the request names, if any.
+    pub role: Option<String>,
+    pub fault: Option<Fault>,
 }
 
 #[derive(Default)]
@@ -215,6 +239,28 @@ struct ProxyState {
     params: Mutex<Vec<(String, BTreeMap<String, String>)>>,
     /// Requests to hold after forwarding: (operation, where to hand the test its Release).
     holds: Mutex<Vec<(String, tokio::sync::oneshot::Sender<Release>)>>,
+    /// Standing faults: for every request (`None`) or every request naming that role.
+    standing: Mutex<BTreeMap<Option<String>, Fault>>,
+    log: Mutex<Vec<Call>>,
+}
+
+impl ProxyState {
+    /// The standing fault for a request naming `role`: the role's own, else the global one.
+    fn standing_for(&self, role: Option<&str>) -> Option<Fault> {
+        let standing = self.standing.lock().unwrap();
+        role.and_then(|r| standing.get(&Some(r.to_string())))
+            .or_else(|| standing.get(&None))
+            .copied()
+    }
+
+    fn record(&self, operation: String, role: Option<String>, fault: Option<Fault>) {
+        self.log.lock().unwrap().push(Call {
+            at: Instant::now(),
+            operation,
+            role,
+            fault,
+        });
+    }
 }
 
 /// Handed to a test while a held request waits between moto and the client; the answer goes
@@ -253,6 +299,26 @@ impl FaultProxy {
             .unwrap()
             .push((operation.to_string(), tx));
         rx
+    }
+
+    /// From now on every request naming `role` (a role name; `None`: every request) gets
+    /// `fault`, until changed; `None` clears it. A role's own fault wins over the global one.
+    pub fn set_standing(&self, role: Option<&str>, fault: Option<Fault>) {
+        assert!(
+            !(role.is_some() && fault == Some(Fault::Reset)),
+            "a reset happens before the request (and its role) is read: set it for every request"
+        );
+        let mut standing = self.state.standing.lock().unwrap();
+        let key = role.map(str::to_string);
+        match fault {
+            Some(f) => standing.insert(key, f),
+            None => standing.remove(&key),
+        };
+    }
+
+    /// Every request so far, in order.
+    pub fn log(&self) -> Vec<Call> {
+        self.state.log.lock().unwrap().clone()
     }
 
     /// Faults queued but not yet served.
@@ -445,12 +511,44 @@ fn start_proxy(moto: &'static Moto) -> FaultProxy {
     let state = Arc::new(ProxyState::default());
     let app_state = (state.clone(), moto.endpoint.clone(), reqwest::Client::new());
     moto.runtime.spawn(async move {
-        let listener =
-            tokio::net::TcpListener::from_std(listener).expect("adopting the proxy socket");
+        let listener = ResettingListener {
+            inner: tokio::net::TcpListener::from_std(listener).expect("adopting the proxy socket"),
+            state: app_state.0.clone(),
+        };
         let app = axum::Router::new().fallback(handle).with_state(app_state);
         axum::serve(listener, app).await.expect("proxy server");
     });
     FaultProxy { state, addr }
+}
+
+/// Resets the connections it accepts while a global [`Fault::Reset`] stands.
+struct ResettingListener {
+    inner: tokio::net::TcpListener,
+    state: Arc<ProxyState>,
+}
+
+impl axum::serve::Listener for ResettingListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            if self.state.standing_for(None) != Some(Fault::Reset) {
+                return (stream, addr);
+            }
+            // Zero linger: closing sends RST, what the client sees as "connection reset".
+            let _ = stream.set_zero_linger();
+            drop(stream);
+            self.state.injected.fetch_add(1, Ordering::SeqCst);
+            self.state
+                .record("(reset)".to_string(), None, Some(Fault::Reset));
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
 }
 
 type AppState = (Arc<ProxyState>, String, reqwest::Client);
@@ -468,19 +566,35 @@ async fn handle(State((state, upstream, client)): State<AppState>, req: Request)
         .unwrap()
         .entry(operation.clone())
         .or_default() += 1;
-    state
-        .params
-        .lock()
-        .unwrap()
-        .push((operation.clone(), form_params(&body)));
+    let params = form_params(&body);
+    let role = params.get("RoleName").cloned();
+    state.params.lock().unwrap().push((operation.clone(), params));
     let fault = {
         let mut q = state.queue.lock().unwrap();
         let pos = q.iter().position(|(op, _)| *op == operation);
         pos.and_then(|i| q.remove(i)).map(|(_, f)| f)
-    };
+    }
+    .or_else(|| state.standing_for(role.as_deref()));
     if fault.is_some() {
         state.injected.fetch_add(1, Ordering::SeqCst);
     }
+    state.record(operation.clone(), role, fault);
+    let mut out = answer(&state, fault, operation, parts, body, upstream, client).await;
+    // One request per connection: a reset then reaches the very next request.
+    out.headers_mut()
+        .insert("connection", HeaderValue::from_static("close"));
+    out
+}
+
+async fn answer(
+    state: &ProxyState,
+    fault: Option<Fault>,
+    operation: String,
+    parts: axum::http::request::Parts,
+    body: axum::body::Bytes,
+    upstream: String,
+    client: reqwest::Client,
+) -> Response {
     match fault {
         Some(Fault::Throttle) => {
             return error_xml(StatusCode::BAD_REQUEST, "Throttling", "Rate exceeded");
@@ -496,7 +610,10 @@ async fn handle(State((state, upstream, client)): State<AppState>, req: Request)
             tokio::time::sleep(HANG).await;
             return StatusCode::GATEWAY_TIMEOUT.into_response();
         }
-        Some(Fault::TimeoutAfterForward) | None => {}
+        Some(Fault::Latency(delay)) => tokio::time::sleep(delay).await,
+        // A reset stands at the listener; one that started while this request was in flight
+        // lets it through.
+        Some(Fault::TimeoutAfterForward | Fault::Reset) | None => {}
     }
     let url = format!(
         "{upstream}{}",

@@ -163,16 +163,32 @@ pub struct ControllerCluster {
 
 pub async fn controller_cluster() -> ControllerCluster {
     let settings = settings();
-    let client = client().await;
-    install_crds(&client).await;
     let issuer_flag = std::env::var("IRSA_E2E_ISSUER_URL")
         .ok()
         .map(|url| IssuerUrl::parse(&url).unwrap_or_else(|e| panic!("IRSA_E2E_ISSUER_URL: {e}")));
+    let client = client().await;
+    controller_cluster_with(settings, client, &admin_kubeconfig(), issuer_flag).await
+}
+
+/// [`controller_cluster`] on the cluster of the admin kubeconfig `admin` (e.g. an
+/// [`OwnPlane`]'s), whose issuer is its API server's.
+pub async fn controller_cluster_at(admin: &std::path::Path) -> ControllerCluster {
+    let settings = settings();
+    controller_cluster_with(settings, client_for(admin).await, admin, None).await
+}
+
+async fn controller_cluster_with(
+    settings: Settings,
+    client: kube::Client,
+    admin: &std::path::Path,
+    issuer_flag: Option<IssuerUrl>,
+) -> ControllerCluster {
+    install_crds(&client).await;
     let issuer = irsa::issuer::discover::issuer(&client, issuer_flag.as_ref())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let aws_env = aws_env().await;
-    let kubeconfig = identity::kubeconfig(&client, Component::Controller).await;
+    let kubeconfig = identity::kubeconfig_in(&client, admin, Component::Controller).await;
     ControllerCluster {
         settings,
         client,

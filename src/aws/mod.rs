@@ -57,14 +57,14 @@ fn tags_to_map(tags: &[aws_sdk_iam::types::Tag]) -> BTreeMap<String, String> {
 }
 
 /// The production `SdkConfig`: region from the usual chain (IAM is global; STS needs one, so
-/// us-east-1 when none is configured), adaptive retries, bounded attempts, and the endpoint
-/// override (`--aws-endpoint-url`; the SDK also honours `AWS_ENDPOINT_URL` by itself).
+/// us-east-1 when none is configured), adaptive retries, bounded attempts (8
+/// unless the SDKs' own `AWS_MAX_ATTEMPTS` says otherwise), and the endpoint override
+/// (`--aws-endpoint-url`; the SDK also honours `AWS_ENDPOINT_URL` by itself).
 pub async fn load_sdk_config(endpoint_url: Option<&str>) -> SdkConfig {
     let region = aws_config::meta::region::RegionProviderChain::default_provider()
         .or_else(Region::new("us-east-1"));
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(region)
-        .retry_config(RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))
@@ -72,6 +72,11 @@ pub async fn load_sdk_config(endpoint_url: Option<&str>) -> SdkConfig {
                 .operation_timeout(Duration::from_secs(120))
                 .build(),
         );
+    // Left unset, the loader reads AWS_MAX_ATTEMPTS (and AWS_RETRY_MODE; [`Aws::new`] makes
+    // the mode adaptive either way).
+    if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+        loader = loader.retry_config(RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS));
+    }
     if let Some(url) = endpoint_url {
         loader = loader.endpoint_url(url);
     }

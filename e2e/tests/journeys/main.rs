@@ -12,16 +12,19 @@
 
 mod agent;
 mod alerts;
+mod chaos;
 mod controller;
 mod crd;
 mod doctor;
 mod doctor_webhook;
+mod faults;
 mod install;
 mod issuer;
 mod leader;
 mod opt_out;
 mod publish;
 mod rbac;
+mod restart;
 mod selftls;
 mod trip;
 mod uninjected;

@@ -24,7 +24,7 @@ use irsa::{
 use k8s_openapi::{
     api::{
         admissionregistration::v1::MutatingWebhookConfiguration,
-        apps::v1::Deployment,
+        apps::v1::{DaemonSet, Deployment},
         core::v1::{ConfigMap, Namespace, Pod, PodSpec, Secret, Service, ServiceAccount},
         networking::v1::NetworkPolicy,
         policy::v1::PodDisruptionBudget,
@@ -302,6 +302,7 @@ fn check_typed(doc: &Value) -> Result<(), String> {
         Namespace,
         Pod,
         Deployment,
+        DaemonSet,
         PodDisruptionBudget,
         ClusterRole,
         ClusterRoleBinding,
@@ -709,7 +710,10 @@ fn pod_spec(deploy: &Deployment) -> &PodSpec {
 }
 
 fn parse_cli(deploy: &Deployment) -> Sub {
-    let spec = pod_spec(deploy);
+    parse_pod_cli(pod_spec(deploy))
+}
+
+fn parse_pod_cli(spec: &PodSpec) -> Sub {
     let c = &spec.containers[0];
     let mut argv = vec!["irsa".to_string()];
     argv.extend(c.args.clone().unwrap_or_default());
@@ -727,7 +731,10 @@ fn parse_cli(deploy: &Deployment) -> Sub {
 }
 
 fn container_port(deploy: &Deployment, name: &str) -> i32 {
-    let spec = pod_spec(deploy);
+    pod_container_port(pod_spec(deploy), name)
+}
+
+fn pod_container_port(spec: &PodSpec, name: &str) -> i32 {
     spec.containers[0]
         .ports
         .as_ref()
@@ -1269,6 +1276,209 @@ fn chart_values_schema_covers_every_value() {
     let mut problems = Vec::new();
     walk(&values, &schema, "", &mut problems);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Exactly what `irsa agent` calls: token reviews and its three watches (src/agent/).
+const AGENT_RBAC: &[(&str, &str, &[&str])] = &[
+    ("authentication.k8s.io", "tokenreviews", &["create"]),
+    ("", "pods", &["list", "watch"]),
+    ("irsa.dev", "podidentityassociations", &["list", "watch"]),
+    ("irsa.dev", "iamrolegrants", &["list", "watch"]),
+];
+
+fn agent_pod(docs: &[Value]) -> PodSpec {
+    let ds: DaemonSet = find(docs, "DaemonSet", "irsa-agent");
+    ds.spec.unwrap().template.spec.unwrap()
+}
+
+#[test]
+fn chart_agent_is_off_by_default() {
+    let docs = render_checked(&values(json!({})));
+    assert!(!docs.iter().any(|d| d["kind"] == "DaemonSet"));
+    assert!(
+        !kinds_and_names(&docs)
+            .iter()
+            .any(|(_, n)| n.contains("agent")),
+        "{:?}",
+        kinds_and_names(&docs)
+    );
+}
+
+/// `agent.enabled=true`: a DaemonSet on every node's host network whose init container alone
+/// has NET_ADMIN (to add the link-local addresses), whose agent is non-root with only
+/// NET_BIND_SERVICE, listens where the webhook sends pods, and whose ClusterRole grants
+/// exactly what the agent calls.
+#[test]
+fn chart_agent_daemonset_serves_the_link_local_endpoint_with_least_privilege() {
+    let role = "arn:aws:iam::111122223333:role/irsa-agent";
+    let docs = render_checked(&values(json!({"agent": {
+        "enabled": true, "iamRoleArn": role, "awsRegion": "eu-west-1"
+    }})));
+    assert_no_secrets_in_rbac(&docs);
+    let ds: DaemonSet = find(&docs, "DaemonSet", "irsa-agent");
+    let strategy = ds.spec.as_ref().unwrap().update_strategy.clone().unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    let pod = agent_pod(&docs);
+    assert_eq!(pod.host_network, Some(true));
+    assert_eq!(pod.service_account_name.as_deref(), Some("irsa-agent"));
+    assert_eq!(
+        serde_json::to_value(&pod.tolerations).unwrap(),
+        json!([{"operator": "Exists"}]),
+        "every node, whatever its taints"
+    );
+    assert_hardened("irsa-agent", &pod);
+    let agent = &pod.containers[0];
+    let image = format!("ghcr.io/irsa-dev/irsa:{}", chart_app_version());
+    assert_eq!(agent.image.as_deref(), Some(image.as_str()));
+    let caps = |c: &k8s_openapi::api::core::v1::Container| {
+        let sc = c.security_context.clone().unwrap_or_default();
+        let caps = sc.capabilities.unwrap_or_default();
+        (caps.add.unwrap_or_default(), caps.drop.unwrap_or_default())
+    };
+    assert_eq!(
+        caps(agent),
+        (
+            vec!["NET_BIND_SERVICE".to_string()],
+            vec!["ALL".to_string()]
+        )
+    );
+
+    // The init container: NET_ADMIN only, both addresses on a dummy interface.
+    let inits = pod.init_containers.clone().unwrap_or_default();
+    assert_eq!(inits.len(), 1);
+    let init = &inits[0];
+    assert_eq!(
+        caps(init),
+        (vec!["NET_ADMIN".to_string()], vec!["ALL".to_string()])
+    );
+    let sc = init.security_context.clone().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_ne!(sc.privileged, Some(true));
+    let script = init.args.clone().unwrap_or_default().join("\n");
+    for step in [
+        "ip link add irsa-agent type dummy",
+        "ip addr add 169.254.170.23/32 dev irsa-agent",
+        "ip -6 addr add fd00:ec2::23/128 dev irsa-agent",
+    ] {
+        assert!(
+            script.contains(step),
+            "the init script lacks `{step}`:\n{script}"
+        );
+    }
+
+    // The flags, parsed by the real CLI: the endpoint the webhook injects, probes apart.
+    let Sub::Agent(args) = parse_pod_cli(&pod) else {
+        panic!("the DaemonSet does not run `irsa agent`: {:?}", agent.args)
+    };
+    let uri = irsa::mutate::config::DEFAULT_CC_FULL_URI;
+    assert_eq!(format!("http://{}/v1/credentials", args.listen.ip()), uri);
+    assert_eq!(args.listen.port(), 80);
+    assert_eq!(
+        i32::from(args.listen.port()),
+        pod_container_port(&pod, "credentials")
+    );
+    assert_eq!(
+        i32::from(args.metrics_listen.port()),
+        pod_container_port(&pod, "metrics")
+    );
+    for probe in [&agent.liveness_probe, &agent.readiness_probe] {
+        let port = probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .unwrap()
+            .port
+            .clone();
+        assert_eq!(serde_json::to_value(port).unwrap(), json!("metrics"));
+    }
+    assert_eq!(args.audience, irsa::mutate::config::DEFAULT_CC_AUDIENCE);
+    assert_eq!(
+        args.cluster_name, "demo",
+        "controller.clusterName by default"
+    );
+    assert_eq!(args.node_name, "$(NODE_NAME)");
+    let env = agent.env.clone().unwrap_or_default();
+    let var = |name: &str| env.iter().find(|e| e.name == name).cloned();
+    let node = var("NODE_NAME")
+        .and_then(|e| e.value_from)
+        .and_then(|v| v.field_ref);
+    assert_eq!(node.map(|f| f.field_path).as_deref(), Some("spec.nodeName"));
+
+    // Its own role: on its ServiceAccount and in its environment (the webhook skips the
+    // release namespace), with the token that role's web identity reads.
+    let sa: ServiceAccount = find(&docs, "ServiceAccount", "irsa-agent");
+    assert_eq!(
+        sa.metadata.annotations.unwrap()["eks.amazonaws.com/role-arn"],
+        role
+    );
+    assert_eq!(
+        var("AWS_ROLE_ARN").and_then(|e| e.value).as_deref(),
+        Some(role)
+    );
+    assert_eq!(
+        var("AWS_REGION").and_then(|e| e.value).as_deref(),
+        Some("eu-west-1")
+    );
+    let token = var("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .and_then(|e| e.value)
+        .unwrap();
+    let mounts = agent.volume_mounts.clone().unwrap_or_default();
+    assert!(
+        mounts.iter().any(|m| token.starts_with(&m.mount_path)),
+        "{token} is not mounted: {mounts:?}"
+    );
+
+    let cluster_role: ClusterRole = find(&docs, "ClusterRole", "irsa-agent");
+    assert_eq!(rule_table(&cluster_role.rules.unwrap()), table(AGENT_RBAC));
+    let binding: ClusterRoleBinding = find(&docs, "ClusterRoleBinding", "irsa-agent");
+    assert_eq!(binding.role_ref.name, "irsa-agent");
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (
+            subject.kind.as_str(),
+            subject.name.as_str(),
+            subject.namespace.as_deref()
+        ),
+        ("ServiceAccount", "irsa-agent", Some(NS))
+    );
+}
+
+#[test]
+fn chart_agent_values_listen_address_cluster_name_and_schema() {
+    // IPv6-only clusters: the other link-local address, bracketed for the CLI.
+    let docs = render_checked(&json!({
+        "controller": {"enabled": false},
+        "agent": {"enabled": true, "clusterName": "v6", "listenAddress": "fd00:ec2::23"}
+    }));
+    let Sub::Agent(args) = parse_pod_cli(&agent_pod(&docs)) else {
+        panic!("not the agent")
+    };
+    assert_eq!(args.listen.to_string(), "[fd00:ec2::23]:80");
+    assert_eq!(args.cluster_name, "v6");
+
+    let err = helm(
+        "render",
+        &json!({"controller": {"enabled": false}, "agent": {"enabled": true}}),
+    )
+    .unwrap_err();
+    assert!(err.contains("agent.clusterName"), "{err}");
+    for (bad, mentions) in [
+        (
+            json!({"agent": {"listenAddress": "0.0.0.0"}}),
+            "/agent/listenAddress",
+        ),
+        (
+            json!({"agent": {"iamRoleArn": "irsa-agent"}}),
+            "/agent/iamRoleArn",
+        ),
+        (json!({"agent": {"enable": true}}), "enable"),
+    ] {
+        let err = helm("render", &values(bad.clone())).expect_err(&format!("{bad} was accepted"));
+        assert!(
+            err.contains(mentions),
+            "{bad}: error does not name {mentions}:\n{err}"
+        );
+    }
 }
 
 #[test]

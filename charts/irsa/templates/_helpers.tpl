@@ -18,6 +18,7 @@
 
 {{- define "irsa.webhook.name" -}}{{ include "irsa.fullname" . }}-webhook{{- end -}}
 {{- define "irsa.controller.name" -}}{{ include "irsa.fullname" . }}-controller{{- end -}}
+{{- define "irsa.agent.name" -}}{{ include "irsa.fullname" . }}-agent{{- end -}}
 {{- define "irsa.webhook.tlsSecretName" -}}
 {{- if eq .Values.tls.mode "existingSecret" -}}
 {{- required "tls.existingSecret.name is required when tls.mode=existingSecret" .Values.tls.existingSecret.name -}}
@@ -108,4 +109,14 @@ increase(), which knows resets. */ -}}
 {{- $series := index . 0 -}}
 {{- $window := index . 1 -}}
 ((({{ $series }} - ({{ $series }} offset {{ $window }} or {{ $series }} * 0)) unless resets({{ $series }}[{{ $window }}]) > 0) or increase({{ $series }}[{{ $window }}]))
+{{- end -}}
+
+{{- define "irsa.agent.initImage" -}}
+{{- with .Values.agent.initImage -}}
+{{- if .digest -}}
+{{ .repository }}@{{ .digest }}
+{{- else -}}
+{{ .repository }}:{{ .tag }}
+{{- end -}}
+{{- end -}}
 {{- end -}}

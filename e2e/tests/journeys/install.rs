@@ -120,7 +120,12 @@ async fn helm_install_upgrade_keeps_the_ca_and_uninstall_keeps_the_crds() {
         },
         "webhook": {"namespaceSelectorExpressions": [{
             "key": "kubernetes.io/metadata.name", "operator": "In", "values": ["irsa-e2e-nowhere"]
-        }]}
+        }]},
+        // docs/pod-identity.md "Install with the chart": the API server takes its DaemonSet.
+        "agent": {
+            "enabled": true,
+            "iamRoleArn": "arn:aws:iam::123456789012:role/irsa-agent"
+        }
     })
     .to_string();
 
@@ -131,6 +136,11 @@ async fn helm_install_upgrade_keeps_the_ca_and_uninstall_keeps_the_crds() {
     assert!(
         manifest.len() >= 10,
         "the release has objects: {}",
+        names(&manifest).join(", ")
+    );
+    assert!(
+        manifest.iter().any(|d| d["kind"] == "DaemonSet"),
+        "the agent's DaemonSet is part of the release: {}",
         names(&manifest).join(", ")
     );
     let stored = existing(&manifest, &ns);

@@ -622,6 +622,21 @@ const RBAC: &[(&str, &str, &str, &[&str])] = &[
         "mutatingwebhookconfigurations",
         &["get", "list", "watch", "update"],
     ),
+    // agent.enabled only (the Pod Identity agent's DaemonSet).
+    (
+        "agent",
+        "authentication.k8s.io",
+        "tokenreviews",
+        &["create"],
+    ),
+    ("agent", "", "pods", &["list", "watch"]),
+    (
+        "agent",
+        "irsa.dev",
+        "podidentityassociations",
+        &["list", "watch"],
+    ),
+    ("agent", "irsa.dev", "iamrolegrants", &["list", "watch"]),
 ];
 
 fn rbac_of(role: &str) -> BTreeMap<(String, String), BTreeSet<String>> {
@@ -1279,13 +1294,6 @@ fn chart_values_schema_covers_every_value() {
 }
 
 /// Exactly what `irsa agent` calls: token reviews and its three watches (src/agent/).
-const AGENT_RBAC: &[(&str, &str, &[&str])] = &[
-    ("authentication.k8s.io", "tokenreviews", &["create"]),
-    ("", "pods", &["list", "watch"]),
-    ("irsa.dev", "podidentityassociations", &["list", "watch"]),
-    ("irsa.dev", "iamrolegrants", &["list", "watch"]),
-];
-
 fn agent_pod(docs: &[Value]) -> PodSpec {
     let ds: DaemonSet = find(docs, "DaemonSet", "irsa-agent");
     ds.spec.unwrap().template.spec.unwrap()
@@ -1429,7 +1437,7 @@ fn chart_agent_daemonset_serves_the_link_local_endpoint_with_least_privilege() {
     );
 
     let cluster_role: ClusterRole = find(&docs, "ClusterRole", "irsa-agent");
-    assert_eq!(rule_table(&cluster_role.rules.unwrap()), table(AGENT_RBAC));
+    assert_eq!(rule_table(&cluster_role.rules.unwrap()), rbac_of("agent"));
     let binding: ClusterRoleBinding = find(&docs, "ClusterRoleBinding", "irsa-agent");
     assert_eq!(binding.role_ref.name, "irsa-agent");
     let subject = &binding.subjects.unwrap()[0];

@@ -568,7 +568,11 @@ async fn handle(State((state, upstream, client)): State<AppState>, req: Request)
         .or_default() += 1;
     let params = form_params(&body);
     let role = params.get("RoleName").cloned();
-    state.params.lock().unwrap().push((operation.clone(), params));
+    state
+        .params
+        .lock()
+        .unwrap()
+        .push((operation.clone(), params));
     let fault = {
         let mut q = state.queue.lock().unwrap();
         let pos = q.iter().position(|(op, _)| *op == operation);

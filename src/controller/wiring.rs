@@ -312,7 +312,7 @@ pub async fn run_reconcilers(
         Api::<IAMRoleBinding>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
-    .default_backoff()
+    .backoff(crate::backoff::watch())
     .modify(strip_binding)
     .inspect(by_service_account.updater())
     .inspect(by_role.updater())
@@ -394,7 +394,6 @@ pub async fn run_reconcilers(
 
     let ctx = Arc::new(Context {
         client: client.clone(),
-        recorder: recorder(&client),
         metrics,
         queue,
         roles: state,
@@ -454,7 +453,7 @@ fn spawn_service_account_watch(
         Api::<ServiceAccount>::all(client.clone()),
         watcher::Config::default(),
     )
-    .default_backoff()
+    .backoff(crate::backoff::watch())
     .modify({
         let prefix = h.stores.prefix.clone();
         move |sa| strip_sa(sa, &prefix)
@@ -541,7 +540,7 @@ fn spawn_grant_watch(
         Api::<IAMRoleGrant>::all(client.clone()),
         watcher::Config::default(),
     )
-    .default_backoff()
+    .backoff(crate::backoff::watch())
     .reflect(writer)
     .inspect(on_init_done(synced))
     .touched_objects();

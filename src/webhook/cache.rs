@@ -308,7 +308,7 @@ impl ServiceAccountCache {
 
     /// The ServiceAccount watch (metadata only: the webhook reads no other field), `None`
     /// without a Kubernetes client. Runs until dropped: errors are retried with
-    /// kube-runtime's default backoff, so the future only ends if the watch stream does.
+    /// [`crate::backoff::watch`], so the future only ends if the watch stream does.
     pub fn watch(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
         let client = self.inner.client.clone()?;
         let inner = self.inner.clone();
@@ -316,7 +316,7 @@ impl ServiceAccountCache {
             // `PartialObjectMeta`: the API server sends metadata only (PartialObjectMetadataList).
             let api: Api<PartialObjectMeta<ServiceAccount>> = Api::all(client);
             let config = watcher::Config::default().page_size(LIST_PAGE_SIZE);
-            let stream = watcher::watcher(api, config).default_backoff();
+            let stream = watcher::watcher(api, config).backoff(crate::backoff::watch());
             let mut stream = std::pin::pin!(stream);
             let mut buffer: Option<Store> = None;
             while let Some(event) = stream.next().await {

@@ -685,7 +685,7 @@ mod kube_side {
     use irsa::testing::kube_api::mock_client;
     use k8s_openapi::api::core::v1::ServiceAccount;
     use kube::client::Body;
-    use kube::runtime::events::{Recorder, Reporter};
+    use kube::runtime::events::Reporter;
     use kube::runtime::reflector::{self, Store};
     use kube::runtime::watcher;
     use serde_json::json;
@@ -797,7 +797,6 @@ mod kube_side {
         let (queue, requests) = RoleQueue::channel();
         let ctx = Arc::new(Context {
             client: client.clone(),
-            recorder: Recorder::new(client, Reporter::from("irsa-test")),
             metrics: Metrics::default(),
             queue,
             roles: state,

@@ -53,8 +53,10 @@ impl Default for WorkerOptions {
     }
 }
 
-/// A pass waits at most this many debounce periods after the first mark of a burst.
-pub const MAX_DEBOUNCES: u32 = 5;
+/// A pass waits at most this many debounce periods after the first mark of a burst: with the
+/// controller's 2 s, 30 s, the time a loaded API server took to deliver 1,000 edited bindings
+/// (a shorter cap split such a burst into two writes per role; docs/benchmarks.md).
+pub const MAX_DEBOUNCES: u32 = 15;
 
 /// A function returning the current snapshot (the reflector stores, or a test's fixture).
 pub type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;

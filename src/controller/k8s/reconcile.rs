@@ -21,7 +21,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::Recorder;
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
@@ -105,7 +104,6 @@ const STALE_CACHE_RETRY: Duration = Duration::from_secs(1);
 /// What the binding reconciler shares.
 pub struct Context {
     pub client: kube::Client,
-    pub recorder: Recorder,
     pub metrics: Metrics,
     pub queue: RoleQueue,
     pub roles: Arc<RoleState>,

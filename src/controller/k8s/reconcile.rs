@@ -66,10 +66,11 @@ pub enum Error {
 }
 
 impl Error {
-    /// A finalizer patch whose test of the cached finalizers failed (422): the binding was
-    /// reconciled from a cached copy older than the API server's, typically a second reconcile
-    /// of a burst before the watch delivered the first one's finalizer. Nothing is wrong; the
-    /// next reconcile works on the current object.
+    /// A finalizer patch whose test of the cached finalizers failed (422), or whose binding is
+    /// gone (404, deleted since the cached copy was read): the binding was reconciled from a
+    /// cached copy older than the API server's, typically a second reconcile of a burst before
+    /// the watch delivered the first one's finalizer. Nothing is wrong; the next reconcile works
+    /// on the current object, or there is none.
     pub fn is_stale_cache(&self) -> bool {
         let Error::Finalizer(e) = self else {
             return false;
@@ -77,7 +78,7 @@ impl Error {
         matches!(
             e.as_ref(),
             finalizer::Error::AddFinalizer(kube::Error::Api(s))
-                | finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) if s.code == 422
+                | finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) if s.code == 422 || s.code == 404
         )
     }
 
@@ -419,9 +420,13 @@ mod tests {
     }
 
     #[test]
-    fn only_a_failed_finalizer_test_is_a_stale_cache() {
+    fn only_a_failed_finalizer_test_or_a_deleted_binding_is_a_stale_cache() {
         assert!(finalizer_error(true, 422).is_stale_cache());
         assert!(finalizer_error(false, 422).is_stale_cache());
+        assert!(
+            finalizer_error(true, 404).is_stale_cache(),
+            "deleted meanwhile"
+        );
         assert!(
             !finalizer_error(true, 403).is_stale_cache(),
             "RBAC is a failure"

@@ -342,6 +342,14 @@ pub struct WebhookArgs {
     #[arg(long, env = "IRSA_SERVICE_ACCOUNTS_FILE", hide = true)]
     pub service_accounts_file: Option<PathBuf>,
 
+    /// Watch `PodIdentityAssociation`s: pods of a ServiceAccount with one get container
+    /// credentials (from `irsa agent`) instead of IRSA, like the identities file's. Needs the
+    /// CRD installed and list/watch on it; the webhook is ready once they are listed.
+    #[arg(long, env = "IRSA_POD_IDENTITY_ASSOCIATIONS", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set,
+          conflicts_with = "service_accounts_file")]
+    pub pod_identity_associations: bool,
+
     /// How often the certificate, key and identities files are checked for changes.
     #[arg(long, env = "IRSA_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_interval)]
     pub reload_interval: Duration,
@@ -568,6 +576,27 @@ pub struct DoctorArgs {
     /// The issuer publisher's state ConfigMap there (the controller's flag of the same name).
     #[arg(long, env = "IRSA_ISSUER_STATE_CONFIGMAP", default_value = crate::issuer::retention::STATE_CONFIGMAP)]
     pub issuer_state_configmap: String,
+
+    /// Pod Identity (a ServiceAccount with a PodIdentityAssociation): also ask the agent at
+    /// this URL for the pod's credentials with a token bound to the pod (from the pod's node,
+    /// http://169.254.170.23/v1/credentials; through a port-forward, its local address).
+    /// Only the account and expiry of the answer are printed.
+    #[arg(long, env = "IRSA_AGENT_URL")]
+    pub agent_url: Option<String>,
+
+    /// Pod Identity: the agent's IAM role, trusted by the associated role (default: the
+    /// AWS_ROLE_ARN of the agent's pod in --irsa-namespace).
+    #[arg(long, env = "IRSA_AGENT_ROLE_ARN")]
+    pub agent_role_arn: Option<String>,
+
+    /// Pod Identity: the cluster name the agent tags sessions with (default: the agent pod's
+    /// --cluster-name).
+    #[arg(long, env = "IRSA_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+
+    /// Pod Identity: the audience of the agent's tokens.
+    #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_AUDIENCE", default_value = mutate::config::DEFAULT_CC_AUDIENCE)]
+    pub container_credentials_audience: String,
 }
 
 #[derive(Debug, Args)]

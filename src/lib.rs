@@ -24,6 +24,7 @@ pub mod controller;
 pub mod crd;
 pub mod doctor;
 pub mod error;
+pub mod index;
 pub mod issuer;
 pub mod metrics;
 pub mod shutdown;

@@ -8,7 +8,7 @@ use std::sync::{Arc, LazyLock};
 use irsa::{
     mutate::{Identities, MutationConfig, ServiceAccountInfo},
     webhook::{
-        AppState, Metrics, ServiceAccountCache, decide::Step, identities::WatchedIdentities,
+        AppState, Associations, Metrics, ServiceAccountCache, decide::Step, identities::WatchedIdentities,
         review,
     },
 };
@@ -52,6 +52,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
     let state = AppState {
         config: MutationConfig::default(),
         identities: Arc::new(WatchedIdentities::fixed(identities)),
+        associations: Associations::disabled(),
         cache: ServiceAccountCache::fixed(accounts.clone(), "eks.amazonaws.com", metrics.clone()),
         metrics,
         sa_lookup_timeout: std::time::Duration::from_millis(1),

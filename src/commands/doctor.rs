@@ -60,6 +60,10 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         irsa_namespace: args.irsa_namespace.clone(),
         issuer_state_configmap: args.issuer_state_configmap.clone(),
         webhook_configuration: args.webhook_configuration.clone(),
+        agent_url: args.agent_url.clone(),
+        agent_role_arn: args.agent_role_arn.clone(),
+        cluster_name: args.cluster_name.clone(),
+        pod_identity_audience: args.container_credentials_audience.clone(),
     };
     let report = diagnose::diagnose(&env, &target, &opts).await;
     match args.output {

@@ -9,7 +9,7 @@ use crate::{
     cli::{SelfTlsArgs, TlsMode, WebhookArgs},
     error::UsageError,
     webhook::{
-        CertSource, ConnectionLimits, Metrics, Options, SHUTDOWN_GRACE, SelfTls,
+        Associations, CertSource, ConnectionLimits, Metrics, Options, SHUTDOWN_GRACE, SelfTls,
         ServiceAccountCache,
         selftls::{self, material, plan::Policy},
         service_accounts_file, start,
@@ -76,6 +76,11 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
             metrics.clone(),
         ),
     };
+    let associations = if args.pod_identity_associations {
+        Associations::kube(client().await?)
+    } else {
+        Associations::disabled()
+    };
     let (tls, self_tls) = match tls {
         TlsChoice::Files { cert, key } => (CertSource::Files { cert, key }, None),
         TlsChoice::SelfManaged(config) => {
@@ -101,7 +106,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
         limits: ConnectionLimits::ADMISSION,
         admin_limits: ConnectionLimits::ADMIN,
     };
-    let mut running = start(opts, cache, metrics).await?;
+    let mut running = start(opts, cache, associations, metrics).await?;
     // The self-managed TLS loop runs beside the server; like its background tasks, it only
     // ends on a failure.
     let self_tls = async {

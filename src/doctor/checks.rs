@@ -8,6 +8,7 @@ use jsonwebtoken::{DecodingKey, Validation, jwk::JwkSet};
 use serde::Deserialize;
 use serde_json::Value;
 
+pub mod pod_identity;
 pub mod webhook;
 
 use super::report::{Check, Status};

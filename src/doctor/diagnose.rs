@@ -48,6 +48,14 @@ pub struct Options {
     pub issuer_state_configmap: String,
     /// `--webhook-configuration`: check that webhook and dry-run a pod through it.
     pub webhook_configuration: Option<String>,
+    /// Pod Identity: ask the agent at this URL for the pod's credentials.
+    pub agent_url: Option<String>,
+    /// Pod Identity: the agent's role (default: read from the agent's pod).
+    pub agent_role_arn: Option<String>,
+    /// Pod Identity: the `irsa-cluster-name` tag (default: read from the agent's pod).
+    pub cluster_name: Option<String>,
+    /// Pod Identity: the audience of the token the doctor asks the agent with.
+    pub pod_identity_audience: String,
 }
 
 /// The outside world the doctor reads from. `kube` is needed for every target but `Token`;
@@ -69,6 +77,9 @@ struct Subject {
 }
 
 pub async fn diagnose(env: &Env, target: &Target, opts: &Options) -> Report {
+    if let Some(report) = super::pod_identity::diagnose(env, target, opts).await {
+        return report;
+    }
     let mut checks = Vec::new();
     // The webhook steps come last: they are about pods created from now on.
     let mut webhook_checks = Vec::new();
@@ -329,7 +340,7 @@ async fn cluster_subject(
         &facts.role_arn,
         bindings.as_deref(),
     ));
-    let token = sources::fresh_token(kube, namespace, name, &facts.audience).await;
+    let token = sources::fresh_token(kube, namespace, name, &facts.audience, None).await;
     Some(Subject {
         role_arn: facts.role_arn,
         sub: facts.subject,

@@ -6,6 +6,7 @@
 
 pub mod checks;
 pub mod diagnose;
+pub mod pod_identity;
 pub mod report;
 pub mod sources;
 pub mod webhook;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
 use k8s_openapi::api::{
-    authentication::v1::{TokenRequest, TokenRequestSpec},
+    authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec},
     core::v1::{ConfigMap, Event, Pod, ServiceAccount},
 };
 use kube::{
@@ -15,7 +15,8 @@ use kube::{
 use serde_json::Value;
 
 use super::checks::{BindingsUnlisted, PublisherStatus};
-use crate::crd::IAMRoleBinding;
+use crate::controller::policy::authz::GrantSpec;
+use crate::crd::{IAMRoleBinding, IAMRoleGrant, PodIdentityAssociation};
 use crate::issuer::discover::api_server_document;
 use crate::issuer::retention::STATUS_KEY;
 use crate::issuer::{DISCOVERY_PATH, JWKS_PATH, document_url};
@@ -68,6 +69,92 @@ pub async fn bindings(
     }
 }
 
+/// The PodIdentityAssociations of `namespace`; none when the API server does not serve the
+/// kind (the CRD is not installed).
+pub async fn associations(
+    client: &Client,
+    namespace: &str,
+) -> Result<Vec<PodIdentityAssociation>, String> {
+    match Api::<PodIdentityAssociation>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => Ok(list.items),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
+        Err(e) => Err(format!(
+            "cannot list PodIdentityAssociations in {namespace}: {e}"
+        )),
+    }
+}
+
+/// Every IAMRoleGrant, as the grant rule reads them.
+pub async fn grants(client: &Client) -> Result<Vec<(String, GrantSpec)>, String> {
+    Api::<IAMRoleGrant>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|list| {
+            list.items
+                .iter()
+                .map(|g| {
+                    (
+                        g.metadata.name.clone().unwrap_or_default(),
+                        GrantSpec::from(&g.spec),
+                    )
+                })
+                .collect()
+        })
+        .map_err(|e| format!("cannot list IAMRoleGrants: {e}"))
+}
+
+/// The `irsa agent` pods in `namespace` (the chart's labels), on `node` when given.
+pub async fn agent_pods(
+    client: &Client,
+    namespace: &str,
+    node: Option<&str>,
+) -> Result<Vec<Value>, String> {
+    let mut params = ListParams::default()
+        .labels("app.kubernetes.io/name=irsa,app.kubernetes.io/component=agent");
+    if let Some(node) = node {
+        params = params.fields(&format!("spec.nodeName={node}"));
+    }
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&params)
+        .await
+        .map_err(|e| format!("cannot list the agent's pods in {namespace}: {e}"))?;
+    pods.items
+        .into_iter()
+        .map(|p| serde_json::to_value(p).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Asks the agent at `url` for credentials with `token`, as an SDK would. Only the answer's
+/// status and non-secret fields are kept: the credentials never leave this function.
+pub async fn ask_agent(url: &str, token: &str) -> Result<(u16, Value), String> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let response = http
+        .get(url)
+        .header(reqwest::header::AUTHORIZATION, token)
+        .send()
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let status = response.status().as_u16();
+    let body = read_capped(response, url, 64 * 1024).await?;
+    let mut value: Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    if let Some(object) = value.as_object_mut() {
+        object.retain(|k, _| {
+            matches!(
+                k.as_str(),
+                "AccountId" | "Expiration" | "reason" | "message" | "code"
+            )
+        });
+    }
+    Ok((status, value))
+}
+
 /// The note of the newest `PodNotInjected` Event the controller published on the pod `uid`.
 pub async fn pod_not_injected_event(
     client: &Client,
@@ -89,19 +176,26 @@ pub async fn pod_not_injected_event(
     Ok(newest.and_then(|e| e.message))
 }
 
-/// A fresh token for the ServiceAccount with the given audience (TokenRequest API).
+/// A fresh token for the ServiceAccount with the given audience (TokenRequest API), bound
+/// to `pod` (name, uid) when given, as the kubelet's projected tokens are.
 pub async fn fresh_token(
     client: &Client,
     namespace: &str,
     name: &str,
     audience: &str,
+    pod: Option<(&str, &str)>,
 ) -> Result<String, String> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: vec![audience.to_string()],
             expiration_seconds: Some(TOKEN_SECONDS),
-            ..Default::default()
+            bound_object_ref: pod.map(|(name, uid)| BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(name.into()),
+                uid: Some(uid.into()),
+            }),
         },
         ..Default::default()
     };

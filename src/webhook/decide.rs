@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::{
+    associations::{Associations, Either},
     cache::{Lookup, MAX_CONCURRENT_FETCHES, ServiceAccountCache},
     identities::WatchedIdentities,
     metrics::Metrics,
@@ -17,6 +18,7 @@ use crate::mutate::{self, Mode, MutationConfig, Pod, Refusal, ServiceAccountInfo
 pub struct Decider<'a> {
     pub config: &'a MutationConfig,
     pub identities: &'a WatchedIdentities,
+    pub associations: &'a Associations,
     pub cache: &'a ServiceAccountCache,
     pub metrics: &'a Metrics,
     /// The cache enforces it; here it only names the limit in the warning.
@@ -149,7 +151,11 @@ impl Decider<'_> {
     /// The CPU half after the lookup: run the engine, serialize the patch.
     pub fn finish(&self, req: &PodRequest, sa: &ServiceAccountInfo) -> Answer {
         let (namespace, sa_name) = (&req.namespace, &req.service_account);
-        let identities = self.identities.current();
+        let file = self.identities.current();
+        let identities = Either {
+            file: &file,
+            associations: self.associations,
+        };
         let mutation = match mutate::mutate_pod(
             self.config,
             &identities,

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub sa_cache_entries: Gauge,
     pub sa_cache_annotated: Gauge,
     pub sa_watch_errors: Counter,
+    pub association_watch_errors: Counter,
     pub cert_reloads: Counter,
     pub cert_reload_errors: Counter,
     pub certificate_expiry: Gauge,
@@ -123,6 +124,12 @@ impl Metrics {
             "Errors of the ServiceAccount watch (it retries with backoff)",
             sa_watch_errors.clone(),
         );
+        let association_watch_errors = Counter::default();
+        registry.register(
+            "association_watch_errors",
+            "Errors of the PodIdentityAssociation watch (--pod-identity-associations; it retries with backoff)",
+            association_watch_errors.clone(),
+        );
         let cert_reloads = Counter::default();
         registry.register(
             "cert_reloads",
@@ -185,6 +192,7 @@ impl Metrics {
             sa_cache_entries,
             sa_cache_annotated,
             sa_watch_errors,
+            association_watch_errors,
             cert_reloads,
             cert_reload_errors,
             certificate_expiry,

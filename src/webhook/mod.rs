@@ -2,11 +2,13 @@
 //!
 //! [`server`] serves `POST /mutate` over TLS and the admin port; [`review`] is the pure
 //! AdmissionReview codec; [`decide`] turns one request into a call of the pure engine
-//! ([`crate::mutate`]); [`cache`] finds the ServiceAccount; [`tls`] and [`identities`] keep
+//! ([`crate::mutate`]); [`cache`] finds the ServiceAccount; [`associations`] knows which
+//! ServiceAccounts have a `PodIdentityAssociation`; [`tls`] and [`identities`] keep
 //! their files current; [`selftls`] manages the webhook's own CA, certificate and caBundle
 //! (`--tls-mode self`). `irsa webhook`'s flags become [`Options`] in
 //! `crate::commands::webhook`.
 
+pub mod associations;
 pub mod cache;
 pub mod connections;
 pub mod decide;
@@ -23,6 +25,7 @@ use std::time::Duration;
 
 pub use self::selftls::SelfTls;
 pub use self::{
+    associations::Associations,
     cache::{Lookup, ServiceAccountCache},
     connections::ConnectionLimits,
     metrics::Metrics,

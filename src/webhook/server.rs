@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 
 use super::tls::TlsVersion;
 use super::{
+    associations::Associations,
     cache::ServiceAccountCache,
     connections::{Capped, ConnectionLimits},
     decide::{Decider, Step},
@@ -68,6 +69,7 @@ fn heavy_concurrency() -> usize {
 pub struct AppState {
     pub config: MutationConfig,
     pub identities: Arc<WatchedIdentities>,
+    pub associations: Associations,
     pub cache: ServiceAccountCache,
     pub metrics: Arc<Metrics>,
     pub sa_lookup_timeout: Duration,
@@ -79,6 +81,7 @@ impl AppState {
         Decider {
             config: &self.config,
             identities: &self.identities,
+            associations: &self.associations,
             cache: &self.cache,
             metrics: &self.metrics,
             sa_lookup_timeout: self.sa_lookup_timeout,
@@ -134,13 +137,16 @@ async fn reserve_body(
     next.run(request).await
 }
 
-/// The plain-HTTP admin router: ready once the ServiceAccount cache has synced (the
-/// certificate is loaded before the server starts, so only the cache can lag).
+/// The plain-HTTP admin router: ready once the ServiceAccount cache and the associations have
+/// synced (the certificate is loaded before the server starts, so only they can lag).
 pub fn admin_router(state: Arc<AppState>) -> Router {
     admin::router(state.metrics.clone(), move || {
-        match state.cache.is_synced() {
-            true => Ok("ready\n"),
-            false => Err("ServiceAccount cache not synced yet\n"),
+        if !state.cache.is_synced() {
+            Err("ServiceAccount cache not synced yet\n")
+        } else if !state.associations.is_synced() {
+            Err("PodIdentityAssociations not synced yet\n")
+        } else {
+            Ok("ready\n")
         }
     })
 }
@@ -301,6 +307,7 @@ pub struct Running {
 pub async fn start(
     opts: Options,
     cache: ServiceAccountCache,
+    associations: Associations,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Running> {
     let cert = match &opts.tls {
@@ -315,6 +322,7 @@ pub async fn start(
     let state = Arc::new(AppState {
         config: opts.mutation.clone(),
         identities: identities.clone(),
+        associations: associations.clone(),
         cache: cache.clone(),
         metrics: metrics.clone(),
         sa_lookup_timeout: opts.sa_lookup_timeout,
@@ -323,6 +331,12 @@ pub async fn start(
     let mut background = Supervisor::new();
     if let Some(watch) = cache.watch() {
         background.spawn("ServiceAccount watch", watch.map(Ok::<(), anyhow::Error>));
+    }
+    if let Some(watch) = associations.watch(metrics.clone()) {
+        background.spawn(
+            "PodIdentityAssociation watch",
+            watch.map(Ok::<(), anyhow::Error>),
+        );
     }
     if let CertSource::Files { .. } = opts.tls {
         // Reading two small files per poll: cheap enough for a runtime thread.

@@ -26,6 +26,7 @@ const AUD: &str = "sts.amazonaws.com";
 const SA_PATH: &str = "/api/v1/namespaces/team-a/serviceaccounts/app";
 const TOKEN_PATH: &str = "/api/v1/namespaces/team-a/serviceaccounts/app/token";
 const IRB_PATH: &str = "/apis/irsa.dev/v1alpha1/namespaces/team-a/iamrolebindings";
+const PIA_PATH: &str = "/apis/irsa.dev/v1alpha1/namespaces/team-a/podidentityassociations";
 const POD_PATH: &str = "/api/v1/namespaces/team-a/pods/web-0";
 const JWKS_PATH: &str = "/openid/v1/jwks";
 const IRSA_NS: &str = "irsa-system";
@@ -122,7 +123,15 @@ fn sa_routes_with_keys(w: &World, sa: Value, token_aud: &str, api_jwks: Value) -
     ]
 }
 
-fn env(w: &World, routes: Vec<Route>) -> (Env, kube_api::Calls) {
+/// `routes`, then no PodIdentityAssociation (the doctor first asks whether the ServiceAccount
+/// uses Pod Identity).
+fn env(w: &World, mut routes: Vec<Route>) -> (Env, kube_api::Calls) {
+    routes.push(route(
+        Method::GET,
+        PIA_PATH,
+        200,
+        json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIdentityAssociationList", "metadata": {}, "items": []}),
+    ));
     let (client, handle) = kube_api::mock_client();
     let calls = kube_api::serve(handle, routes);
     let env = Env {
@@ -143,6 +152,10 @@ fn opts(assume: bool) -> Options {
         irsa_namespace: IRSA_NS.into(),
         issuer_state_configmap: STATE_CONFIGMAP.into(),
         webhook_configuration: None,
+        agent_url: None,
+        agent_role_arn: None,
+        cluster_name: None,
+        pod_identity_audience: irsa::mutate::config::DEFAULT_CC_AUDIENCE.into(),
     }
 }
 
@@ -413,7 +426,10 @@ async fn missing_role_missing_sa_and_unreachable_issuer() {
         "{}",
         report.render_text(false)
     );
-    assert_eq!(calls.seen(), [format!("GET {SA_PATH}")]);
+    assert_eq!(
+        calls.seen(),
+        [format!("GET {PIA_PATH}"), format!("GET {SA_PATH}")]
+    );
 
     // An issuer nobody can reach (the client does not trust its certificate): STS could not
     // fetch the keys either.

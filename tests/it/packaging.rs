@@ -571,6 +571,12 @@ fn table(entries: &[(&str, &str, &[&str])]) -> BTreeMap<(String, String), BTreeS
 const RBAC: &[(&str, &str, &str, &[&str])] = &[
     ("webhook", "", "serviceaccounts", &["get", "list", "watch"]),
     (
+        "webhook",
+        "irsa.dev",
+        "podidentityassociations",
+        &["list", "watch"],
+    ),
+    (
         "controller",
         "",
         "serviceaccounts",

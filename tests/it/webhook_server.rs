@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use crate::common::WAIT;
 use crate::common::webhook::*;
 use irsa::testing::kube_api::mock_client;
-use irsa::webhook::{Metrics, Options, ServiceAccountCache};
+use irsa::webhook::{Associations, Metrics, Options, ServiceAccountCache};
 use irsa_e2e::metrics::metric;
 use irsa_e2e::metrics::scrape_addr;
 use irsa_e2e::wait::wait_for;
@@ -555,7 +555,7 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
         Duration::from_secs(60),
         metrics.clone(),
     );
-    let server = irsa::webhook::start(options(c, k), cache, metrics)
+    let server = irsa::webhook::start(options(c, k), cache, Associations::disabled(), metrics)
         .await
         .unwrap();
     let addr = server.addr;

@@ -77,6 +77,19 @@ impl Default for ContainerCredentialsConfig {
     }
 }
 
+/// Which ServiceAccounts use container credentials (Pod Identity) instead of IRSA: those of
+/// the identities file ([`Identities`]), and in the webhook also those with a
+/// `PodIdentityAssociation`.
+pub trait ContainerCredentialsAccounts {
+    fn contains(&self, namespace: &str, service_account: &str) -> bool;
+}
+
+impl ContainerCredentialsAccounts for Identities {
+    fn contains(&self, namespace: &str, service_account: &str) -> bool {
+        Identities::contains(self, namespace, service_account)
+    }
+}
+
 /// The ServiceAccounts listed in the container-credentials identities file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identities(HashSet<(String, String)>);

@@ -25,7 +25,9 @@ use self::{
     pod::{Container, PodView},
 };
 pub use self::{
-    config::{ContainerCredentialsConfig, Identities, MutationConfig},
+    config::{
+        ContainerCredentialsAccounts, ContainerCredentialsConfig, Identities, MutationConfig,
+    },
     limits::TooLarge,
     pod::Pod,
     service_account::{Annotations, ServiceAccountInfo, relevant_annotations},
@@ -154,7 +156,7 @@ pub struct Mutation {
 /// under the ServiceAccount `sa`. `rng` draws the container-credentials expiration jitter.
 pub fn mutate<R: Rng + ?Sized>(
     cfg: &MutationConfig,
-    identities: &Identities,
+    identities: &(impl ContainerCredentialsAccounts + ?Sized),
     namespace: &str,
     sa: &ServiceAccountInfo,
     pod: &Value,
@@ -169,7 +171,7 @@ pub fn mutate<R: Rng + ?Sized>(
 /// fields the engine reads are built).
 pub fn mutate_pod<R: Rng + ?Sized>(
     cfg: &MutationConfig,
-    identities: &Identities,
+    identities: &(impl ContainerCredentialsAccounts + ?Sized),
     namespace: &str,
     sa: &ServiceAccountInfo,
     pod: &Pod,

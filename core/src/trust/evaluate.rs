@@ -14,6 +14,11 @@ use super::{
     subject::SUBJECT_PREFIX,
 };
 
+/// The actions of a role session asking for another role, with session tags.
+pub const ASSUME_ROLE_ACTION: &str = "sts:AssumeRole";
+pub const TAG_SESSION_ACTION: &str = "sts:TagSession";
+const REQUEST_TAG: &str = "RequestTag/";
+
 /// What the token contributes to IAM's request context.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Claims {
@@ -102,7 +107,73 @@ pub fn evaluate(policy: &PolicyDocument, provider_arn: &str, claims: &Claims) ->
             )],
         };
     };
-    let ctx = Context::new(host, provider_arn, claims);
+    let ctx = Context::new(
+        Caller::WebIdentity {
+            host,
+            provider_arn,
+            claims,
+        },
+        claims
+            .extra
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain([
+                (format!("{host}:sub"), vec![claims.sub.clone()]),
+                (format!("{host}:aud"), vec![claims.aud.clone()]),
+                (
+                    "aws:FederatedProvider".into(),
+                    vec![provider_arn.to_string()],
+                ),
+            ]),
+    );
+    let nobody = format!(
+        "no statement trusts the OIDC provider {provider_arn}: add one with \
+         Principal.Federated = {provider_arn} and Action = {WEB_IDENTITY_ACTION}"
+    );
+    decide(policy, &ctx, nobody)
+}
+
+/// Evaluates `policy` for `sts:AssumeRole` by the IAM role `principal_arn` (the Pod Identity
+/// agent's) passing session `tags` (then `sts:TagSession` must be allowed too), with the
+/// same rules as [`evaluate`]. The context has `aws:RequestTag/<key>`, `aws:TagKeys` and
+/// `aws:PrincipalArn`. A statement for other principals (a service, an OIDC provider) is
+/// not a reason.
+pub fn evaluate_assume_role(
+    policy: &PolicyDocument,
+    principal_arn: &str,
+    tags: &[(String, String)],
+) -> Decision {
+    let keys = tags
+        .iter()
+        .map(|(k, v)| (format!("aws:RequestTag/{k}"), vec![v.clone()]))
+        .chain([
+            (
+                "aws:TagKeys".to_string(),
+                tags.iter().map(|(k, _)| k.clone()).collect(),
+            ),
+            ("aws:PrincipalArn".into(), vec![principal_arn.to_string()]),
+        ]);
+    let ctx = Context::new(
+        Caller::Role {
+            principal_arn,
+            tagging: !tags.is_empty(),
+        },
+        keys,
+    );
+    let mut actions = vec![ASSUME_ROLE_ACTION];
+    if !tags.is_empty() {
+        actions.push(TAG_SESSION_ACTION);
+    }
+    let nobody = format!(
+        "no statement trusts {principal_arn}: add one with Principal.AWS = {principal_arn} \
+         and Action = {}",
+        actions.join(" + ")
+    );
+    decide(policy, &ctx, nobody)
+}
+
+/// IAM's algorithm over the statements, for either kind of caller.
+fn decide(policy: &PolicyDocument, ctx: &Context<'_>, nobody: String) -> Decision {
     let mut allow: Option<(usize, Option<String>)> = None;
     let mut reasons = Vec::new();
     let mut considered = 0;
@@ -122,7 +193,7 @@ pub fn evaluate(policy: &PolicyDocument, provider_arn: &str, claims: &Claims) ->
                     matched_sid: sid,
                     matched_index: Some(index),
                     reasons: vec![format!(
-                        "statement {label}: an explicit Deny matches this token, and a Deny \
+                        "statement {label}: an explicit Deny matches this request, and a Deny \
                          always wins over any Allow"
                     )],
                 };
@@ -155,10 +226,7 @@ pub fn evaluate(policy: &PolicyDocument, provider_arn: &str, claims: &Claims) ->
         };
     }
     if considered == 0 {
-        reasons.push(format!(
-            "no statement trusts the OIDC provider {provider_arn}: add one with \
-             Principal.Federated = {provider_arn} and Action = {WEB_IDENTITY_ACTION}"
-        ));
+        reasons.push(nobody);
     }
     Decision {
         allowed: false,
@@ -176,39 +244,36 @@ enum Applies {
     OtherPrincipal,
 }
 
-/// IAM's request context for the web-identity call. Keys are stored lower-cased because
-/// condition key names are case-insensitive.
+/// Who asks STS for the role.
+enum Caller<'a> {
+    /// A token of the OIDC provider `provider_arn` (`sts:AssumeRoleWithWebIdentity`).
+    WebIdentity {
+        host: &'a str,
+        provider_arn: &'a str,
+        claims: &'a Claims,
+    },
+    /// An IAM role session (`sts:AssumeRole`, with `sts:TagSession` when `tagging`).
+    Role {
+        principal_arn: &'a str,
+        tagging: bool,
+    },
+}
+
+/// IAM's request context for the call. Keys are stored lower-cased because condition key
+/// names are case-insensitive.
 struct Context<'a> {
-    host: &'a str,
-    provider_arn: &'a str,
-    claims: &'a Claims,
+    caller: Caller<'a>,
     keys: BTreeMap<String, Vec<String>>,
 }
 
 impl<'a> Context<'a> {
-    fn new(host: &'a str, provider_arn: &'a str, claims: &'a Claims) -> Self {
-        let mut keys: BTreeMap<String, Vec<String>> = claims
-            .extra
-            .iter()
-            .map(|(k, v)| (k.to_lowercase(), v.clone()))
-            .collect();
-        keys.insert(
-            format!("{host}:sub").to_lowercase(),
-            vec![claims.sub.clone()],
-        );
-        keys.insert(
-            format!("{host}:aud").to_lowercase(),
-            vec![claims.aud.clone()],
-        );
-        keys.insert(
-            "aws:federatedprovider".into(),
-            vec![provider_arn.to_string()],
-        );
+    fn new(caller: Caller<'a>, keys: impl IntoIterator<Item = (String, Vec<String>)>) -> Self {
         Self {
-            host,
-            provider_arn,
-            claims,
-            keys,
+            caller,
+            keys: keys
+                .into_iter()
+                .map(|(k, v)| (k.to_lowercase(), v))
+                .collect(),
         }
     }
 
@@ -219,7 +284,12 @@ impl<'a> Context<'a> {
             PrincipalMatch::No(reason) => why.push(reason),
             PrincipalMatch::Other => return Applies::OtherPrincipal,
         }
-        if let Err(reason) = action_matches(statement) {
+        let actions: &[&str] = match self.caller {
+            Caller::WebIdentity { .. } => &[WEB_IDENTITY_ACTION],
+            Caller::Role { tagging: false, .. } => &[ASSUME_ROLE_ACTION],
+            Caller::Role { tagging: true, .. } => &[ASSUME_ROLE_ACTION, TAG_SESSION_ACTION],
+        };
+        if let Err(reason) = action_matches(statement, actions) {
             why.push(reason);
         }
         if let Some(condition) = statement.get("Condition") {
@@ -233,6 +303,13 @@ impl<'a> Context<'a> {
     }
 
     fn principal(&self, statement: &Value) -> PrincipalMatch {
+        match self.caller {
+            Caller::WebIdentity { provider_arn, .. } => Self::federated(statement, provider_arn),
+            Caller::Role { principal_arn, .. } => role_principal(statement, principal_arn),
+        }
+    }
+
+    fn federated(statement: &Value, provider_arn: &str) -> PrincipalMatch {
         let (value, negated) = match (statement.get("Principal"), statement.get("NotPrincipal")) {
             (Some(p), _) => (p, false),
             (None, Some(p)) => (p, true),
@@ -247,7 +324,7 @@ impl<'a> Context<'a> {
                     // `{"AWS": "*"}` means everyone, like `"*"`.
                     "AWS" => ids.iter().any(|id| id == "*"),
                     "Federated" => {
-                        let hit = ids.iter().any(|id| id == self.provider_arn);
+                        let hit = ids.iter().any(|id| id == provider_arn);
                         federated.extend(ids);
                         hit
                     }
@@ -259,16 +336,16 @@ impl<'a> Context<'a> {
         match (matched, negated) {
             (true, false) | (false, true) => PrincipalMatch::Yes,
             (true, true) => PrincipalMatch::No(format!(
-                "NotPrincipal excludes the OIDC provider {}",
-                self.provider_arn
+                "NotPrincipal excludes the OIDC provider {provider_arn}"
             )),
             (false, false) if federated.is_empty() => PrincipalMatch::Other,
-            (false, false) => PrincipalMatch::No(self.principal_mismatch(&federated)),
+            (false, false) => {
+                PrincipalMatch::No(Self::principal_mismatch(provider_arn, &federated))
+            }
         }
     }
 
-    fn principal_mismatch(&self, federated: &[String]) -> String {
-        let want = self.provider_arn;
+    fn principal_mismatch(want: &str, federated: &[String]) -> String {
         let mut hints = Vec::new();
         for id in federated {
             if id.eq_ignore_ascii_case(want) {
@@ -372,14 +449,17 @@ impl<'a> Context<'a> {
 
     /// The key is missing from the request: usually the key is spelled for another issuer.
     fn absent_key(&self, operator: &str, key: &str) -> String {
+        let Caller::WebIdentity { host, .. } = self.caller else {
+            return format!("{operator} on {key} cannot match: the request has no such key");
+        };
         let (prefix, claim) = key.rsplit_once(':').unwrap_or(("", key));
-        let ours = format!("{}:{claim}", self.host);
+        let ours = format!("{host}:{claim}");
         let normalized = normalize_issuer(prefix);
-        let same = normalized.eq_ignore_ascii_case(self.host);
+        let same = normalized.eq_ignore_ascii_case(host);
         let slash_only = !same
             && normalized
                 .trim_end_matches('/')
-                .eq_ignore_ascii_case(self.host.trim_end_matches('/'));
+                .eq_ignore_ascii_case(host.trim_end_matches('/'));
         let hint = if !prefix.is_empty() && (same || slash_only) {
             let mut what = Vec::new();
             if prefix.contains("://") {
@@ -395,10 +475,7 @@ impl<'a> Context<'a> {
             }
             format!("the key {}; IAM's key is {ours}", what.join(" and "))
         } else if matches!(claim, "sub" | "aud" | "amr" | "azp" | "oaud") && prefix.contains('.') {
-            format!(
-                "this condition is for the issuer {prefix}, but the token comes from {}",
-                self.host
-            )
+            format!("this condition is for the issuer {prefix}, but the token comes from {host}")
         } else {
             "the request has no such key".into()
         };
@@ -447,9 +524,11 @@ impl<'a> Context<'a> {
                     ));
                 }
             }
-            let looks_swapped = match claim.as_str() {
-                "sub" => policy.contains(&self.claims.aud),
-                "aud" => policy.iter().any(|p| p.starts_with(SUBJECT_PREFIX)),
+            let looks_swapped = match (&self.caller, claim.as_str()) {
+                (Caller::WebIdentity { claims, .. }, "sub") => policy.contains(&claims.aud),
+                (Caller::WebIdentity { .. }, "aud") => {
+                    policy.iter().any(|p| p.starts_with(SUBJECT_PREFIX))
+                }
                 _ => false,
             };
             if looks_swapped {
@@ -469,8 +548,18 @@ impl<'a> Context<'a> {
 
     /// `sub`/`aud` for this issuer's keys (what users recognise), the key otherwise.
     fn claim_name(&self, key: &str) -> String {
-        match key.rsplit_once(':') {
-            Some((prefix, claim)) if prefix.eq_ignore_ascii_case(self.host) => claim.to_string(),
+        match (&self.caller, key.rsplit_once(':')) {
+            (Caller::WebIdentity { host, .. }, Some((prefix, claim)))
+                if prefix.eq_ignore_ascii_case(host) =>
+            {
+                claim.to_string()
+            }
+            // `aws:RequestTag/kubernetes-namespace` → `tag kubernetes-namespace`.
+            (Caller::Role { .. }, Some((_, rest))) => rest
+                .get(..REQUEST_TAG.len())
+                .filter(|p| p.eq_ignore_ascii_case(REQUEST_TAG))
+                .and_then(|_| rest.get(REQUEST_TAG.len()..))
+                .map_or_else(|| key.to_string(), |tag| format!("tag {tag}")),
             _ => key.to_string(),
         }
     }
@@ -492,35 +581,85 @@ fn normalize_issuer(prefix: &str) -> &str {
     issuer_host_path(s)
 }
 
-fn action_matches(statement: &Value) -> Result<(), String> {
-    let wanted = WEB_IDENTITY_ACTION.to_lowercase();
+/// Every action of `wanted` must be allowed by the statement (STS checks `sts:TagSession`
+/// beside `sts:AssumeRole` when session tags are passed).
+fn action_matches(statement: &Value, wanted: &[&str]) -> Result<(), String> {
     // Action names are case-insensitive and may use wildcards (`sts:*`, `sts:AssumeRole*`).
-    let hit = |actions: &[String]| {
+    let hit = |actions: &[String], wanted: &str| {
+        let wanted = wanted.to_lowercase();
         actions
             .iter()
             .any(|a| glob::matches(&a.to_lowercase(), &wanted))
     };
+    let why = |action: &str| match action {
+        WEB_IDENTITY_ACTION => "the action STS checks for a web-identity token",
+        TAG_SESSION_ACTION => "STS checks it when the caller passes session tags",
+        _ => "the action STS checks for a role session",
+    };
     match (statement.get("Action"), statement.get("NotAction")) {
         (Some(a), _) => {
             let actions = value_strings(a);
-            if hit(&actions) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "Action is {}, not {WEB_IDENTITY_ACTION} (the action STS checks for a web-identity token)",
-                    actions.join(", ")
-                ))
+            match wanted.iter().find(|w| !hit(&actions, w)) {
+                None => Ok(()),
+                Some(missing) => Err(format!(
+                    "Action is {}, without {missing} ({})",
+                    actions.join(", "),
+                    why(missing)
+                )),
             }
         }
         (None, Some(a)) => {
             let actions = value_strings(a);
-            if hit(&actions) {
-                Err(format!("NotAction excludes {WEB_IDENTITY_ACTION}"))
-            } else {
-                Ok(())
+            match wanted.iter().find(|w| hit(&actions, w)) {
+                Some(excluded) => Err(format!("NotAction excludes {excluded}")),
+                None => Ok(()),
             }
         }
         (None, None) => Err("has no Action".into()),
+    }
+}
+
+/// `Principal.AWS` naming the role, its account (`arn:…:root` or the bare id) or everyone.
+fn role_principal(statement: &Value, principal_arn: &str) -> PrincipalMatch {
+    let (value, negated) = match (statement.get("Principal"), statement.get("NotPrincipal")) {
+        (Some(p), _) => (p, false),
+        (None, Some(p)) => (p, true),
+        (None, None) => return PrincipalMatch::No("has no Principal".into()),
+    };
+    // The account trusts the role through its root or its bare id.
+    let (root, account) = match crate::arn::RoleArn::parse(principal_arn) {
+        Ok(arn) => (
+            format!("arn:{}:iam::{}:root", arn.partition, arn.account),
+            arn.account,
+        ),
+        Err(_) => (String::new(), String::new()),
+    };
+    let mut aws = Vec::new();
+    let matched = match value {
+        Value::String(s) => s == "*",
+        Value::Object(types) => types.iter().any(|(kind, ids)| {
+            let ids = value_strings(ids);
+            let hit = kind == "AWS"
+                && ids.iter().any(|id| {
+                    id == "*"
+                        || id == principal_arn
+                        || (!account.is_empty() && (*id == root || *id == account))
+                });
+            if kind == "AWS" {
+                aws.extend(ids);
+            }
+            hit
+        }),
+        _ => false,
+    };
+    match (matched, negated) {
+        (true, false) | (false, true) => PrincipalMatch::Yes,
+        (true, true) => PrincipalMatch::No(format!("NotPrincipal excludes {principal_arn}")),
+        (false, false) if aws.is_empty() => PrincipalMatch::Other,
+        (false, false) => PrincipalMatch::No(format!(
+            "Principal.AWS is {}, not {principal_arn} (the Pod Identity agent's role)",
+            aws.join(" or ")
+        )),
     }
 }
 
@@ -653,4 +792,112 @@ impl Operator {
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let (head, rest) = s.split_at_checked(prefix.len())?;
     head.eq_ignore_ascii_case(prefix).then_some(rest)
+}
+
+#[cfg(test)]
+mod assume_role_tests {
+    use super::*;
+
+    const AGENT: &str = "arn:aws:iam::111122223333:role/irsa-agent";
+
+    fn tags(ns: &str, sa: &str) -> Vec<(String, String)> {
+        [
+            ("kubernetes-namespace", ns),
+            ("kubernetes-service-account", sa),
+            ("irsa-cluster-name", "prod"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn policy(statement: Value) -> PolicyDocument {
+        PolicyDocument::parse(
+            &serde_json::json!({"Version": "2012-10-17", "Statement": [statement]}).to_string(),
+        )
+        .unwrap()
+    }
+
+    fn pod_statement(principal: &str, actions: Value) -> PolicyDocument {
+        policy(serde_json::json!({
+            "Sid": "IrsaPodX", "Effect": "Allow",
+            "Principal": {"AWS": principal},
+            "Action": actions,
+            "Condition": {"StringEquals": {
+                "aws:RequestTag/kubernetes-namespace": "team-a",
+                "aws:RequestTag/kubernetes-service-account": ["app", "web"],
+                "aws:RequestTag/irsa-cluster-name": "prod"
+            }}
+        }))
+    }
+
+    #[test]
+    fn the_agent_with_the_pods_tags_is_allowed() {
+        let doc = pod_statement(
+            AGENT,
+            serde_json::json!(["sts:AssumeRole", "sts:TagSession"]),
+        );
+        let d = evaluate_assume_role(&doc, AGENT, &tags("team-a", "web"));
+        assert!(d.allowed, "{d}");
+        assert_eq!(d.matched_sid.as_deref(), Some("IrsaPodX"));
+        // The account's root and a wildcard action trust the role too.
+        let doc = pod_statement("arn:aws:iam::111122223333:root", serde_json::json!("sts:*"));
+        assert!(evaluate_assume_role(&doc, AGENT, &tags("team-a", "app")).allowed);
+    }
+
+    #[test]
+    fn each_refusal_says_what_differs() {
+        let doc = pod_statement(
+            AGENT,
+            serde_json::json!(["sts:AssumeRole", "sts:TagSession"]),
+        );
+        let d = evaluate_assume_role(&doc, AGENT, &tags("team-b", "app"));
+        assert!(!d.allowed);
+        assert!(
+            d.reasons[0].contains("tag kubernetes-namespace is team-b, trust allows only team-a"),
+            "{d}"
+        );
+
+        let other = "arn:aws:iam::111122223333:role/someone";
+        let d = evaluate_assume_role(&doc, other, &tags("team-a", "app"));
+        assert!(
+            d.reasons[0].contains("Principal.AWS is arn:aws:iam::111122223333:role/irsa-agent"),
+            "{d}"
+        );
+
+        // Tags need sts:TagSession in the same statement.
+        let doc = pod_statement(AGENT, serde_json::json!("sts:AssumeRole"));
+        let d = evaluate_assume_role(&doc, AGENT, &tags("team-a", "app"));
+        assert!(d.reasons[0].contains("without sts:TagSession"), "{d}");
+
+        // Untagged (disableSessionTags): the tag conditions cannot hold.
+        let doc = pod_statement(
+            AGENT,
+            serde_json::json!(["sts:AssumeRole", "sts:TagSession"]),
+        );
+        let d = evaluate_assume_role(&doc, AGENT, &[]);
+        assert!(
+            d.reasons
+                .iter()
+                .any(|r| r.contains("aws:RequestTag/kubernetes-namespace cannot match")),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn statements_for_other_principals_are_not_reasons() {
+        let doc = policy(serde_json::json!({
+            "Effect": "Allow",
+            "Principal": {"Federated": "arn:aws:iam::111122223333:oidc-provider/example.com"},
+            "Action": "sts:AssumeRoleWithWebIdentity"
+        }));
+        let d = evaluate_assume_role(&doc, AGENT, &tags("team-a", "app"));
+        assert!(!d.allowed);
+        assert_eq!(d.reasons.len(), 1, "{d}");
+        assert!(
+            d.reasons[0]
+                .starts_with("no statement trusts arn:aws:iam::111122223333:role/irsa-agent"),
+            "{d}"
+        );
+    }
 }

@@ -17,7 +17,8 @@
 //!   subjects cannot fit.
 //! - [`evaluate`] answers "would IAM let `sts:AssumeRoleWithWebIdentity` through for a token
 //!   with these [`Claims`] from this provider?" as a [`Decision`] `{ allowed, matched_sid,
-//!   reasons }`, the reasons worded for humans (`sub is system:serviceaccount:team-a:app,
+//!   reasons }`, and [`evaluate_assume_role`] the same for `sts:AssumeRole` with session tags
+//!   by the Pod Identity agent's role; the reasons are worded for humans (`sub is system:serviceaccount:team-a:app,
 //!   trust allows only system:serviceaccount:team-a:api (StringEquals on <issuer>:sub)`).
 //! - [`provider_host_path`] (provider ARN → `host/path`), [`statement_sid`]; the issuer
 //!   URL → `host/path` rule is [`crate::issuer`]'s.
@@ -65,7 +66,9 @@ pub use self::{
         DEFAULT_MAX_CHARS, POLICY_VERSION, ParseError, PolicyDocument, decode_policy_document,
         iam_chars, provider_host_path, statement_sid,
     },
-    evaluate::{Claims, Decision, evaluate},
+    evaluate::{
+        ASSUME_ROLE_ACTION, Claims, Decision, TAG_SESSION_ACTION, evaluate, evaluate_assume_role,
+    },
     subject::{SUBJECT_PREFIX, Subject, SubjectError},
 };
 

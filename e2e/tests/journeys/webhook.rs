@@ -5,9 +5,11 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Api;
 use kube::api::PostParams;
+
+use irsa::crd::{PodIdentityAssociation, PodIdentityAssociationSpec};
 use serde_json::{Value, json};
 
 use irsa_e2e::identity::{self, Component};
@@ -250,6 +252,106 @@ async fn pod_identity_through_an_identities_file() {
     assert_eq!(token["audience"], "pods.eks.amazonaws.com", "{token}");
     webhook.assert_running();
     case.finish().await;
+}
+
+/// `--pod-identity-associations` (the chart's with `agent.enabled`): a ServiceAccount with a
+/// `PodIdentityAssociation` gets container credentials, even when it also carries a role
+/// annotation; an association made or deleted while the webhook runs counts for the next pod.
+#[tokio::test]
+#[ignore = "needs a cluster: make test starts one, make e2e uses KUBECONFIG"]
+async fn pod_identity_through_an_association() {
+    let mut case = Case::new().await;
+    support::install_crds(&case.client).await;
+    let ns = case.namespace(json!({})).await;
+    let associations = Api::<PodIdentityAssociation>::namespaced(case.client.clone(), &ns);
+    let associate = async |service_account: &str| {
+        let spec = PodIdentityAssociationSpec {
+            service_account_name: service_account.into(),
+            role_arn: ROLE_ARN.into(),
+            target_role_arn: None,
+            disable_session_tags: false,
+            session_tags: Default::default(),
+            role_session_name: None,
+        };
+        associations
+            .create(
+                &PostParams::default(),
+                &PodIdentityAssociation::new(service_account, spec),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("creating PodIdentityAssociation {service_account}: {e}"));
+    };
+    // Listed at start: `pi` has no role annotation, only an association.
+    create_service_account(&case.client, &ns, "pi", json!({})).await;
+    associate("pi").await;
+    let webhook = WebhookProcess::start(
+        &case.kubeconfig,
+        "associations",
+        &["--pod-identity-associations"],
+    )
+    .await;
+    case.register(Registration::new(&[&ns]), &webhook).await;
+
+    let stored = case.create(&ns, &pod("pi", "pi", json!({}))).await;
+    assert!(is_pod_identity(&stored), "{stored}");
+    let app = container(&stored, "app");
+    assert_eq!(
+        env(app, "AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+        vec!["http://169.254.170.23/v1/credentials"],
+        "{app}"
+    );
+
+    // Made while the webhook runs, for the annotated `app`: the association wins.
+    associate("app").await;
+    let pods = Api::<Pod>::namespaced(case.client.clone(), &ns);
+    let dry_run = async || {
+        let probe: Pod =
+            serde_json::from_value(pod(&support::unique("probe"), "app", json!({}))).unwrap();
+        let created = pods
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..PostParams::default()
+                },
+                &probe,
+            )
+            .await
+            .ok()?;
+        Some(serde_json::to_value(created).unwrap())
+    };
+    wait_for(
+        "the new association to reach the webhook",
+        WAIT,
+        async || dry_run().await.filter(is_pod_identity),
+    )
+    .await;
+
+    // Deleted: `app` is back to IRSA through its annotation.
+    associations
+        .delete("app", &Default::default())
+        .await
+        .unwrap();
+    let stored = wait_for(
+        "the deleted association to leave the webhook",
+        WAIT,
+        async || dry_run().await.filter(has_token_volume),
+    )
+    .await;
+    assert!(!is_pod_identity(&stored), "{stored}");
+    assert_eq!(
+        env(container(&stored, "app"), "AWS_ROLE_ARN"),
+        vec![ROLE_ARN]
+    );
+    webhook.assert_running();
+    case.finish().await;
+}
+
+/// The pod got container credentials and nothing of IRSA.
+fn is_pod_identity(stored: &Value) -> bool {
+    volumes(stored, "eks-pod-identity-token") == 1
+        && volumes(stored, TOKEN_VOLUME) == 0
+        && env(container(stored, "app"), "AWS_ROLE_ARN").is_empty()
+        && stored["metadata"]["labels"]["eks.amazonaws.com/pod-identity"] == "enabled"
 }
 
 /// The reference webhook answered v1 reviews without the envelope's apiVersion/kind and was

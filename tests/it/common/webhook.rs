@@ -16,8 +16,8 @@ use irsa::{
     mutate::{Identities, MutationConfig, ServiceAccountInfo},
     testing::kube_api::{ApiHandle, json_response},
     webhook::{
-        AppState, CertSource, ConnectionLimits, Metrics, Options, Running, ServiceAccountCache,
-        identities::WatchedIdentities, tls::TlsVersion,
+        AppState, Associations, CertSource, ConnectionLimits, Metrics, Options, Running,
+        ServiceAccountCache, identities::WatchedIdentities, tls::TlsVersion,
     },
 };
 use kube::client::Body;
@@ -119,7 +119,9 @@ pub async fn start_fixed(opts: Options) -> Running {
         "eks.amazonaws.com",
         metrics.clone(),
     );
-    irsa::webhook::start(opts, cache, metrics).await.unwrap()
+    irsa::webhook::start(opts, cache, Associations::disabled(), metrics)
+        .await
+        .unwrap()
 }
 
 /// A client that trusts exactly `cert_pem` and reaches `localhost` at `addr`.
@@ -358,6 +360,7 @@ pub fn app_state(
     Arc::new(AppState {
         config,
         identities: Arc::new(WatchedIdentities::fixed(Identities::default())),
+        associations: Associations::disabled(),
         cache,
         metrics,
         sa_lookup_timeout: timeout,

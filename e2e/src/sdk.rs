@@ -1,6 +1,6 @@
 //! The AWS SDKs the journeys run as a pod's process ([`crate::kubelet::Container::run`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// `e2e/tests/journeys/sdk_probe.py`: boto3's default credential chain, then
@@ -22,4 +22,21 @@ pub fn python() -> PathBuf {
             PathBuf::from(out.trim())
         })
         .clone()
+}
+
+/// `examples/aws_sdk_probe.rs`, which cargo builds beside this test binary
+/// (`target/<profile>/examples/`).
+pub fn rust_probe() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join("examples").join("aws_sdk_probe"))
+        .unwrap();
+    assert!(
+        path.is_file(),
+        "{} is missing: cargo builds examples with the tests (cargo build --example aws_sdk_probe)",
+        path.display()
+    );
+    path
 }

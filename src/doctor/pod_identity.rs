@@ -242,3 +242,30 @@ fn agent_cluster(agent: &Value) -> Option<String> {
         .find_map(|a| a.strip_prefix("--cluster-name="))
         .map(str::to_string)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_agents_role_and_cluster_are_read_from_its_pod() {
+        let agent = json!({"spec": {"containers": [{
+            "name": "agent",
+            "args": ["agent", "--node-name=$(NODE_NAME)", "--cluster-name=prod-1"],
+            "env": [{"name": "AWS_ROLE_ARN", "value": "arn:aws:iam::111122223333:role/irsa-agent"}],
+        }]}});
+        assert_eq!(
+            agent_role_arn(&agent).as_deref(),
+            Some("arn:aws:iam::111122223333:role/irsa-agent")
+        );
+        assert_eq!(agent_cluster(&agent).as_deref(), Some("prod-1"));
+        assert!(uses_container_credentials(
+            &json!({"spec": {"containers": [{
+                "env": [{"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": "http://169.254.170.23/v1/credentials"}]
+            }]}})
+        ));
+        assert!(!uses_container_credentials(&agent));
+    }
+}

@@ -29,7 +29,7 @@ use irsa_e2e::identity::{self, Component};
 use irsa_e2e::kubelet::Container;
 use irsa_e2e::process::Process;
 use irsa_e2e::process::wait_guarded;
-use irsa_e2e::sdk::{SDK_PROBE_PY, python};
+use irsa_e2e::sdk::{SDK_PROBE_PY, python, rust_probe};
 use irsa_e2e::support::{self, AwsEnv, ControllerCluster, OwnPlane, WAIT, unique};
 use irsa_e2e::verifier::Verifier;
 use irsa_e2e::webhook::{
@@ -377,23 +377,6 @@ impl Trip {
         self.controller = None;
         support::delete_namespace(&self.client, &self.ns).await;
     }
-}
-
-/// `examples/aws_sdk_probe.rs`, which cargo builds beside this test binary
-/// (`target/<profile>/examples/`).
-fn rust_probe() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|profile| profile.join("examples").join("aws_sdk_probe"))
-        .unwrap();
-    assert!(
-        path.is_file(),
-        "{} is missing: cargo builds examples with the tests (cargo build --example aws_sdk_probe)",
-        path.display()
-    );
-    path
 }
 
 fn probe_outcome(out: &std::process::Output) -> Outcome {

@@ -154,6 +154,8 @@ async fn an_association_gives_a_pod_working_credentials_through_every_part() {
             "--pod-identity-associations",
             "--container-credentials-full-uri",
             &full_uri,
+            "--aws-default-region",
+            REGION,
         ],
     )
     .await;
@@ -319,7 +321,7 @@ async fn an_association_gives_a_pod_working_credentials_through_every_part() {
     ] {
         assert_eq!(
             support::doctor_step(&report, step)["status"],
-            "pass",
+            "PASS",
             "{step}: {report:#}"
         );
     }

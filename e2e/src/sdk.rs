@@ -1,6 +1,9 @@
 //! The AWS SDKs the journeys run as a pod's process ([`crate::kubelet::Container::run`]).
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
 use std::sync::OnceLock;
 
 /// `e2e/tests/journeys/sdk_probe.py`: boto3's default credential chain, then
@@ -39,4 +42,21 @@ pub fn rust_probe() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The one-line JSON report a probe prints last: `{arn, account, object}`, or
+/// `{stage, code, error}` when the SDK failed.
+pub fn probe_report(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "the SDK probe printed no report ({}):\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
 }

@@ -450,21 +450,26 @@ pub fn role(
     }
 }
 
+/// The role's trust policy, or the trust-policy step's failure when it cannot be read.
+pub fn parse_trust(document: &str) -> Result<PolicyDocument, Check> {
+    PolicyDocument::parse(document).map_err(|err| {
+        Check::fail(
+            "trust-policy",
+            "Trust policy",
+            format!("the trust policy cannot be read: {err}"),
+            "fix the role's trust policy JSON",
+        )
+        .with_sts_error(STS_ACCESS_DENIED)
+    })
+}
+
 /// Step 4: IAM's verdict on the trust policy for this token's `sub` and `aud`.
 pub fn trust_policy(document: &str, provider_arn: &str, sub: &str, aud: &str) -> Check {
     const ID: &str = "trust-policy";
     const TITLE: &str = "Trust policy";
-    let policy = match PolicyDocument::parse(document) {
+    let policy = match parse_trust(document) {
         Ok(p) => p,
-        Err(err) => {
-            return Check::fail(
-                ID,
-                TITLE,
-                format!("the trust policy cannot be read: {err}"),
-                "fix the role's trust policy JSON",
-            )
-            .with_sts_error(STS_ACCESS_DENIED);
-        }
+        Err(unreadable) => return unreadable,
     };
     let decision = evaluate(&policy, provider_arn, &IamClaims::new(sub, aud));
     if decision.allowed {

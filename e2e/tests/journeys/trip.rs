@@ -29,7 +29,7 @@ use irsa_e2e::identity::{self, Component};
 use irsa_e2e::kubelet::Container;
 use irsa_e2e::process::Process;
 use irsa_e2e::process::wait_guarded;
-use irsa_e2e::sdk::{SDK_PROBE_PY, python, rust_probe};
+use irsa_e2e::sdk::{SDK_PROBE_PY, probe_report, python, rust_probe};
 use irsa_e2e::support::{self, AwsEnv, ControllerCluster, OwnPlane, WAIT, unique};
 use irsa_e2e::verifier::Verifier;
 use irsa_e2e::webhook::{
@@ -380,18 +380,7 @@ impl Trip {
 }
 
 fn probe_outcome(out: &std::process::Output) -> Outcome {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = stdout
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "the SDK probe printed no report ({}):\n{stdout}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    let report = probe_report(out);
     if out.status.success() {
         Ok(report["arn"].as_str().unwrap().to_string())
     } else {

@@ -6,12 +6,12 @@ use serde_json::Value;
 
 use irsa_core::pod_identity::{self, PodRef};
 
-use super::STS_ACCESS_DENIED;
+use super::{STS_ACCESS_DENIED, parse_trust};
 use crate::{
     controller::policy::authz::{Decision, GrantSpec},
     crd::{PodIdentityAssociation, condition},
     doctor::report::Check,
-    trust::{PolicyDocument, evaluate_assume_role},
+    trust::evaluate_assume_role,
 };
 
 pub const ASSOCIATION_ID: &str = "association";
@@ -166,16 +166,9 @@ pub fn trust(
 ) -> Check {
     const ID: &str = "trust-policy";
     const TITLE: &str = "Trust policy";
-    let policy = match PolicyDocument::parse(document) {
+    let policy = match parse_trust(document) {
         Ok(p) => p,
-        Err(err) => {
-            return Check::fail(
-                ID,
-                TITLE,
-                format!("the trust policy cannot be read: {err}"),
-                "fix the role's trust policy JSON",
-            );
-        }
+        Err(unreadable) => return unreadable,
     };
     let spec = &association.spec;
     let tags = match pod_identity::session_tags(

@@ -1,5 +1,6 @@
 //! Secondary indexes over the reflector stores: which objects carry a key (a binding's
-//! ServiceAccounts and roles, the binding that annotated a ServiceAccount). kube-runtime's
+//! ServiceAccounts and roles, an association's role, the binding that annotated a
+//! ServiceAccount). kube-runtime's
 //! stores are looked up by name only, and a scan of a store per event or per reconcile grows
 //! with bindings × ServiceAccounts. An index is fed the same watch events as its store
 //! ([`Index::apply_watcher_event`]), re-lists included: it swaps its table on `InitDone`, as the
@@ -15,7 +16,7 @@ use kube::runtime::watcher;
 
 use crate::controller::policy::annotate;
 use crate::controller::policy::desired::Key;
-use crate::crd::IAMRoleBinding;
+use crate::crd::{IAMRoleBinding, PodIdentityAssociation};
 
 /// Objects (by namespace and name) under each key that `keys` gives them.
 pub struct Index<K> {
@@ -154,6 +155,11 @@ pub fn bindings_by_role() -> Index<IAMRoleBinding> {
         }
         roles
     })
+}
+
+/// Associations by the role they name (`spec.roleArn`).
+pub fn associations_by_role() -> Index<PodIdentityAssociation> {
+    Index::new(|a| vec![a.spec.role_arn.clone()])
 }
 
 /// ServiceAccounts by the binding that annotated them (`namespace/binding`).

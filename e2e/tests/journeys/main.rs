@@ -22,6 +22,7 @@ mod install;
 mod issuer;
 mod leader;
 mod opt_out;
+mod pod_identity_trust;
 mod publish;
 mod rbac;
 mod restart;

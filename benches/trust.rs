@@ -42,6 +42,7 @@ fn bench(c: &mut Criterion) {
             desired: &desired,
             max_chars: 8192,
             wildcard_namespaces: &wildcards,
+            pod_identity: None,
         };
         assert!(matches!(compile(&input), Ok(Compiled::Changed { .. })));
         group.bench_with_input(BenchmarkId::new("changed", n), &input, |b, input| {

@@ -453,6 +453,12 @@ pub struct ControllerArgs {
     #[arg(long, env = "IRSA_ANNOTATION_PREFIX", default_value = mutate::config::DEFAULT_ANNOTATION_PREFIX)]
     pub annotation_prefix: String,
 
+    /// The Pod Identity agent's own role (`irsa agent`): each PodIdentityAssociation's role
+    /// gets a trust statement for it. Without it, associations are left alone (their status
+    /// says so).
+    #[arg(long, env = "IRSA_POD_IDENTITY_AGENT_ROLE_ARN", value_parser = parse_role_arn)]
+    pub pod_identity_agent_role_arn: Option<String>,
+
     /// Plain-HTTP address serving /metrics, /healthz and /readyz.
     #[arg(long, env = "IRSA_METRICS_LISTEN", default_value = "0.0.0.0:9091")]
     pub metrics_listen: SocketAddr,
@@ -645,6 +651,13 @@ fn non_empty(s: &str) -> Result<String, String> {
     } else {
         Ok(s.to_string())
     }
+}
+
+/// An IAM role ARN (`arn:<partition>:iam::<account>:role/<path/name>`), kept as written.
+fn parse_role_arn(s: &str) -> Result<String, String> {
+    crate::arn::RoleArn::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{s:?} {e}"))
 }
 
 /// Parses a duration as humantime spells it (`300ms`, `5s`, `10m`, `1h30m`) or a bare number

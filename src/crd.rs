@@ -12,7 +12,9 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 use irsa_core::crd_status::conditions_schema;
-pub use irsa_core::crd_status::{IAMRoleBindingStatus, condition, reason};
+pub use irsa_core::crd_status::{
+    IAMRoleBindingStatus, PodIdentityAssociationStatus, condition, reason,
+};
 
 use irsa_core::pod_identity::{
     MAX_SESSION_NAME, MAX_TAG_KEY, MAX_TAG_VALUE, SESSION_NAME_TEMPLATE_PATTERN,
@@ -252,18 +254,6 @@ pub struct PodIdentityAssociationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "session_name_template_schema")]
     pub role_session_name: Option<String>,
-}
-
-/// Conditions of an association (Ready, Authorized), like a binding's.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PodIdentityAssociationStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "conditions_schema")]
-    pub conditions: Vec<Condition>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -1,5 +1,5 @@
 //! The status half of irsa's custom resources: the condition types and reasons the controller
-//! writes, and `IAMRoleBinding.status`. Here rather than beside the resources' specs (the
+//! writes, `IAMRoleBinding.status` and `PodIdentityAssociation.status`. Here rather than beside the resources' specs (the
 //! irsa crate's `crd` module) because the pure status computation ([`crate::policy::status`])
 //! builds them, and the specs' `CustomResource` derive needs kube.
 
@@ -7,7 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
-/// Condition types written on `IAMRoleBinding.status.conditions`.
+/// Condition types written on `IAMRoleBinding.status.conditions` (and the first three on
+/// `PodIdentityAssociation`'s).
 pub mod condition {
     /// Summary: True when every other condition is True.
     pub const READY: &str = "Ready";
@@ -37,6 +38,9 @@ pub mod reason {
     pub const CONFLICT: &str = "Conflict";
     pub const RECONCILING: &str = "Reconciling";
     pub const DELETING: &str = "Deleting";
+    /// The controller runs without `--pod-identity-agent-role-arn`: it writes no Pod
+    /// Identity trust statement.
+    pub const AGENT_ROLE_NOT_CONFIGURED: &str = "AgentRoleNotConfigured";
 }
 
 /// What the controller observed and did for one binding.
@@ -68,6 +72,20 @@ pub struct IAMRoleBindingStatus {
     /// The trust-policy size quota the controller enforces (`--trust-policy-max-chars`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_policy_limit: Option<i64>,
+}
+
+/// What the controller observed and did for one `PodIdentityAssociation`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIdentityAssociationStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready, Authorized, TrustPolicyApplied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
 }
 
 /// `metav1.Condition` as the API server validates it, keyed by `type` so server-side apply

@@ -141,7 +141,9 @@ pub fn session_tags(
 
 /// May ServiceAccount `pod` use `role_arn` (and `target_role_arn`, when chaining)? Each role
 /// must be allowed by an `IAMRoleGrant`, exactly as for an `IAMRoleBinding`. Role tags are not
-/// consulted: the agent does not read IAM, so only grants open Pod Identity.
+/// consulted: the agent does not read IAM, so only grants open Pod Identity. When every role
+/// is allowed, the answer is the first role's decision: its grant says whether the
+/// controller may drop the ServiceAccount condition of that role's trust statement.
 pub fn authorize(
     namespace: &str,
     service_account: &str,
@@ -150,7 +152,7 @@ pub fn authorize(
     grants: &[(String, GrantSpec)],
 ) -> Decision {
     let no_tags = BTreeMap::new();
-    let mut last = None;
+    let mut first = None;
     for role_arn in role_arns {
         let req = Request {
             namespace,
@@ -162,9 +164,9 @@ pub fn authorize(
         if !decision.is_authorized() {
             return decision;
         }
-        last = Some(decision);
+        first.get_or_insert(decision);
     }
-    last.unwrap_or_else(|| Decision::Denied {
+    first.unwrap_or_else(|| Decision::Denied {
         reason: "no role to authorize".into(),
     })
 }

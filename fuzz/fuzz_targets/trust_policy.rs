@@ -45,5 +45,6 @@ fuzz_target!(|data: &[u8]| {
         desired: &desired,
         max_chars: DEFAULT_MAX_CHARS,
         wildcard_namespaces: &wildcard,
+        pod_identity: None,
     });
 });

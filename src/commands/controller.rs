@@ -62,6 +62,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
             cluster: args.cluster_name.clone(),
             default_audience: args.token_audience.clone(),
             manage_annotated: args.manage_annotated_serviceaccounts,
+            pod_identity_agent: args.pod_identity_agent_role_arn.clone(),
         },
         converge: ConvergeOptions::default(),
     };

@@ -79,6 +79,7 @@ pub fn run(args: TrustPolicyArgs) -> anyhow::Result<ExitCode> {
         desired: &desired,
         max_chars: quota,
         wildcard_namespaces: &wildcards,
+        pod_identity: None,
     });
     match compiled {
         // Nothing to change, but the document as it stands does not fit the quota given: the
@@ -190,6 +191,7 @@ mod tests {
                     desired: &desired,
                     max_chars: 2048,
                     wildcard_namespaces: &BTreeSet::new(),
+                    pod_identity: None,
                 });
                 if let Ok(trust::Compiled::Changed { document, .. }) = compiled {
                     let key = format!("{host}:sub");

@@ -22,7 +22,7 @@ use std::time::Duration;
 use kube::Client;
 use kube::api::{Api, ListParams};
 
-use crate::crd::{IAMRoleBinding, IAMRoleGrant};
+use crate::crd::{IAMRoleBinding, IAMRoleGrant, PodIdentityAssociation};
 
 /// How long the IAM worker collects dirty roles before a pass: long enough that a
 /// `kubectl apply` of many bindings lands in one pass, short enough to feel immediate.
@@ -40,6 +40,11 @@ pub async fn check_crds(client: &Client) -> anyhow::Result<()> {
     crd_answer(
         "iamrolegrants.irsa.dev",
         grants.list_metadata(&lp).await.map(|_| ()),
+    )?;
+    let associations: Api<PodIdentityAssociation> = Api::all(client.clone());
+    crd_answer(
+        "podidentityassociations.irsa.dev",
+        associations.list_metadata(&lp).await.map(|_| ()),
     )
 }
 

@@ -1,7 +1,7 @@
 //! How the controller's parts are started and joined: one named function per task. Tasks that
 //! run until shutdown are spawned into a [`Supervisor`] (`spawn_*`), so that one ending on its
-//! own fails the process; the binding `Controller`, the issuer publisher and the leader
-//! elector are futures their caller drives, as each decides when the others stop.
+//! own fails the process; the binding and association `Controller`s, the issuer publisher and
+//! the leader elector are futures their caller drives, as each decides when the others stop.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,19 +33,20 @@ use crate::controller::iam::queue::RoleQueue;
 use crate::controller::iam::reconcile::RoleSettings;
 use crate::controller::iam::state::RoleState;
 use crate::controller::iam::worker::{RoleWorker, SnapshotFn, WorkerOptions};
+use crate::controller::k8s::associations;
 use crate::controller::k8s::events::EventPublisher;
 use crate::controller::k8s::index::{self, Index};
 use crate::controller::k8s::own_writes::OwnWrites;
 use crate::controller::k8s::pods::{self, PodWatch};
 use crate::controller::k8s::reconcile::{self as bindings, Context};
 use crate::controller::k8s::snapshot::{
-    self, bindings_of_role, bindings_of_sa, strip_binding, strip_sa,
+    self, associations_of_role, bindings_of_role, bindings_of_sa, strip_managed, strip_sa,
 };
 use crate::controller::metrics::{Aws, Metrics};
 use crate::controller::policy::desired::{self, Key, Snapshot};
 use crate::controller::policy::report::RoleReport;
 use crate::controller::publish;
-use crate::crd::{IAMRoleBinding, IAMRoleGrant};
+use crate::crd::{IAMRoleBinding, IAMRoleGrant, PodIdentityAssociation};
 use crate::error::UsageError;
 use crate::issuer::{IssuerUrl, thumbprint};
 use crate::supervise::Supervisor;
@@ -249,12 +250,13 @@ fn reporter() -> Reporter {
     Reporter::from("irsa-controller")
 }
 
-/// The three reflector stores and the annotation prefix: what a [`Snapshot`] is read from.
+/// The four reflector stores and the annotation prefix: what a [`Snapshot`] is read from.
 #[derive(Clone)]
 struct Stores {
     bindings: Store<IAMRoleBinding>,
     service_accounts: Store<ServiceAccount>,
     grants: Store<IAMRoleGrant>,
+    associations: Store<PodIdentityAssociation>,
     prefix: String,
 }
 
@@ -264,28 +266,32 @@ impl Stores {
             &self.bindings,
             &self.service_accounts,
             &self.grants,
+            &self.associations,
             &self.prefix,
         )
     }
 }
 
 /// What the watch tasks share: the stores they read and their indexes, the IAM worker's queue
-/// and reports, the ServiceAccount writes the reconciler made, the channel that re-triggers
-/// binding reconciles and the one naming changed ServiceAccounts to the pod watch (a send
-/// fails harmlessly when it is off).
+/// and reports, the ServiceAccount writes the reconciler made, the channels that re-trigger
+/// binding and association reconciles and the one naming changed ServiceAccounts to the pod
+/// watch (a send fails harmlessly when it is off).
 #[derive(Clone)]
 struct Handles {
     stores: Stores,
     bindings_by_service_account: Index<IAMRoleBinding>,
     bindings_by_role: Index<IAMRoleBinding>,
+    associations_by_role: Index<PodIdentityAssociation>,
     own_writes: OwnWrites,
     queue: RoleQueue,
     roles: Arc<RoleState>,
     triggers: mpsc::UnboundedSender<ObjectRef<IAMRoleBinding>>,
+    association_triggers: mpsc::UnboundedSender<ObjectRef<PodIdentityAssociation>>,
     service_account_changes: mpsc::UnboundedSender<Key>,
 }
 
-/// Wires the watches, the IAM worker and the binding `Controller`; returns `Ok` once
+/// Wires the watches, the IAM worker and the binding and association `Controller`s; returns
+/// `Ok` once
 /// `shutdown` resolves and the reconcilers are done, and an error naming the task as soon as
 /// one of its long-running tasks ends on its own (the caller releases the Lease and exits).
 /// Dropping it stops everything: every task it spawned lives in a [`Supervisor`] it owns.
@@ -304,7 +310,7 @@ pub async fn run_reconcilers(
     // Each cache reports its first complete list through a flag set on the watcher's InitDone
     // (not Store::wait_until_ready: kube-runtime 5 wakes only the most recent waiter of a
     // store, and the Controller's runner already waits on the bindings store).
-    let synced: [Arc<AtomicBool>; 3] = Default::default();
+    let synced: [Arc<AtomicBool>; 4] = Default::default();
     let (binding_store, binding_writer) = reflector::store::<IAMRoleBinding>();
     let by_service_account = index::bindings_by_service_account();
     let by_role = index::bindings_by_role();
@@ -313,7 +319,7 @@ pub async fn run_reconcilers(
         watcher::Config::default().any_semantic(),
     )
     .backoff(crate::backoff::watch())
-    .modify(strip_binding)
+    .modify(strip_managed)
     .inspect(by_service_account.updater())
     .inspect(by_role.updater())
     .reflect(binding_writer)
@@ -331,10 +337,12 @@ pub async fn run_reconcilers(
         .with_config(controller::Config::default().concurrency(BINDING_CONCURRENCY));
     let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
     let (grant_store, grant_writer) = reflector::store::<IAMRoleGrant>();
+    let (association_store, association_writer) = reflector::store::<PodIdentityAssociation>();
     let stores = Stores {
         bindings: binding_store,
         service_accounts: sa_store,
         grants: grant_store,
+        associations: association_store,
         prefix,
     };
 
@@ -347,6 +355,7 @@ pub async fn run_reconcilers(
     let (worker, queue, state) = RoleWorker::new(aws, settings.clone(), options, snapshot);
     let worker = worker.with_reports(report_tx).wait_for(ready_rx);
     let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<ObjectRef<IAMRoleBinding>>();
+    let (association_tx, association_rx) = mpsc::unbounded_channel();
     let (sa_changes_tx, sa_changes_rx) = mpsc::unbounded_channel();
     let owners = index::service_accounts_by_owner();
     let own_writes = OwnWrites::default();
@@ -354,12 +363,22 @@ pub async fn run_reconcilers(
         stores: stores.clone(),
         bindings_by_service_account: by_service_account,
         bindings_by_role: by_role,
+        associations_by_role: index::associations_by_role(),
         own_writes: own_writes.clone(),
         queue: queue.clone(),
         roles: state.clone(),
         triggers: trigger_tx,
+        association_triggers: association_tx,
         service_account_changes: sa_changes_tx,
     };
+    let agent_role_arn = settings.desired.pod_identity_agent.clone();
+    let association_controller = association_controller(
+        &client,
+        &handles,
+        association_writer,
+        synced[3].clone(),
+        agent_role_arn.is_some(),
+    );
 
     let mut tasks = Supervisor::new();
     spawn_iam_worker(&mut tasks, worker);
@@ -392,6 +411,14 @@ pub async fn run_reconcilers(
     }
     spawn_cache_sync(&mut tasks, synced, ready, ready_tx);
 
+    let association_ctx = Arc::new(associations::Context {
+        client: client.clone(),
+        metrics: metrics.clone(),
+        queue: queue.clone(),
+        roles: state.clone(),
+        agent_role_arn,
+        failures: Default::default(),
+    });
     let ctx = Arc::new(Context {
         client: client.clone(),
         metrics,
@@ -404,7 +431,15 @@ pub async fn run_reconcilers(
         failures: Default::default(),
     });
     let shutdown = futures::FutureExt::shared(shutdown);
-    let reconcilers = binding_controller(controller, trigger_rx, shutdown.clone(), ctx);
+    let reconcilers = futures::future::join(
+        binding_controller(controller, trigger_rx, shutdown.clone(), ctx),
+        run_association_controller(
+            association_controller,
+            association_rx,
+            shutdown.clone(),
+            association_ctx,
+        ),
+    );
     // kube-runtime's graceful shutdown finishes in-flight reconciles, but a runner still
     // waiting for its store's first list (a SIGTERM right after winning the Lease) never
     // finishes: the watch was cut before the list arrived. Bound the wait.
@@ -413,7 +448,7 @@ pub async fn run_reconcilers(
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     let result = tokio::select! {
-        () = reconcilers => Ok(()),
+        _ = reconcilers => Ok(()),
         ended = tasks.failed() => {
             tracing::error!(error = %ended, "a controller task stopped; stopping the reconcilers");
             Err(ended.into())
@@ -563,7 +598,7 @@ fn spawn_grant_watch(
     });
 }
 
-/// Role reports: re-trigger the bindings of the role so their status follows (unless the
+/// Role reports: re-trigger the bindings and associations of the role so their status follows (unless the
 /// report says what the role's previous one said, as a resync's do), and publish the Events
 /// in a task of their own, so that Event writes never hold up the re-triggers.
 fn spawn_report_handler(
@@ -575,6 +610,10 @@ fn spawn_report_handler(
     let mut events =
         EventPublisher::new(client.clone(), reporter(), handles.stores.bindings.clone());
     let (by_role, tx) = (handles.bindings_by_role.clone(), handles.triggers.clone());
+    let (associations, association_tx) = (
+        handles.associations_by_role.clone(),
+        handles.association_triggers.clone(),
+    );
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Arc<RoleReport>>();
     tasks.spawn("role reports", async move {
         let mut last: HashMap<String, Arc<RoleReport>> = HashMap::new();
@@ -583,6 +622,9 @@ fn spawn_report_handler(
             if !previous.is_some_and(|p| same_but_pass(&p, &report)) {
                 for r in bindings_of_role(&by_role, &report.role) {
                     let _ = tx.send(r);
+                }
+                for r in associations_of_role(&associations, &report.role) {
+                    let _ = association_tx.send(r);
                 }
             }
             let _ = events_tx.send(report);
@@ -620,7 +662,7 @@ fn same_but_pass(a: &RoleReport, b: &RoleReport) -> bool {
 /// Ready once every cache has its initial list: then the first resync may remove subjects.
 fn spawn_cache_sync(
     tasks: &mut Supervisor,
-    synced: [Arc<AtomicBool>; 3],
+    synced: [Arc<AtomicBool>; 4],
     ready: Arc<AtomicBool>,
     worker_ready: oneshot::Sender<()>,
 ) {
@@ -634,6 +676,73 @@ fn spawn_cache_sync(
         let _ = worker_ready.send(());
         Ok(())
     });
+}
+
+/// The association watch and its `Controller` (not yet running): keeps the store and the
+/// index by role; with the agent's role configured, a deleted association's roles are
+/// marked (its statement goes), and so are the roles it named before a `roleArn` change.
+/// Only spec changes reach the reconciler, not its own status writes.
+fn association_controller(
+    client: &Client,
+    handles: &Handles,
+    writer: reflector::store::Writer<PodIdentityAssociation>,
+    synced: Arc<AtomicBool>,
+    pod_identity: bool,
+) -> Controller<PodIdentityAssociation> {
+    let (queue, roles) = (handles.queue.clone(), handles.roles.clone());
+    let mark_old_roles = move |event: &Result<watcher::Event<PodIdentityAssociation>, _>| {
+        let (Ok(watcher::Event::Apply(a) | watcher::Event::Delete(a)), true) =
+            (event, pod_identity)
+        else {
+            return;
+        };
+        let deleted = matches!(event, Ok(watcher::Event::Delete(_)));
+        let key = Key::new(&a.namespace().unwrap_or_default(), &a.name_any());
+        for role in roles.roles_with_association(&key) {
+            if deleted || role != a.spec.role_arn {
+                queue.mark(&role);
+            }
+        }
+        if deleted {
+            queue.mark(&a.spec.role_arn);
+        }
+    };
+    let stream = watcher(
+        Api::<PodIdentityAssociation>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .backoff(crate::backoff::watch())
+    .modify(strip_managed)
+    .inspect(handles.associations_by_role.updater())
+    .inspect(mark_old_roles)
+    .reflect(writer)
+    .inspect(on_init_done(synced))
+    .applied_objects()
+    .predicate_filter(predicates::generation, PredicateConfig::default());
+    Controller::for_stream(stream, handles.stores.associations.clone())
+        .with_config(controller::Config::default().concurrency(BINDING_CONCURRENCY))
+}
+
+/// The association `Controller`: reconciles on spec changes and on `triggers` (role reports)
+/// until `shutdown`.
+fn run_association_controller(
+    controller: Controller<PodIdentityAssociation>,
+    triggers: mpsc::UnboundedReceiver<ObjectRef<PodIdentityAssociation>>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    ctx: Arc<associations::Context>,
+) -> impl Future<Output = ()> {
+    let triggers = futures::stream::unfold(triggers, |mut rx| async move {
+        rx.recv().await.map(|r| (r, rx))
+    });
+    controller
+        .reconcile_on(triggers)
+        .graceful_shutdown_on(shutdown)
+        .run(associations::reconcile, associations::error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "association reconcile");
+            }
+        })
 }
 
 /// The binding `Controller`: reconciles on binding changes and on `triggers` (ServiceAccount
@@ -687,14 +796,17 @@ mod tests {
                 bindings,
                 service_accounts: reflector::store().0,
                 grants: reflector::store().0,
+                associations: reflector::store().0,
                 prefix: "eks.amazonaws.com".into(),
             },
             bindings_by_service_account: index::bindings_by_service_account(),
             bindings_by_role: index::bindings_by_role(),
+            associations_by_role: index::associations_by_role(),
             own_writes: OwnWrites::default(),
             queue,
             roles: Arc::default(),
             triggers: mpsc::unbounded_channel().0,
+            association_triggers: mpsc::unbounded_channel().0,
             service_account_changes: mpsc::unbounded_channel().0,
         }
     }

@@ -14,12 +14,14 @@ use irsa::controller::iam::reconcile::{RoleSettings, reconcile_role};
 use irsa::controller::iam::worker::{RoleWorker, WorkerOptions};
 use irsa::controller::metrics::{Aws, Metrics};
 use irsa::controller::policy::authz::{ALLOWED_NAMESPACES_TAG, GrantSpec};
-use irsa::controller::policy::desired::{self, BindingInfo, Key, Snapshot, Verdict};
+use irsa::controller::policy::desired::{
+    self, AssociationInfo, BindingInfo, Key, Snapshot, Verdict,
+};
 use irsa::controller::policy::plan::PLACEHOLDER_SID;
 use irsa::controller::policy::report::Outcome;
 use irsa::issuer::IssuerUrl;
 use irsa::testing::fixtures::binding;
-use irsa::trust::{PolicyDocument, statement_sid};
+use irsa::trust::{PolicyDocument, pod_identity_sid, statement_sid};
 use irsa_e2e::moto::{self, ACCOUNT, Fault, TestAws};
 use irsa_e2e::wait::wait_for;
 
@@ -53,6 +55,7 @@ fn settings(issuer: &str, cluster: &str) -> RoleSettings {
             cluster: cluster.into(),
             default_audience: STS_AUD.into(),
             manage_annotated: true,
+            pod_identity_agent: None,
         },
         converge: ConvergeOptions {
             max_writes: 4,
@@ -145,6 +148,7 @@ fn snapshot(bindings: Vec<BindingInfo>) -> Snapshot {
         bindings,
         service_accounts: vec![],
         grants: vec![grant(false)],
+        associations: vec![],
     }
 }
 
@@ -192,6 +196,67 @@ async fn bind_trusts_exactly_the_subjects_and_unbind_removes_them_keeping_foreig
     for (got, want) in statements(&doc).iter().zip(foreign_statements()) {
         assert_eq!(got.to_string(), want.to_string());
     }
+}
+
+/// A binding and a `PodIdentityAssociation` on one role: both statements land in ONE
+/// UpdateAssumeRolePolicy next to the foreign ones; a second pass writes nothing; the
+/// association's removal takes only its statement away.
+#[tokio::test]
+async fn web_identity_and_pod_identity_statements_are_one_write() {
+    let aws = moto::test_aws().await;
+    let iam = adapter(&aws);
+    let iss = issuer();
+    let agent = seed_role(&aws, FOREIGN, &[]).await;
+    let mut s = settings(&iss, "blue");
+    s.desired.pod_identity_agent = Some(agent.clone());
+    let role = seed_role(&aws, FOREIGN, &[]).await;
+    let association = AssociationInfo {
+        namespace: "team-a".into(),
+        name: "pia".into(),
+        generation: 1,
+        service_account: "web".into(),
+        role_arn: role.clone(),
+        target_role_arn: None,
+        disable_session_tags: false,
+    };
+    let mut both = snapshot(vec![binding("team-a", "b", &role, &["app"])]);
+    both.associations.push(association);
+    let r = reconcile_role(&iam, &s, &role, &both).await;
+    assert!(
+        matches!(r.outcome, Outcome::Applied { writes: 1, .. }),
+        "{:?}",
+        r.outcome
+    );
+    assert!(r.saw_association(&Key::new("team-a", "pia"), 1));
+    let doc = aws.trust_of(&role).await;
+    assert_eq!(our_subjects(&doc, &iss).unwrap(), subs(&["team-a:app"]));
+    let sid = pod_identity_sid(&agent, "blue", "team-a");
+    let pod = statements(&doc)
+        .into_iter()
+        .find(|st| st["Sid"] == Value::String(sid.clone()))
+        .unwrap_or_else(|| panic!("no Pod Identity statement {sid}: {doc}"));
+    assert_eq!(pod["Principal"]["AWS"], Value::String(agent.clone()));
+    assert_eq!(
+        pod["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-service-account"],
+        "web"
+    );
+    assert_eq!(
+        &statements(&doc)[..foreign_statements().len()],
+        foreign_statements()
+    );
+
+    let again = reconcile_role(&iam, &s, &role, &both).await;
+    assert!(
+        matches!(again.outcome, Outcome::Applied { writes: 0, .. }),
+        "steady state: {:?}",
+        again.outcome
+    );
+
+    both.associations.clear();
+    reconcile_role(&iam, &s, &role, &both).await;
+    let doc = aws.trust_of(&role).await;
+    assert!(!doc.contains(&sid), "{doc}");
+    assert_eq!(our_subjects(&doc, &iss).unwrap(), subs(&["team-a:app"]));
 }
 
 #[tokio::test]
@@ -1118,7 +1183,7 @@ mod kube_side {
         let mut plain = sa(&[]);
         plain.metadata.name = Some("plain".into());
         sw.apply_watcher_event(&watcher::Event::Apply(plain));
-        let snap = snapshot::snapshot(&bs, &ss, &gs, P);
+        let snap = snapshot::snapshot(&bs, &ss, &gs, &reflector::store().0, P);
         assert_eq!(snap.bindings.len(), 1);
         let b = &snap.bindings[0];
         assert!(b.deleting);

@@ -306,6 +306,7 @@ fn settings(max_chars: usize) -> (RoleSettings, WorkerOptions) {
             cluster: "blue".into(),
             default_audience: "sts.amazonaws.com".into(),
             manage_annotated: true,
+            pod_identity_agent: None,
         },
         converge: ConvergeOptions::default(),
     };

@@ -608,6 +608,18 @@ const RBAC: &[(&str, &str, &str, &[&str])] = &[
     ),
     (
         "controller",
+        "irsa.dev",
+        "podidentityassociations",
+        &["list", "watch"],
+    ),
+    (
+        "controller",
+        "irsa.dev",
+        "podidentityassociations/status",
+        &["patch", "update"],
+    ),
+    (
+        "controller",
         "events.k8s.io",
         "events",
         &["create", "patch"],
@@ -1493,6 +1505,32 @@ fn chart_agent_values_listen_address_cluster_name_and_schema() {
             "{bad}: error does not name {mentions}:\n{err}"
         );
     }
+}
+
+/// The controller writes Pod Identity trust statements for the agent's role when the chart
+/// knows it (`agent.iamRoleArn`), and refuses an agent cluster name its statements would not
+/// match.
+#[test]
+fn chart_controller_trusts_the_agent_role_it_is_given() {
+    let role = "arn:aws:iam::111122223333:role/irsa-agent";
+    let agent_role = |vals: Value| {
+        let docs = render_checked(&values(vals));
+        let Sub::Controller(args) = parse_cli(&find(&docs, "Deployment", "irsa-controller")) else {
+            panic!("not the controller")
+        };
+        args.pod_identity_agent_role_arn
+    };
+    assert_eq!(agent_role(json!({})), None);
+    assert_eq!(
+        agent_role(json!({"agent": {"enabled": true, "iamRoleArn": role}})).as_deref(),
+        Some(role)
+    );
+    let err = helm(
+        "render",
+        &values(json!({"agent": {"iamRoleArn": role, "clusterName": "other"}})),
+    )
+    .unwrap_err();
+    assert!(err.contains("agent.clusterName (other) differs"), "{err}");
 }
 
 #[test]

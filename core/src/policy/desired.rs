@@ -14,11 +14,17 @@
 //!   annotation is gone).
 //! - A namespace may collapse to `ns:*` only when every contributor in it was authorized by
 //!   a grant with `allowNamespaceWildcardTrust` (collapsing trusts the whole namespace).
+//! - A `PodIdentityAssociation` counts only when the controller knows the agent's role
+//!   (`--pod-identity-agent-role-arn`), and only when grants allow its role and its
+//!   `targetRoleArn` ([`pod_identity::authorize`]: role tags are not consulted, as the agent
+//!   cannot read them). It asks the role to trust the agent's role for its namespace and
+//!   ServiceAccount, or, with `disableSessionTags`, without tag conditions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::pod_identity;
 use crate::policy::authz::{self, Decision, GrantSpec, Request, Via};
-use crate::trust::Subject;
+use crate::trust::{PodIdentityTrust, Subject};
 
 /// The part of an `IAMRoleBinding` the decision needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,12 +53,26 @@ pub struct AnnotatedSa {
     pub managed_by: Option<String>,
 }
 
+/// The part of a `PodIdentityAssociation` the decision needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssociationInfo {
+    pub namespace: String,
+    pub name: String,
+    /// `metadata.generation`, recorded in the role report as for bindings.
+    pub generation: i64,
+    pub service_account: String,
+    pub role_arn: String,
+    pub target_role_arn: Option<String>,
+    pub disable_session_tags: bool,
+}
+
 /// Everything the computation reads; built from the reflector stores (or by hand in tests).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     pub bindings: Vec<BindingInfo>,
     pub service_accounts: Vec<AnnotatedSa>,
     pub grants: Vec<(String, GrantSpec)>,
+    pub associations: Vec<AssociationInfo>,
 }
 
 /// The controller settings the computation depends on.
@@ -64,6 +84,8 @@ pub struct Settings {
     pub default_audience: String,
     /// `--manage-annotated-serviceaccounts`.
     pub manage_annotated: bool,
+    /// `--pod-identity-agent-role-arn`: without it, associations are not considered.
+    pub pod_identity_agent: Option<String>,
 }
 
 /// `namespace/name` of a binding or ServiceAccount.
@@ -120,6 +142,11 @@ pub struct RoleDesired {
     pub verdicts: BTreeMap<Key, (i64, Verdict)>,
     /// Annotated ServiceAccounts pointing at the role that were refused (for logs/events).
     pub denied_service_accounts: BTreeMap<Key, String>,
+    /// What the Pod Identity agent's role should be trusted for.
+    pub pod_identity: PodIdentityTrust,
+    /// Every association naming the role (when the agent's role is known), with its verdict
+    /// and generation.
+    pub association_verdicts: BTreeMap<Key, (i64, Verdict)>,
 }
 
 impl RoleDesired {
@@ -155,6 +182,9 @@ pub fn roles(snapshot: &Snapshot, settings: &Settings) -> BTreeSet<String> {
                 .filter(|s| s.managed_by.is_none())
                 .map(|s| s.role_arn.clone()),
         );
+    }
+    if settings.pod_identity_agent.is_some() {
+        out.extend(snapshot.associations.iter().map(|a| a.role_arn.clone()));
     }
     out
 }
@@ -293,7 +323,70 @@ pub fn for_role(
         }
     }
     out.wildcard_namespaces = wildcards.allowed();
+    if settings.pod_identity_agent.is_some() {
+        associations_for_role(snapshot, settings, role_arn, &mut out);
+    }
     out
+}
+
+/// The Pod Identity part of [`for_role`].
+fn associations_for_role(
+    snapshot: &Snapshot,
+    settings: &Settings,
+    role_arn: &str,
+    out: &mut RoleDesired,
+) {
+    let mut wildcards = Wildcards::default();
+    for a in snapshot
+        .associations
+        .iter()
+        .filter(|a| a.role_arn == role_arn)
+    {
+        let key = Key::new(&a.namespace, &a.name);
+        let mut roles = vec![a.role_arn.as_str()];
+        roles.extend(a.target_role_arn.as_deref());
+        let decision = pod_identity::authorize(
+            &a.namespace,
+            &a.service_account,
+            &roles,
+            &settings.cluster,
+            &snapshot.grants,
+        );
+        let verdict = match decision {
+            Decision::Authorized {
+                via,
+                wildcard_allowed,
+            } => {
+                let trust = &mut out.pod_identity;
+                if a.disable_session_tags {
+                    trust.untagged = true;
+                } else {
+                    wildcards.note(&a.namespace, wildcard_allowed);
+                    trust
+                        .service_accounts
+                        .entry(a.namespace.clone())
+                        .or_default()
+                        .insert(a.service_account.clone());
+                }
+                match via {
+                    Via::Grant(grant) => Verdict::Authorized {
+                        via: vec![grant],
+                        tag: false,
+                    },
+                    Via::RoleTag => Verdict::Authorized {
+                        via: vec![],
+                        tag: true,
+                    },
+                }
+            }
+            Decision::Denied { reason } => Verdict::Denied {
+                reason: format!("PodIdentityAssociation {key}: {reason}"),
+            },
+        };
+        out.association_verdicts
+            .insert(key, (a.generation, verdict));
+    }
+    out.pod_identity.wildcard_namespaces = wildcards.allowed();
 }
 
 #[cfg(test)]
@@ -310,6 +403,7 @@ mod tests {
             cluster: "blue".into(),
             default_audience: STS.into(),
             manage_annotated: true,
+            pod_identity_agent: None,
         }
     }
 
@@ -434,6 +528,7 @@ mod tests {
                         sa("team-z", "refused", ROLE, None),
                     ],
                     grants: vec![grant("g", &["team-a"], None, false)],
+                    ..Default::default()
                 },
                 tags: no_tags(),
                 want_sts: &["team-a:annotated"],
@@ -536,5 +631,101 @@ mod tests {
             d.verdicts[&Key::new("team-a", "b")].1,
             Verdict::Invalid { .. }
         ));
+    }
+
+    fn association(ns: &str, name: &str, sa: &str, role: &str) -> AssociationInfo {
+        AssociationInfo {
+            namespace: ns.into(),
+            name: name.into(),
+            generation: 3,
+            service_account: sa.into(),
+            role_arn: role.into(),
+            target_role_arn: None,
+            disable_session_tags: false,
+        }
+    }
+
+    #[test]
+    fn granted_associations_ask_for_the_agent_role_per_namespace() {
+        let mut untagged = association("team-a-dev", "quiet", "batch", ROLE);
+        untagged.disable_session_tags = true;
+        let mut chained = association("team-a", "chain", "worker", ROLE);
+        chained.target_role_arn = Some("arn:aws:iam::444455556666:role/shared".into());
+        let snapshot = Snapshot {
+            associations: vec![
+                association("team-a", "web", "web", ROLE),
+                association("team-a", "api", "api", ROLE),
+                association("team-a-dev", "web", "web", ROLE),
+                association("team-x", "web", "web", ROLE),
+                association("team-a", "elsewhere", "zzz", OTHER),
+                untagged,
+                chained,
+            ],
+            grants: vec![
+                grant("narrow", &["team-a"], None, false),
+                grant("wide", &["team-a-*"], None, true),
+            ],
+            ..Default::default()
+        };
+        // Without the agent's role nothing of Pod Identity is considered.
+        assert!(roles(&snapshot, &settings()).is_empty());
+        let off = for_role(&snapshot, &settings(), ROLE, &no_tags());
+        assert_eq!(off.pod_identity, PodIdentityTrust::default());
+        assert!(off.association_verdicts.is_empty());
+
+        let mut s = settings();
+        s.pod_identity_agent = Some("arn:aws:iam::111122223333:role/irsa-agent".into());
+        assert_eq!(roles(&snapshot, &s).len(), 2);
+        let d = for_role(&snapshot, &s, ROLE, &no_tags());
+        let want: BTreeMap<String, BTreeSet<String>> =
+            [("team-a", vec!["api", "web"]), ("team-a-dev", vec!["web"])]
+                .into_iter()
+                .map(|(ns, sas)| (ns.to_string(), sas.into_iter().map(String::from).collect()))
+                .collect();
+        assert_eq!(d.pod_identity.service_accounts, want);
+        assert!(d.pod_identity.untagged, "the association without tags");
+        // The SA condition may go only where every association's grant allows it.
+        assert_eq!(
+            d.pod_identity.wildcard_namespaces,
+            BTreeSet::from(["team-a-dev".to_string()])
+        );
+        let verdict = |ns: &str, name: &str| d.association_verdicts[&Key::new(ns, name)].clone();
+        assert_eq!(
+            verdict("team-a", "web"),
+            (
+                3,
+                Verdict::Authorized {
+                    via: vec!["narrow".into()],
+                    tag: false
+                }
+            )
+        );
+        let Verdict::Denied { reason } = verdict("team-x", "web").1 else {
+            panic!("team-x has no grant")
+        };
+        assert!(
+            reason.starts_with("PodIdentityAssociation team-x/web: "),
+            "{reason}"
+        );
+        // The target role needs a grant too; refused, it contributes nothing.
+        let Verdict::Denied { reason } = verdict("team-a", "chain").1 else {
+            panic!("the target role has no grant")
+        };
+        assert!(reason.contains("444455556666:role/shared"), "{reason}");
+        assert!(!d.pod_identity.service_accounts["team-a"].contains("worker"));
+        // Role tags open bindings, never associations (the agent cannot read them).
+        let tagged: BTreeMap<String, String> = [(
+            authz::ALLOWED_NAMESPACES_TAG.to_string(),
+            "team-x".to_string(),
+        )]
+        .into();
+        let d = for_role(&snapshot, &s, ROLE, &tagged);
+        assert!(
+            !d.association_verdicts[&Key::new("team-x", "web")]
+                .1
+                .is_authorized()
+        );
+        // Bindings' subjects are not mixed in.
+        assert!(d.desired.is_empty());
     }
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::policy::desired::RoleDesired;
 use crate::policy::report::Outcome;
-use crate::trust::{self, CompileInput, Compiled, PolicyDocument, Refusal};
+use crate::trust::{self, CompileInput, Compiled, PodIdentityInput, PolicyDocument, Refusal};
 
 /// Sid of the statement written when our last subject goes and nothing else is left.
 pub const PLACEHOLDER_SID: &str = "IrsaNoSubjects";
@@ -26,6 +26,11 @@ pub struct Settings<'a> {
     pub provider_arn: &'a str,
     /// `--trust-policy-max-chars`.
     pub max_chars: usize,
+    /// `--cluster-name`: the Pod Identity statements' cluster condition.
+    pub cluster: &'a str,
+    /// `--pod-identity-agent-role-arn`: without it, Pod Identity statements are left as
+    /// they are.
+    pub pod_identity_agent: Option<&'a str>,
 }
 
 /// Why no plan could be made (nothing is written).
@@ -74,6 +79,11 @@ pub fn plan(settings: &Settings<'_>, current: &str, want: &RoleDesired) -> Resul
         desired: &want.desired,
         max_chars: settings.max_chars,
         wildcard_namespaces: &want.wildcard_namespaces,
+        pod_identity: settings.pod_identity_agent.map(|agent| PodIdentityInput {
+            agent_role_arn: agent,
+            cluster: settings.cluster,
+            desired: &want.pod_identity,
+        }),
     })
     .map_err(PlanError::TooLarge)?;
     Ok(match compiled {
@@ -153,6 +163,8 @@ mod tests {
             issuer: ISSUER,
             provider_arn: PROVIDER,
             max_chars: 2048,
+            cluster: "blue",
+            pod_identity_agent: None,
         }
     }
 

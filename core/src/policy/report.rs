@@ -74,6 +74,14 @@ impl RoleReport {
             .is_some_and(|(g, _)| *g >= generation)
     }
 
+    /// Has this role been reconciled with `association` at `generation` (or later)?
+    pub fn saw_association(&self, association: &Key, generation: i64) -> bool {
+        self.desired
+            .association_verdicts
+            .get(association)
+            .is_some_and(|(g, _)| *g >= generation)
+    }
+
     /// Does the role (as reconciled) trust subjects of `binding`?
     pub fn trusts_binding(&self, binding: &Key) -> bool {
         self.desired.bindings.contains_key(binding)

@@ -11,9 +11,13 @@ use serde_json::{Map, Value, json};
 use crate::issuer::issuer_host_path;
 
 use super::{
-    document::{PolicyDocument, statement_sid},
+    document::{PolicyDocument, pod_identity_untagged_sid, statement_sid},
+    pod::{self, PodIdentityInput},
     subject::Subject,
 };
+
+/// What [`Refusal::not_fitting`] names instead of an audience for a Pod Identity pair.
+pub const POD_IDENTITY_LABEL: &str = "Pod Identity";
 
 /// The action every statement we write allows.
 pub const WEB_IDENTITY_ACTION: &str = "sts:AssumeRoleWithWebIdentity";
@@ -38,6 +42,9 @@ pub struct CompileInput<'a> {
     /// `allowNamespaceWildcardTrust`). Collapsing trusts every ServiceAccount of the
     /// namespace, present and future, so it is never done for other namespaces.
     pub wildcard_namespaces: &'a BTreeSet<String>,
+    /// The Pod Identity statements wanted (`None`: the agent's role is not configured, and
+    /// every Pod Identity statement is left as it is, like a foreign one).
+    pub pod_identity: Option<PodIdentityInput<'a>>,
 }
 
 /// The compiler's answer when the desired state can be expressed within the quota.
@@ -48,7 +55,8 @@ pub enum Compiled {
     Unchanged {
         /// Size of the current document.
         chars: usize,
-        /// Namespaces collapsed to `ns:*` in the (unchanged) statements.
+        /// Namespaces collapsed to `ns:*` (or, in a Pod Identity statement, without their
+        /// ServiceAccount condition) in the (unchanged) statements.
         collapsed: Vec<String>,
     },
     /// Write `document`.
@@ -93,7 +101,8 @@ impl Compiled {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandEdit {
     pub sid: String,
-    pub audience: String,
+    /// Which of our statements: `audience <aud>`, or the Pod Identity one it is.
+    pub statement: String,
     /// What differs from the generated form, in words.
     pub reason: String,
 }
@@ -102,8 +111,8 @@ impl fmt::Display for HandEdit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "statement {} (audience {}) was edited outside irsa ({}); it is replaced by the generated statement",
-            self.sid, self.audience, self.reason
+            "statement {} ({}) was edited outside irsa ({}); it is replaced by the generated statement",
+            self.sid, self.statement, self.reason
         )
     }
 }
@@ -118,10 +127,12 @@ pub struct Refusal {
     pub current_chars: Option<usize>,
     /// Namespaces collapsed in that smallest document.
     pub collapsed: Vec<String>,
-    /// How many (audience, subject) pairs were desired.
+    /// How many (audience, subject) pairs were desired, Pod Identity ServiceAccounts
+    /// included.
     pub desired: usize,
     /// The (audience, subject) pairs beyond what fits: taking subjects in order (audience,
-    /// then subject), everything before these fits within the quota.
+    /// then subject; then the Pod Identity ServiceAccounts, by namespace, under
+    /// [`POD_IDENTITY_LABEL`]), everything before these fits within the quota.
     pub not_fitting: Vec<(String, Subject)>,
 }
 
@@ -185,8 +196,10 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Compiled, Refusal> {
     let removed_audiences: Vec<String> = current
         .owned
         .keys()
-        .filter(|aud| !want.contains_key(aud.as_str()))
-        .cloned()
+        .filter_map(|owner| match owner {
+            Owner::Audience(aud) if !want.contains_key(aud.as_str()) => Some(aud.clone()),
+            _ => None,
+        })
         .collect();
     let builder = Builder {
         input,
@@ -199,27 +212,38 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Compiled, Refusal> {
     };
 
     // Largest namespaces first: collapsing them saves the most characters per trust widened.
-    let mut candidates: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut candidates: BTreeMap<Collapse<'_>, usize> = BTreeMap::new();
     for subject in want.values().flat_map(|set| set.iter()) {
         if input.wildcard_namespaces.contains(&subject.namespace) {
-            *candidates.entry(subject.namespace.as_str()).or_default() += 1;
+            *candidates
+                .entry(Collapse::Web(subject.namespace.as_str()))
+                .or_default() += 1;
         }
     }
-    let mut order: Vec<(&str, usize)> = candidates.into_iter().collect();
-    order.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    if let Some(pod) = &input.pod_identity {
+        for (ns, sas) in pod.desired.namespaces() {
+            if pod.desired.wildcard_namespaces.contains(ns) {
+                candidates.insert(Collapse::Pod(ns), sas.len());
+            }
+        }
+    }
+    let mut order: Vec<(Collapse<'_>, usize)> = candidates.into_iter().collect();
+    order.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
 
-    let mut collapsed: BTreeSet<String> = BTreeSet::new();
-    let steps = std::iter::once(None).chain(order.iter().map(|(ns, _)| Some(*ns)));
+    let mut collapsed = Collapsed::default();
+    let steps = std::iter::once(None).chain(order.iter().map(|(c, _)| Some(*c)));
     let mut last_chars = 0;
     for step in steps {
-        if let Some(ns) = step {
-            collapsed.insert(ns.to_string());
-        }
-        let models = desired_models(&want, input.provider_arn, &collapsed);
+        match step {
+            Some(Collapse::Web(ns)) => collapsed.web.insert(ns.to_string()),
+            Some(Collapse::Pod(ns)) => collapsed.pod.insert(ns.to_string()),
+            None => false,
+        };
+        let models = desired_models(&want, input, &collapsed);
         if let Some(chars) = current.unchanged(&models) {
             return Ok(Compiled::Unchanged {
                 chars,
-                collapsed: collapsed.into_iter().collect(),
+                collapsed: collapsed.namespaces(),
             });
         }
         let statements = builder.statements(&models);
@@ -235,7 +259,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Compiled, Refusal> {
             return Ok(Compiled::Changed {
                 document,
                 chars,
-                collapsed: collapsed.into_iter().collect(),
+                collapsed: collapsed.namespaces(),
                 hand_edited: current.hand_edited.clone(),
                 removed_audiences,
             });
@@ -245,9 +269,53 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Compiled, Refusal> {
     Err(builder.refusal(&want, &collapsed, last_chars))
 }
 
-/// Our statement for one audience, in a form where semantic equality is `==`.
+/// One compaction step: a namespace of the web-identity subjects to `ns:*`, or a Pod
+/// Identity namespace without its ServiceAccount condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Collapse<'a> {
+    Web(&'a str),
+    Pod(&'a str),
+}
+
+#[derive(Debug, Default)]
+struct Collapsed {
+    web: BTreeSet<String>,
+    pod: BTreeSet<String>,
+}
+
+impl Collapsed {
+    fn namespaces(&self) -> Vec<String> {
+        self.web.union(&self.pod).cloned().collect()
+    }
+}
+
+/// Which of our statements a statement is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Owner {
+    /// The web-identity statement of an audience.
+    Audience(String),
+    Pod(pod::Owner),
+}
+
+impl Owner {
+    fn describe(&self) -> String {
+        match self {
+            Owner::Audience(aud) => format!("audience {aud}"),
+            Owner::Pod(owner) => owner.describe(),
+        }
+    }
+}
+
+/// One of our statements, in a form where semantic equality is `==`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Model {
+enum Model {
+    Web(WebModel),
+    Pod(pod::Model),
+}
+
+/// Our web-identity statement for one audience.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WebModel {
     provider_arn: String,
     audience: String,
     /// StringLike when any namespace is collapsed (then every `sub` value moves there: a
@@ -258,16 +326,17 @@ struct Model {
 
 fn desired_models(
     want: &BTreeMap<&str, &BTreeSet<Subject>>,
-    provider_arn: &str,
-    collapsed: &BTreeSet<String>,
-) -> BTreeMap<String, Model> {
-    want.iter()
+    input: &CompileInput<'_>,
+    collapsed: &Collapsed,
+) -> BTreeMap<Owner, Model> {
+    let mut models: BTreeMap<Owner, Model> = want
+        .iter()
         .map(|(aud, subjects)| {
             let mut like = false;
             let subs = subjects
                 .iter()
                 .map(|s| {
-                    if collapsed.contains(&s.namespace) {
+                    if collapsed.web.contains(&s.namespace) {
                         like = true;
                         Subject::namespace_wildcard(&s.namespace)
                     } else {
@@ -275,27 +344,35 @@ fn desired_models(
                     }
                 })
                 .collect();
-            let model = Model {
-                provider_arn: provider_arn.to_string(),
+            let model = WebModel {
+                provider_arn: input.provider_arn.to_string(),
                 audience: aud.to_string(),
                 like,
                 subs,
             };
-            (aud.to_string(), model)
+            (Owner::Audience(aud.to_string()), Model::Web(model))
         })
-        .collect()
+        .collect();
+    if let Some(pod) = &input.pod_identity {
+        models.extend(
+            pod::desired_models(pod, &collapsed.pod)
+                .into_iter()
+                .map(|(owner, model)| (Owner::Pod(owner), Model::Pod(model))),
+        );
+    }
+    models
 }
 
-/// A statement slot of the current document: foreign (kept verbatim) or ours (for an audience).
+/// A statement slot of the current document: foreign (kept verbatim) or ours.
 enum Slot<'a> {
     Foreign(&'a Value),
-    Owned(String),
+    Owned(Owner),
 }
 
 struct Current<'a> {
     slots: Vec<Slot<'a>>,
-    /// Our statements by audience (the first one when a Sid is duplicated), parsed.
-    owned: BTreeMap<String, Option<Model>>,
+    /// Our statements (the first one when a Sid is duplicated), parsed.
+    owned: BTreeMap<Owner, Option<Model>>,
     hand_edited: Vec<HandEdit>,
     doc: Option<&'a PolicyDocument>,
 }
@@ -311,63 +388,93 @@ impl<'a> Current<'a> {
         let Some(doc) = input.current else {
             return this;
         };
-        let desired_sids: BTreeMap<String, &str> = input
+        let mut desired_sids: BTreeMap<String, Owner> = input
             .desired
             .keys()
-            .map(|aud| (statement_sid(host, aud), aud.as_str()))
+            .map(|aud| (statement_sid(host, aud), Owner::Audience(aud.clone())))
             .collect();
+        if let Some(pod) = &input.pod_identity {
+            for ns in pod.desired.service_accounts.keys() {
+                let owner = pod::Owner {
+                    agent: pod.agent_role_arn.to_string(),
+                    namespace: Some(ns.clone()),
+                };
+                desired_sids.insert(owner.sid(pod.cluster), Owner::Pod(owner));
+            }
+            let untagged = pod::Owner {
+                agent: pod.agent_role_arn.to_string(),
+                namespace: None,
+            };
+            desired_sids.insert(
+                pod_identity_untagged_sid(pod.agent_role_arn, pod.cluster),
+                Owner::Pod(untagged),
+            );
+        }
         for statement in doc.statements() {
             let Some(sid) = statement.get("Sid").and_then(Value::as_str) else {
                 this.slots.push(Slot::Foreign(statement));
                 continue;
             };
-            // Ours if the Sid is derived from a desired audience, or from an audience the
-            // statement itself names (how we find statements of audiences no longer desired).
-            let audience = desired_sids
+            // Ours if the Sid is derived from a desired audience or namespace, or from what
+            // the statement itself names (how we find statements no longer desired).
+            let owner = desired_sids
                 .get(sid)
-                .map(|aud| aud.to_string())
+                .cloned()
                 .or_else(|| {
                     audiences_in(statement)
                         .into_iter()
                         .find(|aud| statement_sid(host, aud) == sid)
+                        .map(Owner::Audience)
+                })
+                .or_else(|| {
+                    let pod = input.pod_identity.as_ref()?;
+                    pod::owner_by_content(statement, sid, pod.cluster).map(Owner::Pod)
                 });
-            let Some(audience) = audience else {
+            let Some(owner) = owner else {
                 this.slots.push(Slot::Foreign(statement));
                 continue;
             };
-            if this.owned.contains_key(&audience) {
+            if this.owned.contains_key(&owner) {
                 this.hand_edited.push(HandEdit {
                     sid: sid.to_string(),
-                    audience,
+                    statement: owner.describe(),
                     reason: "a second statement with the same Sid; it is dropped".into(),
                 });
                 continue;
             }
-            let model = match parse_owned(statement, host, &audience) {
+            let parsed = match &owner {
+                Owner::Audience(aud) => parse_web(statement, host, aud).map(Model::Web),
+                Owner::Pod(pod_owner) => {
+                    // Only reachable with Pod Identity input (the owner came from it).
+                    let cluster = input.pod_identity.as_ref().map_or("", |p| p.cluster);
+                    pod::parse(statement, pod_owner, cluster).map(Model::Pod)
+                }
+            };
+            let model = match parsed {
                 Ok(model) => Some(model),
                 Err(reason) => {
                     this.hand_edited.push(HandEdit {
                         sid: sid.to_string(),
-                        audience: audience.clone(),
+                        statement: owner.describe(),
                         reason,
                     });
                     None
                 }
             };
-            this.owned.insert(audience.clone(), model);
-            this.slots.push(Slot::Owned(audience));
+            this.owned.insert(owner.clone(), model);
+            this.slots.push(Slot::Owned(owner));
         }
         this
     }
 
     /// `Some(current size)` when our statements already say exactly `models`.
-    fn unchanged(&self, models: &BTreeMap<String, Model>) -> Option<usize> {
+    fn unchanged(&self, models: &BTreeMap<Owner, Model>) -> Option<usize> {
         let doc = self.doc?;
         let same = self.hand_edited.is_empty()
             && self.owned.len() == models.len()
-            && models.iter().all(|(aud, model)| {
+            && models.iter().all(|(owner, model)| {
                 self.owned
-                    .get(aud)
+                    .get(owner)
                     .is_some_and(|m| m.as_ref() == Some(model))
             });
         same.then(|| doc.chars())
@@ -393,7 +500,7 @@ fn audiences_in(statement: &Value) -> Vec<String> {
 }
 
 /// A string or a non-empty list of strings, as IAM allows for most statement values.
-fn string_list(v: &Value) -> Option<Vec<String>> {
+pub(super) fn string_list(v: &Value) -> Option<Vec<String>> {
     match v {
         Value::String(s) => Some(vec![s.clone()]),
         Value::Array(items) if !items.is_empty() => items
@@ -404,16 +511,16 @@ fn string_list(v: &Value) -> Option<Vec<String>> {
     }
 }
 
-fn single_string(v: &Value) -> Option<String> {
+pub(super) fn single_string(v: &Value) -> Option<String> {
     match string_list(v)?.as_slice() {
         [one] => Some(one.clone()),
         _ => None,
     }
 }
 
-/// Reads one of our statements back into a [`Model`]; `Err` says how it differs from the
-/// shape [`render`] produces (which makes it a hand edit).
-fn parse_owned(statement: &Value, host: &str, audience: &str) -> Result<Model, String> {
+/// Reads one of our web-identity statements back into a [`WebModel`]; `Err` says how it
+/// differs from the shape [`render_web`] produces (which makes it a hand edit).
+fn parse_web(statement: &Value, host: &str, audience: &str) -> Result<WebModel, String> {
     let Some(obj) = statement.as_object() else {
         return Err("not an object".into());
     };
@@ -477,7 +584,7 @@ fn parse_owned(statement: &Value, host: &str, audience: &str) -> Result<Model, S
         .get(&sub_key)
         .and_then(string_list)
         .ok_or_else(|| format!("no list of subjects under {sub_key}"))?;
-    Ok(Model {
+    Ok(WebModel {
         provider_arn,
         audience: audience.to_string(),
         like,
@@ -485,8 +592,15 @@ fn parse_owned(statement: &Value, host: &str, audience: &str) -> Result<Model, S
     })
 }
 
-/// The one statement we write per (issuer, audience).
 fn render(host: &str, model: &Model) -> Value {
+    match model {
+        Model::Web(web) => render_web(host, web),
+        Model::Pod(pod) => pod::render(pod),
+    }
+}
+
+/// The one statement we write per (issuer, audience).
+fn render_web(host: &str, model: &WebModel) -> Value {
     let (aud_key, sub_key) = (format!("{host}:aud"), format!("{host}:sub"));
     // One subject is written as a string: IAM accepts both and the list brackets would
     // cost two characters of quota.
@@ -520,74 +634,182 @@ struct Builder<'a> {
     base: PolicyDocument,
 }
 
+/// A step of the refusal's search: one subject (or one collapsed namespace) of an audience,
+/// or one Pod Identity ServiceAccount (or one namespace without its ServiceAccount
+/// condition).
+enum Unit<'a> {
+    Web {
+        audience: &'a str,
+        value: String,
+        subjects: Vec<&'a Subject>,
+    },
+    Pod {
+        namespace: &'a str,
+        /// `None`: the collapsed namespace.
+        service_account: Option<&'a str>,
+        names: Vec<&'a str>,
+    },
+}
+
 impl Builder<'_> {
     /// Foreign statements stay where they were; ours replace our old ones in place (so a
-    /// diff of the document shows only what changed); new audiences are appended in order.
-    fn statements(&self, models: &BTreeMap<String, Model>) -> Vec<Value> {
+    /// diff of the document shows only what changed); new ones are appended in order.
+    fn statements(&self, models: &BTreeMap<Owner, Model>) -> Vec<Value> {
         let mut out = Vec::with_capacity(self.current.slots.len() + models.len());
         let mut placed = BTreeSet::new();
         for slot in &self.current.slots {
             match slot {
                 Slot::Foreign(v) => out.push((*v).clone()),
-                Slot::Owned(aud) => {
-                    if let Some(model) = models.get(aud) {
+                Slot::Owned(owner) => {
+                    if let Some(model) = models.get(owner) {
                         out.push(render(self.host, model));
-                        placed.insert(aud.as_str());
+                        placed.insert(owner);
                     }
                 }
             }
         }
-        for (aud, model) in models {
-            if !placed.contains(aud.as_str()) {
+        for (owner, model) in models {
+            if !placed.contains(owner) {
                 out.push(render(self.host, model));
             }
         }
         out
     }
 
-    fn chars_with(&self, models: &BTreeMap<String, Model>) -> usize {
+    fn chars_with(&self, models: &BTreeMap<Owner, Model>) -> usize {
         self.base.with_statements(self.statements(models)).chars()
     }
 
-    /// Finds which subjects do not fit: take the units of the most collapsed form in order
-    /// (a unit is one subject, or one collapsed namespace of an audience) and binary-search
-    /// the longest prefix within the quota — the size only grows as units are added.
-    fn refusal(
+    /// The units of the most collapsed form, in order: web-identity subjects by audience,
+    /// then Pod Identity ServiceAccounts by namespace.
+    fn units<'w>(
         &self,
-        want: &BTreeMap<&str, &BTreeSet<Subject>>,
-        collapsed: &BTreeSet<String>,
-        chars: usize,
-    ) -> Refusal {
-        let mut units: Vec<(&str, String, Vec<&Subject>)> = Vec::new();
+        want: &BTreeMap<&'w str, &'w BTreeSet<Subject>>,
+        collapsed: &Collapsed,
+    ) -> Vec<Unit<'w>>
+    where
+        Self: 'w,
+    {
+        let mut units = Vec::new();
         for (aud, subjects) in want {
             let mut by_value: BTreeMap<String, Vec<&Subject>> = BTreeMap::new();
             for s in subjects.iter() {
-                let value = if collapsed.contains(&s.namespace) {
+                let value = if collapsed.web.contains(&s.namespace) {
                     Subject::namespace_wildcard(&s.namespace)
                 } else {
                     s.sub()
                 };
                 by_value.entry(value).or_default().push(s);
             }
-            units.extend(by_value.into_iter().map(|(v, ss)| (*aud, v, ss)));
+            units.extend(by_value.into_iter().map(|(value, subjects)| Unit::Web {
+                audience: aud,
+                value,
+                subjects,
+            }));
         }
-        let prefix_models = |k: usize| {
-            let mut models: BTreeMap<String, Model> = BTreeMap::new();
-            for (aud, value, _) in units.iter().take(k) {
-                let model = models.entry(aud.to_string()).or_insert_with(|| Model {
-                    provider_arn: self.input.provider_arn.to_string(),
-                    audience: aud.to_string(),
-                    like: false,
-                    subs: BTreeSet::new(),
-                });
-                model.subs.insert(value.clone());
+        if let Some(pod) = &self.input.pod_identity {
+            for (ns, sas) in pod.desired.namespaces() {
+                let names: Vec<&str> = sas.iter().map(String::as_str).collect();
+                if collapsed.pod.contains(ns) {
+                    units.push(Unit::Pod {
+                        namespace: ns,
+                        service_account: None,
+                        names,
+                    });
+                } else {
+                    units.extend(names.into_iter().map(|sa| Unit::Pod {
+                        namespace: ns,
+                        service_account: Some(sa),
+                        names: vec![sa],
+                    }));
+                }
             }
-            for model in models.values_mut() {
+        }
+        units
+    }
+
+    /// The statements of the first `k` units (and the untagged Pod Identity statement, when
+    /// wanted: it is one statement whatever the associations).
+    fn prefix_models(&self, units: &[Unit<'_>], k: usize) -> BTreeMap<Owner, Model> {
+        let mut web: BTreeMap<&str, WebModel> = BTreeMap::new();
+        let mut pods: BTreeMap<&str, Option<BTreeSet<String>>> = BTreeMap::new();
+        for unit in units.iter().take(k) {
+            match unit {
+                Unit::Web {
+                    audience, value, ..
+                } => {
+                    let model = web.entry(audience).or_insert_with(|| WebModel {
+                        provider_arn: self.input.provider_arn.to_string(),
+                        audience: audience.to_string(),
+                        like: false,
+                        subs: BTreeSet::new(),
+                    });
+                    model.subs.insert(value.clone());
+                }
+                Unit::Pod {
+                    namespace,
+                    service_account,
+                    ..
+                } => {
+                    let entry = pods.entry(namespace).or_insert(Some(BTreeSet::new()));
+                    match (service_account, entry.as_mut()) {
+                        (Some(sa), Some(set)) => {
+                            set.insert(sa.to_string());
+                        }
+                        _ => *entry = None,
+                    }
+                }
+            }
+        }
+        let mut models: BTreeMap<Owner, Model> = web
+            .into_values()
+            .map(|mut model| {
                 model.like = model.subs.iter().any(|v| v.ends_with(":*"));
+                (Owner::Audience(model.audience.clone()), Model::Web(model))
+            })
+            .collect();
+        if let Some(pod) = &self.input.pod_identity {
+            let agent = pod.agent_role_arn.to_string();
+            for (ns, service_accounts) in pods {
+                let owner = pod::Owner {
+                    agent: agent.clone(),
+                    namespace: Some(ns.to_string()),
+                };
+                let model = pod::Model::Tagged {
+                    agent: agent.clone(),
+                    cluster: pod.cluster.to_string(),
+                    namespace: ns.to_string(),
+                    service_accounts,
+                };
+                models.insert(Owner::Pod(owner), Model::Pod(model));
             }
-            models
-        };
-        let fits = |k: usize| self.chars_with(&prefix_models(k)) <= self.input.max_chars;
+            if pod.desired.untagged {
+                let owner = pod::Owner {
+                    agent: agent.clone(),
+                    namespace: None,
+                };
+                let model = pod::Model::Untagged {
+                    agent,
+                    cluster: pod.cluster.to_string(),
+                };
+                models.insert(Owner::Pod(owner), Model::Pod(model));
+            }
+        }
+        models
+    }
+
+    /// Finds which subjects do not fit: take the [`Unit`]s of the most collapsed form in
+    /// order and binary-search the longest prefix within the quota — the size only grows as
+    /// units are added.
+    fn refusal(
+        &self,
+        want: &BTreeMap<&str, &BTreeSet<Subject>>,
+        collapsed: &Collapsed,
+        chars: usize,
+    ) -> Refusal {
+        let units = self.units(want, collapsed);
+        let fits =
+            |k: usize| self.chars_with(&self.prefix_models(&units, k)) <= self.input.max_chars;
         // The longest fitting prefix. The full list is known not to fit; the empty one may
         // not either (foreign statements alone over the quota).
         let fitting = if fits(0) {
@@ -608,14 +830,33 @@ impl Builder<'_> {
         let not_fitting = units
             .iter()
             .skip(fitting)
-            .flat_map(|(aud, _, subjects)| subjects.iter().map(|s| (aud.to_string(), (*s).clone())))
+            .flat_map(|unit| match unit {
+                Unit::Web {
+                    audience, subjects, ..
+                } => subjects
+                    .iter()
+                    .map(|s| (audience.to_string(), (*s).clone()))
+                    .collect::<Vec<_>>(),
+                Unit::Pod {
+                    namespace, names, ..
+                } => names
+                    .iter()
+                    .filter_map(|sa| Subject::new(namespace, sa).ok())
+                    .map(|s| (POD_IDENTITY_LABEL.to_string(), s))
+                    .collect(),
+            })
             .collect();
+        let pod_count = self
+            .input
+            .pod_identity
+            .as_ref()
+            .map_or(0, |p| p.desired.count());
         Refusal {
             chars,
             quota: self.input.max_chars,
             current_chars: self.current.chars(),
-            collapsed: collapsed.iter().cloned().collect(),
-            desired: want.values().map(|s| s.len()).sum(),
+            collapsed: collapsed.namespaces(),
+            desired: want.values().map(|s| s.len()).sum::<usize>() + pod_count,
             not_fitting,
         }
     }

@@ -214,6 +214,35 @@ pub fn statement_sid(issuer: &str, audience: &str) -> String {
     format!("Irsa{:016x}", hash.0)
 }
 
+/// The `Sid` prefix of the Pod Identity statements: distinct from [`statement_sid`]'s by
+/// length too (23 characters against 20), so neither scheme can claim the other's.
+pub const POD_IDENTITY_SID_PREFIX: &str = "IrsaPod";
+
+/// The `Sid` of the Pod Identity statement this crate owns for (agent role, cluster,
+/// namespace): `IrsaPod` followed by the 16 hex digits of FNV-1a-64 over
+/// `<agent role ARN> NUL <cluster> NUL <namespace>`. The cluster is in the hash, so two
+/// clusters sharing one agent role each own their own statements on a role.
+pub fn pod_identity_sid(agent_role_arn: &str, cluster: &str, namespace: &str) -> String {
+    pod_identity_hash(agent_role_arn, cluster, namespace)
+}
+
+/// The `Sid` of the one Pod Identity statement without session-tag conditions (for
+/// associations with `disableSessionTags`): as [`pod_identity_sid`] with `*` in place of the
+/// namespace, which no namespace name can be.
+pub fn pod_identity_untagged_sid(agent_role_arn: &str, cluster: &str) -> String {
+    pod_identity_hash(agent_role_arn, cluster, "*")
+}
+
+fn pod_identity_hash(agent_role_arn: &str, cluster: &str, namespace: &str) -> String {
+    let mut hash = Fnv1a::new();
+    hash.write(agent_role_arn.as_bytes());
+    hash.write(&[0]);
+    hash.write(cluster.as_bytes());
+    hash.write(&[0]);
+    hash.write(namespace.as_bytes());
+    format!("{POD_IDENTITY_SID_PREFIX}{:016x}", hash.0)
+}
+
 struct Fnv1a(u64);
 
 impl Fnv1a {
@@ -303,6 +332,31 @@ mod tests {
         );
         // The separator keeps (issuer, audience) pairs apart.
         assert_ne!(statement_sid("ab", "c"), statement_sid("a", "bc"));
+    }
+
+    #[test]
+    fn pod_identity_sids_are_pinned_and_apart() {
+        const AGENT: &str = "arn:aws:iam::111122223333:role/irsa-agent";
+        let sid = pod_identity_sid(AGENT, "prod-1", "team-a");
+        // Pinned: a change here orphans every Pod Identity statement already written to IAM.
+        assert_eq!(sid, {
+            let mut h = Fnv1a::new();
+            h.write(b"arn:aws:iam::111122223333:role/irsa-agent\0prod-1\0team-a");
+            format!("IrsaPod{:016x}", h.0)
+        });
+        assert!(sid.len() == 23 && sid.bytes().all(|b| b.is_ascii_alphanumeric()));
+        let untagged = pod_identity_untagged_sid(AGENT, "prod-1");
+        assert!(untagged.starts_with(POD_IDENTITY_SID_PREFIX) && untagged.len() == 23);
+        assert_ne!(sid, untagged);
+        assert_ne!(sid, pod_identity_sid(AGENT, "prod-2", "team-a"));
+        assert_ne!(sid, pod_identity_sid(AGENT, "prod-1", "team-b"));
+        assert_ne!(untagged, pod_identity_untagged_sid(AGENT, "prod-2"));
+        assert_ne!(
+            pod_identity_sid(AGENT, "a", "bc"),
+            pod_identity_sid(AGENT, "ab", "c")
+        );
+        // Never one of the web-identity Sids (20 characters).
+        assert_ne!(sid.len(), statement_sid("x", "y").len());
     }
 
     proptest::proptest! {

@@ -9,14 +9,12 @@ use crate::issuer::issuer_host_path;
 
 use super::{
     compile::WEB_IDENTITY_ACTION,
+    pod::{ASSUME_ROLE_ACTION, TAG_SESSION_ACTION},
     document::{PolicyDocument, provider_host_path},
     glob,
     subject::SUBJECT_PREFIX,
 };
 
-/// The actions of a role session asking for another role, with session tags.
-pub const ASSUME_ROLE_ACTION: &str = "sts:AssumeRole";
-pub const TAG_SESSION_ACTION: &str = "sts:TagSession";
 const REQUEST_TAG: &str = "RequestTag/";
 
 /// What the token contributes to IAM's request context.

@@ -66,6 +66,7 @@ impl Case {
             desired: &self.desired,
             max_chars: self.max_chars,
             wildcard_namespaces: &self.wildcards,
+            pod_identity: None,
         })
     }
 
@@ -926,6 +927,7 @@ proptest! {
             desired: &desired,
             max_chars,
             wildcard_namespaces: &wildcards,
+            pod_identity: None,
         };
         match compile(&input) {
             Ok(Compiled::Changed { document, chars, collapsed, .. }) => {

@@ -23,6 +23,7 @@ mod issuer;
 mod leader;
 mod opt_out;
 mod pod_identity;
+mod pod_identity_trust;
 mod publish;
 mod rbac;
 mod restart;

@@ -35,6 +35,8 @@ impl RoleSettings {
             issuer: &self.issuer,
             provider_arn: &self.provider_arn,
             max_chars: self.max_chars,
+            cluster: &self.desired.cluster,
+            pod_identity_agent: self.desired.pod_identity_agent.as_deref(),
         }
     }
 }

@@ -50,6 +50,20 @@ impl RoleState {
             .unwrap_or_default()
     }
 
+    /// Roles whose last reconcile decided on the association `key` (its role before a
+    /// `roleArn` change, or before it was deleted, among them).
+    pub fn roles_with_association(&self, key: &Key) -> Vec<String> {
+        self.reports
+            .read()
+            .map(|r| {
+                r.values()
+                    .filter(|rep| rep.desired.association_verdicts.contains_key(key))
+                    .map(|rep| rep.role.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Records `report` as the role's latest (the worker does this after every reconcile).
     pub fn put(&self, report: Arc<RoleReport>) {
         // Kept even when nothing refers to the role any more: the binding reconciler reads

@@ -1,5 +1,5 @@
 //! The controller's indexes ([`crate::index::Index`]): bindings by ServiceAccount and by role,
-//! ServiceAccounts by the binding that annotated them.
+//! associations by role, ServiceAccounts by the binding that annotated them.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::ResourceExt;
@@ -7,7 +7,7 @@ use kube::ResourceExt;
 pub use crate::index::{Index, namespaced};
 
 use crate::controller::policy::annotate;
-use crate::crd::IAMRoleBinding;
+use crate::crd::{IAMRoleBinding, PodIdentityAssociation};
 
 /// Bindings by the ServiceAccounts they list (`namespace/name`).
 pub fn bindings_by_service_account() -> Index<IAMRoleBinding> {
@@ -32,6 +32,11 @@ pub fn bindings_by_role() -> Index<IAMRoleBinding> {
         }
         roles
     })
+}
+
+/// Associations by the role they name (`spec.roleArn`).
+pub fn associations_by_role() -> Index<PodIdentityAssociation> {
+    Index::new(|a| vec![a.spec.role_arn.clone()])
 }
 
 /// ServiceAccounts by the binding that annotated them (`namespace/binding`).

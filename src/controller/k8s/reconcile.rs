@@ -155,22 +155,28 @@ pub fn error_policy(binding: Arc<IAMRoleBinding>, error: &Error, ctx: Arc<Contex
     }
     ctx.metrics
         .reconcile_failed("binding", error.metric_label());
-    let n = match (key_of(&binding), ctx.failures.lock()) {
-        (Ok(key), Ok(mut f)) => {
+    let wait = retry_delay(&ctx.failures, key_of(&binding).ok());
+    warn!(binding = %binding.name_any(), error = %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+/// The next retry of an object whose reconcile failed once more: 5s · 2^n with jitter, at
+/// most 5 min, `n` counted per object in `failures` (cleared by a successful reconcile).
+pub fn retry_delay(failures: &Mutex<HashMap<Key, u32>>, key: Option<Key>) -> Duration {
+    let n = match (key, failures.lock()) {
+        (Some(key), Ok(mut f)) => {
             let n = f.entry(key).or_insert(0);
             *n += 1;
             *n
         }
         _ => 1,
     };
-    let wait = Backoff {
+    Backoff {
         base: Duration::from_secs(5),
         max: Duration::from_secs(300),
         jitter: Jitter::Equal,
     }
-    .delay(n);
-    warn!(binding = %binding.name_any(), error = %error, retry_in = ?wait, "reconcile failed");
-    Action::requeue(wait)
+    .delay(n)
 }
 
 /// Was `previous` (status.roleArn after a move) cleaned of this binding?

@@ -1,5 +1,6 @@
-//! The reflector stores: what the ServiceAccount store keeps ([`strip_sa`]), which bindings a
-//! change concerns ([`bindings_of_role`], [`bindings_of_sa`], from the stores'
+//! The reflector stores: what the ServiceAccount store keeps ([`strip_sa`]), which bindings
+//! and associations a change concerns ([`bindings_of_role`], [`bindings_of_sa`],
+//! [`associations_of_role`], from the stores'
 //! [indexes](crate::controller::k8s::index)), and the pure [`Snapshot`] the
 //! IAM side computes from ([`snapshot`]).
 
@@ -13,8 +14,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use crate::controller::k8s::index::{self, Index};
 use crate::controller::policy::annotate;
 use crate::controller::policy::authz::GrantSpec;
-use crate::controller::policy::desired::{AnnotatedSa, BindingInfo, Key, Snapshot};
-use crate::crd::{IAMRoleBinding, IAMRoleGrant};
+use crate::controller::policy::desired::{
+    AnnotatedSa, AssociationInfo, BindingInfo, Key, Snapshot,
+};
+use crate::crd::{IAMRoleBinding, IAMRoleGrant, PodIdentityAssociation};
 
 /// `kubectl apply`'s copy of the whole object, in an annotation no reader of the stores needs.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -51,11 +54,11 @@ pub fn strip_sa(sa: &mut ServiceAccount, prefix: &str) {
     };
 }
 
-/// Drops what no reader of the binding store needs before it is stored: the field managers'
-/// records (several per binding: its creator, the controller's finalizer and status) are
-/// most of a stored binding's memory.
-pub fn strip_binding(binding: &mut IAMRoleBinding) {
-    let meta = &mut binding.metadata;
+/// Drops what no reader of a binding or association store needs before it is stored: the
+/// field managers' records (several per object: its creator, the controller's finalizer and
+/// status) are most of a stored object's memory.
+pub fn strip_managed<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
     meta.managed_fields = None;
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.remove(LAST_APPLIED);
@@ -68,6 +71,18 @@ pub fn bindings_of_role(
     role: &str,
 ) -> Vec<ObjectRef<IAMRoleBinding>> {
     by_role.get(role).iter().map(binding_ref).collect()
+}
+
+/// Associations to re-reconcile after `report`: those naming the role.
+pub fn associations_of_role(
+    by_role: &Index<PodIdentityAssociation>,
+    role: &str,
+) -> Vec<ObjectRef<PodIdentityAssociation>> {
+    by_role
+        .get(role)
+        .iter()
+        .map(|key| ObjectRef::new(&key.name).within(&key.namespace))
+        .collect()
 }
 
 /// Bindings affected by a change of `sa` (they list it, or they annotated it).
@@ -95,6 +110,7 @@ pub fn snapshot(
     bindings: &Store<IAMRoleBinding>,
     service_accounts: &Store<ServiceAccount>,
     grants: &Store<IAMRoleGrant>,
+    associations: &Store<PodIdentityAssociation>,
     prefix: &str,
 ) -> Snapshot {
     let role_key = format!("{prefix}/role-arn");
@@ -140,6 +156,21 @@ pub fn snapshot(
             .state()
             .iter()
             .map(|g| (g.name_any(), GrantSpec::from(&g.spec)))
+            .collect(),
+        associations: associations
+            .state()
+            .iter()
+            .filter_map(|a| {
+                Some(AssociationInfo {
+                    namespace: a.namespace()?,
+                    name: a.name_any(),
+                    generation: a.metadata.generation.unwrap_or(0),
+                    service_account: a.spec.service_account_name.clone(),
+                    role_arn: a.spec.role_arn.clone(),
+                    target_role_arn: a.spec.target_role_arn.clone(),
+                    disable_session_tags: a.spec.disable_session_tags,
+                })
+            })
             .collect(),
     }
 }
@@ -189,7 +220,7 @@ mod tests {
         binding.metadata = sa.metadata.clone();
 
         strip_sa(&mut sa, "example.com");
-        strip_binding(&mut binding);
+        strip_managed(&mut binding);
         assert_eq!(
             sa,
             ServiceAccount {

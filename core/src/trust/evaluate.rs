@@ -599,9 +599,11 @@ fn action_matches(statement: &Value, wanted: &[&str]) -> Result<(), String> {
             let actions = value_strings(a);
             match wanted.iter().find(|w| !hit(&actions, w)) {
                 None => Ok(()),
+                // "not" for the one action a call needs, "without" for the second of two.
                 Some(missing) => Err(format!(
-                    "Action is {}, without {missing} ({})",
+                    "Action is {}, {} {missing} ({})",
                     actions.join(", "),
+                    if wanted.len() > 1 { "without" } else { "not" },
                     why(missing)
                 )),
             }

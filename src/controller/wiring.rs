@@ -432,11 +432,18 @@ pub async fn run_reconcilers(
     });
     let shutdown = futures::FutureExt::shared(shutdown);
     let reconcilers = futures::future::join(
-        binding_controller(controller, trigger_rx, shutdown.clone(), ctx),
-        run_association_controller(
+        run_controller(
+            controller,
+            trigger_rx,
+            shutdown.clone(),
+            (bindings::reconcile, bindings::error_policy),
+            ctx,
+        ),
+        run_controller(
             association_controller,
             association_rx,
             shutdown.clone(),
+            (associations::reconcile, associations::error_policy),
             association_ctx,
         ),
     );
@@ -723,47 +730,45 @@ fn association_controller(
         .with_config(controller::Config::default().concurrency(BINDING_CONCURRENCY))
 }
 
-/// The association `Controller`: reconciles on spec changes and on `triggers` (role reports)
-/// until `shutdown`.
-fn run_association_controller(
-    controller: Controller<PodIdentityAssociation>,
-    triggers: mpsc::UnboundedReceiver<ObjectRef<PodIdentityAssociation>>,
+/// Drives `controller` on its watch and on `triggers` until `shutdown`, after which in-flight
+/// reconciles finish: the binding `Controller` (triggered by ServiceAccount changes and role
+/// reports) and the association one (by role reports). Failures are the error policies' to
+/// log; here only at debug level.
+fn run_controller<K, Ctx, Fut, E>(
+    controller: Controller<K>,
+    triggers: mpsc::UnboundedReceiver<ObjectRef<K>>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-    ctx: Arc<associations::Context>,
-) -> impl Future<Output = ()> {
+    (reconcile, error_policy): (
+        impl FnMut(Arc<K>, Arc<Ctx>) -> Fut,
+        impl Fn(Arc<K>, &E, Arc<Ctx>) -> controller::Action,
+    ),
+    ctx: Arc<Ctx>,
+) -> impl Future<Output = ()>
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + std::fmt::Debug + Unpin,
+    Fut: Future<Output = Result<controller::Action, E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
     let triggers = futures::stream::unfold(triggers, |mut rx| async move {
         rx.recv().await.map(|r| (r, rx))
     });
+    let kind = K::kind(&Default::default()).to_string();
     controller
         .reconcile_on(triggers)
         .graceful_shutdown_on(shutdown)
-        .run(associations::reconcile, associations::error_policy, ctx)
-        .for_each(|res| async move {
+        .run(reconcile, error_policy, ctx)
+        .for_each(move |res| {
             if let Err(e) = res {
-                tracing::debug!(error = %e, "association reconcile");
+                tracing::debug!(error = %e, "{kind} reconcile");
             }
-        })
-}
-
-/// The binding `Controller`: reconciles on binding changes and on `triggers` (ServiceAccount
-/// changes, role reports) until `shutdown`, after which in-flight reconciles finish.
-fn binding_controller(
-    controller: Controller<IAMRoleBinding>,
-    triggers: mpsc::UnboundedReceiver<ObjectRef<IAMRoleBinding>>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-    ctx: Arc<Context>,
-) -> impl Future<Output = ()> {
-    let triggers = futures::stream::unfold(triggers, |mut rx| async move {
-        rx.recv().await.map(|r| (r, rx))
-    });
-    controller
-        .reconcile_on(triggers)
-        .graceful_shutdown_on(shutdown)
-        .run(bindings::reconcile, bindings::error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "binding reconcile");
-            }
+            futures::future::ready(())
         })
 }
 

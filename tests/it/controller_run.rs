@@ -40,6 +40,7 @@ enum Kind {
     Binding,
     Grant,
     Sa,
+    Association,
 }
 
 impl Kind {
@@ -48,6 +49,7 @@ impl Kind {
             Kind::Binding => "IAMRoleBindingList",
             Kind::Grant => "IAMRoleGrantList",
             Kind::Sa => "ServiceAccountList",
+            Kind::Association => "PodIdentityAssociationList",
         }
     }
     fn api_version(self) -> &'static str {
@@ -204,6 +206,12 @@ fn router(fake: Arc<Fake>) -> Router {
             "/apis/irsa.dev/v1alpha1/iamrolegrants",
             get(|State(f): State<Arc<Fake>>, uri: Uri| async move {
                 list_or_watch(f, Kind::Grant, uri).await
+            }),
+        )
+        .route(
+            "/apis/irsa.dev/v1alpha1/podidentityassociations",
+            get(|State(f): State<Arc<Fake>>, uri: Uri| async move {
+                list_or_watch(f, Kind::Association, uri).await
             }),
         )
         .route(

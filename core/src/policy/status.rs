@@ -437,8 +437,8 @@ mod tests {
         })
     }
 
-    fn get<'a>(s: &'a IAMRoleBindingStatus, t: &str) -> &'a Condition {
-        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    fn get<'a>(conditions: &'a [Condition], t: &str) -> &'a Condition {
+        conditions.iter().find(|c| c.type_ == t).unwrap()
     }
 
     #[test]
@@ -460,7 +460,7 @@ mod tests {
             ..Default::default()
         };
         let s = compute_with(Some(&r), &a, None);
-        let ready = get(&s, condition::READY);
+        let ready = get(&s.conditions, condition::READY);
         assert_eq!(ready.status, "True");
         assert_eq!(
             ready.message,
@@ -499,8 +499,11 @@ mod tests {
             },
         );
         let s = compute_with(Some(&denied), &AnnotationSummary::default(), None);
-        assert_eq!(get(&s, condition::AUTHORIZED).status, "False");
-        assert_eq!(get(&s, condition::READY).reason, reason::NOT_AUTHORIZED);
+        assert_eq!(get(&s.conditions, condition::AUTHORIZED).status, "False");
+        assert_eq!(
+            get(&s.conditions, condition::READY).reason,
+            reason::NOT_AUTHORIZED
+        );
         assert_eq!(s.role_arn, None, "nothing was applied for this binding");
 
         let a = AnnotationSummary {
@@ -521,18 +524,18 @@ mod tests {
         );
         let s = compute_with(Some(&ok), &a, None);
         assert_eq!(
-            get(&s, condition::AUTHORIZED).reason,
+            get(&s.conditions, condition::AUTHORIZED).reason,
             reason::ROLE_TAG_MATCHED
         );
         assert_eq!(
-            get(&s, condition::SERVICE_ACCOUNTS_ANNOTATED).reason,
+            get(&s.conditions, condition::SERVICE_ACCOUNTS_ANNOTATED).reason,
             reason::CONFLICT
         );
-        assert_eq!(get(&s, condition::READY).status, "False");
+        assert_eq!(get(&s.conditions, condition::READY).status, "False");
 
         // No report yet: Unknown, Reconciling.
         let s = compute_with(None, &AnnotationSummary::default(), None);
-        assert_eq!(get(&s, condition::READY).status, "Unknown");
+        assert_eq!(get(&s.conditions, condition::READY).status, "Unknown");
         let _ = BTreeMap::<(), ()>::new();
     }
 
@@ -566,10 +569,6 @@ mod tests {
         })
     }
 
-    fn condition_of<'a>(s: &'a PodIdentityAssociationStatus, t: &str) -> &'a Condition {
-        s.conditions.iter().find(|c| c.type_ == t).unwrap()
-    }
-
     #[test]
     fn an_association_reads_its_own_verdict_and_says_when_the_agent_is_unknown() {
         const AGENT: &str = "arn:aws:iam::111122223333:role/irsa-agent";
@@ -589,14 +588,14 @@ mod tests {
         let s = association_status(Some(&ok), Some(AGENT), None);
         let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, ["Ready", "Authorized", "TrustPolicyApplied"]);
-        let ready = condition_of(&s, condition::READY);
+        let ready = get(&s.conditions, condition::READY);
         assert_eq!(
             (ready.status.as_str(), ready.observed_generation),
             ("True", Some(2))
         );
         assert!(ready.message.contains(AGENT), "{}", ready.message);
         assert_eq!(
-            condition_of(&s, condition::AUTHORIZED).message,
+            get(&s.conditions, condition::AUTHORIZED).message,
             "allowed by IAMRoleGrant g"
         );
         assert_eq!(s.observed_generation, Some(2));
@@ -620,11 +619,11 @@ mod tests {
             applied.clone(),
         );
         let s = association_status(Some(&denied), Some(AGENT), None);
-        let authorized = condition_of(&s, condition::AUTHORIZED);
+        let authorized = get(&s.conditions, condition::AUTHORIZED);
         assert_eq!(authorized.status, "False");
         assert!(authorized.message.contains("no IAMRoleGrant"));
         assert_eq!(
-            condition_of(&s, condition::READY).reason,
+            get(&s.conditions, condition::READY).reason,
             reason::NOT_AUTHORIZED
         );
 
@@ -635,11 +634,11 @@ mod tests {
             (1, Verdict::Denied { reason: "x".into() }),
         );
         let s = association_status(Some(&old), Some(AGENT), None);
-        assert_eq!(condition_of(&s, condition::READY).status, "Unknown");
+        assert_eq!(get(&s.conditions, condition::READY).status, "Unknown");
 
         // No agent role: Ready=False with the reason, whatever the report says.
         let s = association_status(Some(&ok), None, None);
-        let ready = condition_of(&s, condition::READY);
+        let ready = get(&s.conditions, condition::READY);
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
             ("False", reason::AGENT_ROLE_NOT_CONFIGURED)

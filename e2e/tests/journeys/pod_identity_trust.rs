@@ -1,13 +1,14 @@
 //! `irsa controller --pod-identity-agent-role-arn` end to end against a real API server and
 //! moto: a granted `PodIdentityAssociation` puts the documented statement for the agent's
-//! role in its role's trust policy and gets Ready; one without a grant gets nothing and says
-//! why; a foreign statement is kept byte for byte; resyncs at steady state write nothing;
-//! deleting the associations takes the statement away again.
+//! role in its role's trust policy and gets Ready (one with `disableSessionTags`, the
+//! statement without conditions); one without a grant gets nothing and says why; a foreign
+//! statement is kept byte for byte; resyncs at steady state write nothing; deleting the
+//! associations takes the statements away again.
 
 use irsa::crd::{
     IAMRoleGrant, IAMRoleGrantSpec, PodIdentityAssociation, PodIdentityAssociationSpec,
 };
-use irsa::trust::pod_identity_sid;
+use irsa::trust::{pod_identity_sid, pod_identity_untagged_sid};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
@@ -83,7 +84,7 @@ async fn association_trust_statement_is_written_kept_steady_and_removed() {
                 IAMRoleGrantSpec {
                     namespaces: vec![ns.clone()],
                     role_arns: vec![role.clone()],
-                    service_accounts: Some(vec!["web".into(), "api".into()]),
+                    service_accounts: Some(vec!["web".into(), "api".into(), "batch".into()]),
                     allow_namespace_wildcard_trust: false,
                 },
             ),
@@ -97,6 +98,13 @@ async fn association_trust_statement_is_written_kept_steady_and_removed() {
             .await
             .unwrap();
     }
+    // Sessions without tags: trusted by the one statement without conditions.
+    let mut untagged = association("batch", "batch", &role);
+    untagged.spec.disable_session_tags = true;
+    associations
+        .create(&PostParams::default(), &untagged)
+        .await
+        .unwrap();
     let controller = Process::controller_with(
         &cluster,
         None,
@@ -122,6 +130,13 @@ async fn association_trust_statement_is_written_kept_steady_and_removed() {
             "aws:RequestTag/kubernetes-service-account": ["api", "web"],
         }},
     });
+    let untagged_sid = pod_identity_untagged_sid(&agent, CLUSTER);
+    let expected_untagged = json!({
+        "Sid": untagged_sid,
+        "Effect": "Allow",
+        "Principal": {"AWS": agent},
+        "Action": "sts:AssumeRole",
+    });
     let trust = || async {
         let text = aws.trust_of(&role).await;
         serde_json::from_str::<Value>(&text).unwrap()
@@ -132,7 +147,9 @@ async fn association_trust_statement_is_written_kept_steady_and_removed() {
             WAIT,
             || async {
                 let doc = trust().await;
-                (statement_by_sid(&doc, &sid) == Some(&expected)).then_some(doc)
+                (statement_by_sid(&doc, &sid) == Some(&expected)
+                    && statement_by_sid(&doc, &untagged_sid) == Some(&expected_untagged))
+                .then_some(doc)
             },
         )
         .await;
@@ -145,8 +162,8 @@ async fn association_trust_statement_is_written_kept_steady_and_removed() {
         );
     };
     kept(&doc);
-    assert_eq!(statements(&doc).len(), 2, "{doc}");
-    for name in ["web", "api"] {
+    assert_eq!(statements(&doc).len(), 3, "{doc}");
+    for name in ["web", "api", "batch"] {
         let (_, reason, message) = controller
             .wait_for(
                 &format!("PodIdentityAssociation {ns}/{name} to be Ready"),
@@ -222,15 +239,23 @@ async fn association_trust_statement_is_written_kept_steady_and_removed() {
             (sas == json!("api")).then_some(())
         })
         .await;
-    associations
-        .delete("api", &DeleteParams::default())
-        .await
-        .unwrap();
+    for name in ["api", "batch"] {
+        associations
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
     let doc = controller
-        .wait_for("the Pod Identity statement to be removed", WAIT, || async {
-            let doc = trust().await;
-            statement_by_sid(&doc, &sid).is_none().then_some(doc)
-        })
+        .wait_for(
+            "the Pod Identity statements to be removed",
+            WAIT,
+            || async {
+                let doc = trust().await;
+                (statement_by_sid(&doc, &sid).is_none()
+                    && statement_by_sid(&doc, &untagged_sid).is_none())
+                .then_some(doc)
+            },
+        )
         .await;
     kept(&doc);
     assert_eq!(statements(&doc).len(), 1, "{doc}");

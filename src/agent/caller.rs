@@ -1,19 +1,19 @@
 //! Who is asking: the token checked by the API server (TokenReview with the agent's
 //! audience), then the pod it is bound to checked against the pods of this node, then that
 //! pod's ServiceAccount's association and the grant that allows it. All lookups after the
-//! TokenReview read watched stores, never the API server.
+//! TokenReview read watched stores ([`Stores`]), never the API server.
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use irsa_core::pod_identity::{self, PodRef};
-use irsa_core::policy::authz::{Decision, GrantSpec};
+use irsa_core::policy::authz::Decision;
 
 use super::refusal::{Refusal, reason};
-use crate::crd::{IAMRoleGrant, PodIdentityAssociation};
+use super::stores::Stores;
+use crate::crd::PodIdentityAssociation;
 
 /// The `user.extra` keys under which the API server names the pod a token is bound to.
 const EXTRA_POD_NAME: &str = "authentication.kubernetes.io/pod-name";
@@ -38,15 +38,6 @@ impl Caller {
             pod_uid: &self.pod_uid,
         }
     }
-}
-
-/// What the agent watches.
-#[derive(Clone)]
-pub struct Stores {
-    /// The pods of this node only (a field selector on `spec.nodeName`).
-    pub pods: Store<Pod>,
-    pub associations: Store<PodIdentityAssociation>,
-    pub grants: Store<IAMRoleGrant>,
 }
 
 /// The caller of `token` per a TokenReview for `audience`.
@@ -154,16 +145,7 @@ pub fn association(
             ),
         ));
     }
-    let mut found: Vec<_> = stores
-        .associations
-        .state()
-        .into_iter()
-        .filter(|a| {
-            a.namespace().as_deref() == Some(caller.namespace.as_str())
-                && a.spec.service_account_name == caller.service_account
-        })
-        .collect();
-    found.sort_by_key(|a| a.name_any());
+    let found = stores.associations_of(&caller.namespace, &caller.service_account);
     let association = match found.as_slice() {
         [] => {
             return Err(Refusal::forbidden(
@@ -186,12 +168,6 @@ pub fn association(
             ));
         }
     };
-    let grants: Vec<(String, GrantSpec)> = stores
-        .grants
-        .state()
-        .iter()
-        .map(|g| (g.name_any(), GrantSpec::from(&g.spec)))
-        .collect();
     let mut roles = vec![association.spec.role_arn.as_str()];
     roles.extend(association.spec.target_role_arn.as_deref());
     match pod_identity::authorize(
@@ -199,7 +175,7 @@ pub fn association(
         &caller.service_account,
         &roles,
         cluster,
-        &grants,
+        &stores.grants(),
     ) {
         Decision::Authorized { .. } => Ok(association),
         Decision::Denied { reason: why } => Err(Refusal::forbidden(

@@ -3,7 +3,7 @@
 //! on `GET /v1/credentials` as EKS's agent does, for any cluster.
 //!
 //! A request's token is reviewed by the API server ([`caller::review`]); the pod, the
-//! association and the grants come from watched stores ([`caller::association`]); the
+//! association and the grants come from watched stores ([`stores`], [`caller::association`]); the
 //! credentials from STS through the cache of [`credentials::Issuer`]. The admin port (its own
 //! address) serves `/healthz`, `/readyz` (the stores have synced) and `/metrics`.
 
@@ -11,6 +11,7 @@ pub mod caller;
 pub mod credentials;
 pub mod metrics;
 pub mod refusal;
+pub mod stores;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,18 +26,15 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
 use irsa_core::pod_identity;
 
-use self::caller::{Caller, Stores};
+use self::caller::Caller;
 use self::credentials::{Issuer, Key, Request};
 pub use self::metrics::Metrics;
 use self::refusal::{Refusal, reason};
-use crate::crd::{IAMRoleGrant, PodIdentityAssociation};
+use self::stores::Stores;
 
 /// Where SDKs ask.
 pub const CREDENTIALS_PATH: &str = "/v1/credentials";
@@ -79,46 +77,13 @@ pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<()> {
         options.refresh_margin,
         metrics.clone(),
     );
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let (associations, association_writer) = reflector::store::<PodIdentityAssociation>();
-    let (grants, grant_writer) = reflector::store::<IAMRoleGrant>();
-    let node_pods =
-        watcher::Config::default().fields(&format!("spec.nodeName={}", options.node_name));
-    let watches = futures::future::join3(
-        drain(reflector(
-            pod_writer,
-            watcher(Api::<Pod>::all(client.clone()), node_pods),
-        )),
-        drain(reflector(
-            association_writer,
-            watcher(
-                Api::<PodIdentityAssociation>::all(client.clone()),
-                watcher::Config::default(),
-            ),
-        )),
-        drain(reflector(
-            grant_writer,
-            watcher(
-                Api::<IAMRoleGrant>::all(client.clone()),
-                watcher::Config::default(),
-            ),
-        )),
-    );
-    let stores = Stores {
-        pods,
-        associations,
-        grants,
-    };
+    let (stores, writers) = Stores::new();
+    let watches = stores.watch(&client, &options.node_name, writers);
     let synced = Arc::new(AtomicBool::new(false));
     {
         let (stores, synced) = (stores.clone(), synced.clone());
         tokio::spawn(async move {
-            let _ = futures::future::join3(
-                stores.pods.wait_until_ready(),
-                stores.associations.wait_until_ready(),
-                stores.grants.wait_until_ready(),
-            )
-            .await;
+            stores.synced().await;
             synced.store(true, Ordering::Release);
             tracing::info!("pods, associations and grants synced; serving credentials");
         });
@@ -162,16 +127,6 @@ pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<()> {
         served = server.into_future() => served.context("the credentials server stopped"),
         done = admin => done,
         _ = watches => anyhow::bail!("the watches ended"),
-    }
-}
-
-async fn drain<S: futures::Stream<Item = Result<T, watcher::Error>>, T>(stream: S) {
-    let stream = stream.default_backoff();
-    futures::pin_mut!(stream);
-    while let Some(event) = stream.next().await {
-        if let Err(e) = event {
-            tracing::warn!(error = %e, "watch error; retrying");
-        }
     }
 }
 

@@ -360,10 +360,16 @@ pub struct AgentArgs {
     #[arg(long, env = "IRSA_CLUSTER_NAME")]
     pub cluster_name: String,
 
-    /// Address of the credentials endpoint (EKS's agent answers on 169.254.170.23:80 and
-    /// [fd00:ec2::23]:80, which the chart sets up on the node).
-    #[arg(long, env = "IRSA_LISTEN", default_value = "169.254.170.23:80")]
-    pub listen: SocketAddr,
+    /// Address of the credentials endpoint; repeat it (or separate with commas) to answer on
+    /// several, as EKS's agent answers on 169.254.170.23:80 and [fd00:ec2::23]:80 (the chart
+    /// sets both up on the node and passes both).
+    #[arg(
+        long,
+        env = "IRSA_LISTEN",
+        default_value = "169.254.170.23:80",
+        value_delimiter = ','
+    )]
+    pub listen: Vec<SocketAddr>,
 
     /// Plain-HTTP address serving /metrics, /healthz and /readyz (the probes).
     #[arg(long, env = "IRSA_METRICS_LISTEN", default_value = "0.0.0.0:2705")]

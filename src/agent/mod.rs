@@ -26,6 +26,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use futures::FutureExt as _;
 use kube::ResourceExt;
 
 use irsa_core::pod_identity;
@@ -41,7 +42,8 @@ pub const CREDENTIALS_PATH: &str = "/v1/credentials";
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub listen: SocketAddr,
+    /// The credentials endpoint's addresses (EKS's agent answers on two).
+    pub listen: Vec<SocketAddr>,
     pub metrics_listen: SocketAddr,
     /// The node this agent serves (pods of other nodes are refused).
     pub node_name: String,
@@ -112,22 +114,46 @@ pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<()> {
         admin_app,
         crate::webhook::ConnectionLimits::ADMIN,
     )?;
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("cannot listen on --listen {}", options.listen))?;
+    let listeners = bind(&options.listen).await?;
     tracing::info!(
-        listen = %options.listen,
+        listen = ?options.listen,
         node = %options.node_name,
         audience = %options.audience,
         "irsa agent started"
     );
-    let server =
-        axum::serve(listener, router(agent)).with_graceful_shutdown(crate::shutdown::signal());
+    let server = serve(listeners, router(agent));
     tokio::select! {
-        served = server.into_future() => served.context("the credentials server stopped"),
+        served = server => served,
         done = admin => done,
         _ = watches => anyhow::bail!("the watches ended"),
     }
+}
+
+/// Binds every `--listen` address: one that cannot be bound fails at startup, naming it.
+async fn bind(addresses: &[SocketAddr]) -> anyhow::Result<Vec<tokio::net::TcpListener>> {
+    let mut listeners = Vec::with_capacity(addresses.len());
+    for address in addresses {
+        listeners.push(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on --listen {address}"))?,
+        );
+    }
+    Ok(listeners)
+}
+
+/// Serves `app` on every listener until SIGTERM; ends early if one server fails.
+async fn serve(listeners: Vec<tokio::net::TcpListener>, app: Router) -> anyhow::Result<()> {
+    let servers = listeners.into_iter().map(|listener| {
+        let address = listener.local_addr().ok();
+        axum::serve(listener, app.clone())
+            .with_graceful_shutdown(crate::shutdown::signal())
+            .into_future()
+            .map(move |served| {
+                served.with_context(|| format!("the credentials server on {address:?} stopped"))
+            })
+    });
+    futures::future::try_join_all(servers).await.map(drop)
 }
 
 fn router(agent: Agent) -> Router {
@@ -199,4 +225,77 @@ async fn issue(agent: &Agent, headers: &HeaderMap) -> Result<Arc<credentials::Is
         association_generation: association.metadata.generation.unwrap_or_default(),
     };
     agent.issuer.get(key, request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An agent whose stores never sync: every request gets 503 NotReady, enough to tell
+    /// which listener answered.
+    fn unsynced_agent() -> Agent {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let metrics = Metrics::default();
+        Agent {
+            client: kube::Client::try_from(config).unwrap(),
+            stores: Stores::new().0,
+            synced: Arc::default(),
+            issuer: Issuer::new(
+                sdk,
+                Duration::from_secs(3600),
+                Duration::from_secs(1200),
+                metrics.clone(),
+            ),
+            metrics,
+            node: "node-a".into(),
+            cluster: "c".into(),
+            audience: "pods.eks.amazonaws.com".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_listen_address_answers() {
+        let addresses: Vec<SocketAddr> = vec![
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.2:0".parse().unwrap(),
+        ];
+        let listeners = bind(&addresses).await.unwrap();
+        let bound: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let agent = unsynced_agent();
+        let metrics = agent.metrics.clone();
+        let server = tokio::spawn(serve(listeners, router(agent)));
+        for address in &bound {
+            let response = reqwest::get(format!("http://{address}{CREDENTIALS_PATH}"))
+                .await
+                .unwrap_or_else(|e| panic!("{address} does not answer: {e}"));
+            assert_eq!(response.status(), 503, "{address}");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["reason"], reason::NOT_READY, "{address}: {body}");
+        }
+        assert_eq!(
+            metrics
+                .requests
+                .get_or_create(&metrics::RequestLabels {
+                    code: 503,
+                    reason: reason::NOT_READY
+                })
+                .get(),
+            2
+        );
+        server.abort();
+
+        // An address that cannot be bound is named.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = bind(&[addresses[0], taken.local_addr().unwrap()])
+            .await
+            .expect_err("a taken address");
+        assert!(
+            err.to_string()
+                .contains(&format!("--listen {}", taken.local_addr().unwrap())),
+            "{err}"
+        );
+    }
 }

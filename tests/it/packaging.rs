@@ -1379,13 +1379,20 @@ fn chart_agent_daemonset_serves_the_link_local_endpoint_with_least_privilege() {
     let Sub::Agent(args) = parse_pod_cli(&pod) else {
         panic!("the DaemonSet does not run `irsa agent`: {:?}", agent.args)
     };
+    // Both of EKS's addresses; the first is the one the webhook injects.
     let uri = irsa::mutate::config::DEFAULT_CC_FULL_URI;
-    assert_eq!(format!("http://{}/v1/credentials", args.listen.ip()), uri);
-    assert_eq!(args.listen.port(), 80);
+    let listen: Vec<String> = args.listen.iter().map(ToString::to_string).collect();
+    assert_eq!(listen, ["169.254.170.23:80", "[fd00:ec2::23]:80"]);
     assert_eq!(
-        i32::from(args.listen.port()),
-        pod_container_port(&pod, "credentials")
+        format!("http://{}/v1/credentials", args.listen[0].ip()),
+        uri
     );
+    for address in &args.listen {
+        assert_eq!(
+            i32::from(address.port()),
+            pod_container_port(&pod, "credentials")
+        );
+    }
     assert_eq!(
         i32::from(args.metrics_listen.port()),
         pod_container_port(&pod, "metrics")
@@ -1456,12 +1463,12 @@ fn chart_agent_values_listen_address_cluster_name_and_schema() {
     // IPv6-only clusters: the other link-local address, bracketed for the CLI.
     let docs = render_checked(&json!({
         "controller": {"enabled": false},
-        "agent": {"enabled": true, "clusterName": "v6", "listenAddress": "fd00:ec2::23"}
+        "agent": {"enabled": true, "clusterName": "v6", "listenAddresses": ["fd00:ec2::23"]}
     }));
     let Sub::Agent(args) = parse_pod_cli(&agent_pod(&docs)) else {
         panic!("not the agent")
     };
-    assert_eq!(args.listen.to_string(), "[fd00:ec2::23]:80");
+    assert_eq!(args.listen, ["[fd00:ec2::23]:80".parse().unwrap()]);
     assert_eq!(args.cluster_name, "v6");
 
     let err = helm(
@@ -1472,8 +1479,12 @@ fn chart_agent_values_listen_address_cluster_name_and_schema() {
     assert!(err.contains("agent.clusterName"), "{err}");
     for (bad, mentions) in [
         (
-            json!({"agent": {"listenAddress": "0.0.0.0"}}),
-            "/agent/listenAddress",
+            json!({"agent": {"listenAddresses": ["0.0.0.0"]}}),
+            "/agent/listenAddresses",
+        ),
+        (
+            json!({"agent": {"listenAddresses": []}}),
+            "/agent/listenAddresses",
         ),
         (
             json!({"agent": {"iamRoleArn": "irsa-agent"}}),

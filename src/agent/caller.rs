@@ -188,3 +188,101 @@ pub fn association(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Pod;
+
+    use super::*;
+    use crate::crd::{IAMRoleGrant, IAMRoleGrantSpec, PodIdentityAssociationSpec};
+
+    const ROLE: &str = "arn:aws:iam::123456789012:role/app";
+
+    fn pod(name: &str, uid: &str) -> Pod {
+        let mut pod = Pod::default();
+        pod.metadata.namespace = Some("team-a".into());
+        pod.metadata.name = Some(name.into());
+        pod.metadata.uid = Some(uid.into());
+        pod
+    }
+
+    fn pia(name: &str, service_account: &str) -> PodIdentityAssociation {
+        let mut a = PodIdentityAssociation::new(
+            name,
+            PodIdentityAssociationSpec {
+                service_account_name: service_account.into(),
+                role_arn: ROLE.into(),
+                target_role_arn: None,
+                disable_session_tags: false,
+                session_tags: Default::default(),
+                role_session_name: None,
+            },
+        );
+        a.metadata.namespace = Some("team-a".into());
+        a
+    }
+
+    fn caller(service_account: &str, pod_name: &str, pod_uid: &str) -> Caller {
+        Caller {
+            namespace: "team-a".into(),
+            service_account: service_account.into(),
+            pod_name: pod_name.into(),
+            pod_uid: pod_uid.into(),
+        }
+    }
+
+    fn stores() -> Stores {
+        Stores::listed(
+            vec![
+                pod("web", "uid-web"),
+                pod("cron", "uid-cron"),
+                pod("lone", "uid-lone"),
+            ],
+            vec![
+                pia("web", "app"),
+                pia("cron-a", "cron"),
+                pia("cron-b", "cron"),
+            ],
+            vec![IAMRoleGrant::new(
+                "team-a",
+                IAMRoleGrantSpec {
+                    namespaces: vec!["team-a".into()],
+                    role_arns: vec![ROLE.into()],
+                    service_accounts: None,
+                    allow_namespace_wildcard_trust: false,
+                },
+            )],
+        )
+    }
+
+    fn refused(caller: &Caller) -> (u16, &'static str, String) {
+        let refusal = association(&stores(), caller, "node-a", "c")
+            .map(|a| a.name_any())
+            .expect_err("refused");
+        (refusal.status.as_u16(), refusal.reason, refusal.message)
+    }
+
+    #[test]
+    fn the_pod_must_be_this_nodes_with_the_tokens_uid() {
+        let found = association(&stores(), &caller("app", "web", "uid-web"), "node-a", "c");
+        assert_eq!(found.map(|a| a.name_any()), Ok("web".to_string()));
+
+        // The pod of that name was deleted and re-created: the token is the old one's.
+        let (status, reason, message) = refused(&caller("app", "web", "uid-old"));
+        assert_eq!((status, reason), (403, reason::POD_UID_MISMATCH));
+        assert!(message.contains("uid uid-old"), "{message}");
+
+        let (status, reason, _) = refused(&caller("app", "elsewhere", "uid-x"));
+        assert_eq!((status, reason), (403, reason::POD_NOT_ON_NODE));
+    }
+
+    #[test]
+    fn no_association_or_two_for_one_service_account_is_refused() {
+        let (status, reason, _) = refused(&caller("lone", "lone", "uid-lone"));
+        assert_eq!((status, reason), (403, reason::NO_ASSOCIATION));
+
+        let (status, reason, message) = refused(&caller("cron", "cron", "uid-cron"));
+        assert_eq!((status, reason), (403, reason::AMBIGUOUS_ASSOCIATION));
+        assert!(message.contains(r#"["cron-a", "cron-b"]"#), "{message}");
+    }
+}

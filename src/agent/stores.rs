@@ -174,6 +174,38 @@ impl Stores {
         self.grants.load_full()
     }
 
+    /// Stores holding exactly these objects, as after a first complete list.
+    #[cfg(test)]
+    pub fn listed(
+        pods: Vec<Pod>,
+        associations: Vec<PodIdentityAssociation>,
+        grants: Vec<IAMRoleGrant>,
+    ) -> Self {
+        fn list<K: kube::Resource + Clone>(
+            writer: &mut Writer<K>,
+            objects: Vec<K>,
+            also: impl Fn(&watcher::Event<K>),
+        ) where
+            K::DynamicType: Eq + std::hash::Hash + Clone,
+        {
+            let events = std::iter::once(watcher::Event::Init)
+                .chain(objects.into_iter().map(watcher::Event::InitApply))
+                .chain(std::iter::once(watcher::Event::InitDone));
+            for event in events {
+                also(&event);
+                writer.apply_watcher_event(&event);
+            }
+        }
+        let (stores, mut writers) = Self::new();
+        list(&mut writers.pods, pods, |_| {});
+        list(&mut writers.associations, associations, |e| {
+            stores.by_service_account.apply_watcher_event(e);
+        });
+        list(&mut writers.grants, grants, |_| {});
+        stores.rebuild_grants();
+        stores
+    }
+
     fn rebuild_grants(&self) {
         let grants = self
             .grant_store

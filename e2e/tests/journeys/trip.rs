@@ -381,7 +381,7 @@ impl Trip {
 
 /// `examples/aws_sdk_probe.rs`, which cargo builds beside this test binary
 /// (`target/<profile>/examples/`).
-fn rust_probe() -> PathBuf {
+pub(crate) fn rust_probe() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let path = exe
         .parent()

@@ -1,8 +1,14 @@
 //! Who is asking: the token checked by the API server (TokenReview with the agent's
-//! audience), then the pod it is bound to checked against the pods of this node, then that
-//! pod's ServiceAccount's association and the grant that allows it. All lookups after the
-//! TokenReview read watched stores ([`Stores`]), never the API server.
+//! audience; a verified token is remembered for a short while, [`Reviews`]), then the pod it
+//! is bound to checked against the pods of this node, then that pod's ServiceAccount's
+//! association and the grant that allows it. Those checks run on every request and read
+//! watched stores ([`Stores`]), never the API server: a deleted or replaced pod is refused at
+//! once, whatever the review said.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use kube::api::PostParams;
 use kube::runtime::reflector::ObjectRef;
@@ -11,6 +17,7 @@ use kube::{Api, ResourceExt};
 use irsa_core::pod_identity::{self, PodRef};
 use irsa_core::policy::authz::Decision;
 
+use super::metrics::Metrics;
 use super::refusal::{Refusal, reason};
 use super::stores::Stores;
 use crate::crd::PodIdentityAssociation;
@@ -38,6 +45,100 @@ impl Caller {
             pod_uid: &self.pod_uid,
         }
     }
+}
+
+/// Most verified tokens remembered (one per pod, or two while the kubelet rotates one).
+const MAX_REVIEWS: u64 = 100_000;
+
+/// The TokenReviews of the agent's audience, each verified token remembered by its SHA-256
+/// (never the token itself) for at most `ttl` and never past the token's own `exp`; a
+/// refused token is not remembered, and concurrent requests with one token share one review.
+#[derive(Clone)]
+pub struct Reviews {
+    client: kube::Client,
+    audience: Arc<str>,
+    ttl: Duration,
+    cache: moka::future::Cache<[u8; 32], Reviewed>,
+    metrics: Metrics,
+}
+
+#[derive(Clone)]
+struct Reviewed {
+    caller: Arc<Caller>,
+    until: Instant,
+}
+
+struct Until;
+
+impl moka::Expiry<[u8; 32], Reviewed> for Until {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Reviewed,
+        created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.until.saturating_duration_since(created_at))
+    }
+}
+
+impl Reviews {
+    /// `ttl` zero: every request is reviewed.
+    pub fn new(client: kube::Client, audience: &str, ttl: Duration, metrics: Metrics) -> Self {
+        Self {
+            client,
+            audience: audience.into(),
+            ttl,
+            cache: moka::future::Cache::builder()
+                .max_capacity(MAX_REVIEWS)
+                .expire_after(Until)
+                .build(),
+            metrics,
+        }
+    }
+
+    /// The caller of `token`, remembered or reviewed now.
+    pub async fn caller(&self, token: &str) -> Result<Arc<Caller>, Refusal> {
+        if self.ttl.is_zero() {
+            return self.review(token).await.map(Arc::new);
+        }
+        let key = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let key: [u8; 32] = key.as_ref().try_into().unwrap_or([0; 32]);
+        self.cache
+            .try_get_with(key, async {
+                let caller = self.review(token).await?;
+                let until = Instant::now() + self.ttl.min(time_left(token));
+                Ok(Reviewed {
+                    caller: Arc::new(caller),
+                    until,
+                })
+            })
+            .await
+            .map(|reviewed| reviewed.caller)
+            .map_err(|e: Arc<Refusal>| (*e).clone())
+    }
+
+    async fn review(&self, token: &str) -> Result<Caller, Refusal> {
+        self.metrics.token_review();
+        review(&self.client, token, &self.audience).await
+    }
+}
+
+/// How long until `token` (a JWT the API server just verified) expires, from its `exp`
+/// claim; zero when it has none, so that it is not remembered.
+fn time_left(token: &str) -> Duration {
+    let exp = token
+        .split('.')
+        .nth(1)
+        .and_then(|payload| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .ok()
+        })
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
+        .and_then(|claims| claims.get("exp")?.as_u64());
+    exp.map(|exp| UNIX_EPOCH + Duration::from_secs(exp))
+        .and_then(|exp| exp.duration_since(SystemTime::now()).ok())
+        .unwrap_or_default()
 }
 
 /// The caller of `token` per a TokenReview for `audience`.
@@ -284,5 +385,36 @@ mod tests {
         let (status, reason, message) = refused(&caller("cron", "cron", "uid-cron"));
         assert_eq!((status, reason), (403, reason::AMBIGUOUS_ASSOCIATION));
         assert!(message.contains(r#"["cron-a", "cron-b"]"#), "{message}");
+    }
+
+    #[test]
+    fn a_token_is_remembered_until_its_exp_at_most() {
+        let jwt = |claims: serde_json::Value| {
+            format!(
+                "e30.{}.sig",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string())
+            )
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let left = time_left(&jwt(serde_json::json!({"exp": now + 600})));
+        assert!(
+            left > Duration::from_secs(590) && left <= Duration::from_secs(600),
+            "{left:?}"
+        );
+        for not_remembered in [
+            jwt(serde_json::json!({"exp": now - 1})),
+            jwt(serde_json::json!({"sub": "no exp"})),
+            "not a jwt".to_string(),
+            "a.%%%.b".to_string(),
+        ] {
+            assert_eq!(
+                time_left(&not_remembered),
+                Duration::ZERO,
+                "{not_remembered}"
+            );
+        }
     }
 }

@@ -31,7 +31,6 @@ use kube::ResourceExt;
 
 use irsa_core::pod_identity;
 
-use self::caller::Caller;
 use self::credentials::{Issuer, Key, Request};
 pub use self::metrics::Metrics;
 use self::refusal::{Refusal, reason};
@@ -55,18 +54,19 @@ pub struct Options {
     pub session_duration: Duration,
     /// Credentials are handed out until this long before they expire.
     pub refresh_margin: Duration,
+    /// How long a verified token is remembered (zero: every request is reviewed).
+    pub token_review_cache: Duration,
 }
 
 #[derive(Clone)]
 struct Agent {
-    client: kube::Client,
+    reviews: caller::Reviews,
     stores: Stores,
     synced: Arc<AtomicBool>,
     issuer: Issuer,
     metrics: Metrics,
     node: Arc<str>,
     cluster: Arc<str>,
-    audience: Arc<str>,
 }
 
 /// Runs the agent until SIGTERM or a part of it fails.
@@ -91,14 +91,18 @@ pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<()> {
         });
     }
     let agent = Agent {
-        client,
+        reviews: caller::Reviews::new(
+            client,
+            &options.audience,
+            options.token_review_cache,
+            metrics.clone(),
+        ),
         stores,
         synced: synced.clone(),
         issuer,
         metrics: metrics.clone(),
         node: options.node_name.as_str().into(),
         cluster: options.cluster_name.as_str().into(),
-        audience: options.audience.as_str().into(),
     };
 
     let admin_listener = crate::admin::bind(options.metrics_listen)?;
@@ -202,7 +206,7 @@ async fn issue(agent: &Agent, headers: &HeaderMap) -> Result<Arc<credentials::Is
                 "no token in the Authorization header (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)",
             )
         })?;
-    let caller: Caller = caller::review(&agent.client, token, &agent.audience).await?;
+    let caller = agent.reviews.caller(token).await?;
     let association = caller::association(&agent.stores, &caller, &agent.node, &agent.cluster)?;
     let spec = &association.spec;
     let pod = caller.pod_ref();
@@ -240,7 +244,12 @@ mod tests {
             .build();
         let metrics = Metrics::default();
         Agent {
-            client: kube::Client::try_from(config).unwrap(),
+            reviews: caller::Reviews::new(
+                kube::Client::try_from(config).unwrap(),
+                "pods.eks.amazonaws.com",
+                Duration::from_secs(300),
+                metrics.clone(),
+            ),
             stores: Stores::new().0,
             synced: Arc::default(),
             issuer: Issuer::new(
@@ -252,7 +261,6 @@ mod tests {
             metrics,
             node: "node-a".into(),
             cluster: "c".into(),
-            audience: "pods.eks.amazonaws.com".into(),
         }
     }
 

@@ -289,6 +289,9 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
     }
 
     // Concurrent first requests of one pod wait for one STS call.
+    let reviews =
+        |metrics: &str| irsa_e2e::metrics::metric(metrics, "irsa_agent_token_reviews_total");
+    let reviews_before = reviews(&agent.metrics().await);
     let web = token("web");
     let mut burst = tokio::task::JoinSet::new();
     for _ in 0..16 {
@@ -371,6 +374,11 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
         1,
         "the three processes got the cached credentials: {calls:?}"
     );
+    assert_eq!(
+        reviews(&agent.metrics().await) - reviews_before,
+        1.0,
+        "19 requests with one token, one TokenReview (--token-review-cache)"
+    );
     let call = &calls[0];
     assert_eq!(call["RoleArn"], role_arn(&granted));
     assert_eq!(call["RoleSessionName"], format!("{ns}-web"));
@@ -413,8 +421,8 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
     );
 
     // A pod deleted and re-created under the same name while its old token is still vouched
-    // for: the API server caches a successful review for 10 s, so the agent's own check of
-    // the pod's uid against its watched pods is what refuses the old token, at once.
+    // for (the agent remembers its review, as the API server does for 10 s): the agent's own
+    // check of the pod's uid against its watched pods refuses the old token, at once.
     let reborn = token("reborn");
     let (status, body) = ask(&full_uri, Some(&reborn)).await;
     assert_eq!(status, 200, "reborn, first: {body}");

@@ -295,7 +295,8 @@ mod tests {
     use k8s_openapi::api::core::v1::Pod;
 
     use super::*;
-    use crate::crd::{IAMRoleGrant, IAMRoleGrantSpec, PodIdentityAssociationSpec};
+    use crate::agent::stores::tests as stores_tests;
+    use crate::crd::{IAMRoleGrant, IAMRoleGrantSpec};
 
     const ROLE: &str = "arn:aws:iam::123456789012:role/app";
 
@@ -305,22 +306,6 @@ mod tests {
         pod.metadata.name = Some(name.into());
         pod.metadata.uid = Some(uid.into());
         pod
-    }
-
-    fn pia(name: &str, service_account: &str) -> PodIdentityAssociation {
-        let mut a = PodIdentityAssociation::new(
-            name,
-            PodIdentityAssociationSpec {
-                service_account_name: service_account.into(),
-                role_arn: ROLE.into(),
-                target_role_arn: None,
-                disable_session_tags: false,
-                session_tags: Default::default(),
-                role_session_name: None,
-            },
-        );
-        a.metadata.namespace = Some("team-a".into());
-        a
     }
 
     fn caller(service_account: &str, pod_name: &str, pod_uid: &str) -> Caller {
@@ -340,9 +325,9 @@ mod tests {
                 pod("lone", "uid-lone"),
             ],
             vec![
-                pia("web", "app"),
-                pia("cron-a", "cron"),
-                pia("cron-b", "cron"),
+                stores_tests::association("web", "app"),
+                stores_tests::association("cron-a", "cron"),
+                stores_tests::association("cron-b", "cron"),
             ],
             vec![IAMRoleGrant::new(
                 "team-a",

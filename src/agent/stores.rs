@@ -228,14 +228,15 @@ async fn drain<S: Stream<Item = Result<T, watcher::Error>>, T>(stream: S) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use futures::channel::mpsc;
     use watcher::Event::{Apply, Delete, Init, InitApply, InitDone};
 
     use super::*;
     use crate::crd::{IAMRoleGrantSpec, PodIdentityAssociationSpec};
 
-    fn association(name: &str, service_account: &str) -> PodIdentityAssociation {
+    /// An association of namespace team-a with role `app`.
+    pub(crate) fn association(name: &str, service_account: &str) -> PodIdentityAssociation {
         let mut a = PodIdentityAssociation::new(
             name,
             PodIdentityAssociationSpec {

@@ -113,3 +113,10 @@ bench-sa-watch:
 .PHONY: bench-controller
 bench-controller:
 	./scripts/bench-controller.sh
+
+# `irsa agent` with 1,000 pods of its node asking at once, then every minute, on a local control
+# plane with moto's STS (release build, 127.0.0.1 only): STS calls, latency, RSS, beside a
+# baseline that reuses no credentials. BENCH_SCALE=small for 100 pods. See docs/benchmarks.md.
+.PHONY: bench-agent
+bench-agent:
+	./scripts/bench-agent.sh

@@ -368,10 +368,16 @@ pub struct AgentArgs {
     #[arg(long, env = "IRSA_CLUSTER_NAME")]
     pub cluster_name: String,
 
-    /// Address of the credentials endpoint (EKS's agent answers on 169.254.170.23:80 and
-    /// [fd00:ec2::23]:80, which the chart sets up on the node).
-    #[arg(long, env = "IRSA_LISTEN", default_value = "169.254.170.23:80")]
-    pub listen: SocketAddr,
+    /// Address of the credentials endpoint; repeat it (or separate with commas) to answer on
+    /// several, as EKS's agent answers on 169.254.170.23:80 and [fd00:ec2::23]:80 (the chart
+    /// sets both up on the node and passes both).
+    #[arg(
+        long,
+        env = "IRSA_LISTEN",
+        default_value = "169.254.170.23:80",
+        value_delimiter = ','
+    )]
+    pub listen: Vec<SocketAddr>,
 
     /// Plain-HTTP address serving /metrics, /healthz and /readyz (the probes).
     #[arg(long, env = "IRSA_METRICS_LISTEN", default_value = "0.0.0.0:2705")]
@@ -394,6 +400,12 @@ pub struct AgentArgs {
     /// are assumed. Above the SDKs' own refresh windows (boto3 refreshes 15 minutes ahead).
     #[arg(long, env = "IRSA_REFRESH_MARGIN", default_value = "20m", value_parser = parse_interval)]
     pub refresh_margin: Duration,
+
+    /// How long a token the API server verified is remembered (by its SHA-256, never past
+    /// its expiry), so that a pod asking again costs no TokenReview; 0 reviews every request.
+    /// The pod, association and grant checks run on every request regardless.
+    #[arg(long, env = "IRSA_TOKEN_REVIEW_CACHE", default_value = "5m", value_parser = parse_token_review_cache)]
+    pub token_review_cache: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -701,6 +713,15 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
     parse_bounded(s, MAX_INTERVAL)
 }
 
+/// `--token-review-cache`: 0 (off) to 15 minutes.
+pub fn parse_token_review_cache(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t == "0" || humantime::parse_duration(t).is_ok_and(|d| d.is_zero()) {
+        return Ok(Duration::ZERO);
+    }
+    parse_bounded(s, Duration::from_secs(900))
+}
+
 /// `--session-duration`: STS's bounds for a chained role session, 15 minutes to one hour.
 pub fn parse_session_duration(s: &str) -> Result<Duration, String> {
     let d = parse_bounded(s, Duration::from_secs(3600))?;
@@ -744,6 +765,10 @@ mod tests {
         assert!(parse_interval("soon").is_err());
         assert!(parse_interval("").is_err());
         assert!(parse_interval("-1s").is_err());
+        assert_eq!(parse_token_review_cache("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_token_review_cache("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_token_review_cache("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_token_review_cache("1h").is_err());
     }
 
     #[test]

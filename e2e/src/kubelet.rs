@@ -234,7 +234,7 @@ fn literal_env(container: &Value) -> Vec<(String, String)> {
 }
 
 /// The kubelet's TokenRequest for one projected `serviceAccountToken` source.
-async fn request_token(
+pub async fn request_token(
     client: &kube::Client,
     ns: &str,
     sa: &str,

@@ -202,6 +202,11 @@ impl Process {
         .await
     }
 
+    /// Its process id (the current one, after a restart).
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().id()
+    }
+
     /// Its admin port's `/metrics` URL.
     pub fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.admin())

@@ -1,19 +1,26 @@
 //! Who is asking: the token checked by the API server (TokenReview with the agent's
-//! audience), then the pod it is bound to checked against the pods of this node, then that
-//! pod's ServiceAccount's association and the grant that allows it. All lookups after the
-//! TokenReview read watched stores, never the API server.
+//! audience; a verified token is remembered for a short while, [`Reviews`]), then the pod it
+//! is bound to checked against the pods of this node, then that pod's ServiceAccount's
+//! association and the grant that allows it. Those checks run on every request and read
+//! watched stores ([`Stores`]), never the API server: a deleted or replaced pod is refused at
+//! once, whatever the review said.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use irsa_core::pod_identity::{self, PodRef};
-use irsa_core::policy::authz::{Decision, GrantSpec};
+use irsa_core::policy::authz::Decision;
 
+use super::metrics::Metrics;
 use super::refusal::{Refusal, reason};
-use crate::crd::{IAMRoleGrant, PodIdentityAssociation};
+use super::stores::Stores;
+use crate::crd::PodIdentityAssociation;
 
 /// The `user.extra` keys under which the API server names the pod a token is bound to.
 const EXTRA_POD_NAME: &str = "authentication.kubernetes.io/pod-name";
@@ -40,13 +47,98 @@ impl Caller {
     }
 }
 
-/// What the agent watches.
+/// Most verified tokens remembered (one per pod, or two while the kubelet rotates one).
+const MAX_REVIEWS: u64 = 100_000;
+
+/// The TokenReviews of the agent's audience, each verified token remembered by its SHA-256
+/// (never the token itself) for at most `ttl` and never past the token's own `exp`; a
+/// refused token is not remembered, and concurrent requests with one token share one review.
 #[derive(Clone)]
-pub struct Stores {
-    /// The pods of this node only (a field selector on `spec.nodeName`).
-    pub pods: Store<Pod>,
-    pub associations: Store<PodIdentityAssociation>,
-    pub grants: Store<IAMRoleGrant>,
+pub struct Reviews {
+    client: kube::Client,
+    audience: Arc<str>,
+    ttl: Duration,
+    cache: moka::future::Cache<[u8; 32], Reviewed>,
+    metrics: Metrics,
+}
+
+#[derive(Clone)]
+struct Reviewed {
+    caller: Arc<Caller>,
+    until: Instant,
+}
+
+struct Until;
+
+impl moka::Expiry<[u8; 32], Reviewed> for Until {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Reviewed,
+        created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.until.saturating_duration_since(created_at))
+    }
+}
+
+impl Reviews {
+    /// `ttl` zero: every request is reviewed.
+    pub fn new(client: kube::Client, audience: &str, ttl: Duration, metrics: Metrics) -> Self {
+        Self {
+            client,
+            audience: audience.into(),
+            ttl,
+            cache: moka::future::Cache::builder()
+                .max_capacity(MAX_REVIEWS)
+                .expire_after(Until)
+                .build(),
+            metrics,
+        }
+    }
+
+    /// The caller of `token`, remembered or reviewed now.
+    pub async fn caller(&self, token: &str) -> Result<Arc<Caller>, Refusal> {
+        if self.ttl.is_zero() {
+            return self.review(token).await.map(Arc::new);
+        }
+        let key = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let key: [u8; 32] = key.as_ref().try_into().unwrap_or([0; 32]);
+        self.cache
+            .try_get_with(key, async {
+                let caller = self.review(token).await?;
+                let until = Instant::now() + self.ttl.min(time_left(token));
+                Ok(Reviewed {
+                    caller: Arc::new(caller),
+                    until,
+                })
+            })
+            .await
+            .map(|reviewed| reviewed.caller)
+            .map_err(|e: Arc<Refusal>| (*e).clone())
+    }
+
+    async fn review(&self, token: &str) -> Result<Caller, Refusal> {
+        self.metrics.token_review();
+        review(&self.client, token, &self.audience).await
+    }
+}
+
+/// How long until `token` (a JWT the API server just verified) expires, from its `exp`
+/// claim; zero when it has none, so that it is not remembered.
+fn time_left(token: &str) -> Duration {
+    let exp = token
+        .split('.')
+        .nth(1)
+        .and_then(|payload| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .ok()
+        })
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
+        .and_then(|claims| claims.get("exp")?.as_u64());
+    exp.map(|exp| UNIX_EPOCH + Duration::from_secs(exp))
+        .and_then(|exp| exp.duration_since(SystemTime::now()).ok())
+        .unwrap_or_default()
 }
 
 /// The caller of `token` per a TokenReview for `audience`.
@@ -154,16 +246,7 @@ pub fn association(
             ),
         ));
     }
-    let mut found: Vec<_> = stores
-        .associations
-        .state()
-        .into_iter()
-        .filter(|a| {
-            a.namespace().as_deref() == Some(caller.namespace.as_str())
-                && a.spec.service_account_name == caller.service_account
-        })
-        .collect();
-    found.sort_by_key(|a| a.name_any());
+    let found = stores.associations_of(&caller.namespace, &caller.service_account);
     let association = match found.as_slice() {
         [] => {
             return Err(Refusal::forbidden(
@@ -186,12 +269,6 @@ pub fn association(
             ));
         }
     };
-    let grants: Vec<(String, GrantSpec)> = stores
-        .grants
-        .state()
-        .iter()
-        .map(|g| (g.name_any(), GrantSpec::from(&g.spec)))
-        .collect();
     let mut roles = vec![association.spec.role_arn.as_str()];
     roles.extend(association.spec.target_role_arn.as_deref());
     match pod_identity::authorize(
@@ -199,7 +276,7 @@ pub fn association(
         &caller.service_account,
         &roles,
         cluster,
-        &grants,
+        &stores.grants(),
     ) {
         Decision::Authorized { .. } => Ok(association),
         Decision::Denied { reason: why } => Err(Refusal::forbidden(
@@ -210,5 +287,119 @@ pub fn association(
                 association.name_any()
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Pod;
+
+    use super::*;
+    use crate::agent::stores::tests as stores_tests;
+    use crate::crd::{IAMRoleGrant, IAMRoleGrantSpec};
+
+    const ROLE: &str = "arn:aws:iam::123456789012:role/app";
+
+    fn pod(name: &str, uid: &str) -> Pod {
+        let mut pod = Pod::default();
+        pod.metadata.namespace = Some("team-a".into());
+        pod.metadata.name = Some(name.into());
+        pod.metadata.uid = Some(uid.into());
+        pod
+    }
+
+    fn caller(service_account: &str, pod_name: &str, pod_uid: &str) -> Caller {
+        Caller {
+            namespace: "team-a".into(),
+            service_account: service_account.into(),
+            pod_name: pod_name.into(),
+            pod_uid: pod_uid.into(),
+        }
+    }
+
+    fn stores() -> Stores {
+        Stores::listed(
+            vec![
+                pod("web", "uid-web"),
+                pod("cron", "uid-cron"),
+                pod("lone", "uid-lone"),
+            ],
+            vec![
+                stores_tests::association("web", "app"),
+                stores_tests::association("cron-a", "cron"),
+                stores_tests::association("cron-b", "cron"),
+            ],
+            vec![IAMRoleGrant::new(
+                "team-a",
+                IAMRoleGrantSpec {
+                    namespaces: vec!["team-a".into()],
+                    role_arns: vec![ROLE.into()],
+                    service_accounts: None,
+                    allow_namespace_wildcard_trust: false,
+                },
+            )],
+        )
+    }
+
+    fn refused(caller: &Caller) -> (u16, &'static str, String) {
+        let refusal = association(&stores(), caller, "node-a", "c")
+            .map(|a| a.name_any())
+            .expect_err("refused");
+        (refusal.status.as_u16(), refusal.reason, refusal.message)
+    }
+
+    #[test]
+    fn the_pod_must_be_this_nodes_with_the_tokens_uid() {
+        let found = association(&stores(), &caller("app", "web", "uid-web"), "node-a", "c");
+        assert_eq!(found.map(|a| a.name_any()), Ok("web".to_string()));
+
+        // The pod of that name was deleted and re-created: the token is the old one's.
+        let (status, reason, message) = refused(&caller("app", "web", "uid-old"));
+        assert_eq!((status, reason), (403, reason::POD_UID_MISMATCH));
+        assert!(message.contains("uid uid-old"), "{message}");
+
+        let (status, reason, _) = refused(&caller("app", "elsewhere", "uid-x"));
+        assert_eq!((status, reason), (403, reason::POD_NOT_ON_NODE));
+    }
+
+    #[test]
+    fn no_association_or_two_for_one_service_account_is_refused() {
+        let (status, reason, _) = refused(&caller("lone", "lone", "uid-lone"));
+        assert_eq!((status, reason), (403, reason::NO_ASSOCIATION));
+
+        let (status, reason, message) = refused(&caller("cron", "cron", "uid-cron"));
+        assert_eq!((status, reason), (403, reason::AMBIGUOUS_ASSOCIATION));
+        assert!(message.contains(r#"["cron-a", "cron-b"]"#), "{message}");
+    }
+
+    #[test]
+    fn a_token_is_remembered_until_its_exp_at_most() {
+        let jwt = |claims: serde_json::Value| {
+            format!(
+                "e30.{}.sig",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string())
+            )
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let left = time_left(&jwt(serde_json::json!({"exp": now + 600})));
+        assert!(
+            left > Duration::from_secs(590) && left <= Duration::from_secs(600),
+            "{left:?}"
+        );
+        for not_remembered in [
+            jwt(serde_json::json!({"exp": now - 1})),
+            jwt(serde_json::json!({"sub": "no exp"})),
+            "not a jwt".to_string(),
+            "a.%%%.b".to_string(),
+        ] {
+            assert_eq!(
+                time_left(&not_remembered),
+                Duration::ZERO,
+                "{not_remembered}"
+            );
+        }
     }
 }

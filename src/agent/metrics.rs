@@ -24,6 +24,7 @@ pub struct OutcomeLabels {
 pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub sts_calls: Family<OutcomeLabels, Counter>,
+    pub token_reviews: Counter,
 }
 
 impl Metrics {
@@ -39,6 +40,10 @@ impl Metrics {
             .inc();
     }
 
+    pub fn token_review(&self) {
+        self.token_reviews.inc();
+    }
+
     pub fn registry(&self) -> Registry {
         let mut registry = Registry::with_prefix("irsa_agent");
         registry.register(
@@ -50,6 +55,11 @@ impl Metrics {
             "sts_calls",
             "sts:AssumeRole calls made (cache misses), by outcome",
             self.sts_calls.clone(),
+        );
+        registry.register(
+            "token_reviews",
+            "TokenReviews asked of the API server (tokens not remembered)",
+            self.token_reviews.clone(),
         );
         registry
     }

@@ -3,7 +3,7 @@
 //! on `GET /v1/credentials` as EKS's agent does, for any cluster.
 //!
 //! A request's token is reviewed by the API server ([`caller::review`]); the pod, the
-//! association and the grants come from watched stores ([`caller::association`]); the
+//! association and the grants come from watched stores ([`stores`], [`caller::association`]); the
 //! credentials from STS through the cache of [`credentials::Issuer`]. The admin port (its own
 //! address) serves `/healthz`, `/readyz` (the stores have synced) and `/metrics`.
 
@@ -11,6 +11,7 @@ pub mod caller;
 pub mod credentials;
 pub mod metrics;
 pub mod refusal;
+pub mod stores;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,25 +26,23 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Api, ResourceExt};
+use futures::FutureExt as _;
+use kube::ResourceExt;
 
 use irsa_core::pod_identity;
 
-use self::caller::{Caller, Stores};
 use self::credentials::{Issuer, Key, Request};
 pub use self::metrics::Metrics;
 use self::refusal::{Refusal, reason};
-use crate::crd::{IAMRoleGrant, PodIdentityAssociation};
+use self::stores::Stores;
 
 /// Where SDKs ask.
 pub const CREDENTIALS_PATH: &str = "/v1/credentials";
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub listen: SocketAddr,
+    /// The credentials endpoint's addresses (EKS's agent answers on two).
+    pub listen: Vec<SocketAddr>,
     pub metrics_listen: SocketAddr,
     /// The node this agent serves (pods of other nodes are refused).
     pub node_name: String,
@@ -55,18 +54,19 @@ pub struct Options {
     pub session_duration: Duration,
     /// Credentials are handed out until this long before they expire.
     pub refresh_margin: Duration,
+    /// How long a verified token is remembered (zero: every request is reviewed).
+    pub token_review_cache: Duration,
 }
 
 #[derive(Clone)]
 struct Agent {
-    client: kube::Client,
+    reviews: caller::Reviews,
     stores: Stores,
     synced: Arc<AtomicBool>,
     issuer: Issuer,
     metrics: Metrics,
     node: Arc<str>,
     cluster: Arc<str>,
-    audience: Arc<str>,
 }
 
 /// Runs the agent until SIGTERM or a part of it fails.
@@ -79,59 +79,30 @@ pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<()> {
         options.refresh_margin,
         metrics.clone(),
     );
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let (associations, association_writer) = reflector::store::<PodIdentityAssociation>();
-    let (grants, grant_writer) = reflector::store::<IAMRoleGrant>();
-    let node_pods =
-        watcher::Config::default().fields(&format!("spec.nodeName={}", options.node_name));
-    let watches = futures::future::join3(
-        drain(reflector(
-            pod_writer,
-            watcher(Api::<Pod>::all(client.clone()), node_pods),
-        )),
-        drain(reflector(
-            association_writer,
-            watcher(
-                Api::<PodIdentityAssociation>::all(client.clone()),
-                watcher::Config::default(),
-            ),
-        )),
-        drain(reflector(
-            grant_writer,
-            watcher(
-                Api::<IAMRoleGrant>::all(client.clone()),
-                watcher::Config::default(),
-            ),
-        )),
-    );
-    let stores = Stores {
-        pods,
-        associations,
-        grants,
-    };
+    let (stores, writers) = Stores::new();
+    let watches = stores.watch(&client, &options.node_name, writers);
     let synced = Arc::new(AtomicBool::new(false));
     {
         let (stores, synced) = (stores.clone(), synced.clone());
         tokio::spawn(async move {
-            let _ = futures::future::join3(
-                stores.pods.wait_until_ready(),
-                stores.associations.wait_until_ready(),
-                stores.grants.wait_until_ready(),
-            )
-            .await;
+            stores.synced().await;
             synced.store(true, Ordering::Release);
             tracing::info!("pods, associations and grants synced; serving credentials");
         });
     }
     let agent = Agent {
-        client,
+        reviews: caller::Reviews::new(
+            client,
+            &options.audience,
+            options.token_review_cache,
+            metrics.clone(),
+        ),
         stores,
         synced: synced.clone(),
         issuer,
         metrics: metrics.clone(),
         node: options.node_name.as_str().into(),
         cluster: options.cluster_name.as_str().into(),
-        audience: options.audience.as_str().into(),
     };
 
     let admin_listener = crate::admin::bind(options.metrics_listen)?;
@@ -147,32 +118,46 @@ pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<()> {
         admin_app,
         crate::webhook::ConnectionLimits::ADMIN,
     )?;
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("cannot listen on --listen {}", options.listen))?;
+    let listeners = bind(&options.listen).await?;
     tracing::info!(
-        listen = %options.listen,
+        listen = ?options.listen,
         node = %options.node_name,
         audience = %options.audience,
         "irsa agent started"
     );
-    let server =
-        axum::serve(listener, router(agent)).with_graceful_shutdown(crate::shutdown::signal());
+    let server = serve(listeners, router(agent));
     tokio::select! {
-        served = server.into_future() => served.context("the credentials server stopped"),
+        served = server => served,
         done = admin => done,
         _ = watches => anyhow::bail!("the watches ended"),
     }
 }
 
-async fn drain<S: futures::Stream<Item = Result<T, watcher::Error>>, T>(stream: S) {
-    let stream = stream.default_backoff();
-    futures::pin_mut!(stream);
-    while let Some(event) = stream.next().await {
-        if let Err(e) = event {
-            tracing::warn!(error = %e, "watch error; retrying");
-        }
+/// Binds every `--listen` address: one that cannot be bound fails at startup, naming it.
+async fn bind(addresses: &[SocketAddr]) -> anyhow::Result<Vec<tokio::net::TcpListener>> {
+    let mut listeners = Vec::with_capacity(addresses.len());
+    for address in addresses {
+        listeners.push(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on --listen {address}"))?,
+        );
     }
+    Ok(listeners)
+}
+
+/// Serves `app` on every listener until SIGTERM; ends early if one server fails.
+async fn serve(listeners: Vec<tokio::net::TcpListener>, app: Router) -> anyhow::Result<()> {
+    let servers = listeners.into_iter().map(|listener| {
+        let address = listener.local_addr().ok();
+        axum::serve(listener, app.clone())
+            .with_graceful_shutdown(crate::shutdown::signal())
+            .into_future()
+            .map(move |served| {
+                served.with_context(|| format!("the credentials server on {address:?} stopped"))
+            })
+    });
+    futures::future::try_join_all(servers).await.map(drop)
 }
 
 fn router(agent: Agent) -> Router {
@@ -221,7 +206,7 @@ async fn issue(agent: &Agent, headers: &HeaderMap) -> Result<Arc<credentials::Is
                 "no token in the Authorization header (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)",
             )
         })?;
-    let caller: Caller = caller::review(&agent.client, token, &agent.audience).await?;
+    let caller = agent.reviews.caller(token).await?;
     let association = caller::association(&agent.stores, &caller, &agent.node, &agent.cluster)?;
     let spec = &association.spec;
     let pod = caller.pod_ref();
@@ -244,4 +229,81 @@ async fn issue(agent: &Agent, headers: &HeaderMap) -> Result<Arc<credentials::Is
         association_generation: association.metadata.generation.unwrap_or_default(),
     };
     agent.issuer.get(key, request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An agent whose stores never sync: every request gets 503 NotReady, enough to tell
+    /// which listener answered.
+    fn unsynced_agent() -> Agent {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let metrics = Metrics::default();
+        Agent {
+            reviews: caller::Reviews::new(
+                kube::Client::try_from(config).unwrap(),
+                "pods.eks.amazonaws.com",
+                Duration::from_secs(300),
+                metrics.clone(),
+            ),
+            stores: Stores::new().0,
+            synced: Arc::default(),
+            issuer: Issuer::new(
+                sdk,
+                Duration::from_secs(3600),
+                Duration::from_secs(1200),
+                metrics.clone(),
+            ),
+            metrics,
+            node: "node-a".into(),
+            cluster: "c".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_listen_address_answers() {
+        let addresses: Vec<SocketAddr> = vec![
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.2:0".parse().unwrap(),
+        ];
+        let listeners = bind(&addresses).await.unwrap();
+        let bound: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let agent = unsynced_agent();
+        let metrics = agent.metrics.clone();
+        let server = tokio::spawn(serve(listeners, router(agent)));
+        for address in &bound {
+            let response = reqwest::get(format!("http://{address}{CREDENTIALS_PATH}"))
+                .await
+                .unwrap_or_else(|e| panic!("{address} does not answer: {e}"));
+            assert_eq!(response.status(), 503, "{address}");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["reason"], reason::NOT_READY, "{address}: {body}");
+        }
+        assert_eq!(
+            metrics
+                .requests
+                .get_or_create(&metrics::RequestLabels {
+                    code: 503,
+                    reason: reason::NOT_READY
+                })
+                .get(),
+            2
+        );
+        server.abort();
+
+        // An address that cannot be bound is named.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = bind(&[addresses[0], taken.local_addr().unwrap()])
+            .await
+            .expect_err("a taken address");
+        assert!(
+            err.to_string()
+                .contains(&format!("--listen {}", taken.local_addr().unwrap())),
+            "{err}"
+        );
+    }
 }

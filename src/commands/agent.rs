@@ -21,6 +21,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         aws_endpoint_url: args.aws_endpoint_url,
         session_duration: args.session_duration,
         refresh_margin: args.refresh_margin,
+        token_review_cache: args.token_review_cache,
     };
     agent::run(options, client).await?;
     Ok(ExitCode::SUCCESS)

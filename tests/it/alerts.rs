@@ -29,11 +29,13 @@ use super::packaging::{helm, render_checked, values};
 /// Where the promtool unit tests live; each names `rules.yaml`, written beside it.
 const TESTS: &str = "charts/irsa/tests/rules";
 
-/// Every optional rule on: the two issuer-publishing rules need `publishIssuer.s3Url`.
+/// Every optional rule on: the two issuer-publishing rules need `publishIssuer.s3Url`, the
+/// agent's the agent.
 fn all_rules_on() -> Value {
     json!({
         "metrics": {"prometheusRule": {"enabled": true}},
         "controller": {"publishIssuer": {"s3Url": "s3://bucket/cluster"}},
+        "agent": {"enabled": true, "clusterName": "c"},
     })
 }
 
@@ -64,6 +66,7 @@ fn unit_tests() -> Vec<(&'static str, Value)> {
     vec![
         ("irsa-webhook.yaml", all_rules_on()),
         ("irsa-controller.yaml", all_rules_on()),
+        ("irsa-agent.yaml", all_rules_on()),
         ("thresholds.yaml", changed_thresholds()),
         ("counts.yaml", all_rules_on()),
     ]
@@ -124,13 +127,13 @@ fn promtool_check_rules_accepts_every_rendered_variant() {
             json!({"metrics": {"prometheusRule": {"enabled": true}}}),
             11,
         ),
-        ("every optional rule on", all_rules_on(), 13),
+        ("every optional rule on", all_rules_on(), 14),
         (
             "the controller off",
             json!({"metrics": {"prometheusRule": {"enabled": true}}, "controller": {"enabled": false}}),
             6,
         ),
-        ("changed thresholds", changed_thresholds(), 13),
+        ("changed thresholds", changed_thresholds(), 14),
     ];
     let mut failures = Vec::new();
     for (what, extra, count) in variants {

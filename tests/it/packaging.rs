@@ -214,6 +214,14 @@ struct Endpoint {
     scrape_timeout: String,
 }
 
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PodMonitorSpec {
+    namespace_selector: NamespaceSelector,
+    selector: LabelSelector,
+    pod_metrics_endpoints: Vec<Endpoint>,
+}
+
 /// The Prometheus Operator's PrometheusRule, as far as the chart uses it.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -323,6 +331,7 @@ fn check_typed(doc: &Value) -> Result<(), String> {
         ("monitoring.coreos.com/v1", "PrometheusRule") => {
             round_trip::<Foreign<PrometheusRuleSpec>>(doc)
         }
+        ("monitoring.coreos.com/v1", "PodMonitor") => round_trip::<Foreign<PodMonitorSpec>>(doc),
         _ => Err(format!(
             "no type known for {api} {kind}: add it to check_typed"
         )),
@@ -1397,13 +1406,20 @@ fn chart_agent_daemonset_serves_the_link_local_endpoint_with_least_privilege() {
     let Sub::Agent(args) = parse_pod_cli(&pod) else {
         panic!("the DaemonSet does not run `irsa agent`: {:?}", agent.args)
     };
+    // Both of EKS's addresses; the first is the one the webhook injects.
     let uri = irsa::mutate::config::DEFAULT_CC_FULL_URI;
-    assert_eq!(format!("http://{}/v1/credentials", args.listen.ip()), uri);
-    assert_eq!(args.listen.port(), 80);
+    let listen: Vec<String> = args.listen.iter().map(ToString::to_string).collect();
+    assert_eq!(listen, ["169.254.170.23:80", "[fd00:ec2::23]:80"]);
     assert_eq!(
-        i32::from(args.listen.port()),
-        pod_container_port(&pod, "credentials")
+        format!("http://{}/v1/credentials", args.listen[0].ip()),
+        uri
     );
+    for address in &args.listen {
+        assert_eq!(
+            i32::from(address.port()),
+            pod_container_port(&pod, "credentials")
+        );
+    }
     assert_eq!(
         i32::from(args.metrics_listen.port()),
         pod_container_port(&pod, "metrics")
@@ -1470,16 +1486,54 @@ fn chart_agent_daemonset_serves_the_link_local_endpoint_with_least_privilege() {
 }
 
 #[test]
+fn chart_agent_pod_monitor_scrapes_the_agents_metrics_port() {
+    let on = |monitors: bool| {
+        render_checked(&values(json!({
+            "agent": {"enabled": true, "clusterName": "c"},
+            "metrics": {"serviceMonitor": {"enabled": monitors, "labels": {"release": "prom"}}},
+        })))
+    };
+    assert!(!on(false).iter().any(|d| d["kind"] == "PodMonitor"));
+    let docs = on(true);
+    let monitor: Foreign<PodMonitorSpec> = find(&docs, "PodMonitor", "irsa-agent");
+    let ds: DaemonSet = find(&docs, "DaemonSet", "irsa-agent");
+    let template = ds.spec.unwrap().template;
+    let labels = template
+        .metadata
+        .unwrap_or_default()
+        .labels
+        .unwrap_or_default();
+    let pod = template.spec.unwrap();
+    let want = monitor.spec.selector.match_labels.clone().unwrap();
+    assert!(
+        want.iter().all(|(k, v)| labels.get(k) == Some(v)),
+        "{want:?} does not select the agent's pods {labels:?}"
+    );
+    let endpoint = &monitor.spec.pod_metrics_endpoints[0];
+    assert_eq!(endpoint.port, "metrics");
+    assert!(pod_container_port(&pod, "metrics") > 0);
+    assert_eq!(
+        monitor
+            .metadata
+            .labels
+            .unwrap()
+            .get("release")
+            .map(String::as_str),
+        Some("prom")
+    );
+}
+
+#[test]
 fn chart_agent_values_listen_address_cluster_name_and_schema() {
     // IPv6-only clusters: the other link-local address, bracketed for the CLI.
     let docs = render_checked(&json!({
         "controller": {"enabled": false},
-        "agent": {"enabled": true, "clusterName": "v6", "listenAddress": "fd00:ec2::23"}
+        "agent": {"enabled": true, "clusterName": "v6", "listenAddresses": ["fd00:ec2::23"]}
     }));
     let Sub::Agent(args) = parse_pod_cli(&agent_pod(&docs)) else {
         panic!("not the agent")
     };
-    assert_eq!(args.listen.to_string(), "[fd00:ec2::23]:80");
+    assert_eq!(args.listen, ["[fd00:ec2::23]:80".parse().unwrap()]);
     assert_eq!(args.cluster_name, "v6");
 
     let err = helm(
@@ -1490,8 +1544,12 @@ fn chart_agent_values_listen_address_cluster_name_and_schema() {
     assert!(err.contains("agent.clusterName"), "{err}");
     for (bad, mentions) in [
         (
-            json!({"agent": {"listenAddress": "0.0.0.0"}}),
-            "/agent/listenAddress",
+            json!({"agent": {"listenAddresses": ["0.0.0.0"]}}),
+            "/agent/listenAddresses",
+        ),
+        (
+            json!({"agent": {"listenAddresses": []}}),
+            "/agent/listenAddresses",
         ),
         (
             json!({"agent": {"iamRoleArn": "irsa-agent"}}),
@@ -1810,8 +1868,17 @@ fn exported_metrics() -> BTreeSet<String> {
         })
         .inc();
     let controller = irsa::metrics::encode(&registry).unwrap();
+    let am = irsa::agent::Metrics::default();
+    am.request(200, "Issued");
+    am.sts_call("error");
+    am.token_review();
+    let agent = irsa::metrics::encode(&am.registry()).unwrap();
     let mut names = BTreeSet::new();
-    for line in webhook.lines().chain(controller.lines()) {
+    for line in webhook
+        .lines()
+        .chain(controller.lines())
+        .chain(agent.lines())
+    {
         let mut words = line.split_whitespace();
         if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
             (words.next(), words.next(), words.next(), words.next())
@@ -1858,7 +1925,8 @@ fn alert_rules_and_dashboard_use_only_exported_metrics() {
     );
     let docs = render_checked(&values(json!({
         "metrics": {"prometheusRule": {"enabled": true}, "grafanaDashboard": {"enabled": true}},
-        "controller": {"publishIssuer": {"s3Url": "s3://bucket/cluster"}}
+        "controller": {"publishIssuer": {"s3Url": "s3://bucket/cluster"}},
+        "agent": {"enabled": true, "clusterName": "c"}
     })));
     let rule = docs
         .iter()
@@ -1893,6 +1961,7 @@ fn alert_rules_and_dashboard_use_only_exported_metrics() {
         "IrsaControllerIamErrors",
         "IrsaTrustPolicyNearQuota",
         "IrsaIssuerPublishStale",
+        "IrsaAgentStsErrors",
     ] {
         assert!(alerts.iter().any(|a| a == wanted), "{wanted} in {alerts:?}");
     }

@@ -1,9 +1,10 @@
 //! Pod Identity on any cluster: `irsa agent` (a local process on 127.0.0.1, node `node-a`)
 //! against the real API server (TokenReview of pod-bound projected tokens, watched pods,
 //! associations and grants) and moto's STS behind the recording proxy. boto3's container
-//! provider reads the container-credentials environment of a pod's process and gets
-//! credentials from the agent, then calls STS and S3 with them; the AssumeRole the agent made
-//! carries the expected role, session name and transitive session tags, and is made once.
+//! provider and the Rust SDK's read the container-credentials environment of a pod's process
+//! and get credentials from the agent, then call STS and S3 with them; the AssumeRole the
+//! agent made carries the expected role, session name and transitive session tags, and is
+//! made once.
 //! Every refusal gets its status and reason, and no STS call.
 //!
 //! moto, not the verifying STS: the verifying STS's AssumeRole reads no `Tags`, so it could not
@@ -25,7 +26,7 @@ use serde_json::{Value, json};
 use irsa_e2e::kubelet::Container;
 use irsa_e2e::moto::{self, ACCOUNT, REGION};
 use irsa_e2e::process::Process;
-use irsa_e2e::sdk::{SDK_PROBE_PY, python};
+use irsa_e2e::sdk::{SDK_PROBE_PY, probe_report, python, rust_probe};
 use irsa_e2e::support::{self, WAIT, unique};
 use irsa_e2e::wait::wait_for;
 use irsa_e2e::webhook::{create_pod, create_service_account, pod};
@@ -87,7 +88,7 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
     support::install_crds(&client).await;
     let aws = moto::test_aws().await;
     let ns = support::create_namespace(&client, "irsa-e2e-agent").await;
-    for sa in ["app", "lonely", "ungranted"] {
+    for sa in ["app", "lonely", "ungranted", "twice"] {
         create_service_account(&client, &ns, sa, json!({})).await;
     }
 
@@ -127,6 +128,9 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
             BTreeMap::from([("team".to_string(), "payments".to_string())]),
         ),
         ("ungranted", "ungranted", &ungranted, BTreeMap::new()),
+        // Two for one ServiceAccount: which role is meant is not the agent's to guess.
+        ("twice-a", "twice", &granted, BTreeMap::new()),
+        ("twice-b", "twice", &granted, BTreeMap::new()),
     ] {
         let spec = PodIdentityAssociationSpec {
             service_account_name: sa.into(),
@@ -178,6 +182,8 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
         ("doomed", "app", NODE),
         ("lonely", "lonely", NODE),
         ("ungranted", "ungranted", NODE),
+        ("twice", "twice", NODE),
+        ("reborn", "app", NODE),
     ] {
         let stored = create_pod(&client, &ns, &pod_identity_pod(name, sa, node, &full_uri))
             .await
@@ -241,6 +247,12 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
             403,
             "NotAuthorized",
         ),
+        (
+            "two associations for one ServiceAccount",
+            Some(token("twice")),
+            403,
+            "AmbiguousPodIdentityAssociation",
+        ),
     ];
     for (case, token, status, reason) in &refusals {
         let (got, body) = ask(&full_uri, token.as_deref()).await;
@@ -251,6 +263,12 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
         );
         let message = body["message"].as_str().unwrap_or_default();
         assert!(!message.is_empty(), "{case}: a refusal says why: {body}");
+        if *reason == "AmbiguousPodIdentityAssociation" {
+            assert!(
+                message.contains(r#"["twice-a", "twice-b"]"#),
+                "{case}: names both: {body}"
+            );
+        }
         if let Some(token) = token {
             assert!(!message.contains(token.as_str()), "{case}: token in {body}");
         }
@@ -271,6 +289,9 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
     }
 
     // Concurrent first requests of one pod wait for one STS call.
+    let reviews =
+        |metrics: &str| irsa_e2e::metrics::metric(metrics, "irsa_agent_token_reviews_total");
+    let reviews_before = reviews(&agent.metrics().await);
     let web = token("web");
     let mut burst = tokio::task::JoinSet::new();
     for _ in 0..16 {
@@ -301,21 +322,22 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
     }
 
     // boto3's container provider, in the pod's environment, gets credentials from the agent
-    // and uses them (moto answers STS and S3 for the assumed role's keys).
+    // and uses them (moto answers STS and S3 for the assumed role's keys), twice.
     let s3 = support::s3_client(aws.sdk_config());
     let bucket = unique("agent-bucket");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let extra = [("AWS_ENDPOINT_URL", aws.faults().endpoint())];
     let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    for attempt in ["first", "second"] {
-        let out = pods["web"].run(&python(), &[SDK_PROBE_PY, &bucket, "hello"], &extra);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "{attempt} probe: {e}: stdout {stdout} stderr {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    // The AWS SDK for Rust's default chain too: its container provider reads
+    // AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
+    for (attempt, program, script) in [
+        ("first boto3", python(), Some(SDK_PROBE_PY)),
+        ("second boto3", python(), Some(SDK_PROBE_PY)),
+        ("aws-sdk-rust", rust_probe(), None),
+    ] {
+        let args: Vec<&str> = script.into_iter().chain([bucket.as_str(), attempt]).collect();
+        let out = pods["web"].run(&program, &args, &extra);
+        let report = probe_report(&out);
         assert_eq!(
             report["arn"],
             format!("arn:aws:sts::{ACCOUNT}:assumed-role/{granted}/{ns}-web"),
@@ -334,7 +356,12 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
     assert_eq!(
         calls.len(),
         1,
-        "both processes got the cached credentials: {calls:?}"
+        "the three processes got the cached credentials: {calls:?}"
+    );
+    assert_eq!(
+        reviews(&agent.metrics().await) - reviews_before,
+        1.0,
+        "19 requests with one token, one TokenReview (--token-review-cache)"
     );
     let call = &calls[0];
     assert_eq!(call["RoleArn"], role_arn(&granted));
@@ -375,6 +402,49 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
     assert_eq!(
         irsa_e2e::metrics::metric(&metrics, "irsa_agent_sts_calls_total{outcome=\"success\"}"),
         1.0
+    );
+
+    // A pod deleted and re-created under the same name while its old token is still vouched
+    // for (the agent remembers its review, as the API server does for 10 s): the agent's own
+    // check of the pod's uid against its watched pods refuses the old token, at once.
+    let reborn = token("reborn");
+    let (status, body) = ask(&full_uri, Some(&reborn)).await;
+    assert_eq!(status, 200, "reborn, first: {body}");
+    let calls = aws.faults().calls("AssumeRole");
+    pods_api
+        .delete("reborn", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    wait_for("pod reborn to be gone", WAIT, || async {
+        pods_api
+            .get_opt("reborn")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    create_pod(
+        &client,
+        &ns,
+        &pod_identity_pod("reborn", "app", NODE, &full_uri),
+    )
+    .await
+    .expect("re-creating pod reborn");
+    let (status, body) = wait_for("the agent to see the new pod reborn", WAIT, || async {
+        let (status, body) = ask(&full_uri, Some(&reborn)).await;
+        (body["reason"] != "PodNotOnThisNode").then_some((status, body))
+    })
+    .await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (403, Some("PodUidMismatch")),
+        "the old token of a re-created pod: {body}"
+    );
+    assert_eq!(
+        aws.faults().calls("AssumeRole"),
+        calls,
+        "the old token of a re-created pod reaches no STS"
     );
     support::delete_namespace(&client, &ns).await;
     let _ = Api::<IAMRoleGrant>::all(client)

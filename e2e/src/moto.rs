@@ -356,6 +356,30 @@ impl FaultProxy {
             .collect()
     }
 
+    /// The query protocol's list `name` of a recorded request (`name.member.1`, `name.member.2`,
+    /// ... of [`Self::requests`]), e.g. `TransitiveTagKeys`.
+    pub fn members<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Vec<&'a str> {
+        (1..)
+            .map_while(|i| {
+                params
+                    .get(&format!("{name}.member.{i}"))
+                    .map(String::as_str)
+            })
+            .collect()
+    }
+
+    /// The session tags (key, value) of a recorded `AssumeRole`, in the order sent.
+    pub fn session_tags(params: &BTreeMap<String, String>) -> Vec<(String, String)> {
+        (1..)
+            .map_while(|i| {
+                Some((
+                    params.get(&format!("Tags.member.{i}.Key"))?.clone(),
+                    params.get(&format!("Tags.member.{i}.Value"))?.clone(),
+                ))
+            })
+            .collect()
+    }
+
     /// Requests for `operation` that reached moto (= what IAM actually saw).
     pub fn forwarded(&self, operation: &str) -> usize {
         self.state

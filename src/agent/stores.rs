@@ -15,8 +15,8 @@ use kube::{Api, ResourceExt};
 
 use irsa_core::policy::authz::GrantSpec;
 
-use crate::index::{Index, associations_by_service_account, namespaced};
 use crate::crd::{IAMRoleGrant, PodIdentityAssociation};
+use crate::index::{Index, associations_by_service_account, namespaced};
 
 /// The grants as the authorizer takes them: (name, spec).
 pub type Grants = Arc<Vec<(String, GrantSpec)>>;

@@ -9,9 +9,9 @@ use crate::issuer::issuer_host_path;
 
 use super::{
     compile::WEB_IDENTITY_ACTION,
-    pod::{ASSUME_ROLE_ACTION, TAG_SESSION_ACTION},
     document::{PolicyDocument, provider_host_path},
     glob,
+    pod::{ASSUME_ROLE_ACTION, TAG_SESSION_ACTION},
     subject::SUBJECT_PREFIX,
 };
 

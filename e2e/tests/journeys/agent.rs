@@ -24,7 +24,7 @@ use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 
 use irsa_e2e::kubelet::Container;
-use irsa_e2e::moto::{self, ACCOUNT, REGION};
+use irsa_e2e::moto::{self, ACCOUNT, FaultProxy, REGION};
 use irsa_e2e::process::Process;
 use irsa_e2e::sdk::{SDK_PROBE_PY, probe_report, python, rust_probe};
 use irsa_e2e::support::{self, WAIT, unique};
@@ -335,7 +335,10 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
         ("second boto3", python(), Some(SDK_PROBE_PY)),
         ("aws-sdk-rust", rust_probe(), None),
     ] {
-        let args: Vec<&str> = script.into_iter().chain([bucket.as_str(), attempt]).collect();
+        let args: Vec<&str> = script
+            .into_iter()
+            .chain([bucket.as_str(), attempt])
+            .collect();
         let out = pods["web"].run(&program, &args, &extra);
         let report = probe_report(&out);
         assert_eq!(
@@ -366,14 +369,8 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
     let call = &calls[0];
     assert_eq!(call["RoleArn"], role_arn(&granted));
     assert_eq!(call["RoleSessionName"], format!("{ns}-web"));
-    let tags: BTreeMap<&str, &str> = (1..)
-        .map_while(|i| {
-            Some((
-                call.get(&format!("Tags.member.{i}.Key"))?.as_str(),
-                call.get(&format!("Tags.member.{i}.Value"))?.as_str(),
-            ))
-        })
-        .collect();
+    let sent = FaultProxy::session_tags(call);
+    let tags: BTreeMap<&str, &str> = sent.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let web_uid = pods_api.get("web").await.unwrap().metadata.uid.unwrap();
     assert_eq!(
         tags,
@@ -386,12 +383,7 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
             ("team", "payments"),
         ])
     );
-    let transitive: Vec<&str> = (1..)
-        .map_while(|i| {
-            call.get(&format!("TransitiveTagKeys.member.{i}"))
-                .map(String::as_str)
-        })
-        .collect();
+    let transitive = FaultProxy::members(call, "TransitiveTagKeys");
     let mut expected: Vec<&str> = tags.keys().copied().collect();
     let mut sorted = transitive.clone();
     sorted.sort_unstable();

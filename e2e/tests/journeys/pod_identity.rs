@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use irsa_e2e::identity::{self, Component};
 use irsa_e2e::kubelet::Container;
-use irsa_e2e::moto::{ACCOUNT, REGION};
+use irsa_e2e::moto::{ACCOUNT, FaultProxy, REGION};
 use irsa_e2e::process::Process;
 use irsa_e2e::sdk::{SDK_PROBE_PY, probe_report, python, rust_probe};
 use irsa_e2e::support::{self, WAIT, unique};
@@ -231,14 +231,7 @@ async fn an_association_gives_a_pod_working_credentials_through_every_part() {
     let call = &calls[0];
     assert_eq!(call["RoleArn"], role_arn);
     assert_eq!(call["RoleSessionName"], format!("{ns}-web"));
-    let tags: Vec<(String, String)> = (1..)
-        .map_while(|i| {
-            Some((
-                call.get(&format!("Tags.member.{i}.Key"))?.clone(),
-                call.get(&format!("Tags.member.{i}.Value"))?.clone(),
-            ))
-        })
-        .collect();
+    let tags = FaultProxy::session_tags(call);
     let uid = stored["metadata"]["uid"].as_str().unwrap();
     let expected: Vec<(String, String)> = [
         ("kubernetes-namespace", ns.as_str()),

@@ -6,7 +6,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use irsa::crd::{IAMRoleBinding, IAMRoleBindingSpec};
+use irsa::crd::{
+    IAMRoleBinding, IAMRoleBindingSpec, IAMRoleGrant, IAMRoleGrantSpec, PodIdentityAssociation,
+    PodIdentityAssociationSpec,
+};
 use irsa::issuer::IssuerUrl;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -602,4 +605,56 @@ pub fn run(program: &str, args: &[&str], stdin: &str) -> (bool, String, String) 
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// An `IAMRoleGrant` (named `prefix` + a unique suffix) allowing `role_arns` for `namespace`;
+/// returns its name.
+pub async fn create_grant(
+    client: &kube::Client,
+    prefix: &str,
+    namespace: &str,
+    role_arns: &[&str],
+    service_accounts: Option<Vec<String>>,
+) -> String {
+    let name = unique(prefix);
+    let spec = IAMRoleGrantSpec {
+        namespaces: vec![namespace.to_string()],
+        role_arns: role_arns.iter().map(ToString::to_string).collect(),
+        service_accounts,
+        allow_namespace_wildcard_trust: false,
+    };
+    Api::<IAMRoleGrant>::all(client.clone())
+        .create(&PostParams::default(), &IAMRoleGrant::new(&name, spec))
+        .await
+        .unwrap_or_else(|e| panic!("creating IAMRoleGrant {name}: {e}"));
+    name
+}
+
+/// A `PodIdentityAssociation` `name` of `service_account` for `role_arn`, every option at its
+/// default (no target role, the agent's tags only, the default session name).
+pub fn association(name: &str, service_account: &str, role_arn: &str) -> PodIdentityAssociation {
+    PodIdentityAssociation::new(
+        name,
+        PodIdentityAssociationSpec {
+            service_account_name: service_account.into(),
+            role_arn: role_arn.into(),
+            target_role_arn: None,
+            disable_session_tags: false,
+            session_tags: Default::default(),
+            role_session_name: None,
+        },
+    )
+}
+
+/// Creates `association` in `namespace`.
+pub async fn create_association(
+    client: &kube::Client,
+    namespace: &str,
+    association: &PodIdentityAssociation,
+) {
+    let name = association.metadata.name.as_deref().unwrap_or_default();
+    Api::<PodIdentityAssociation>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), association)
+        .await
+        .unwrap_or_else(|e| panic!("creating PodIdentityAssociation {namespace}/{name}: {e}"));
 }

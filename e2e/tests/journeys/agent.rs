@@ -14,9 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use irsa::crd::{
-    IAMRoleGrant, IAMRoleGrantSpec, PodIdentityAssociation, PodIdentityAssociationSpec,
-};
+use irsa::crd::{IAMRoleGrant, PodIdentityAssociation};
 use irsa::mutate::config::{DEFAULT_CC_AUDIENCE, DEFAULT_CC_MOUNT_PATH};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -103,23 +101,14 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
             .await
             .unwrap_or_else(|e| panic!("creating role {role} in moto: {e:?}"));
     }
-    let grant_name = unique("agent-grant");
-    Api::<IAMRoleGrant>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &IAMRoleGrant::new(
-                &grant_name,
-                IAMRoleGrantSpec {
-                    namespaces: vec![ns.clone()],
-                    role_arns: vec![role_arn("agent-app-*")],
-                    service_accounts: None,
-                    allow_namespace_wildcard_trust: false,
-                },
-            ),
-        )
-        .await
-        .unwrap();
-    let associations = Api::<PodIdentityAssociation>::namespaced(client.clone(), &ns);
+    let grant_name = support::create_grant(
+        &client,
+        "agent-grant",
+        &ns,
+        &[&role_arn("agent-app-*")],
+        None,
+    )
+    .await;
     for (name, sa, role, tags) in [
         (
             "app",
@@ -132,21 +121,9 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
         ("twice-a", "twice", &granted, BTreeMap::new()),
         ("twice-b", "twice", &granted, BTreeMap::new()),
     ] {
-        let spec = PodIdentityAssociationSpec {
-            service_account_name: sa.into(),
-            role_arn: role_arn(role),
-            target_role_arn: None,
-            disable_session_tags: false,
-            session_tags: tags,
-            role_session_name: None,
-        };
-        associations
-            .create(
-                &PostParams::default(),
-                &PodIdentityAssociation::new(name, spec),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("creating PodIdentityAssociation {name}: {e}"));
+        let mut association = support::association(name, sa, &role_arn(role));
+        association.spec.session_tags = tags;
+        support::create_association(&client, &ns, &association).await;
     }
 
     let port = irsa_e2e::free_port();

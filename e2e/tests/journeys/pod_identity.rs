@@ -15,13 +15,11 @@
 
 use std::collections::BTreeMap;
 
-use irsa::crd::{
-    IAMRoleGrant, IAMRoleGrantSpec, PodIdentityAssociation, PodIdentityAssociationSpec,
-};
+use irsa::crd::{IAMRoleGrant, PodIdentityAssociation};
 use irsa::mutate::config::DEFAULT_CC_AUDIENCE;
 use irsa::trust::{PolicyDocument, evaluate_assume_role};
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::DeleteParams;
 use serde_json::{Value, json};
 
 use irsa_e2e::identity::{self, Component};
@@ -65,40 +63,11 @@ async fn an_association_gives_a_pod_working_credentials_through_every_part() {
         .send()
         .await
         .unwrap_or_else(|e| panic!("creating role {role}: {e:?}"));
-    let grant_name = unique("pi-grant");
-    Api::<IAMRoleGrant>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &IAMRoleGrant::new(
-                &grant_name,
-                IAMRoleGrantSpec {
-                    namespaces: vec![ns.clone()],
-                    role_arns: vec![role_arn.clone()],
-                    service_accounts: None,
-                    allow_namespace_wildcard_trust: false,
-                },
-            ),
-        )
-        .await
-        .unwrap();
+    let grant_name = support::create_grant(&client, "pi-grant", &ns, &[&role_arn], None).await;
+    let mut association = support::association("app", "app", &role_arn);
+    association.spec.session_tags = BTreeMap::from([("team".into(), "payments".into())]);
+    support::create_association(&client, &ns, &association).await;
     let associations = Api::<PodIdentityAssociation>::namespaced(client.clone(), &ns);
-    associations
-        .create(
-            &PostParams::default(),
-            &PodIdentityAssociation::new(
-                "app",
-                PodIdentityAssociationSpec {
-                    service_account_name: "app".into(),
-                    role_arn: role_arn.clone(),
-                    target_role_arn: None,
-                    disable_session_tags: false,
-                    session_tags: BTreeMap::from([("team".into(), "payments".into())]),
-                    role_session_name: None,
-                },
-            ),
-        )
-        .await
-        .unwrap();
 
     // The controller writes the statement and reports the association Ready.
     let controller = Process::controller_with(

@@ -5,12 +5,10 @@
 //! statement is kept byte for byte; resyncs at steady state write nothing; deleting the
 //! associations takes the statements away again.
 
-use irsa::crd::{
-    IAMRoleGrant, IAMRoleGrantSpec, PodIdentityAssociation, PodIdentityAssociationSpec,
-};
+use irsa::crd::{IAMRoleGrant, PodIdentityAssociation};
 use irsa::trust::{pod_identity_sid, pod_identity_untagged_sid};
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::DeleteParams;
 use serde_json::{Value, json};
 
 use irsa_e2e::metrics;
@@ -20,20 +18,6 @@ use irsa_e2e::trust_check::{statement_by_sid, statements};
 
 /// The controller journeys' `--cluster-name` (`Process::controller_with`).
 const CLUSTER: &str = "e2e";
-
-fn association(name: &str, service_account: &str, role_arn: &str) -> PodIdentityAssociation {
-    PodIdentityAssociation::new(
-        name,
-        PodIdentityAssociationSpec {
-            service_account_name: service_account.into(),
-            role_arn: role_arn.into(),
-            target_role_arn: None,
-            disable_session_tags: false,
-            session_tags: Default::default(),
-            role_session_name: None,
-        },
-    )
-}
 
 /// `(status, reason, message)` of condition `type_`, for the current generation only.
 fn condition_of(a: &PodIdentityAssociation, type_: &str) -> Option<(String, String, String)> {
@@ -75,36 +59,22 @@ async fn association_trust_statement_is_written_kept_steady_and_removed() {
             &[],
         )
         .await;
-    let grant = support::unique("irsa-e2e-pia");
-    Api::<IAMRoleGrant>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &IAMRoleGrant::new(
-                &grant,
-                IAMRoleGrantSpec {
-                    namespaces: vec![ns.clone()],
-                    role_arns: vec![role.clone()],
-                    service_accounts: Some(vec!["web".into(), "api".into(), "batch".into()]),
-                    allow_namespace_wildcard_trust: false,
-                },
-            ),
-        )
-        .await
-        .unwrap();
+    let grant = support::create_grant(
+        &client,
+        "irsa-e2e-pia",
+        &ns,
+        &[&role],
+        Some(vec!["web".into(), "api".into(), "batch".into()]),
+    )
+    .await;
     let associations: Api<PodIdentityAssociation> = Api::namespaced(client.clone(), &ns);
     for (name, sa) in [("web", "web"), ("api", "api"), ("intruder", "intruder")] {
-        associations
-            .create(&PostParams::default(), &association(name, sa, &role))
-            .await
-            .unwrap();
+        support::create_association(&client, &ns, &support::association(name, sa, &role)).await;
     }
     // Sessions without tags: trusted by the one statement without conditions.
-    let mut untagged = association("batch", "batch", &role);
+    let mut untagged = support::association("batch", "batch", &role);
     untagged.spec.disable_session_tags = true;
-    associations
-        .create(&PostParams::default(), &untagged)
-        .await
-        .unwrap();
+    support::create_association(&client, &ns, &untagged).await;
     let controller = Process::controller_with(
         &cluster,
         None,

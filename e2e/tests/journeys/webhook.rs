@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Api;
 use kube::api::PostParams;
 
-use irsa::crd::{PodIdentityAssociation, PodIdentityAssociationSpec};
+use irsa::crd::PodIdentityAssociation;
 use serde_json::{Value, json};
 
 use irsa_e2e::identity::{self, Component};
@@ -264,22 +264,10 @@ async fn pod_identity_through_an_association() {
     support::install_crds(&case.client).await;
     let ns = case.namespace(json!({})).await;
     let associations = Api::<PodIdentityAssociation>::namespaced(case.client.clone(), &ns);
+    let client = case.client.clone();
     let associate = async |service_account: &str| {
-        let spec = PodIdentityAssociationSpec {
-            service_account_name: service_account.into(),
-            role_arn: ROLE_ARN.into(),
-            target_role_arn: None,
-            disable_session_tags: false,
-            session_tags: Default::default(),
-            role_session_name: None,
-        };
-        associations
-            .create(
-                &PostParams::default(),
-                &PodIdentityAssociation::new(service_account, spec),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("creating PodIdentityAssociation {service_account}: {e}"));
+        let association = support::association(service_account, service_account, ROLE_ARN);
+        support::create_association(&client, &ns, &association).await;
     };
     // Listed at start: `pi` has no role annotation, only an association.
     create_service_account(&case.client, &ns, "pi", json!({})).await;

@@ -1339,6 +1339,30 @@ fn chart_agent_is_off_by_default() {
     );
 }
 
+/// The webhook gives associated ServiceAccounts container credentials, projected for the
+/// audience the agent reviews, exactly when the chart runs the agent.
+#[test]
+fn chart_webhook_sends_associated_pods_to_the_agent_only_with_it() {
+    for enabled in [false, true] {
+        let docs = render_checked(&values(json!({"agent": {
+            "enabled": enabled,
+            "iamRoleArn": "arn:aws:iam::111122223333:role/irsa-agent",
+            "audience": "agent.example.com"
+        }})));
+        let webhook: Deployment = find(&docs, "Deployment", "irsa-webhook");
+        let Sub::Webhook(args) = parse_cli(&webhook) else {
+            panic!("the webhook Deployment runs something else")
+        };
+        assert_eq!(args.pod_identity_associations, enabled);
+        let audience = if enabled {
+            "agent.example.com"
+        } else {
+            irsa::mutate::config::DEFAULT_CC_AUDIENCE
+        };
+        assert_eq!(args.mutation.container_credentials_audience, audience);
+    }
+}
+
 /// `agent.enabled=true`: a DaemonSet on every node's host network whose init container alone
 /// has NET_ADMIN (to add the link-local addresses), whose agent is non-root with only
 /// NET_BIND_SERVICE, listens where the webhook sends pods, and whose ClusterRole grants

@@ -38,7 +38,7 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 
-use irsa_e2e::moto::{self, ACCOUNT, REGION, TestAws};
+use irsa_e2e::moto::{self, ACCOUNT, TestAws};
 use irsa_e2e::process::Process;
 use irsa_e2e::support::{self, WAIT, unique};
 
@@ -317,37 +317,16 @@ async fn run_agent(
     extra: &[&str],
 ) -> Run {
     let aws: TestAws = moto::test_aws().await;
-    let port = irsa_e2e::free_port();
-    let admin = format!("127.0.0.1:{}", irsa_e2e::free_port());
-    let listen = format!("127.0.0.1:{port}");
     let endpoint = aws.faults().endpoint();
-    let mut args = vec![
-        "agent",
-        "--node-name",
-        node,
-        "--cluster-name",
-        "bench",
-        "--listen",
-        &listen,
-        "--metrics-listen",
-        &admin,
-        "--aws-endpoint-url",
-        &endpoint,
-    ];
-    args.extend_from_slice(extra);
-    let agent = Process::irsa(
+    let (agent, url) = Process::agent(
         "bench-agent",
-        args,
-        [
-            ("AWS_ACCESS_KEY_ID", "agent-key"),
-            ("AWS_SECRET_ACCESS_KEY", "agent-secret"),
-            ("AWS_REGION", REGION),
-            ("RUST_LOG", "warn"),
-        ],
-        Some(admin.clone()),
+        node,
+        "bench",
+        &endpoint,
+        extra,
+        &[("RUST_LOG", "warn")],
     );
     agent.wait_ready(WAIT).await;
-    let url = format!("http://{listen}/v1/credentials");
     // One connection per pod, as each pod's SDK has its own.
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(callers.len())

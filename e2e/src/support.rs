@@ -550,6 +550,47 @@ impl Process {
     }
 }
 
+impl Process {
+    /// Starts `irsa agent` named `name` for node `node` of cluster `cluster` on a free
+    /// 127.0.0.1 port, with STS at `sts_endpoint` (an emulator: its credentials are static
+    /// ones of its own) and `extra` flags. Returns it with the URL pods are given
+    /// (`AWS_CONTAINER_CREDENTIALS_FULL_URI`).
+    pub fn agent(
+        name: &str,
+        node: &str,
+        cluster: &str,
+        sts_endpoint: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Self, String) {
+        let listen = format!("127.0.0.1:{}", crate::free_port());
+        let admin = format!("127.0.0.1:{}", crate::free_port());
+        let mut args = vec![
+            "agent",
+            "--node-name",
+            node,
+            "--cluster-name",
+            cluster,
+            "--listen",
+            &listen,
+            "--metrics-listen",
+            &admin,
+            "--aws-endpoint-url",
+            sts_endpoint,
+        ];
+        args.extend_from_slice(extra);
+        let env = [
+            ("AWS_ACCESS_KEY_ID", "agent-key"),
+            ("AWS_SECRET_ACCESS_KEY", "agent-secret"),
+            ("AWS_REGION", moto::REGION),
+        ]
+        .into_iter()
+        .chain(env.iter().copied());
+        let agent = Self::irsa(name, args, env, Some(admin.clone()));
+        (agent, format!("http://{listen}/v1/credentials"))
+    }
+}
+
 /// The helm CLI the tests use: `IRSA_E2E_HELM` (set by scripts/control-plane.sh to the helm
 /// it built from Go modules), else `helm` on PATH.
 pub fn helm() -> String {

@@ -126,31 +126,8 @@ async fn the_agent_serves_an_associated_pod_and_refuses_every_other_caller() {
         support::create_association(&client, &ns, &association).await;
     }
 
-    let port = irsa_e2e::free_port();
-    let admin = format!("127.0.0.1:{}", irsa_e2e::free_port());
-    let full_uri = format!("http://127.0.0.1:{port}/v1/credentials");
-    let agent = Process::irsa(
-        "agent",
-        [
-            "agent",
-            "--node-name",
-            NODE,
-            "--cluster-name",
-            CLUSTER,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--metrics-listen",
-            &admin,
-            "--aws-endpoint-url",
-            &aws.faults().endpoint(),
-        ],
-        [
-            ("AWS_ACCESS_KEY_ID", "agent-key"),
-            ("AWS_SECRET_ACCESS_KEY", "agent-secret"),
-            ("AWS_REGION", REGION),
-        ],
-        Some(admin.clone()),
-    );
+    let endpoint = aws.faults().endpoint();
+    let (agent, full_uri) = Process::agent("agent", NODE, CLUSTER, &endpoint, &[], &[]);
 
     let mut pods = BTreeMap::new();
     for (name, sa, node) in [

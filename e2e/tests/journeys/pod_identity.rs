@@ -89,32 +89,8 @@ async fn an_association_gives_a_pod_working_credentials_through_every_part() {
     controller.assert_running();
 
     // The agent, the webhook pointing pods at it, and a pod admitted through the webhook.
-    let port = irsa_e2e::free_port();
-    let full_uri = format!("http://127.0.0.1:{port}/v1/credentials");
-    let agent_admin = format!("127.0.0.1:{}", irsa_e2e::free_port());
     let endpoint = aws.endpoint.clone().expect("moto");
-    let agent = Process::irsa(
-        "pi-agent",
-        [
-            "agent",
-            "--node-name",
-            NODE,
-            "--cluster-name",
-            CLUSTER,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--metrics-listen",
-            &agent_admin,
-            "--aws-endpoint-url",
-            &endpoint,
-        ],
-        [
-            ("AWS_ACCESS_KEY_ID", "agent-key"),
-            ("AWS_SECRET_ACCESS_KEY", "agent-secret"),
-            ("AWS_REGION", REGION),
-        ],
-        Some(agent_admin.clone()),
-    );
+    let (agent, full_uri) = Process::agent("pi-agent", NODE, CLUSTER, &endpoint, &[], &[]);
     let webhook_identity = identity::kubeconfig(&client, Component::Webhook).await;
     let webhook = WebhookProcess::start(
         &webhook_identity,

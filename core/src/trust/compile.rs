@@ -511,6 +511,35 @@ pub(super) fn string_list(v: &Value) -> Option<Vec<String>> {
     }
 }
 
+/// What every statement we own has, whatever its kind: only the fields in `keys`, `Effect:
+/// Allow`, and a `Principal` of exactly one `kind` (`what` names it in the error). Returns the
+/// statement's fields and that principal.
+pub(super) fn owned_shape<'a>(
+    statement: &'a Value,
+    keys: &[&str],
+    kind: &str,
+    what: &str,
+) -> Result<(&'a Map<String, Value>, String), String> {
+    let obj = statement.as_object().ok_or("not an object")?;
+    let extra: Vec<&str> = obj
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !keys.contains(k))
+        .collect();
+    if !extra.is_empty() {
+        return Err(format!("unexpected {}", extra.join(", ")));
+    }
+    if obj.get("Effect").and_then(Value::as_str) != Some("Allow") {
+        return Err("Effect is not Allow".into());
+    }
+    let principal = match obj.get("Principal").and_then(Value::as_object) {
+        Some(p) if p.len() == 1 => p.get(kind).and_then(single_string),
+        _ => None,
+    }
+    .ok_or_else(|| format!("Principal is not a single {what}"))?;
+    Ok((obj, principal))
+}
+
 pub(super) fn single_string(v: &Value) -> Option<String> {
     match string_list(v)?.as_slice() {
         [one] => Some(one.clone()),
@@ -521,26 +550,8 @@ pub(super) fn single_string(v: &Value) -> Option<String> {
 /// Reads one of our web-identity statements back into a [`WebModel`]; `Err` says how it
 /// differs from the shape [`render_web`] produces (which makes it a hand edit).
 fn parse_web(statement: &Value, host: &str, audience: &str) -> Result<WebModel, String> {
-    let Some(obj) = statement.as_object() else {
-        return Err("not an object".into());
-    };
     const KEYS: [&str; 5] = ["Sid", "Effect", "Principal", "Action", "Condition"];
-    let extra: Vec<&str> = obj
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !KEYS.contains(k))
-        .collect();
-    if !extra.is_empty() {
-        return Err(format!("unexpected {}", extra.join(", ")));
-    }
-    if obj.get("Effect").and_then(Value::as_str) != Some("Allow") {
-        return Err("Effect is not Allow".into());
-    }
-    let provider_arn = match obj.get("Principal").and_then(Value::as_object) {
-        Some(p) if p.len() == 1 => p.get("Federated").and_then(single_string),
-        _ => None,
-    }
-    .ok_or("Principal is not a single Federated provider")?;
+    let (obj, provider_arn) = owned_shape(statement, &KEYS, "Federated", "Federated provider")?;
     if obj.get("Action").and_then(single_string).as_deref() != Some(WEB_IDENTITY_ACTION) {
         return Err(format!("Action is not {WEB_IDENTITY_ACTION}"));
     }

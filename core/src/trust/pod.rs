@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::pod_identity::tag;
 
-use super::compile::{single_string, string_list};
+use super::compile::{owned_shape, single_string, string_list};
 use super::document::{pod_identity_sid, pod_identity_untagged_sid};
 
 /// The action the agent calls.
@@ -212,27 +212,11 @@ pub fn owner_by_content(statement: &Value, sid: &str, cluster: &str) -> Option<O
 /// Reads one of our Pod Identity statements back into a [`Model`]; `Err` says how it differs
 /// from what [`render`] writes (which makes it a hand edit).
 pub fn parse(statement: &Value, owner: &Owner, cluster: &str) -> Result<Model, String> {
-    let obj = statement.as_object().ok_or("not an object")?;
     let keys: &[&str] = match owner.namespace {
         Some(_) => &["Sid", "Effect", "Principal", "Action", "Condition"],
         None => &["Sid", "Effect", "Principal", "Action"],
     };
-    let extra: Vec<&str> = obj
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !keys.contains(k))
-        .collect();
-    if !extra.is_empty() {
-        return Err(format!("unexpected {}", extra.join(", ")));
-    }
-    if obj.get("Effect").and_then(Value::as_str) != Some("Allow") {
-        return Err("Effect is not Allow".into());
-    }
-    let agent = match obj.get("Principal").and_then(Value::as_object) {
-        Some(p) if p.len() == 1 => p.get("AWS").and_then(single_string),
-        _ => None,
-    }
-    .ok_or("Principal is not a single AWS principal")?;
+    let (obj, agent) = owned_shape(statement, keys, "AWS", "AWS principal")?;
     if agent != owner.agent {
         return Err(format!(
             "its principal is {agent:?}, the Sid is for {:?}",

@@ -39,25 +39,21 @@ impl RoleState {
 
     /// Roles whose last reconcile trusted the annotated ServiceAccount `sa`.
     pub fn roles_trusting_sa(&self, sa: &Key) -> Vec<String> {
-        self.reports
-            .read()
-            .map(|r| {
-                r.values()
-                    .filter(|rep| rep.desired.service_accounts.contains(sa))
-                    .map(|rep| rep.role.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.roles_whose_report(|rep| rep.desired.service_accounts.contains(sa))
     }
 
     /// Roles whose last reconcile decided on the association `key` (its role before a
     /// `roleArn` change, or before it was deleted, among them).
     pub fn roles_with_association(&self, key: &Key) -> Vec<String> {
+        self.roles_whose_report(|rep| rep.desired.association_verdicts.contains_key(key))
+    }
+
+    fn roles_whose_report(&self, matches: impl Fn(&RoleReport) -> bool) -> Vec<String> {
         self.reports
             .read()
             .map(|r| {
                 r.values()
-                    .filter(|rep| rep.desired.association_verdicts.contains_key(key))
+                    .filter(|rep| matches(rep))
                     .map(|rep| rep.role.clone())
                     .collect()
             })
